@@ -1,0 +1,61 @@
+# sagin-hil: set-up, run, test.  `make run` and `make test` do everything on a fresh Debian 12 machine.
+# Re-running skips what is done: each step leaves a stamp that depends on what it installed from.
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := libopenjp2-7 libiio0 libiio-utils python3-soapysdr python3-venv
+PYTEST   := $(BIN)/python -m pytest
+
+.PHONY: run test test-all bench setup system clean help
+
+help:
+	@echo "make run       set up everything, then run the default flowgraph (LEO pass loopback)"
+	@echo "make test      set up everything, then run the test suite (slow tests excluded)"
+	@echo "make test-all  the test suite including slow statistical and training tests"
+	@echo "make bench     run every benchmark, writing bench-*.json"
+	@echo "make clean     remove .venv and the set-up stamps"
+
+run: setup
+	$(BIN)/sagin-hil run $(ARGS)
+
+test: setup
+	$(PYTEST) -m "not slow" $(ARGS)
+
+test-all: setup
+	$(PYTEST) $(ARGS)
+
+bench: setup
+	$(BIN)/sagin-hil bench all --json bench-all.json
+
+setup: $(VENV)/.stamp-install
+
+# System libraries: OpenJPEG for glymur, libiio for pyadi-iio, SoapySDR bindings, venv support.
+$(VENV)/.stamp-system:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.stamp-install: $(VENV)/.stamp-system pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	@$(MAKE) --no-print-directory soapy-link
+	@touch $@
+
+# Debian's SoapySDR bindings are built for CPython 3.11: link just their two files into the venv
+# (all of dist-packages would shadow the venv's numpy with Debian's 1.24).
+.PHONY: soapy-link
+soapy-link:
+	@site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	for f in /usr/lib/python3/dist-packages/SoapySDR.py /usr/lib/python3/dist-packages/_SoapySDR*.so; do \
+	  [ -e "$$f" ] && ln -sf "$$f" "$$site/" || true; \
+	done
+
+clean:
+	rm -rf $(VENV) *.egg-info

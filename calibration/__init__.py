@@ -1,0 +1,1 @@
+"""calibration layer of sagin-hil (see docs/architecture.md)."""

@@ -1,0 +1,133 @@
+"""The `sagin-hil` command: run flowgraphs, benchmarks, and each layer's own tools."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from sagin_hil import __version__
+
+app = typer.Typer(
+    name="sagin-hil",
+    help="Hardware-in-the-loop SDR link emulator for space-air-ground (LEO -> UAV -> ground) image links.\n\n"
+    "Start with `sagin-hil run`: a software loopback of a LEO pass carrying images at sample level.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Each layer adds its commands through `register(app)`; those modules import only typer at load time.
+_LAYER_COMMANDS = (
+    "sagin_hil.phy.cli",
+    "sagin_hil.hil.emulator_cli",
+    "sagin_hil.hil.radio_cli",
+    "sagin_hil.codecs.cli",
+    "sagin_hil.controllers.cli",
+    "sagin_hil.calibration.cli",
+)
+
+# Benchmark name -> "module:function"; each function takes quick: bool and returns the bench dict.
+BENCHMARKS = {
+    "ldpc": "sagin_hil.phy.bench:bench_ldpc",
+    "channel": "sagin_hil.phy.channel.bench:bench_channel",
+    "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
+    "controller": "sagin_hil.controllers.bench:bench_controller",
+}
+
+
+@app.command()
+def version() -> None:
+    """Print the sagin-hil version and the versions of the libraries it runs on."""
+    import numpy
+
+    console.print(f"sagin-hil {__version__}")
+    console.print(f"numpy {numpy.__version__}")
+    for name in ("numba", "scipy", "torch", "zmq", "glymur"):
+        try:
+            mod = importlib.import_module(name)
+            console.print(f"{name} {getattr(mod, '__version__', '?')}")
+        except ImportError:
+            console.print(f"{name} [yellow]not installed[/]")
+
+
+@app.command()
+def run(
+    flowgraph: Optional[Path] = typer.Argument(
+        None, help="Flowgraph TOML file. Without one, runs the embedded default (a LEO pass in loopback)."
+    ),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write summary.json to this path."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives runs/<name>-<time>/."),
+    images: Optional[int] = typer.Option(None, help="Override the number of images carried."),
+    radio: Optional[str] = typer.Option(None, help="Override the radio: emulated, pluto-emu, pluto, soapy, zmq."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+) -> None:
+    """Run a flowgraph end to end and write a report folder (summary.json, tasks.csv, plots, index.html)."""
+    from sagin_hil.flowgraphs.config import FlowgraphError, load_flowgraph
+    from sagin_hil.flowgraphs.runner import run_flowgraph
+
+    try:
+        fg = load_flowgraph(flowgraph)
+        overrides = {k: v for k, v in {"images": images, "radio": radio}.items() if v is not None}
+        if overrides:
+            fg = fg.with_overrides(**overrides)
+    except FlowgraphError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.summary, indent=2))
+        console.print(f"summary written to {json_path}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    name: str = typer.Argument(..., help=f"Benchmark: {', '.join(BENCHMARKS)} or all."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results (common bench schema) here."),
+    quick: bool = typer.Option(False, help="Fewer repetitions: a smoke run, not a measurement."),
+) -> None:
+    """Measure ours against a peer in the same run; ratios are ours' speed over the peer's."""
+    from sagin_hil.benchmarks import merge_results, print_results, validate_results
+
+    names = list(BENCHMARKS) if name == "all" else [name]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        err_console.print(f"[red]error:[/] unknown benchmark {unknown[0]!r}; choose one of: {', '.join(BENCHMARKS)}, all")
+        raise typer.Exit(2)
+    results = []
+    for n in names:
+        module, func = BENCHMARKS[n].split(":")
+        try:
+            fn = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError) as exc:
+            err_console.print(f"[red]error:[/] benchmark {n!r} is not available: {exc}")
+            raise typer.Exit(2) from None
+        res = validate_results(fn(quick=quick))
+        print_results(res, console)
+        results.append(res)
+    merged = merge_results(results)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(merged, indent=2))
+        console.print(f"results written to {json_path}")
+
+
+for _module in _LAYER_COMMANDS:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

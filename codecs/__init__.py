@@ -1,0 +1,1 @@
+"""codecs layer of sagin-hil (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""controllers layer of sagin-hil (see docs/architecture.md)."""

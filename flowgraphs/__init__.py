@@ -1,0 +1,1 @@
+"""flowgraphs layer of sagin-hil (see docs/architecture.md)."""

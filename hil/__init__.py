@@ -1,0 +1,1 @@
+"""hil layer of sagin-hil (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""phy layer of sagin-hil (see docs/architecture.md)."""

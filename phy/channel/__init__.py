@@ -1,0 +1,1 @@
+"""phy/channel layer of sagin-hil (see docs/architecture.md)."""
