@@ -1,0 +1,168 @@
+"""Flowgraph files: TOML validated by pydantic, with errors that name the file, key, value and what is allowed.
+
+A flowgraph says what to carry (images and their tasks), over which world (a scenario), through which
+radio (the software emulator or a real/emulated front end), decided by which controller, and where the
+report goes. `load_flowgraph(None)` gives the embedded default (flowgraphs/default.toml).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["Flowgraph", "FlowgraphError", "load_flowgraph", "DEFAULT_FLOWGRAPH"]
+
+DEFAULT_FLOWGRAPH = "default.toml"
+
+
+class FlowgraphError(ValueError):
+    """A flowgraph file that cannot be used; the message names the file, key, bad value and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImagesConfig(_Section):
+    count: int = Field(8, ge=1, le=1000, description="images carried, one task each")
+    size_px: int = Field(256, ge=32, le=2048, description="side of the square centre crop, pixels")
+    interval_s: float = Field(10.0, gt=0, description="time between task arrivals along the pass, seconds")
+
+
+class TasksConfig(_Section):
+    deadline_s: tuple[float, float] = Field((2.0, 11.0), description="D_max drawn uniformly in [lo, hi] s")
+    quality_min_db: tuple[float, float] = Field((24.0, 32.0), description="PSNR floor Q_min in [lo, hi] dB")
+    weight_quality: float = Field(0.5, ge=0, le=1, description="SCC weight xi_q (xi_d = 1 - xi_q)")
+
+    @field_validator("deadline_s", "quality_min_db")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"must be [lo, hi] with 0 < lo <= hi, got {list(v)}")
+        return v
+
+
+class PhyConfig(_Section):
+    symbol_rate_hz: float = Field(8e6, gt=0, description="symbol rate; 8 Msym/s with roll-off 0.25 fills 10 MHz")
+    sps: int = Field(4, ge=2, le=16, description="samples per symbol")
+    rolloff: float = Field(0.25, gt=0, le=1, description="root-raised-cosine roll-off")
+    ldpc_iterations: int = Field(10, ge=1, le=100)
+    packet_bytes: int = Field(2048, ge=64, le=65536, description="payload bytes per packet (the ARQ unit)")
+    max_retransmissions: int = Field(2, ge=0, le=16, description="ARQ rounds for packets that failed their CRC")
+    ephemeris_time_error_s: float = Field(
+        0.5, ge=0, description="clock error of the receiver's Doppler prediction; leaves a residual Doppler"
+    )
+    cfo_ppm: float = Field(0.5, ge=0, le=50, description="oscillator offset between the two ends of a hop")
+
+
+class RadioSection(_Section):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["emulated", "pluto-emu", "pluto", "soapy", "zmq"] = Field(
+        "emulated", description="emulated = software channel emulator; others go through hil radios"
+    )
+
+
+class ControllerConfig(_Section):
+    algo: str = Field("link-adaptation", description="controller registry name")
+    transport: Literal["inproc", "tcp"] = Field("inproc", description="control plane socket transport")
+    timeout_s: float = Field(2.0, gt=0, description="allocation request timeout before the safe fallback")
+    target_bler: float = Field(0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims under")
+
+
+class ReportConfig(_Section):
+    max_constellation_points: int = Field(4000, ge=100, description="symbols drawn per constellation plot")
+
+
+class Flowgraph(BaseModel):
+    """A whole experiment. `source` is the file it came from (for error messages)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name (report folder prefix)")
+    description: str = ""
+    seed: int = 1
+    scenario: dict[str, Any] = Field(default_factory=dict, description="inline scenario table, or {file = ...}")
+    images: ImagesConfig = ImagesConfig()
+    tasks: TasksConfig = TasksConfig()
+    phy: PhyConfig = PhyConfig()
+    radio: RadioSection = RadioSection()
+    controller: ControllerConfig = ControllerConfig()
+    report: ReportConfig = ReportConfig()
+    source: str = Field("<embedded default>", exclude=True)
+
+    @model_validator(mode="after")
+    def _check_scenario_file(self) -> Flowgraph:
+        f = self.scenario.get("file")
+        if f is not None and not isinstance(f, str):
+            raise ValueError(f"scenario.file must be a path string, got {f!r}")
+        return self
+
+    def with_overrides(self, images: int | None = None, radio: str | None = None) -> Flowgraph:
+        """A copy with command-line overrides applied (validated like the file)."""
+        data = self.model_dump()
+        if images is not None:
+            data["images"]["count"] = images
+        if radio is not None:
+            data["radio"]["kind"] = radio
+        return _validate(data, self.source)
+
+    def scenario_path(self) -> Path | None:
+        """The scenario file, resolved relative to the flowgraph file."""
+        f = self.scenario.get("file")
+        if f is None:
+            return None
+        p = Path(f).expanduser()
+        if not p.is_absolute() and not self.source.startswith("<"):
+            p = Path(self.source).parent / p
+        return p
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at the parent of `loc` (for "did you mean")."""
+    model: Any = Flowgraph
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return [k for k in model.model_fields if k != "source"]
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"])
+        close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"key {key!r} is not allowed here{hint} (allowed: {', '.join(allowed)})"
+    return f"key {key!r} = {err.get('input')!r}: {err['msg']}"
+
+
+def _validate(data: dict[str, Any], source: str) -> Flowgraph:
+    try:
+        return Flowgraph.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        lines = [f"{source}: invalid flowgraph"] + [f"  - {_describe(e)}" for e in exc.errors()]
+        raise FlowgraphError("\n".join(lines)) from None
+
+
+def load_flowgraph(path: str | Path | None = None) -> Flowgraph:
+    """Read and validate a flowgraph file; None loads the embedded default."""
+    if path is None:
+        text = resources.files("sagin_hil.flowgraphs").joinpath(DEFAULT_FLOWGRAPH).read_text()
+        source = f"<embedded {DEFAULT_FLOWGRAPH}>"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FlowgraphError(f"{p}: no such flowgraph file (run `sagin-hil run` without an argument for the default)")
+        text, source = p.read_text(), str(p)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FlowgraphError(f"{source}: not valid TOML: {exc}") from None
+    return _validate(data, source)

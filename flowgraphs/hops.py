@@ -1,0 +1,172 @@
+"""One hop at sample level: packets -> PHY -> channel (emulator or radio) -> PHY -> packets, with ARQ.
+
+A payload is cut into packets of `packet_bytes`; each packet is an independent PHY packet (bursts with
+their own headers and CRC-protected LDPC code blocks). The packets of one round go out back to back as one
+continuous sample stream, so the channel sees one transmission. The receiver knows the link geometry from
+the ephemeris, so it pre-compensates the predicted Doppler and opens a window around each packet's predicted
+arrival; a receiver with a late ephemeris (`ephemeris_time_error_s`) is left a residual Doppler that the
+PHY's synchroniser must take out. Packets that fail are sent again in the next ARQ round, after a NACK
+that costs one propagation delay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sagin_hil.datatypes import LinkReport, SampleBlock
+from sagin_hil.phy.channel.emulator import ChannelEmulator
+from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
+
+__all__ = ["EmulatedHop", "HopResult", "doppler_correct"]
+
+GUARD_SYMBOLS = 64  # silence between packets of one round
+WINDOW_MARGIN_S = 20e-6  # receive window slack around the predicted arrival (ephemeris delay error)
+
+
+@dataclass
+class HopResult:
+    """What one hop delivered, and what its receiver measured."""
+
+    payload: bytes  # failed packets zero-filled, same length as sent
+    delivered: bool  # every packet passed its CRCs
+    air_time_s: float  # transmit time of all rounds
+    delay_s: float  # first sample sent -> last packet received, incl. NACK feedback between rounds
+    retransmissions: int  # packets sent again
+    report: LinkReport
+    symbols: np.ndarray | None = field(default=None, repr=False)  # equalised payload symbols (plots)
+    blocks: int = 0
+    block_errors: int = 0
+
+
+def doppler_correct(samples: np.ndarray, sample_rate_hz: float, doppler_hz: float, rate_hz_per_s: float) -> np.ndarray:
+    """Mix out a predicted Doppler f(t) = doppler_hz + rate_hz_per_s * t (t from the first sample)."""
+    t = np.arange(len(samples)) / sample_rate_hz
+    phase = -2 * np.pi * (doppler_hz * t + 0.5 * rate_hz_per_s * t * t)
+    return (samples * np.exp(1j * phase)).astype(np.complex64)
+
+
+class EmulatedHop:
+    """A hop through the software channel emulator, driven by the scenario in virtual time.
+
+    Parameters
+    ----------
+    scenario: phy.channel.scenario.Scenario
+    tx, rx: node names of the hop's ends.
+    phy: flowgraphs.config.PhyConfig
+    seed: randomness of the channel (noise, fading).
+    """
+
+    def __init__(self, scenario, tx: str, rx: str, phy, seed: int = 0) -> None:
+        self.scenario, self.tx, self.rx, self.phy = scenario, tx, rx, phy
+        self.link_id = f"{tx}->{rx}"
+        self.sample_rate_hz = phy.symbol_rate_hz * phy.sps
+        self.link = LinkConfig(
+            symbol_rate_hz=phy.symbol_rate_hz, sps=phy.sps, rolloff=phy.rolloff, iterations=phy.ldpc_iterations
+        )
+        self.modulator = PacketTransmitter(self.link)
+        self.demodulator = PacketReceiver(self.link)
+        self.emulator = ChannelEmulator.for_link(
+            scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed
+        )
+        self._seq = 0
+
+    # -- one round: packets back to back through the channel --------------------------------------------
+    def _round(self, packets: list[bytes], mcs: str, t_s: float):
+        waves = [self.modulator.modulate(p, mcs, self._next_seq()) for p in packets]
+        guard = np.zeros(GUARD_SYMBOLS * self.phy.sps, np.complex64)
+        offsets, pieces, pos = [], [], 0
+        for w in waves:
+            offsets.append(pos)
+            pieces += [w, guard]
+            pos += len(w) + len(guard)
+        state = self.scenario.link_state(self.tx, self.rx, t_s)
+        # The receiver's view of the geometry: the ephemeris evaluated at a slightly wrong time.
+        predicted = self.scenario.link_state(self.tx, self.rx, t_s + self.phy.ephemeris_time_error_s)
+        tail = int(math.ceil((max(state.delay_s, predicted.delay_s) + 2 * WINDOW_MARGIN_S) * self.sample_rate_hz))
+        stream = np.concatenate(pieces + [np.zeros(tail, np.complex64)])
+        out = self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
+        out = doppler_correct(out, self.sample_rate_hz, predicted.doppler_hz, predicted.doppler_rate_hz_per_s)
+        lag = int(round(predicted.delay_s * self.sample_rate_hz))
+        margin = int(WINDOW_MARGIN_S * self.sample_rate_hz)
+        results = []
+        for off, w in zip(offsets, waves):
+            lo = max(off + lag - margin, 0)
+            window = out[lo : off + lag + len(w) + margin]
+            results.append((self.demodulator.demodulate(window), lo))
+        air_time_s = pos / self.sample_rate_hz
+        return results, air_time_s, state.delay_s
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % 65536
+        return self._seq
+
+    def send(self, payload: bytes, mcs: str, t_s: float, max_retransmissions: int = 0) -> HopResult:
+        """Carry `payload` over the hop starting at scenario time t_s; ARQ until delivered or out of rounds."""
+        size = self.phy.packet_bytes
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+        received: list[bytes | None] = [None] * len(chunks)
+        pending = list(range(len(chunks)))
+        air = elapsed = 0.0
+        retx = blocks = block_errors = 0
+        snrs, evms, cfos, bers, delays, symbols = [], [], [], [], [], []
+        for round_no in range(max_retransmissions + 1):
+            if not pending:
+                break
+            if round_no:
+                retx += len(pending)
+            results, round_air, prop_s = self._round([chunks[i] for i in pending], mcs, t_s + elapsed)
+            air += round_air
+            elapsed += round_air + prop_s + (prop_s if round_no else 0.0)  # data + (NACK before a resend)
+            still = []
+            for i, (pkt, lo) in zip(pending, results):
+                heard = pkt is not None and pkt.header_ok
+                ok = heard and bool(np.all(pkt.block_ok))
+                if heard and pkt.n_blocks:
+                    blocks += pkt.n_blocks
+                    block_errors += int(np.count_nonzero(~np.asarray(pkt.block_ok)))
+                else:  # a packet never heard counts as one lost block
+                    blocks += 1
+                    block_errors += not ok
+                if heard:
+                    snrs.append(pkt.snr_db)
+                    evms.append(pkt.evm_rms)
+                    cfos.append(pkt.cfo_hz)
+                    if np.isfinite(pkt.ber):
+                        bers.append(pkt.ber)
+                    delays.append((lo + pkt.start_sample) / self.sample_rate_hz)
+                    if getattr(pkt, "symbols", None) is not None and len(symbols) < 4:
+                        symbols.append(np.asarray(pkt.symbols))
+                if ok:
+                    received[i] = pkt.payload[: len(chunks[i])]
+                else:
+                    still.append(i)
+                    if heard and received[i] is None:
+                        received[i] = pkt.payload[: len(chunks[i])]  # best effort if ARQ runs out
+            pending = still
+        data = b"".join(r if r is not None else bytes(len(c)) for r, c in zip(received, chunks))
+        snr_db = float(10 * np.log10(np.mean(10 ** (np.asarray(snrs) / 10)))) if snrs else -50.0
+        report = LinkReport(
+            link_id=self.link_id,
+            time_s=t_s,
+            snr_db=float(np.clip(snr_db, -50.0, 100.0)),
+            evm_rms=float(np.mean(evms)) if evms else float("nan"),
+            cfo_hz=float(np.mean(cfos)) if cfos else 0.0,
+            ber=float(np.mean(bers)) if bers else float("nan"),
+            bler=block_errors / blocks if blocks else float("nan"),
+            delay_s=float(np.mean(delays)) if delays else float("nan"),
+            n_blocks=blocks,
+        )
+        return HopResult(
+            payload=data,
+            delivered=not pending,
+            air_time_s=air,
+            delay_s=elapsed,
+            retransmissions=retx,
+            report=report,
+            symbols=np.concatenate(symbols) if symbols else None,
+            blocks=blocks,
+            block_errors=block_errors,
+        )

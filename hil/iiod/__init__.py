@@ -1,0 +1,1 @@
+"""An emulated ADALM-Pluto speaking the iiod network protocol."""

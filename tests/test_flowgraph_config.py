@@ -1,0 +1,49 @@
+"""Flowgraph files: the embedded default loads; bad files get errors naming file, key, value and fix."""
+
+import pytest
+
+from sagin_hil.flowgraphs.config import FlowgraphError, load_flowgraph
+
+
+def test_default_flowgraph_matches_the_reference_setting():
+    fg = load_flowgraph()
+    assert fg.name == "leo-pass-loopback"
+    assert fg.images.count >= 8
+    assert fg.radio.kind == "emulated"
+    assert fg.tasks.deadline_s == (2.0, 11.0)  # D_max ~ U[2, 11] s (paper 000, Sec. V)
+    assert fg.phy.symbol_rate_hz * (1 + fg.phy.rolloff) == pytest.approx(10e6)  # the 10 MHz channel
+
+
+def test_errors_name_file_key_value_and_alternatives(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\n[phy]\nsps = 1\nrollof = 0.3\n[radio]\nkind = "usrp"\n')
+    with pytest.raises(FlowgraphError) as exc:
+        load_flowgraph(path)
+    msg = str(exc.value)
+    assert str(path) in msg
+    assert "'phy.sps' = 1" in msg and "greater than or equal to 2" in msg
+    assert "did you mean 'rolloff'" in msg
+    assert "'radio.kind' = 'usrp'" in msg and "'pluto-emu'" in msg
+
+
+def test_unreadable_inputs(tmp_path):
+    with pytest.raises(FlowgraphError, match="no such flowgraph file"):
+        load_flowgraph(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = [unclosed\n")
+    with pytest.raises(FlowgraphError, match="not valid TOML"):
+        load_flowgraph(broken)
+    swapped = tmp_path / "swapped.toml"
+    swapped.write_text("[tasks]\ndeadline_s = [11.0, 2.0]\n")
+    with pytest.raises(FlowgraphError, match="lo <= hi"):
+        load_flowgraph(swapped)
+
+
+def test_overrides_are_validated_and_paths_resolve(tmp_path):
+    fg = load_flowgraph().with_overrides(images=3, radio="pluto-emu")
+    assert fg.images.count == 3 and fg.radio.kind == "pluto-emu"
+    with pytest.raises(FlowgraphError, match="images.count"):
+        load_flowgraph().with_overrides(images=0)
+    f = tmp_path / "fg.toml"
+    f.write_text('[scenario]\nfile = "sc.toml"\n')
+    assert load_flowgraph(f).scenario_path() == tmp_path / "sc.toml"
