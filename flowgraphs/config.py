@@ -51,7 +51,7 @@ class PhyConfig(_Section):
     symbol_rate_hz: float = Field(8e6, gt=0, description="symbol rate; 8 Msym/s with roll-off 0.25 fills 10 MHz")
     sps: int = Field(4, ge=2, le=16, description="samples per symbol")
     rolloff: float = Field(0.25, gt=0, le=1, description="root-raised-cosine roll-off")
-    ldpc_iterations: int = Field(10, ge=1, le=100)
+    ldpc_iterations: int = Field(10, ge=1, le=100, description="maximum LDPC decoder iterations (early stop on the syndrome)")
     packet_bytes: int = Field(2048, ge=64, le=65536, description="payload bytes per packet (the ARQ unit)")
     max_retransmissions: int = Field(2, ge=0, le=16, description="ARQ rounds for packets that failed their CRC")
     ephemeris_time_error_s: float = Field(
@@ -84,8 +84,8 @@ class Flowgraph(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name (report folder prefix)")
-    description: str = ""
-    seed: int = 1
+    description: str = Field("", description="one line shown in the report")
+    seed: int = Field(1, description="seeds task draws, noise and fading: the same seed gives the same run")
     scenario: dict[str, Any] = Field(default_factory=dict, description="inline scenario table, or {file = ...}")
     images: ImagesConfig = ImagesConfig()
     tasks: TasksConfig = TasksConfig()

@@ -20,7 +20,7 @@ from sagin_hil.datatypes import LinkReport, SampleBlock
 from sagin_hil.phy.channel.emulator import ChannelEmulator
 from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
 
-__all__ = ["EmulatedHop", "HopResult", "doppler_correct"]
+__all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult", "doppler_correct"]
 
 GUARD_SYMBOLS = 64  # silence between packets of one round
 WINDOW_MARGIN_S = 20e-6  # receive window slack around the predicted arrival (ephemeris delay error)
@@ -48,16 +48,19 @@ def doppler_correct(samples: np.ndarray, sample_rate_hz: float, doppler_hz: floa
     return (samples * np.exp(1j * phase)).astype(np.complex64)
 
 
-class EmulatedHop:
-    """A hop through the software channel emulator, driven by the scenario in virtual time.
+class Hop:
+    """One hop's PHY ends and ARQ; subclasses say how samples cross the channel (`_channel`).
 
     Parameters
     ----------
-    scenario: phy.channel.scenario.Scenario
+    scenario: phy.channel.scenario.Scenario (the receiver's ephemeris: predicted delay and Doppler)
     tx, rx: node names of the hop's ends.
     phy: flowgraphs.config.PhyConfig
     seed: randomness of the channel (noise, fading).
     """
+
+    # A channel that knows the geometry delays the stream by the propagation delay; a cabled radio does not.
+    follows_scenario = True
 
     def __init__(self, scenario, tx: str, rx: str, phy, seed: int = 0) -> None:
         self.scenario, self.tx, self.rx, self.phy = scenario, tx, rx, phy
@@ -68,14 +71,19 @@ class EmulatedHop:
         )
         self.modulator = PacketTransmitter(self.link)
         self.demodulator = PacketReceiver(self.link)
-        self.emulator = ChannelEmulator.for_link(
-            scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed
-        )
         self._seq = 0
+
+    def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
+        """The stream as received (time aligned: sample k left the transmitter at t_s + k / fs)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the channel holds (radios, servers)."""
 
     # -- one round: packets back to back through the channel --------------------------------------------
     def _round(self, packets: list[bytes], mcs: str, t_s: float):
-        waves = [self.modulator.modulate(p, mcs, self._next_seq()) for p in packets]
+        seqs = [self._next_seq() for _ in packets]
+        waves = [self.modulator.modulate(p, mcs, seq) for p, seq in zip(packets, seqs)]
         guard = np.zeros(GUARD_SYMBOLS * self.phy.sps, np.complex64)
         offsets, pieces, pos = [], [], 0
         for w in waves:
@@ -86,18 +94,20 @@ class EmulatedHop:
         # The receiver's view of the geometry: the ephemeris evaluated at a slightly wrong time.
         predicted = self.scenario.link_state(self.tx, self.rx, t_s + self.phy.ephemeris_time_error_s)
         tail = int(math.ceil((max(state.delay_s, predicted.delay_s) + 2 * WINDOW_MARGIN_S) * self.sample_rate_hz))
-        stream = np.concatenate(pieces + [np.zeros(tail, np.complex64)])
-        out = self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
-        out = doppler_correct(out, self.sample_rate_hz, predicted.doppler_hz, predicted.doppler_rate_hz_per_s)
-        lag = int(round(predicted.delay_s * self.sample_rate_hz))
+        out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
         margin = int(WINDOW_MARGIN_S * self.sample_rate_hz)
+        if self.follows_scenario:
+            out = doppler_correct(out, self.sample_rate_hz, predicted.doppler_hz, predicted.doppler_rate_hz_per_s)
+            lag = int(round(predicted.delay_s * self.sample_rate_hz))
+        else:  # a cyclic capture of unknown latency: the first packet heard, by its sequence number, tells it
+            first = self.demodulator.demodulate(out[: len(out) // 2 + len(max(waves, key=len))])
+            k = seqs.index(first.seq) if first is not None and first.header_ok and first.seq in seqs else 0
+            lag = (first.start_sample - offsets[k]) % self._period if first is not None else 0
         results = []
         for off, w in zip(offsets, waves):
             lo = max(off + lag - margin, 0)
-            window = out[lo : off + lag + len(w) + margin]
-            results.append((self.demodulator.demodulate(window), lo))
-        air_time_s = pos / self.sample_rate_hz
-        return results, air_time_s, state.delay_s
+            results.append((self.demodulator.demodulate(out[lo : off + lag + len(w) + margin]), lo))
+        return results, pos / self.sample_rate_hz, state.delay_s
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % 65536
@@ -170,3 +180,63 @@ class EmulatedHop:
             blocks=blocks,
             block_errors=block_errors,
         )
+
+
+class EmulatedHop(Hop):
+    """A hop through the software channel emulator, driven by the scenario in virtual time."""
+
+    def __init__(self, scenario, tx: str, rx: str, phy, seed: int = 0) -> None:
+        super().__init__(scenario, tx, rx, phy, seed)
+        self.emulator = ChannelEmulator.for_link(scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed)
+
+    def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
+        return self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
+
+
+class RadioHop(Hop):
+    """A hop through a radio front end (`hil.radio`), TX and RX on the same device.
+
+    kind "pluto-emu": each hop gets its own emulated Pluto whose channel is this hop of the scenario, driven
+    through unmodified pyadi-iio; the stream is time aligned, so the ephemeris predicts delay and Doppler.
+    Other kinds (a Pluto or SoapySDR radio with TX cabled to RX through an attenuator, or a ZeroMQ link):
+    the stream goes out cyclically and is captured back (`Radio.loopback`); the receiver finds the packets
+    by their preambles.
+    """
+
+    TX_PEAK = 0.7  # full scale is 1; leave headroom for the DAC
+
+    def __init__(self, scenario, tx: str, rx: str, phy, radio: dict, seed: int = 0) -> None:
+        from sagin_hil.hil.radio import open_radio
+
+        super().__init__(scenario, tx, rx, phy, seed)
+        settings = {k: v for k, v in radio.items() if k != "kind"}
+        settings.setdefault("sample_rate_hz", self.sample_rate_hz)
+        self.server = None
+        self.follows_scenario = radio["kind"] == "pluto-emu"
+        if self.follows_scenario and not settings.get("uri"):
+            from sagin_hil.hil.iiod import start_pluto_emulator
+
+            self.server = start_pluto_emulator(scenario=scenario, link=self.link_id, seed=seed)
+            settings["uri"] = self.server.uri
+        try:
+            self.radio = open_radio({"kind": radio["kind"], **settings})
+        except Exception:
+            self.close()
+            raise
+
+    def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
+        x = stream * (self.TX_PEAK / max(float(np.max(np.abs(stream))), 1e-12))
+        if self.server is not None:
+            self.server.set_scenario_time(t_s)
+            y = self.radio.transfer(x).samples
+        else:
+            guard = max(1000, len(x) // 4)
+            self._period = len(x) + guard  # the capture holds two periods of the cyclic transmission
+            y = self.radio.loopback(x, guard_samples=guard).samples
+        rms = float(np.sqrt(np.mean(np.abs(y) ** 2)))
+        return (y / max(rms, 1e-12)).astype(np.complex64)  # the modem expects about unit power
+
+    def close(self) -> None:
+        for part in (getattr(self, "radio", None), self.server):
+            if part is not None:
+                part.close()

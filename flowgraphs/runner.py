@@ -96,16 +96,20 @@ def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float) -
 
 
 def _print_table(console: Console, records: list[TaskRecord]) -> None:
+    """The per-task table: the deadline and quality floor beside what was achieved, misses in red."""
     table = Table(title="tasks", header_style="bold")
-    for col in ("task", "image", "route", "mode", "MCS per hop", "bits", "air (ms)", "delay (s)", "D_max",
-                "PSNR (dB)", "SSIM", "Q_min", "SCC", "deadline", "quality"):
-        table.add_column(col, justify="right")
-    ok, bad = "[green]met[/]", "[red]missed[/]"
+    for col in ("#", "image", "route", "mode", "MCS per hop", "kbit", "air ms", "delay s / D_max",
+                "PSNR dB / Q_min", "SSIM", "SCC"):
+        table.add_column(col, justify="left" if col in ("image", "route", "MCS per hop") else "right")
+
+    def mark(met: bool, text: str) -> str:
+        return f"[green]{text}[/]" if met else f"[red]{text}[/]"
+
     for r in records:
         table.add_row(
-            str(r.task_id), r.name, r.route, r.mode, r.mcs, f"{r.bits:,}", f"{1e3 * r.air_time_s:.1f}",
-            f"{r.delay_s:.3f}", f"{r.deadline_s:.2f}", f"{r.psnr_db:.2f}", f"{r.ssim:.3f}",
-            f"{r.quality_min_db:.1f}", f"{r.scc:.3f}", ok if r.met_deadline else bad, ok if r.met_quality else bad,
+            str(r.task_id), r.name, r.route, r.mode, r.mcs, f"{r.bits / 1e3:.1f}", f"{1e3 * r.air_time_s:.1f}",
+            mark(r.met_deadline, f"{r.delay_s:.3f} / {r.deadline_s:.2f}"),
+            mark(r.met_quality, f"{r.psnr_db:.2f} / {r.quality_min_db:.1f}"), f"{r.ssim:.3f}", f"{r.scc:.3f}",
         )
     console.print(table)
 
@@ -121,12 +125,20 @@ class _Experiment:
         self.hops: dict[str, Any] = {}
 
     def hop(self, tx: str, rx: str):
-        from sagin_hil.flowgraphs.hops import EmulatedHop
+        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
 
         key = f"{tx}->{rx}"
         if key not in self.hops:
-            self.hops[key] = EmulatedHop(self.scenario, tx, rx, self.fg.phy, seed=self.fg.seed + len(self.hops))
+            seed = self.fg.seed + len(self.hops)
+            if self.fg.radio.kind == "emulated":
+                self.hops[key] = EmulatedHop(self.scenario, tx, rx, self.fg.phy, seed=seed)
+            else:
+                self.hops[key] = RadioHop(self.scenario, tx, rx, self.fg.phy, self.fg.radio.model_dump(), seed=seed)
         return self.hops[key]
+
+    def close(self) -> None:
+        for h in self.hops.values():
+            h.close()
 
     def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, max_retx: int = 0):
         res = self.hop(tx, rx).send(data, mcs, t_s, max_retx)
@@ -206,8 +218,6 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     from sagin_hil.controllers import get_controller
     from sagin_hil.controllers.plane import ControlClient, ControlServer
 
-    if fg.radio.kind != "emulated":
-        raise NotImplementedError(f"radio kind {fg.radio.kind!r} is not wired into the runner yet; use 'emulated'")
     started = time.perf_counter()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     rng = np.random.default_rng(fg.seed)
@@ -236,6 +246,7 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
                 records.append(experiment.carry(task, route))
                 progress.advance(bar)
     finally:
+        experiment.close()
         client.close()
         server.stop()
 

@@ -1,7 +1,113 @@
-"""Command-line commands of this layer, registered on the `sagin-hil` app (heavy imports stay inside commands)."""
+"""`sagin-hil emulator ...`: the channel emulator service and a link-budget table (heavy imports stay inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+emulator_app = typer.Typer(help="The channel emulator: serve impaired IQ over ZeroMQ, print link budgets.",
+                           no_args_is_help=True)
+
+
+def _load(scenario: Optional[Path]):
+    from sagin_hil.phy.channel.scenario import Scenario, ScenarioError, load_scenario
+
+    try:
+        return load_scenario(scenario) if scenario is not None else Scenario.default()
+    except ScenarioError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _split_link(link: str) -> tuple[str, str]:
+    if link.count(":") != 1 or not all(link.split(":")):
+        typer.secho(f"error: --link {link!r} must be TX:RX, e.g. leo0:uav0", fg="red", err=True)
+        raise typer.Exit(2)
+    tx, rx = link.split(":")
+    return tx, rx
+
+
+@emulator_app.command()
+def serve(
+    tx: str = typer.Option(..., "--tx", help="Endpoint of the transmitter's gr-zeromq sink (connected)."),
+    rx: str = typer.Option(..., "--rx", help="Endpoint this service binds for the receiver."),
+    scenario: Optional[Path] = typer.Option(None, help="Scenario TOML (default: the packaged default)."),
+    link: str = typer.Option("leo0:uav0", help="The scenario link TX:RX to emulate."),
+    pattern: str = typer.Option("push-pull", help="push-pull, pub-sub or req-rep (srsRAN style)."),
+    control: Optional[str] = typer.Option(None, help="REP endpoint for JSON control, e.g. tcp://127.0.0.1:5560."),
+    sample_rate: float = typer.Option(1e6, help="Sample rate of the IQ stream in samples/s."),
+    start_time: float = typer.Option(0.0, help="Scenario time of the first sample, s."),
+    realtime: bool = typer.Option(False, "--realtime", help="Pace output to the sample rate (else virtual time)."),
+    doppler_scale: float = typer.Option(1.0, help="Fraction of the carrier Doppler applied (0 = pre-compensated)."),
+    snr_db: Optional[float] = typer.Option(None, help="Hold the SNR at this value instead of the link budget's."),
+    signal_power: Optional[float] = typer.Option(None, help="Reference input power for the SNR (default: measured)."),
+    pass_tags: bool = typer.Option(False, "--pass-tags", help="Messages carry the gr-zeromq tag header."),
+    seed: int = typer.Option(0, help="Seed of the fading and noise."),
+) -> None:
+    """Take IQ from --tx, impair it as the scenario link does, give it to --rx (gr-zeromq compatible)."""
+    from sagin_hil.hil.emulator_service import PATTERNS, EmulatorService
+    from sagin_hil.phy.channel.emulator import ChannelEmulator
+    from sagin_hil.phy.channel.scenario import ScenarioError
+
+    if pattern not in PATTERNS:
+        typer.secho(f"error: --pattern {pattern!r}; choose one of {', '.join(PATTERNS)}", fg="red", err=True)
+        raise typer.Exit(2)
+    sc = _load(scenario)
+    tx_node, rx_node = _split_link(link)
+    overrides = {k: v for k, v in {"snr_db": snr_db, "signal_power": signal_power}.items() if v is not None}
+    try:
+        em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,
+                                      doppler_scale=doppler_scale, **overrides)
+        svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time)
+    except (ScenarioError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"emulating {tx_node} -> {rx_node} ({pattern}): {tx} -> {rx}"
+               + (f", control {control}" if control else "") + ("; real time" if realtime else "; virtual time"))
+    try:
+        svc.run()
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # zmq errors such as "Address already in use"
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str({k: v for k, v in svc.stats().items() if k != "emulator"}))
+
+
+@emulator_app.command("link-budget")
+def link_budget(
+    scenario: Optional[Path] = typer.Option(None, help="Scenario TOML (default: the packaged default)."),
+    link: str = typer.Option("leo0:uav0", help="TX:RX"),
+    start: float = typer.Option(0.0, help="First time, s."),
+    stop: float = typer.Option(240.0, help="Last time, s."),
+    step: float = typer.Option(30.0, help="Time step, s."),
+) -> None:
+    """Print the link budget of one link over time (distance, delay, Doppler, SNR, rate)."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from sagin_hil.phy.channel.scenario import ScenarioError
+
+    sc = _load(scenario)
+    tx_node, rx_node = _split_link(link)
+    table = Table(title=f"{tx_node} -> {rx_node}")
+    for col in ("t s", "dist km", "delay ms", "elev deg", "Doppler kHz", "rate Hz/s", "SNR dB", "K dB", "visible", "Mbit/s"):
+        table.add_column(col, justify="right")
+    try:
+        for t in np.arange(start, stop + 1e-9, step):
+            s = sc.link_state(tx_node, rx_node, float(t))
+            table.add_row(f"{t:.0f}", f"{s.distance_m / 1e3:.1f}", f"{s.delay_s * 1e3:.3f}", f"{s.elevation_deg:.1f}",
+                          f"{s.doppler_hz / 1e3:.2f}", f"{s.doppler_rate_hz_per_s:.1f}", f"{s.snr_db:.1f}",
+                          f"{s.k_factor_db:.1f}", "yes" if s.visible else "no", f"{s.rate_bps / 1e6:.1f}")
+    except ScenarioError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    Console().print(table)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this layer's commands to `app`."""
+    """Add `sagin-hil emulator ...` to `app`."""
+    app.add_typer(emulator_app, name="emulator")

@@ -47,3 +47,21 @@ def test_overrides_are_validated_and_paths_resolve(tmp_path):
     f = tmp_path / "fg.toml"
     f.write_text('[scenario]\nfile = "sc.toml"\n')
     assert load_flowgraph(f).scenario_path() == tmp_path / "sc.toml"
+
+
+def test_every_key_is_documented():
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    import sagin_hil
+    from sagin_hil.flowgraphs.config import Flowgraph
+
+    doc = (Path(sagin_hil.__file__).parent / "docs" / "flowgraphs.md").read_text()
+    for name, field in Flowgraph.model_fields.items():
+        if name == "source":
+            continue
+        ann = field.annotation
+        keys = [f"{name}.{sub}" for sub in ann.model_fields] if isinstance(ann, type) and issubclass(ann, BaseModel) else [name]
+        for key in keys:
+            assert f"`{key}`" in doc, f"flowgraph key {key} is missing from docs/flowgraphs.md"

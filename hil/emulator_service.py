@@ -1,0 +1,296 @@
+"""The channel emulator as a ZeroMQ service: IQ in from a transmitter, impaired IQ out to a receiver.
+
+Wire-compatible with GNU Radio gr-zeromq (raw complex64 messages, optional tag header; hil/zmq_iq.py):
+
+    pattern    input side (towards the transmitter)          output side (towards the receiver)
+    push-pull  PULL connects to the TX's PUSH sink           PUSH binds, the RX's PULL source connects
+    pub-sub    SUB connects to the TX's PUB sink             PUB binds, the RX's SUB source connects
+    req-rep    REQ connects to the TX's REP (srsRAN style)   REP binds; each RX request (uint32 items
+                                                             wanted) pulls as many from the TX
+
+As in gr-zeromq, sinks bind and sources connect, so two services chain: the second connects to the
+first's output endpoint. Each message is one block; a message whose length is not a whole number of
+complex64 items (or with a bad tag header) is rejected and counted, and the stream goes on. A control
+socket (REP, JSON) reports statistics and changes parameters while the stream runs:
+
+    {"cmd": "stats"} | {"cmd": "params"} | {"cmd": "set", "params": {"snr_db": 5}} | {"cmd": "stop"}
+    -> {"ok": true, ...} or {"ok": false, "error": "..."}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from sagin_hil.datatypes import SampleBlock
+from sagin_hil.hil.zmq_iq import ZmqIqError, decode_iq_frames, decode_request, encode_iq, encode_request
+
+__all__ = ["EmulatorService", "PATTERNS"]
+
+PATTERNS = {"push-pull": ("PULL", "PUSH"), "pub-sub": ("SUB", "PUB"), "req-rep": ("REQ", "REP")}
+
+
+class EmulatorService:
+    """Serve one ChannelEmulator between two ZeroMQ endpoints.
+
+    Parameters
+    ----------
+    emulator: a ChannelEmulator (or the ScenarioChannel of `ChannelEmulator.for_link`).
+    tx_endpoint: where the transmitter's gr-zeromq sink is bound (this service connects), e.g.
+        "tcp://127.0.0.1:5555".
+    rx_endpoint: where this service binds its output for the receiver, e.g. "tcp://127.0.0.1:5556".
+    pattern: "push-pull", "pub-sub" or "req-rep".
+    control_endpoint: optional REP endpoint for JSON control requests (bound).
+    pass_tags: messages carry the gr-zeromq tag header (tags pass through, offsets kept).
+    start_time_s: scenario time of the first sample (blocks are stamped start_time_s + n / fs).
+    upstream_timeout_ms: req-rep only: how long to wait for the transmitter before answering zeros.
+    send_timeout_ms: push-pull: how long to wait for a receiver before dropping (and counting) a message.
+
+    Use start()/stop() to run it in a background thread, or run() to block (the CLI does).
+    """
+
+    def __init__(
+        self, emulator: Any, tx_endpoint: str, rx_endpoint: str, pattern: str = "push-pull",
+        control_endpoint: str | None = None, pass_tags: bool = False, start_time_s: float = 0.0,
+        upstream_timeout_ms: int = 1000, send_timeout_ms: int = 5000, poll_ms: int = 20,
+    ) -> None:
+        if pattern not in PATTERNS:
+            raise ValueError(f"pattern = {pattern!r}; choose one of {sorted(PATTERNS)}")
+        for name, ep in (("tx_endpoint", tx_endpoint), ("rx_endpoint", rx_endpoint)):
+            if not isinstance(ep, str) or "://" not in ep:
+                raise ValueError(f"{name} = {ep!r} is not a ZeroMQ endpoint; write e.g. 'tcp://127.0.0.1:5555'")
+        self.emulator = emulator
+        self.tx_endpoint, self.rx_endpoint, self.pattern = tx_endpoint, rx_endpoint, pattern
+        self.control_endpoint = control_endpoint
+        self.pass_tags = pass_tags
+        self.start_time_s = float(start_time_s)
+        self.upstream_timeout_ms = upstream_timeout_ms
+        self.send_timeout_ms = send_timeout_ms
+        self.poll_ms = poll_ms
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.counters = dict(messages_in=0, messages_out=0, samples_in=0, samples_out=0, rejected=0,
+                             dropped=0, gaps=0, control_requests=0, control_errors=0)
+        self.last_reject: str | None = None
+        self._t0_wall = time.perf_counter()
+
+    # ------------------------------------------------------------------------------------------ control
+    def stats(self) -> dict[str, Any]:
+        """Counters, throughput and the emulator's own statistics (JSON-safe)."""
+        with self._lock:
+            em = self.emulator.stats()
+        out = {**self.counters, "pattern": self.pattern, "tx_endpoint": self.tx_endpoint,
+               "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject,
+               "uptime_s": time.perf_counter() - self._t0_wall, "emulator": em}
+        return _sanitize(out)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Change channel parameters (ChannelParams fields) from the next sample on."""
+        with self._lock:
+            self.emulator.update(**changes)
+            return dataclasses.asdict(self.emulator.params)
+
+    def _handle_control(self, raw: bytes) -> dict[str, Any]:
+        self.counters["control_requests"] += 1
+        try:
+            req = json.loads(raw)
+            if not isinstance(req, dict) or "cmd" not in req:
+                raise ValueError('a control request is a JSON object with "cmd": stats, params, set or stop')
+            cmd = req["cmd"]
+            if cmd == "stats":
+                return {"ok": True, "stats": self.stats()}
+            if cmd == "params":
+                with self._lock:
+                    return {"ok": True, "params": _sanitize(dataclasses.asdict(self.emulator.params))}
+            if cmd == "set":
+                params = req.get("params")
+                if not isinstance(params, dict) or not params:
+                    raise ValueError('"set" needs "params": {name: value, ...} (ChannelParams fields)')
+                params = {k: float(v) if v in ("inf", "-inf") else v for k, v in params.items()}
+                return {"ok": True, "params": _sanitize(self.update(**params))}
+            if cmd == "stop":
+                self._stop.set()
+                return {"ok": True, "stopping": True}
+            raise ValueError(f"unknown cmd {cmd!r}; use stats, params, set or stop")
+        except (ValueError, TypeError) as exc:
+            self.counters["control_errors"] += 1
+            return {"ok": False, "error": str(exc)}
+
+    # ------------------------------------------------------------------------------------------ streaming
+    def _process(self, samples: np.ndarray) -> np.ndarray:
+        with self._lock:
+            em = self.emulator
+            t = self.start_time_s + em.samples_processed / em.sample_rate_hz
+            return em.process(SampleBlock(samples, em.sample_rate_hz, em.carrier_hz, t)).samples
+
+    def _accept(self, frames: list[bytes]) -> tuple[np.ndarray, list, bytes | None] | None:
+        try:
+            samples, tags, key = decode_iq_frames(frames, self.pass_tags)
+        except ZmqIqError as exc:
+            self.counters["rejected"] += 1
+            self.last_reject = str(exc)
+            return None
+        self.counters["messages_in"] += 1
+        self.counters["samples_in"] += len(samples)
+        return samples, tags, key
+
+    def _encode(self, out: np.ndarray, tags: list, offset: int, key: bytes | None) -> list[bytes]:
+        payload = encode_iq(out, tags, pass_tags=self.pass_tags, offset=offset) if self.pass_tags else encode_iq(out)
+        return [key, payload] if key else [payload]
+
+    def run(self) -> None:
+        """Serve until stop() (or a "stop" control request). Blocks."""
+        import zmq
+
+        ctx = zmq.Context.instance()
+        in_type, out_type = (getattr(zmq, n) for n in PATTERNS[self.pattern])
+        sin, sout, sctl = ctx.socket(in_type), ctx.socket(out_type), None
+        try:
+            for s in (sin, sout):
+                s.setsockopt(zmq.LINGER, 0)
+            if self.pattern == "pub-sub":
+                sin.setsockopt(zmq.SUBSCRIBE, b"")
+            if self.pattern == "req-rep":
+                sin.setsockopt(zmq.REQ_RELAXED, 1)  # a lost reply must not wedge the REQ state machine
+                sin.setsockopt(zmq.REQ_CORRELATE, 1)
+            if self.pattern == "push-pull":
+                sout.setsockopt(zmq.SNDHWM, 1000)
+            sout.bind(self.rx_endpoint)
+            sin.connect(self.tx_endpoint)
+            poller = zmq.Poller()
+            if self.control_endpoint:
+                sctl = ctx.socket(zmq.REP)
+                sctl.setsockopt(zmq.LINGER, 0)
+                sctl.bind(self.control_endpoint)
+                poller.register(sctl, zmq.POLLIN)
+            poller.register(sout if self.pattern == "req-rep" else sin, zmq.POLLIN)
+            self._ready.set()
+            offset = 0
+            while not self._stop.is_set():
+                events = dict(poller.poll(self.poll_ms))
+                if sctl is not None and sctl in events:
+                    reply = self._handle_control(sctl.recv())
+                    sctl.send(json.dumps(_sanitize(reply), allow_nan=False).encode())
+                if self.pattern == "req-rep":
+                    if sout in events:
+                        offset = self._serve_request(sout, sin, offset)
+                elif sin in events:
+                    got = self._accept(sin.recv_multipart())
+                    if got is None or len(got[0]) == 0:
+                        continue
+                    samples, tags, key = got
+                    out = self._process(samples)
+                    self._send_out(sout, self._encode(out, tags, offset, key), len(out))
+                    offset += len(out)
+        except BaseException as exc:  # noqa: BLE001 (reported by stop()/the CLI)
+            self._error = exc
+            self._ready.set()
+            raise
+        finally:
+            for s in (sin, sout, sctl):
+                if s is not None:
+                    s.close(0)
+
+    def _send_out(self, sout: Any, frames: list[bytes], n: int) -> None:
+        """Send, waiting up to send_timeout_ms for a receiver (back-pressure, as a gr-zeromq sink does);
+        past that the message is dropped and counted so the stream and the control socket stay alive."""
+        import zmq
+
+        deadline = time.perf_counter() + self.send_timeout_ms / 1000
+        while True:
+            try:
+                sout.send_multipart(frames, flags=zmq.NOBLOCK)
+                self.counters["messages_out"] += 1
+                self.counters["samples_out"] += n
+                return
+            except zmq.Again:
+                if self._stop.is_set() or time.perf_counter() > deadline:
+                    self.counters["dropped"] += 1
+                    return
+                sout.poll(self.poll_ms, zmq.POLLOUT)
+
+    def _serve_request(self, sout: Any, sin: Any, offset: int) -> int:
+        import zmq
+
+        raw = sout.recv()
+        try:
+            n = decode_request(raw)
+        except ZmqIqError as exc:
+            self.counters["rejected"] += 1
+            self.last_reject = str(exc)
+            sout.send(b"")  # REP must answer; an empty message carries no items
+            return offset
+        sin.send(encode_request(n))
+        samples = None
+        if sin.poll(self.upstream_timeout_ms, zmq.POLLIN):
+            got = self._accept(sin.recv_multipart())
+            samples = got[0][:n] if got is not None else None
+        if samples is None:  # the transmitter is silent: zero-fill, as srsRAN does for gaps
+            self.counters["gaps"] += 1
+            samples = np.zeros(n, np.complex64)
+        out = self._process(samples)
+        sout.send_multipart(self._encode(out, [], offset, None))
+        self.counters["messages_out"] += 1
+        self.counters["samples_out"] += len(out)
+        return offset + len(out)
+
+    # ------------------------------------------------------------------------------------------ thread
+    def start(self, timeout_s: float = 5.0) -> EmulatorService:
+        """Run in a daemon thread; returns once the sockets are bound (raises if binding failed)."""
+        if self._thread is not None:
+            raise RuntimeError("EmulatorService already started; stop() it first")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_quietly, name="emulator-service", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError(f"EmulatorService did not start within {timeout_s} s")
+        if self._error is not None:
+            raise RuntimeError(f"EmulatorService failed to start: {self._error}") from self._error
+        return self
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except BaseException:  # noqa: BLE001 (kept in self._error)
+            pass
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread and close the sockets."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> EmulatorService:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _sanitize(obj: Any) -> Any:
+    """Strict-JSON form: numpy scalars to Python, non-finite floats to "inf" / "-inf" / "nan"."""
+    if isinstance(obj, dict):
+        return {str(k): _sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_sanitize(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
