@@ -23,7 +23,8 @@ from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
 __all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult", "doppler_correct"]
 
 GUARD_SYMBOLS = 64  # silence between packets of one round
-WINDOW_MARGIN_S = 20e-6  # receive window slack around the predicted arrival (ephemeris delay error)
+WINDOW_MARGIN_S = 20e-6  # receive window slack around the predicted arrival (ephemeris delay error) ...
+WINDOW_MARGIN_SYMBOLS = 64  # ... and at least this many symbols (filter delays, timing search)
 
 
 @dataclass
@@ -94,8 +95,9 @@ class Hop:
         # The receiver's view of the geometry: the ephemeris evaluated at a slightly wrong time.
         predicted = self.scenario.link_state(self.tx, self.rx, t_s + self.phy.ephemeris_time_error_s)
         tail = int(math.ceil((max(state.delay_s, predicted.delay_s) + 2 * WINDOW_MARGIN_S) * self.sample_rate_hz))
+        tail += 2 * WINDOW_MARGIN_SYMBOLS * self.phy.sps
         out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
-        margin = int(WINDOW_MARGIN_S * self.sample_rate_hz)
+        margin = max(int(WINDOW_MARGIN_S * self.sample_rate_hz), WINDOW_MARGIN_SYMBOLS * self.phy.sps)
         if self.follows_scenario:
             out = doppler_correct(out, self.sample_rate_hz, predicted.doppler_hz, predicted.doppler_rate_hz_per_s)
             lag = int(round(predicted.delay_s * self.sample_rate_hz))
@@ -187,10 +189,41 @@ class EmulatedHop(Hop):
 
     def __init__(self, scenario, tx: str, rx: str, phy, seed: int = 0) -> None:
         super().__init__(scenario, tx, rx, phy, seed)
-        self.emulator = ChannelEmulator.for_link(scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed)
+        # The link budget's SNR is over the link's bandwidth B; the emulator's is per sample over the sample
+        # rate fs. Declaring the unit-power modem output as fs / B keeps the noise density N0 of the budget,
+        # so the receiver's Es/N0 = SNR_B * B / symbol rate, as on the real link.
+        bandwidth_hz = scenario.link_state(tx, rx, 0.0).bandwidth_hz
+        self.emulator = ChannelEmulator.for_link(
+            scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed,
+            signal_power=self.sample_rate_hz / bandwidth_hz,
+        )
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
         return self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
+
+
+def open_hop_radio(radio: dict, sample_rate_hz: float, scenario=None, link: str | None = None, seed: int = 0):
+    """Open the flowgraph's radio; returns (radio, server).
+
+    radio: the flowgraph's [radio] table (kind + RadioConfig keys). For kind "pluto-emu" without a uri, an
+    emulated Pluto is started whose channel is `link` of `scenario` (server, to close with the radio).
+    """
+    from sagin_hil.hil.radio import open_radio
+
+    settings = {k: v for k, v in radio.items() if k != "kind"}
+    settings.setdefault("sample_rate_hz", sample_rate_hz)
+    server = None
+    if radio["kind"] == "pluto-emu" and not settings.get("uri"):
+        from sagin_hil.hil.iiod import start_pluto_emulator
+
+        server = start_pluto_emulator(scenario=scenario, link=link, seed=seed)
+        settings["uri"] = server.uri
+    try:
+        return open_radio({"kind": radio["kind"], **settings}), server
+    except Exception:
+        if server is not None:
+            server.close()
+        raise
 
 
 class RadioHop(Hop):
@@ -199,30 +232,20 @@ class RadioHop(Hop):
     kind "pluto-emu": each hop gets its own emulated Pluto whose channel is this hop of the scenario, driven
     through unmodified pyadi-iio; the stream is time aligned, so the ephemeris predicts delay and Doppler.
     Other kinds (a Pluto or SoapySDR radio with TX cabled to RX through an attenuator, or a ZeroMQ link):
-    the stream goes out cyclically and is captured back (`Radio.loopback`); the receiver finds the packets
-    by their preambles.
+    every hop shares one radio (`shared`); the stream goes out cyclically and is captured back
+    (`Radio.loopback`); the receiver finds the packets by their preambles and sequence numbers.
     """
 
     TX_PEAK = 0.7  # full scale is 1; leave headroom for the DAC
 
-    def __init__(self, scenario, tx: str, rx: str, phy, radio: dict, seed: int = 0) -> None:
-        from sagin_hil.hil.radio import open_radio
-
+    def __init__(self, scenario, tx: str, rx: str, phy, radio: dict, seed: int = 0, shared=None) -> None:
         super().__init__(scenario, tx, rx, phy, seed)
-        settings = {k: v for k, v in radio.items() if k != "kind"}
-        settings.setdefault("sample_rate_hz", self.sample_rate_hz)
-        self.server = None
-        self.follows_scenario = radio["kind"] == "pluto-emu"
-        if self.follows_scenario and not settings.get("uri"):
-            from sagin_hil.hil.iiod import start_pluto_emulator
-
-            self.server = start_pluto_emulator(scenario=scenario, link=self.link_id, seed=seed)
-            settings["uri"] = self.server.uri
-        try:
-            self.radio = open_radio({"kind": radio["kind"], **settings})
-        except Exception:
-            self.close()
-            raise
+        self.follows_scenario = radio["kind"] == "pluto-emu" and shared is None
+        if shared is not None:
+            self.radio, self.server, self._owns_radio = shared, None, False
+        else:
+            self.radio, self.server = open_hop_radio(radio, self.sample_rate_hz, scenario, self.link_id, seed)
+            self._owns_radio = True
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
         x = stream * (self.TX_PEAK / max(float(np.max(np.abs(stream))), 1e-12))
@@ -237,6 +260,7 @@ class RadioHop(Hop):
         return (y / max(rms, 1e-12)).astype(np.complex64)  # the modem expects about unit power
 
     def close(self) -> None:
-        for part in (getattr(self, "radio", None), self.server):
-            if part is not None:
-                part.close()
+        if self._owns_radio:
+            self.radio.close()
+        if self.server is not None:
+            self.server.close()

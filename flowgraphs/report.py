@@ -118,21 +118,28 @@ def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], 
 
 
 def _plot_pass(links: list[LinkTrace], path: Path) -> None:
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for lt in links:
-        (line,) = axes[0].plot(lt.t_s, lt.predicted_snr_db, label=f"{lt.link_id} predicted")
-        if lt.measured_t_s:
-            axes[0].plot(lt.measured_t_s, lt.measured_snr_db, "o", color=line.get_color(), ms=4,
-                         label=f"{lt.link_id} measured")
-        axes[1].plot(lt.t_s, np.asarray(lt.doppler_hz) / 1e3, color=line.get_color(), label=lt.link_id)
-    axes[0].set_ylabel("Es/N0 (dB)")
-    axes[0].set_title("Link quality over the pass")
-    axes[0].legend(fontsize=7)
-    axes[0].grid(alpha=0.3)
-    axes[1].set_ylabel("Doppler (kHz)")
-    axes[1].set_xlabel("scenario time (s)")
-    axes[1].legend(fontsize=7)
-    axes[1].grid(alpha=0.3)
+    """Es/N0 per hop kind (first hops, then later hops) and the first hops' Doppler, over scenario time."""
+    first = [lt for lt in links if lt.link_id.split("->")[0] not in {x.link_id.split("->")[1] for x in links}]
+    later = [lt for lt in links if lt not in first]
+    rows = [(first, "Es/N0 (dB), first hop"), (later, "Es/N0 (dB), relay hop")] if later else [(first, "Es/N0 (dB)")]
+    fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(9, 2.6 * (len(rows) + 1)), sharex=True)
+    for ax, (group, label) in zip(axes, rows):
+        for lt in group:
+            (line,) = ax.plot(lt.t_s, lt.predicted_snr_db, lw=1.2, label=lt.link_id)
+            if lt.measured_t_s:
+                ax.plot(lt.measured_t_s, lt.measured_snr_db, "o", color=line.get_color(), ms=4)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(group) // 8)
+    axes[0].set_title("Link quality over the pass: predicted by the link budget (lines), measured by the receivers (dots)",
+                      fontsize=9)
+    ax = axes[-1]
+    for lt in first:
+        ax.plot(lt.t_s, np.asarray(lt.doppler_hz) / 1e3, label=lt.link_id)
+    ax.set_ylabel("Doppler (kHz), first hop")
+    ax.set_xlabel("scenario time (s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

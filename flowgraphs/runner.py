@@ -80,7 +80,8 @@ def _make_tasks(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario, r
     return tasks
 
 
-def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float) -> dict[str, LinkTrace]:
+def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float, symbol_rate_hz: float) -> dict[str, LinkTrace]:
+    """The scenario's prediction over the run, as Es/N0 (the budget's SNR is over the link bandwidth)."""
     grid = np.linspace(t0, t1, 120)
     traces = {}
     for tx, rx in links:
@@ -88,7 +89,7 @@ def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float) -
         traces[f"{tx}->{rx}"] = LinkTrace(
             link_id=f"{tx}->{rx}",
             t_s=grid,
-            predicted_snr_db=np.array([s.snr_db for s in states]),
+            predicted_snr_db=np.array([s.snr_db + 10 * np.log10(s.bandwidth_hz / symbol_rate_hz) for s in states]),
             doppler_hz=np.array([s.doppler_hz for s in states]),
             elevation_deg=np.array([s.elevation_deg for s in states]),
         )
@@ -123,9 +124,10 @@ class _Experiment:
         self.fg, self.scenario, self.client, self.traces = fg, scenario, client, traces
         self.codec = get_codec("jpeg2000")
         self.hops: dict[str, Any] = {}
+        self.radio = None  # the one radio of a cabled loopback bench
 
     def hop(self, tx: str, rx: str):
-        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
+        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop, open_hop_radio
 
         key = f"{tx}->{rx}"
         if key not in self.hops:
@@ -133,12 +135,19 @@ class _Experiment:
             if self.fg.radio.kind == "emulated":
                 self.hops[key] = EmulatedHop(self.scenario, tx, rx, self.fg.phy, seed=seed)
             else:
-                self.hops[key] = RadioHop(self.scenario, tx, rx, self.fg.phy, self.fg.radio.model_dump(), seed=seed)
+                shared = None
+                if self.fg.radio.kind != "pluto-emu":  # one real radio, TX cabled to RX, carries every hop
+                    if self.radio is None:
+                        self.radio, _ = open_hop_radio(self.fg.radio.model_dump(), self.fg.phy.symbol_rate_hz * self.fg.phy.sps)
+                    shared = self.radio
+                self.hops[key] = RadioHop(self.scenario, tx, rx, self.fg.phy, self.fg.radio.model_dump(), seed, shared)
         return self.hops[key]
 
     def close(self) -> None:
         for h in self.hops.values():
             h.close()
+        if self.radio is not None:
+            self.radio.close()
 
     def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, max_retx: int = 0):
         res = self.hop(tx, rx).send(data, mcs, t_s, max_retx)
@@ -225,7 +234,9 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     images = load_images(n=fg.images.count, size=fg.images.size_px, split="run")
     tasks = _make_tasks(fg, images, scenario, rng)
     used_links = sorted({(a, b) for _, r in tasks for a, b in zip(r, r[1:])})
-    traces = _pass_traces(scenario, used_links, tasks[0][0].arrival_s - 5.0, tasks[-1][0].arrival_s + 15.0)
+    traces = _pass_traces(
+        scenario, used_links, tasks[0][0].arrival_s - 5.0, tasks[-1][0].arrival_s + 15.0, fg.phy.symbol_rate_hz
+    )
 
     controller = get_controller(fg.controller.algo, target_bler=fg.controller.target_bler)
     endpoint = "inproc://sagin-control" if fg.controller.transport == "inproc" else "tcp://127.0.0.1:0"

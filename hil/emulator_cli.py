@@ -29,10 +29,17 @@ def _split_link(link: str) -> tuple[str, str]:
     return tx, rx
 
 
+def _endpoint(text: str) -> str:
+    """A bare port number stays on the loopback: "5556" -> "tcp://127.0.0.1:5556"."""
+    return f"tcp://127.0.0.1:{text}" if text.isdigit() else text
+
+
 @emulator_app.command()
 def serve(
-    tx: str = typer.Option(..., "--tx", help="Endpoint of the transmitter's gr-zeromq sink (connected)."),
-    rx: str = typer.Option(..., "--rx", help="Endpoint this service binds for the receiver."),
+    tx: str = typer.Option("tcp://127.0.0.1:5555", "--tx",
+                           help="Endpoint of the transmitter's gr-zeromq sink (connected); a bare port means 127.0.0.1."),
+    rx: str = typer.Option("tcp://127.0.0.1:5556", "--rx",
+                           help="Endpoint this service binds for the receiver; a bare port means 127.0.0.1."),
     scenario: Optional[Path] = typer.Option(None, help="Scenario TOML (default: the packaged default)."),
     link: str = typer.Option("leo0:uav0", help="The scenario link TX:RX to emulate."),
     pattern: str = typer.Option("push-pull", help="push-pull, pub-sub or req-rep (srsRAN style)."),
@@ -54,6 +61,8 @@ def serve(
     if pattern not in PATTERNS:
         typer.secho(f"error: --pattern {pattern!r}; choose one of {', '.join(PATTERNS)}", fg="red", err=True)
         raise typer.Exit(2)
+    tx, rx = _endpoint(tx), _endpoint(rx)
+    control = _endpoint(control) if control else None
     sc = _load(scenario)
     tx_node, rx_node = _split_link(link)
     overrides = {k: v for k, v in {"snr_db": snr_db, "signal_power": signal_power}.items() if v is not None}

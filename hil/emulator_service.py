@@ -5,8 +5,9 @@ Wire-compatible with GNU Radio gr-zeromq (raw complex64 messages, optional tag h
     pattern    input side (towards the transmitter)          output side (towards the receiver)
     push-pull  PULL connects to the TX's PUSH sink           PUSH binds, the RX's PULL source connects
     pub-sub    SUB connects to the TX's PUB sink             PUB binds, the RX's SUB source connects
-    req-rep    REQ connects to the TX's REP (srsRAN style)   REP binds; each RX request (uint32 items
-                                                             wanted) pulls as many from the TX
+    req-rep    REQ connects to the TX's REP (srsRAN style)   REP binds; each RX request (GNU Radio: uint32
+                                                             items wanted; srsRAN: one byte) pulls a block
+                                                             from the TX
 
 As in gr-zeromq, sinks bind and sources connect, so two services chain: the second connects to the
 first's output endpoint. Each message is one block; a message whose length is not a whole number of
@@ -51,6 +52,7 @@ class EmulatorService:
     start_time_s: scenario time of the first sample (blocks are stamped start_time_s + n / fs).
     upstream_timeout_ms: req-rep only: how long to wait for the transmitter before answering zeros.
     send_timeout_ms: push-pull: how long to wait for a receiver before dropping (and counting) a message.
+    request_items: req-rep: the block asked for by a request that names no count (srsRAN); default 1 ms.
 
     Use start()/stop() to run it in a background thread, or run() to block (the CLI does).
     """
@@ -59,6 +61,7 @@ class EmulatorService:
         self, emulator: Any, tx_endpoint: str, rx_endpoint: str, pattern: str = "push-pull",
         control_endpoint: str | None = None, pass_tags: bool = False, start_time_s: float = 0.0,
         upstream_timeout_ms: int = 1000, send_timeout_ms: int = 5000, poll_ms: int = 20,
+        request_items: int | None = None,
     ) -> None:
         if pattern not in PATTERNS:
             raise ValueError(f"pattern = {pattern!r}; choose one of {sorted(PATTERNS)}")
@@ -72,6 +75,7 @@ class EmulatorService:
         self.start_time_s = float(start_time_s)
         self.upstream_timeout_ms = upstream_timeout_ms
         self.send_timeout_ms = send_timeout_ms
+        self.request_items = request_items or max(1, int(round(emulator.sample_rate_hz * 1e-3)))
         self.poll_ms = poll_ms
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -88,9 +92,10 @@ class EmulatorService:
         """Counters, throughput and the emulator's own statistics (JSON-safe)."""
         with self._lock:
             em = self.emulator.stats()
+        uptime = time.perf_counter() - self._t0_wall
         out = {**self.counters, "pattern": self.pattern, "tx_endpoint": self.tx_endpoint,
-               "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject,
-               "uptime_s": time.perf_counter() - self._t0_wall, "emulator": em}
+               "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject, "uptime_s": uptime,
+               "msps": self.counters["samples_out"] / uptime / 1e6, "emulator": em}
         return _sanitize(out)
 
     def update(self, **changes: Any) -> dict[str, Any]:
@@ -219,21 +224,26 @@ class EmulatorService:
                 sout.poll(self.poll_ms, zmq.POLLOUT)
 
     def _serve_request(self, sout: Any, sin: Any, offset: int) -> int:
+        """One lock-step exchange: a receiver's request pulls samples from the transmitter through the channel.
+
+        A 4-byte request is GNU Radio's uint32 "items wanted"; any other (srsRAN's one-byte request) asks for
+        one block of `request_items`. Whatever the transmitter answers passes through (srsRAN sends its own
+        block size); a transmitter that stays silent is zero-filled and counted as a gap.
+        """
         import zmq
 
         raw = sout.recv()
-        try:
-            n = decode_request(raw)
-        except ZmqIqError as exc:
+        n = decode_request(raw) if len(raw) == 4 else (self.request_items if raw else 0)
+        if n == 0:
             self.counters["rejected"] += 1
-            self.last_reject = str(exc)
+            self.last_reject = f"request of {len(raw)} bytes asks for no items (send a uint32 count >= 1)"
             sout.send(b"")  # REP must answer; an empty message carries no items
             return offset
         sin.send(encode_request(n))
         samples = None
         if sin.poll(self.upstream_timeout_ms, zmq.POLLIN):
             got = self._accept(sin.recv_multipart())
-            samples = got[0][:n] if got is not None else None
+            samples = got[0] if got is not None else None
         if samples is None:  # the transmitter is silent: zero-fill, as srsRAN does for gaps
             self.counters["gaps"] += 1
             samples = np.zeros(n, np.complex64)

@@ -186,8 +186,16 @@ class PlutoRadio(Radio):
         """Drop leftovers; on hardware also the 4 kernel buffers filled before the last change."""
         self._leftover = np.zeros(0, np.complex64)
         if self.kind == "pluto" and self.sdr is not None:
-            for _ in range(4):
-                self.sdr.rx()
+            error = None
+            try:
+                for _ in range(4):
+                    self.sdr.rx()
+            except Exception as exc:  # OSError from libiio (e.g. EBUSY: another client holds the RX buffer)
+                error = str(exc) or type(exc).__name__
+            if error is not None:  # raised outside the except block (see _rx)
+                raise RadioError(
+                    f"Pluto at {self.uri!r} refused to stream RX ({error}); is another program using it?"
+                )
 
     def _rx(self, n: int) -> RxResult:
         fs = self.config.sample_rate_hz
