@@ -14,7 +14,7 @@ help:
 	@echo "make run       set up everything, then run the default flowgraph (LEO pass loopback)"
 	@echo "make test      set up everything, then run the test suite (slow tests excluded)"
 	@echo "make test-all  the test suite including slow statistical and training tests"
-	@echo "make bench     run every benchmark, writing bench-*.json"
+	@echo "make bench     install the peers (GNU Radio, Sionna, pyldpc), run every benchmark -> bench-all.json"
 	@echo "make clean     remove .venv and the set-up stamps"
 
 run: setup
@@ -26,8 +26,19 @@ test: setup
 test-all: setup
 	$(PYTEST) $(ARGS)
 
-bench: setup
+bench: setup $(VENV)/.stamp-peers
 	$(BIN)/sagin-hil bench all --json bench-all.json
+
+# The peers the benchmarks measure against, installed only for `make bench`: GNU Radio 3.10 (Debian's,
+# run by /usr/bin/python3 as a separate process), Sionna (PyTorch; --no-deps keeps our torch) and pyldpc
+# (its sdist needs --no-build-isolation). A peer that fails to install is reported as skipped by its bench.
+$(VENV)/.stamp-peers: $(VENV)/.stamp-install
+	@dpkg -s gnuradio >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends gnuradio; } || \
+	  echo "gnuradio could not be installed: the channel bench will skip that peer"
+	-$(BIN)/python -m pip install -q --no-deps sionna
+	-$(BIN)/python -m pip install -q --no-build-isolation pyldpc
+	@touch $@
 
 setup: $(VENV)/.stamp-install
 

@@ -1,0 +1,226 @@
+"""Link adaptation: per-hop MCS from measured SNR and a JPEG 2000 budget that meets D_max and Q_min.
+
+For Mode 1 (JPEG 2000 + LDPC) over a route of store-and-forward hops:
+
+1. each hop gets the highest-rate MCS of phy.mcs.MCS_TABLE whose measured BLER at (SNR - margin_db) is
+   at most `target_bler` (SNR: the hop's latest LinkReport, else state["predicted_snr_db"][hop], else
+   unknown -> the most robust MCS);
+2. end-to-end delay for a budget of `bpp` bits per pixel over P pixels is
+   D(bpp) = sum_h bpp P / (Rs_h * SE_h) + compute delay (0.1323 s for Mode 1) + propagation,
+   with Rs_h the hop's symbol rate and SE_h the MCS's information bits per symbol;
+3. quality Q(bpp) is the measured JPEG 2000 rate-quality table (PSNR vs bpp, log-bpp interpolation);
+4. among budgets with Q >= Q_min and D <= D_max the one with the highest SCC (Eq. 14) is chosen; if none
+   meets both, the deadline wins (largest budget that meets D_max, else the smallest budget).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+from sagin_hil.controllers.base import Controller, register_controller
+from sagin_hil.controllers.scc import scc_weights
+from sagin_hil.datatypes import Allocation, LinkReport, Task
+from sagin_hil.phy.mcs import MCS_TABLE, Mcs
+
+__all__ = ["LinkAdaptation", "RateQualityTable", "ShannonGapBler", "MODE1_COMPUTE_DELAY_S"]
+
+log = logging.getLogger(__name__)
+MODE1_COMPUTE_DELAY_S = 0.1323  # 000_000fdef3f3211d0d.txt Sec. V: JPEG 2000 encode + decode
+
+
+class BlerSource(Protocol):
+    def bler(self, mcs_name: str, snr_db: float) -> float: ...
+
+
+class ShannonGapBler:
+    """Stand-in BLER model used only when no measured table is installed: an MCS works (BLER 0) when
+    its spectral efficiency is below log2(1 + SNR / gap), else fails (BLER 1). gap_db ~ 3 dB for LDPC."""
+
+    def __init__(self, gap_db: float = 3.0):
+        self.gap_db = gap_db
+
+    def bler(self, mcs_name: str, snr_db: float) -> float:
+        from sagin_hil.phy.mcs import get_mcs
+
+        cap = math.log2(1.0 + 10 ** ((snr_db - self.gap_db) / 10))
+        return 0.0 if get_mcs(mcs_name).spectral_efficiency <= cap else 1.0
+
+
+class RateQualityTable:
+    """Measured JPEG 2000 rate-quality points: bpp (increasing) -> mean PSNR dB.
+
+    Parameters
+    ----------
+    bpp: budgets in bits per pixel, strictly increasing, > 0.
+    psnr_db: mean PSNR at each budget (non-decreasing after sorting by bpp is enforced by a running max).
+    """
+
+    def __init__(self, bpp: np.ndarray, psnr_db: np.ndarray):
+        bpp, psnr = np.asarray(bpp, float), np.asarray(psnr_db, float)
+        if bpp.ndim != 1 or bpp.shape != psnr.shape or len(bpp) < 2:
+            raise ValueError(f"rate-quality table needs >= 2 matching points; got bpp {bpp.shape}, psnr {psnr.shape}")
+        order = np.argsort(bpp)
+        bpp, psnr = bpp[order], psnr[order]
+        if np.any(bpp <= 0) or np.any(np.diff(bpp) <= 0):
+            raise ValueError(f"bpp must be distinct and > 0; got {bpp}")
+        self.bpp, self.psnr_db = bpp, np.maximum.accumulate(psnr)
+
+    @classmethod
+    def coerce(cls, table: Any) -> RateQualityTable:
+        """Accept a RateQualityTable, a map {"bpp": [...], "psnr_db" or "psnr": [...]}, an object with
+        those attributes, or a list of (bpp, psnr) pairs / maps."""
+        if isinstance(table, cls):
+            return table
+        get = table.get if isinstance(table, dict) else (lambda k, d=None: getattr(table, k, d))
+        bpp = get("bpp")
+        psnr = get("psnr_db", None)
+        psnr = get("psnr") if psnr is None else psnr
+        if bpp is not None and psnr is not None:
+            return cls(np.asarray(bpp), np.asarray(psnr))
+        if isinstance(table, (list, tuple)) and table:
+            if isinstance(table[0], dict):
+                return cls(np.array([r["bpp"] for r in table]),
+                           np.array([r.get("psnr_db", r.get("psnr")) for r in table]))
+            arr = np.asarray(table, float)
+            return cls(arr[:, 0], arr[:, 1])
+        raise ValueError(f"cannot read a rate-quality table from {type(table).__name__}; "
+                         "give {'bpp': [...], 'psnr_db': [...]}")
+
+    def psnr_at(self, bpp: np.ndarray) -> np.ndarray:
+        """PSNR at `bpp`, linear in log(bpp) between points, clamped at the ends."""
+        return np.interp(np.log(np.asarray(bpp, float)), np.log(self.bpp), self.psnr_db)
+
+    def bpp_for(self, psnr_db: float) -> float:
+        """Smallest budget reaching `psnr_db` (inf if the table never does)."""
+        if psnr_db > self.psnr_db[-1]:
+            return math.inf
+        if psnr_db <= self.psnr_db[0]:
+            return float(self.bpp[0])
+        i = int(np.searchsorted(self.psnr_db, psnr_db))
+        lo, hi = self.psnr_db[i - 1], self.psnr_db[i]
+        frac = 0.0 if hi == lo else (psnr_db - lo) / (hi - lo)
+        return float(np.exp(np.log(self.bpp[i - 1]) + frac * (np.log(self.bpp[i]) - np.log(self.bpp[i - 1]))))
+
+
+def _default_bler() -> BlerSource:
+    try:
+        from sagin_hil.calibration.bler import BlerTable
+
+        return BlerTable.load()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        log.warning("no measured BLER table (%s); using the Shannon-gap stand-in", exc)
+        return ShannonGapBler()
+
+
+def _default_quality() -> RateQualityTable:
+    # The stored, measured curve (codecs/weights/mode_table.json); measuring afresh takes seconds.
+    from sagin_hil.codecs import modes
+
+    try:
+        return RateQualityTable.coerce(modes.load_mode_table()["j2k_rate_quality"])
+    except (FileNotFoundError, KeyError) as exc:
+        log.warning("no stored JPEG 2000 rate-quality table (%s); measuring it now", exc)
+        return RateQualityTable.coerce(modes.j2k_rate_quality())
+
+
+@register_controller("link-adaptation")
+class LinkAdaptation(Controller):
+    """Mode 1 link adaptation (module docstring).
+
+    Parameters
+    ----------
+    bler_table: object with .bler(mcs_name, snr_db) (default: calibration BlerTable.load()).
+    quality_table: rate-quality table in any form RateQualityTable.coerce accepts (default: the stored
+      codecs.modes.load_mode_table()["j2k_rate_quality"], else a fresh codecs.modes.j2k_rate_quality()).
+    target_bler: the block error rate an MCS may have at the hop's SNR.
+    margin_db: SNR back-off for outdated measurements.
+    compute_delay_s: encode + decode time of the mode.
+    symbol_rate_hz: default per-hop symbol rate when state gives none.
+
+    State keys read: route (list of link ids), predicted_snr_db {link: dB}, symbol_rate_hz (number or
+    {link: Hz}), propagation_delay_s (number = total, or {link: s}), image_shape (H, W) if the task has
+    no image. After each call `last_decision` holds the predicted delay, quality and SCC.
+    """
+
+    def __init__(self, bler_table: BlerSource | None = None, quality_table: Any = None, target_bler: float = 1e-2,
+                 margin_db: float = 0.0, compute_delay_s: float = MODE1_COMPUTE_DELAY_S,
+                 symbol_rate_hz: float = 1e6, mcs_table: tuple[Mcs, ...] = MCS_TABLE):
+        if not 0 < target_bler < 1:
+            raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
+        if not symbol_rate_hz > 0:
+            raise ValueError(f"symbol_rate_hz = {symbol_rate_hz!r} must be > 0")
+        self.bler_table = bler_table if bler_table is not None else _default_bler()
+        self.quality = RateQualityTable.coerce(quality_table) if quality_table is not None else _default_quality()
+        self.target_bler, self.margin_db = target_bler, margin_db
+        self.compute_delay_s, self.symbol_rate_hz = compute_delay_s, symbol_rate_hz
+        self.mcs_table = tuple(sorted(mcs_table, key=lambda m: m.spectral_efficiency))
+        self.last_decision: dict[str, Any] = {}
+
+    def choose_mcs(self, snr_db: float | None) -> Mcs:
+        """Highest-rate MCS with BLER(snr_db - margin) <= target; the most robust one if none or unknown.
+        MCSs the BLER table has not measured are never chosen (except the most robust as the default)."""
+        if snr_db is None:
+            return self.mcs_table[0]
+        best = self.mcs_table[0]
+        measured = set(getattr(self.bler_table, "mcs_names", None) or [m.name for m in self.mcs_table])
+        for m in self.mcs_table:
+            if m.name in measured and self.bler_table.bler(m.name, snr_db - self.margin_db) <= self.target_bler:
+                best = m
+        return best
+
+    def _hop_snr(self, hop: str, reports: dict[str, LinkReport], state: dict[str, Any]) -> float | None:
+        if hop in reports:
+            return reports[hop].snr_db
+        pred = state.get("predicted_snr_db", {})
+        return float(pred[hop]) if hop in pred else None
+
+    @staticmethod
+    def _per_hop(value: Any, hop: str, default: float) -> float:
+        if isinstance(value, dict):
+            return float(value.get(hop, default))
+        return default if value is None else float(value)
+
+    def allocate(self, task: Task, reports: dict[str, LinkReport], state: dict[str, Any]) -> dict[str, Allocation]:
+        route = list(state.get("route", []))
+        if not route:
+            raise ValueError("state['route'] is empty; give the hops the task crosses, "
+                             "e.g. ['leo0->uav0', 'uav0->user0']")
+        if task.image is not None:
+            n_pixels = task.image.shape[0] * task.image.shape[1]
+        else:
+            h, w = state.get("image_shape", (512, 512))[:2]
+            n_pixels = int(h) * int(w)
+        mcs = {hop: self.choose_mcs(self._hop_snr(hop, reports, state)) for hop in route}
+        rates = {hop: self._per_hop(state.get("symbol_rate_hz"), hop, self.symbol_rate_hz) for hop in route}
+        prop = state.get("propagation_delay_s", 0.0)
+        prop_s = sum(float(prop.get(h, 0.0)) for h in route) if isinstance(prop, dict) else float(prop)
+        # D(bpp) = d0 + slope * bpp
+        slope = sum(n_pixels / (rates[h] * mcs[h].spectral_efficiency) for h in route)
+        d0 = self.compute_delay_s + prop_s
+        bpp = self._choose_bpp(task, d0, slope)
+        delay = d0 + slope * bpp
+        psnr = float(self.quality.psnr_at(bpp))
+        scc = float(scc_weights(np.array([delay]), np.array([psnr]), np.array([task.deadline_s]),
+                                np.array([task.quality_min_db]), task.weight_quality)[0])
+        self.last_decision = {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc,
+                              "snr_db": {h: self._hop_snr(h, reports, state) for h in route},
+                              "feasible": delay <= task.deadline_s and psnr >= task.quality_min_db}
+        return {hop: Allocation(mode="mode1", mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
+                                bandwidth_hz=rates[hop], compression=bpp) for hop, m in mcs.items()}
+
+    def _choose_bpp(self, task: Task, d0: float, slope: float) -> float:
+        lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])
+        bpp_deadline = (task.deadline_s - d0) / slope
+        bpp_quality = self.quality.bpp_for(task.quality_min_db)
+        lo, hi = max(bpp_quality, lo_tab), min(bpp_deadline, hi_tab)
+        if lo > hi:  # cannot meet both: keep the deadline if possible, with the best quality it allows
+            return float(np.clip(bpp_deadline, lo_tab, hi_tab))
+        grid = np.unique(np.concatenate([np.geomspace(lo, hi, 65), self.quality.bpp[(self.quality.bpp >= lo)
+                                                                                   & (self.quality.bpp <= hi)]]))
+        w = scc_weights(d0 + slope * grid, self.quality.psnr_at(grid), np.full(grid.shape, task.deadline_s),
+                        np.full(grid.shape, task.quality_min_db), task.weight_quality)
+        return float(grid[int(np.argmax(w))])

@@ -1,0 +1,168 @@
+"""Control-plane messages: a versioned, schema-checked msgpack envelope (never pickle).
+
+Every message is one msgpack map ``{"v": 1, "kind": str, "id": int, "body": map}``. Requests go from a
+client (receiver, runner) to the controller; each gets exactly one reply with the same id. Updates are
+pushed on a PUB socket. docs/protocol.md lists every kind and field.
+
+Request kinds and their bodies:
+
+- ``report``: a LinkReport in its wire form (``to_dict``) -> ``ack`` {"n_reports": int}
+- ``allocate``: {"task": Task wire form, "state": map} -> ``allocation`` {"plan": {link_id: Allocation}}
+- ``ping``: {} -> ``pong`` {"algo": str, "uptime_s": float}
+- ``stats``: {} -> ``stats`` {"n_requests", "n_reports", "n_allocations", "n_errors", "errors": {code: n}}
+
+Any request may instead get ``error`` {"code": str, "message": str}; codes are listed in ERROR_CODES.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from sagin_hil.datatypes import Allocation, LinkReport, Task, from_dict, to_dict
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_MESSAGE_BYTES",
+    "REQUEST_KINDS",
+    "REPLY_KINDS",
+    "ERROR_CODES",
+    "Message",
+    "ProtocolError",
+    "encode",
+    "decode",
+    "parse_report",
+    "parse_allocate",
+    "plan_to_wire",
+    "plan_from_wire",
+    "check_state",
+]
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+REQUEST_KINDS = ("report", "allocate", "ping", "stats")
+REPLY_KINDS = ("ack", "allocation", "pong", "stats", "error")
+PUSH_KINDS = ("update",)
+ERROR_CODES = {
+    "decode": "the bytes are not one msgpack map",
+    "too_large": f"the message exceeds {MAX_MESSAGE_BYTES} bytes",
+    "envelope": "the map lacks v/kind/id/body or they have the wrong types",
+    "version": f"v is not {PROTOCOL_VERSION}",
+    "kind": "the kind is not a request this server answers",
+    "field": "a body field is missing, unknown, of the wrong type or out of range",
+    "controller": "the controller raised while deciding",
+}
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the schema; `code` is one of ERROR_CODES."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Message:
+    """One envelope: kind, request id and body."""
+
+    kind: str
+    id: int
+    body: dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+
+def encode(msg: Message) -> bytes:
+    """Serialise an envelope to msgpack bytes."""
+    return msgpack.packb({"v": msg.v, "kind": msg.kind, "id": msg.id, "body": msg.body}, use_bin_type=True)
+
+
+def decode(data: bytes, allowed_kinds: tuple[str, ...] | None = None) -> Message:
+    """Parse and check an envelope; raise ProtocolError naming what is wrong.
+
+    Input
+    -----
+    data: the raw message bytes.
+    allowed_kinds: kinds accepted here (None: any known kind).
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}; split it")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types for garbage
+        raise ProtocolError("decode", f"not a msgpack message ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("decode", f"expected a msgpack map, got {type(obj).__name__}")
+    missing = {"v", "kind", "id", "body"} - set(obj)
+    if missing:
+        raise ProtocolError("envelope", f"envelope lacks {sorted(missing)}; send {{v, kind, id, body}}")
+    extra = set(obj) - {"v", "kind", "id", "body"}
+    if extra:
+        raise ProtocolError("envelope", f"envelope has unknown key(s) {sorted(extra)}")
+    if not isinstance(obj["v"], int) or isinstance(obj["v"], bool):
+        raise ProtocolError("envelope", f"v = {obj['v']!r} must be an integer")
+    if obj["v"] != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {obj['v']} is not supported; use v={PROTOCOL_VERSION}")
+    if not isinstance(obj["id"], int) or isinstance(obj["id"], bool) or not 0 <= obj["id"] < 2**63:
+        raise ProtocolError("envelope", f"id = {obj['id']!r} must be an integer in [0, 2^63)")
+    if not isinstance(obj["body"], dict):
+        raise ProtocolError("envelope", f"body must be a map, got {type(obj['body']).__name__}")
+    kinds = allowed_kinds or (REQUEST_KINDS + REPLY_KINDS + PUSH_KINDS)
+    if obj["kind"] not in kinds:
+        raise ProtocolError("kind", f"kind {obj['kind']!r} is not one of {list(kinds)}")
+    return Message(obj["kind"], obj["id"], obj["body"], obj["v"])
+
+
+def _typed(body: dict[str, Any], kind: str, cls: type) -> Any:
+    if not isinstance(body, dict) or body.get("type") != kind:
+        got = body.get("type") if isinstance(body, dict) else type(body).__name__
+        raise ProtocolError("field", f"expected a {kind} map (type={kind!r}), got type={got!r}")
+    try:
+        return from_dict(body)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError("field", f"{kind}: {exc}") from None
+
+
+def parse_report(body: dict[str, Any]) -> LinkReport:
+    """The LinkReport in a ``report`` body; out-of-range fields raise ProtocolError('field')."""
+    return _typed(body, "LinkReport", LinkReport)
+
+
+def check_state(state: Any) -> dict[str, Any]:
+    """Check the parts of an ``allocate`` state every controller relies on (route, predicted SNRs)."""
+    if not isinstance(state, dict):
+        raise ProtocolError("field", f"state must be a map, got {type(state).__name__}")
+    route = state.get("route", [])
+    if not isinstance(route, list) or not all(isinstance(h, str) and "->" in h for h in route):
+        raise ProtocolError("field", f"state.route = {route!r} must be a list of link ids like 'leo0->uav0'")
+    pred = state.get("predicted_snr_db", {})
+    if not isinstance(pred, dict):
+        raise ProtocolError("field", f"state.predicted_snr_db must be a map link_id -> dB, got {pred!r}")
+    for link, snr in pred.items():
+        if not isinstance(snr, (int, float)) or isinstance(snr, bool) or not math.isfinite(snr) or abs(snr) > 100:
+            raise ProtocolError("field", f"state.predicted_snr_db[{link!r}] = {snr!r} must be a finite dB value")
+    return state
+
+
+def parse_allocate(body: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
+    """The (task, state) of an ``allocate`` body."""
+    extra = set(body) - {"task", "state"}
+    if extra or "task" not in body:
+        raise ProtocolError("field", f"allocate body needs 'task' (and optional 'state'); got keys {sorted(body)}")
+    task = _typed(body["task"], "Task", Task)
+    return task, check_state(body.get("state", {}))
+
+
+def plan_to_wire(plan: dict[str, Allocation]) -> dict[str, Any]:
+    """{link_id: Allocation} -> {link_id: wire map}."""
+    return {str(k): to_dict(a) for k, a in plan.items()}
+
+
+def plan_from_wire(data: Any) -> dict[str, Allocation]:
+    """Inverse of `plan_to_wire`, checking every Allocation."""
+    if not isinstance(data, dict):
+        raise ProtocolError("field", f"plan must be a map link_id -> Allocation, got {type(data).__name__}")
+    return {k: _typed(v, "Allocation", Allocation) for k, v in data.items()}
