@@ -1,0 +1,448 @@
+"""Packet link: bytes -> bursts of complex64 samples -> bytes, through coding, framing, pulse shaping and sync.
+
+Transmit chain per packet: the payload is cut into code blocks of ``ldpc_k - 24`` bits (rounded down to
+whole bytes), each gets a CRC24A, is encoded by the 5G NR LDPC code (ldpc_k, ldpc_k / rate) and scrambled
+by a Gold sequence seeded from the sequence number and block index. Blocks are grouped into bursts of at
+most ``max_burst_symbols`` data symbols; each burst (fragment) carries its own header (see phy/frame.py) and
+its bursts are separated by ``guard_symbols`` of silence. The receiver finds every burst in a sample buffer,
+synchronises it (phy/sync.py), reads its header, demaps and decodes its blocks, and reassembles the packet;
+blocks that fail their CRC (or whose burst was lost) are zero-filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import oaconvolve
+
+from sagin_hil.phy.frame import (
+    CODE_RATES,
+    HEADER_CODED_BITS,
+    BurstHeader,
+    FrameFormat,
+    HeaderCodec,
+    HeaderError,
+)
+from sagin_hil.phy.mcs import BITS_PER_SYMBOL, get_mcs
+from sagin_hil.phy.modulation import Constellation
+from sagin_hil.phy.pulse import RrcInterpolator
+from sagin_hil.phy.sync import BurstDetector, BurstSynchronizer
+
+__all__ = ["LinkConfig", "PacketTransmitter", "PacketReceiver", "RxPacket", "PacketPlan"]
+
+CRC_NAME, CRC_BITS = "crc24a", 24
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Parameters both ends of a link share (a receiver rejects bursts whose header disagrees).
+
+    Parameters
+    ----------
+    symbol_rate_hz : float
+        Symbol rate; the sample rate is symbol_rate_hz * sps.
+    sps : int
+        Samples per symbol (>= 2).
+    rolloff, span_symbols : float, int
+        RRC roll-off and filter length in symbols.
+    ldpc_k : int
+        Information bits per 5G NR LDPC code block, CRC24A included (33..8448).
+    iterations, decoder : int, str
+        LdpcDecoder iterations and algorithm ("layered-nms", "layered-oms", "flooding-spa").
+    demapper : str
+        "maxlog" or "exact".
+    pilot_len, pilot_spacing : int
+        Pilot block length and data symbols between pilot blocks.
+    max_burst_symbols : int
+        Data symbols per burst (header included); longer packets are fragmented into several bursts.
+    guard_symbols : int
+        Silence after each burst.
+    detection_threshold : float
+        BurstDetector threshold on its normalised metric.
+    track_clock : bool
+        Estimate the sample-clock offset on the pilots.
+    scrambler_seed : int
+        Mixed into every code block's Gold sequence seed (< 2^14).
+    """
+
+    symbol_rate_hz: float = 1.0e6
+    sps: int = 4
+    rolloff: float = 0.25
+    span_symbols: int = 16
+    ldpc_k: int = 1024
+    iterations: int = 10
+    decoder: str = "layered-nms"
+    demapper: str = "maxlog"
+    pilot_len: int = 16
+    pilot_spacing: int = 384
+    max_burst_symbols: int = 16384
+    guard_symbols: int = 32
+    detection_threshold: float = 0.18
+    track_clock: bool = True
+    scrambler_seed: int = 0x2A5
+
+    def __post_init__(self):
+        checks = [
+            (self.symbol_rate_hz > 0, "symbol_rate_hz must be > 0"),
+            (int(self.sps) == self.sps and self.sps >= 2, "sps must be an integer >= 2"),
+            (0 < self.rolloff <= 1, "rolloff must be in (0, 1]"),
+            (CRC_BITS + 8 < self.ldpc_k <= 8448, "ldpc_k must be in 33..8448 (5G NR code block sizes)"),
+            (self.iterations >= 1, "iterations must be >= 1"),
+            (self.demapper in ("maxlog", "exact"), "demapper must be 'maxlog' or 'exact'"),
+            (self.max_burst_symbols >= 2 * HEADER_CODED_BITS, f"max_burst_symbols must be >= {2 * HEADER_CODED_BITS}"),
+            (self.guard_symbols >= 0, "guard_symbols must be >= 0"),
+            (0 < self.detection_threshold < 1, "detection_threshold must be in (0, 1)"),
+            (0 <= self.scrambler_seed < 2**14, "scrambler_seed must be in [0, 2^14)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"LinkConfig: {msg} (got {self})")
+        FrameFormat(self.pilot_len, self.pilot_spacing)  # validates the pilot pattern
+
+    @property
+    def sample_rate_hz(self) -> float:
+        return self.symbol_rate_hz * self.sps
+
+    @property
+    def frame(self) -> FrameFormat:
+        return FrameFormat(self.pilot_len, self.pilot_spacing)
+
+
+def _rate_str(rate: float) -> str:
+    s = str(Fraction(rate).limit_denominator(20))
+    if s not in CODE_RATES:
+        raise ValueError(f"code rate {rate} has no header code; choose one of {CODE_RATES}")
+    return s
+
+
+@dataclass(frozen=True)
+class PacketPlan:
+    """How a packet of `total_len` bytes is split into code blocks and bursts (both ends compute it)."""
+
+    modulation: str
+    code_rate: str
+    k: int
+    n: int
+    block_bytes: int
+    total_len: int
+    blocks_per_burst: int
+
+    @classmethod
+    def make(cls, cfg: LinkConfig, mcs: str, total_len: int) -> "PacketPlan":
+        m = get_mcs(mcs)
+        rate = _rate_str(m.code_rate)
+        k = cfg.ldpc_k
+        n = int(round(k / float(Fraction(rate))))
+        bps = BITS_PER_SYMBOL[m.modulation]
+        per_burst = max(1, ((cfg.max_burst_symbols - HEADER_CODED_BITS) * bps) // n)
+        plan = cls(m.modulation, rate, k, n, (k - CRC_BITS) // 8, int(total_len), per_burst)
+        if not 0 <= total_len < 2**24:
+            raise ValueError(f"payload of {total_len} bytes exceeds the 16 MiB header limit; split it")
+        if plan.frag_count > 255:
+            raise ValueError(
+                f"payload of {total_len} bytes needs {plan.frag_count} bursts at {mcs} (max 255); "
+                "raise ldpc_k or max_burst_symbols, or split the payload"
+            )
+        if plan.blocks_per_burst * plan.block_bytes >= 2**16:
+            raise ValueError("a burst would carry >= 64 KiB; lower max_burst_symbols")
+        return plan
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.total_len // self.block_bytes)
+
+    @property
+    def frag_count(self) -> int:
+        return max(1, -(-self.n_blocks // self.blocks_per_burst))
+
+    @property
+    def bits_per_symbol(self) -> int:
+        return BITS_PER_SYMBOL[self.modulation]
+
+    @property
+    def constellation_rate(self) -> str | None:
+        return self.code_rate if "apsk" in self.modulation else None
+
+    def frag_blocks(self, i: int) -> range:
+        return range(i * self.blocks_per_burst, min((i + 1) * self.blocks_per_burst, self.n_blocks))
+
+    def frag_len(self, i: int) -> int:
+        blocks = self.frag_blocks(i)
+        return max(0, min(blocks.stop * self.block_bytes, self.total_len) - blocks.start * self.block_bytes)
+
+    def n_data(self, i: int) -> int:
+        """Data symbols of burst i: header plus payload (padded to whole symbols)."""
+        return HEADER_CODED_BITS + -(-len(self.frag_blocks(i)) * self.n // self.bits_per_symbol)
+
+
+def _scramble_seed(cfg: LinkConfig, seq: int, block: int) -> int:
+    return ((seq & 0xFFFF) << 14 | (block & 0x3FFF)) ^ cfg.scrambler_seed
+
+
+@lru_cache(maxsize=32)
+def _scrambling(seed: int, n: int) -> np.ndarray:
+    from sagin_hil.phy.scrambler import gold_sequence
+
+    return gold_sequence(seed, n)
+
+
+class PacketTransmitter:
+    """Bytes -> complex64 samples: CRC24A, NR LDPC, scrambling, mapping, framing, RRC shaping.
+
+    Parameters
+    ----------
+    cfg : LinkConfig, optional
+
+    Input (modulate)
+    ----------------
+    payload : bytes
+    mcs : str
+        An MCS name of phy.mcs, e.g. "qpsk-1/2".
+    seq : int
+        Packet sequence number, 0..65535.
+
+    Output
+    ------
+    complex64 [n] at cfg.sample_rate_hz, mean power 1: one burst per fragment, each followed by
+    `guard_symbols` of silence; n / cfg.sample_rate_hz == air_time_s(len(payload), mcs).
+    """
+
+    def __init__(self, cfg: LinkConfig | None = None):
+        self.cfg = cfg or LinkConfig()
+        self.fmt = self.cfg.frame
+        self.header_codec = HeaderCodec()
+
+    def plan(self, n_bytes: int, mcs: str) -> PacketPlan:
+        return PacketPlan.make(self.cfg, mcs, n_bytes)
+
+    def _burst_symbols(self, plan: PacketPlan, i: int) -> int:
+        return self.fmt.burst_len(plan.n_data(i)) + self.cfg.guard_symbols
+
+    def air_time_s(self, n_bytes: int, mcs: str) -> float:
+        """Duration of the samples `modulate` returns for a payload of n_bytes, in seconds."""
+        plan = self.plan(n_bytes, mcs)
+        n_sym = sum(self._burst_symbols(plan, i) for i in range(plan.frag_count)) + self.cfg.span_symbols // 2
+        return n_sym / self.cfg.symbol_rate_hz
+
+    def encode_blocks(self, payload: bytes, plan: PacketPlan, seq: int) -> np.ndarray:
+        """Scrambled codewords uint8 [n_blocks, n]."""
+        from sagin_hil.phy.crc import crc_attach
+        from sagin_hil.phy.ldpc import nr_code
+
+        bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+        info = np.zeros((plan.n_blocks, plan.k - CRC_BITS), dtype=np.uint8)
+        padded = np.zeros(plan.n_blocks * plan.block_bytes * 8, dtype=np.uint8)
+        padded[: bits.size] = bits
+        info[:, : plan.block_bytes * 8] = padded.reshape(plan.n_blocks, plan.block_bytes * 8)
+        cw = nr_code(plan.k, plan.n).encode(crc_attach(info, CRC_NAME)) if plan.n_blocks else info[:, :0]
+        for b in range(plan.n_blocks):
+            cw[b] ^= _scrambling(_scramble_seed(self.cfg, seq, b), plan.n)
+        return cw
+
+    def modulate(self, payload: bytes, mcs: str, seq: int) -> np.ndarray:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise ValueError(f"payload must be bytes, got {type(payload).__name__}; encode it first")
+        if not 0 <= int(seq) < 2**16:
+            raise ValueError(f"seq={seq} must be in [0, 65535]; wrap it modulo 2^16")
+        payload = bytes(payload)
+        plan = self.plan(len(payload), mcs)
+        cw = self.encode_blocks(payload, plan, seq)
+        const = Constellation(plan.modulation, plan.constellation_rate)
+        stream = []
+        for i in range(plan.frag_count):
+            hdr = BurstHeader(plan.modulation, plan.code_rate, plan.k, seq, i, plan.frag_count, plan.frag_len(i), plan.total_len)
+            bits = cw[plan.frag_blocks(i)].ravel()
+            pad = (-bits.size) % const.bits_per_symbol
+            syms = const.map(np.concatenate([bits, np.zeros(pad, np.uint8)]))
+            stream.append(self.fmt.assemble(np.concatenate([self.header_codec.encode(hdr), syms])))
+            stream.append(np.zeros(self.cfg.guard_symbols, np.complex64))
+        stream.append(np.zeros(self.cfg.span_symbols // 2, np.complex64))  # flush the pulse tails
+        x = RrcInterpolator(self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols)(np.concatenate(stream))
+        return (x / np.sqrt(np.mean(np.abs(x) ** 2))).astype(np.complex64)
+
+
+@dataclass
+class RxPacket:
+    """What the receiver recovered from one packet.
+
+    payload: bytes (total length as sent; failed blocks zero-filled); block_ok: bool [n_blocks];
+    header_ok: a header decoded; mcs, seq: from the header; snr_db (Es/N0), evm_rms (fraction), cfo_hz,
+    clock_offset_ppm: averaged over the bursts; ber: pre-FEC bit error rate on blocks that passed CRC;
+    bler: failed fraction of n_blocks; start_sample: raw sample where the packet's first burst starts
+    (inferred from a later burst when the first is lost; the first detection when no header decoded);
+    n_bursts: bursts expected (frag_count), bursts_ok: bursts whose header decoded; header_errors: reasons
+    of skipped bursts; symbols: equalised payload symbols of the first burst heard (<= 4096, for plots).
+    """
+
+    payload: bytes
+    block_ok: np.ndarray
+    header_ok: bool
+    mcs: str
+    seq: int
+    snr_db: float
+    evm_rms: float
+    cfo_hz: float
+    ber: float
+    bler: float
+    n_blocks: int
+    start_sample: int
+    clock_offset_ppm: float = 0.0
+    n_bursts: int = 0
+    bursts_ok: int = 0
+    header_errors: list = field(default_factory=list)
+    symbols: np.ndarray | None = None
+
+
+@dataclass
+class _Burst:
+    header: BurstHeader
+    llr: np.ndarray  # [n_frag_blocks, n]
+    snr_db: float
+    evm_rms: float
+    cfo_cpsym: float
+    drift: float
+    start: float  # raw sample where this burst's first transmitted sample arrived
+    symbols: np.ndarray  # equalised payload symbols
+
+
+class PacketReceiver:
+    """Complex samples -> RxPacket: detection, synchronisation, header, demapping, decoding, reassembly.
+
+    Parameters
+    ----------
+    cfg : LinkConfig, optional
+        Must equal the transmitter's.
+
+    Input (demodulate)
+    ------------------
+    samples : complex [n] at cfg.sample_rate_hz
+        Bursts anywhere in it (after noise: a propagation delay), with a residual carrier offset up to
+        +-5 % of the symbol rate (+-12.5 % detectable), a slow Doppler rate and a sample-clock offset.
+
+    Output
+    ------
+    RxPacket, or None when no preamble is detected. Garbled bursts are skipped with their reason in
+    `header_errors`; NaN, inf, truncated or absurd sample values never raise.
+    """
+
+    def __init__(self, cfg: LinkConfig | None = None):
+        self.cfg = cfg or LinkConfig()
+        self.fmt = self.cfg.frame
+        self.header_codec = HeaderCodec()
+        self.detector = BurstDetector(self.fmt.preamble, self.cfg.sps, self.cfg.detection_threshold)
+        self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock)
+        # the header stage assumes at least one more pilot block after the header
+        self._hdr_n_data = HEADER_CODED_BITS + self.fmt.pilot_spacing
+
+    def _read_burst(self, x: np.ndarray, det) -> tuple[_Burst, float]:
+        t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
+        hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
+        header = self.header_codec.decode((4.0 * hb.data.real / max(hb.noise_var, 1e-9)).astype(np.float32))
+        try:
+            plan = PacketPlan.make(self.cfg, header.mcs, header.total_len)
+        except ValueError as exc:
+            raise HeaderError("mcs", str(exc)) from None
+        if header.ldpc_k != plan.k or header.frag_count != plan.frag_count or header.frag_len != plan.frag_len(header.frag_index):
+            raise HeaderError("plan", f"header {header} does not match this receiver's LinkConfig (ldpc_k={plan.k})")
+        n_data = plan.n_data(header.frag_index)
+        sb = self.sync.symbols(x, t0, cfo, n_data)
+        const = Constellation(plan.modulation, plan.constellation_rate)
+        n_blk = len(plan.frag_blocks(header.frag_index))
+        llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
+        llr = np.nan_to_num(np.clip(llr[: n_blk * plan.n], -1e3, 1e3)).reshape(n_blk, plan.n)  # garbage-proof
+        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
+        payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
+        burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
+        return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
+
+    def demodulate(self, samples: np.ndarray) -> RxPacket | None:
+        x = np.asarray(samples)
+        if x.ndim != 1:
+            raise ValueError(f"samples must be a 1-D complex array, got shape {x.shape}")
+        x = np.nan_to_num(x.astype(np.complex128), nan=0.0, posinf=0.0, neginf=0.0)
+        r = oaconvolve(x, self.sync.taps)[: x.size]  # the causal matched filter, by FFT blocks
+        bursts, errors, start, pos = [], [], None, 0
+        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
+        while True:
+            det = self.detector.find(r, pos)
+            if det is None:
+                break
+            if start is None:
+                start = int(round(det.index + det.frac - self.sync.mf_delay - tx_delay))
+            try:
+                burst, end = self._read_burst(x, det)
+                bursts.append(burst)
+                pos = max(int(end) + self.sync.mf_delay - 4 * self.cfg.sps, det.index + 1)
+            except HeaderError as exc:
+                errors.append(exc.reason)
+                pos = det.index + self.fmt.preamble.size * self.cfg.sps
+            except (ValueError, ZeroDivisionError, FloatingPointError, IndexError, np.linalg.LinAlgError) as exc:
+                errors.append(f"sync: {exc}")  # garbage that passed detection: skip it
+                pos = det.index + self.fmt.preamble.size * self.cfg.sps
+        if start is None:
+            return None
+        if not bursts:
+            return RxPacket(b"", np.zeros(0, bool), False, "", -1, float("nan"), float("nan"), float("nan"),
+                            float("nan"), 1.0, 0, start, header_errors=errors)  # fmt: skip
+        return self._assemble(bursts, errors)
+
+    def _assemble(self, bursts: list[_Burst], errors: list) -> RxPacket:
+        from sagin_hil.phy.crc import crc_check
+        from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+
+        # several packets in one buffer: keep the one with the most bursts heard, the earliest among equals
+        groups: dict[tuple, list[_Burst]] = {}
+        for b in bursts:
+            groups.setdefault((b.header.seq, b.header.mcs, b.header.total_len), []).append(b)
+        mine = max(groups.values(), key=lambda g: (len(g), -g[0].start))
+        errors += ["other packet"] * (len(bursts) - len(mine))
+        first = mine[0].header
+        plan = PacketPlan.make(self.cfg, first.mcs, first.total_len)
+        # where the packet began, even when its first bursts were lost: subtract the bursts before
+        burst_samples = [(self.fmt.burst_len(plan.n_data(i)) + self.cfg.guard_symbols) * self.cfg.sps for i in range(plan.frag_count)]
+        start = int(round(mine[0].start - sum(burst_samples[: mine[0].header.frag_index])))
+        seen: dict[int, _Burst] = {}
+        for b in mine:
+            seen.setdefault(b.header.frag_index, b)  # a repeated fragment: keep the first copy
+        block_ok = np.zeros(plan.n_blocks, dtype=bool)
+        payload = np.zeros(plan.n_blocks * plan.block_bytes, dtype=np.uint8)
+        bit_err, bit_cnt = 0, 0
+        idx = [blk for i in sorted(seen) for blk in plan.frag_blocks(i)]
+        if idx:
+            llr = np.concatenate([seen[i].llr for i in sorted(seen)])
+            flip = np.stack([_scrambling(_scramble_seed(self.cfg, first.seq, blk), plan.n) for blk in idx])
+            llr = np.where(flip == 1, -llr, llr).astype(np.float32)
+            dec = LdpcDecoder(nr_code(plan.k, plan.n), algorithm=self.cfg.decoder, iterations=self.cfg.iterations)
+            res = dec(llr)
+            ok = crc_check(res.info_bits, CRC_NAME)
+            block_ok[idx] = ok
+            data = res.info_bits[:, : plan.block_bytes * 8]
+            for j, blk in enumerate(idx):
+                if ok[j]:
+                    payload[blk * plan.block_bytes : (blk + 1) * plan.block_bytes] = np.packbits(data[j])
+            if ok.any():
+                bit_err = int(np.sum((llr[ok] < 0) != res.codeword[ok].astype(bool)))
+                bit_cnt = int(ok.sum() * plan.n)
+        snr_lin = np.mean([10 ** (b.snr_db / 10) for b in seen.values()])
+        return RxPacket(
+            payload=payload[: plan.total_len].tobytes(),
+            block_ok=block_ok,
+            header_ok=True,
+            mcs=first.mcs,
+            seq=first.seq,
+            snr_db=float(10 * np.log10(snr_lin)),
+            evm_rms=float(np.sqrt(np.mean([b.evm_rms**2 for b in seen.values()]))),
+            cfo_hz=float(np.mean([b.cfo_cpsym for b in seen.values()]) * self.cfg.symbol_rate_hz),
+            ber=bit_err / bit_cnt if bit_cnt else float("nan"),
+            bler=float(1.0 - block_ok.mean()) if plan.n_blocks else 0.0,
+            n_blocks=plan.n_blocks,
+            start_sample=start,
+            clock_offset_ppm=float(np.mean([b.drift for b in seen.values()]) * 1e6),
+            n_bursts=plan.frag_count,
+            bursts_ok=len(seen),
+            header_errors=errors,
+            symbols=seen[min(seen)].symbols,
+        )

@@ -1,0 +1,509 @@
+"""Burst synchronisation: detection, carrier frequency, symbol timing and pilot-aided phase tracking.
+
+Frequencies here are normalised: cycles per sample (`*_cps`) or cycles per symbol (`*_cpsym`);
+multiply by the symbol rate for Hz. The chain a burst receiver runs (see phy/link.py):
+
+1. `BurstDetector` on the matched-filtered stream: differentially combined segment correlations with the
+   preamble (insensitive to a carrier offset up to 1 / (2 * segment) cycles per symbol), normalised by the
+   received energy, against a fixed threshold; gives start, fractional timing and a coarse carrier offset.
+2. `estimate_cfo_segments`: fine carrier offset from the slope of the unwrapped phases of preamble segments.
+3. `refine_timing`: fractional timing from the correlation with known symbols at +-1 sample (parabola).
+4. `estimate_clock_drift`: sample-clock offset from the timing of every pilot block (least-squares line).
+5. `PhaseTracker`: complex gain of every pilot block, unwrapped, fitted by a polynomial in time
+   (quadratic: phase, residual frequency and a Doppler rate across the burst).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from scipy.signal import oaconvolve
+
+__all__ = [
+    "Rotator",
+    "BurstDetector",
+    "Detection",
+    "interpolate_cubic",
+    "estimate_cfo_segments",
+    "refine_timing",
+    "estimate_clock_drift",
+    "PhaseTracker",
+    "BurstSynchronizer",
+    "SyncedBurst",
+]
+
+
+class Rotator:
+    """Streaming carrier rotation (an NCO): y[n] = x[n] exp(j phi[n]), frequency ramping at a constant rate.
+
+    Parameters
+    ----------
+    freq_cps : float
+        Cycles per sample at the first sample.
+    rate_cps2 : float
+        Frequency change, cycles per sample per sample (a Doppler rate).
+    phase_rad : float
+        Initial phase.
+
+    Input: complex [n].  Output: complex64 [n]; chunked == one call (the phase is computed from the
+    absolute sample index).
+    """
+
+    def __init__(self, freq_cps: float = 0.0, rate_cps2: float = 0.0, phase_rad: float = 0.0):
+        self.freq_cps, self.rate_cps2, self.phase_rad = float(freq_cps), float(rate_cps2), float(phase_rad)
+        self._n = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        n = np.arange(self._n, self._n + x.size, dtype=np.float64)
+        # phase(n) = phi0 + 2 pi (f0 n + rate n^2 / 2), evaluated from the absolute index: no drift over chunks
+        cycles = self.freq_cps * n + 0.5 * self.rate_cps2 * n * n
+        self._n += x.size
+        return (x * np.exp(1j * (self.phase_rad + 2 * np.pi * np.mod(cycles, 1.0)))).astype(np.complex64)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _detect_kernel(r, pre, seg, sps, start, stop, stride, metric, dsum):
+    n_pre = pre.size
+    k_seg = n_pre // seg
+    span = (n_pre - 1) * sps
+    j = 0
+    for n in range(start, stop, stride):
+        if n < 0 or n + span >= r.size:
+            metric[j] = 0.0
+            dsum[j] = 0.0
+            j += 1
+            continue
+        energy = 0.0
+        acc = 0j
+        prev = 0j
+        for k in range(k_seg):
+            c = 0j
+            for i in range(seg):
+                v = r[n + (k * seg + i) * sps]
+                c += v * pre[k * seg + i]
+                energy += v.real * v.real + v.imag * v.imag
+            if k > 0:
+                acc += c * np.conj(prev)
+            prev = c
+        metric[j] = abs(acc) / (seg * energy) * k_seg / (k_seg - 1) if energy > 0 else 0.0
+        dsum[j] = acc
+        j += 1
+
+
+@dataclass
+class Detection:
+    """A detected preamble: `index` (integer sample of the first preamble symbol in the searched stream),
+    `frac` (fractional sample correction in [-0.5, 0.5]), `metric` (0..1, about snr / (1 + snr)),
+    `cfo_cpsym` (coarse carrier offset, cycles per symbol)."""
+
+    index: int
+    frac: float
+    metric: float
+    cfo_cpsym: float
+
+
+class BurstDetector:
+    """Preamble detector on a matched-filtered stream.
+
+    Parameters
+    ----------
+    preamble : complex [p]
+        Known symbols, p a multiple of `segment`.
+    sps : int
+        Samples per symbol.
+    threshold : float
+        On the normalised metric: noise alone gives about 1 / (segment sqrt(K - 1)) rms with K = p / segment
+        segments (0.031 for 256 / 4); a burst gives about snr / (1 + snr).
+    segment : int
+        Symbols per coherent segment; bounds the carrier offset range to +-1 / (2 segment) cycles per symbol
+        (+-12.5 % of the symbol rate for 4).
+    window : int
+        Longest stretch of samples searched per numba call.
+
+    Input (find)
+    ------------
+    r : complex [n], the matched-filtered stream; start : first sample to search.
+
+    Output
+    ------
+    Detection (index, frac, metric, cfo_cpsym) of the first preamble at or after `start`, or None.
+    """
+
+    def __init__(self, preamble: np.ndarray, sps: int, threshold: float = 0.18, segment: int = 4, window: int = 4096):
+        preamble = np.asarray(preamble)
+        if preamble.size % segment or preamble.size // segment < 4:
+            raise ValueError(f"preamble length {preamble.size} must be a multiple of segment={segment}, >= 4 segments")
+        self.pre = np.ascontiguousarray(np.conj(preamble), dtype=np.complex128)
+        self.sps, self.threshold, self.segment, self.window = int(sps), float(threshold), int(segment), int(window)
+
+    def metric(self, r: np.ndarray, start: int = 0, stop: int | None = None, stride: int = 1):
+        """Metric float64 [m] and differential sums complex128 [m] at n = start, start+stride, ... < stop."""
+        r = np.ascontiguousarray(r, dtype=np.complex128)
+        stop = r.size if stop is None else stop
+        m = len(range(start, stop, stride))
+        metric, dsum = np.zeros(m), np.zeros(m, dtype=np.complex128)
+        _detect_kernel(r, self.pre, self.segment, self.sps, start, stop, stride, metric, dsum)
+        return metric, dsum
+
+    def find(self, r: np.ndarray, start: int = 0) -> Detection | None:
+        """The first preamble at or after sample `start` of the stream `r`, or None."""
+        r = np.ascontiguousarray(r, dtype=np.complex128)
+        last = r.size - (self.pre.size - 1) * self.sps  # last start with the whole preamble inside
+        pos = max(int(start), 0)
+        step = 512  # grows: a burst usually follows the previous one within a guard interval
+        while pos < last:
+            stop = min(pos + step, last)
+            step = min(2 * step, self.window)
+            coarse, _ = self.metric(r, pos, stop, 2)  # every other sample: the peak is > 1 sample wide
+            hits = np.flatnonzero(coarse > self.threshold)
+            if hits.size:
+                # a window that only partly overlaps the preamble can cross the threshold at high SNR (its
+                # energy is small); the true peak is then within one preamble length: take the maximum there
+                n1 = pos + 2 * int(hits[0])
+                wide, _ = self.metric(r, n1, min(n1 + self.pre.size * self.sps + 2, last), 2)
+                n2 = n1 + 2 * int(np.argmax(wide))
+                lo = max(n2 - 3, 0)
+                fine, dsum = self.metric(r, lo, min(n2 + 4, last), 1)
+                j = int(np.argmax(fine))
+                frac = 0.0
+                if 0 < j < fine.size - 1:
+                    a, b, c = fine[j - 1], fine[j], fine[j + 1]
+                    den = a - 2 * b + c
+                    frac = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
+                cfo = float(np.angle(dsum[j]) / (2 * np.pi * self.segment))
+                return Detection(lo + j, frac, float(fine[j]), cfo)
+            pos = stop
+        return None
+
+
+@numba.njit(cache=True, fastmath=True)
+def _cubic_at(y, t):
+    base = int(np.floor(t))
+    mu = t - base
+    w = (-mu * (mu - 1) * (mu - 2) / 6, (mu + 1) * (mu - 1) * (mu - 2) / 2,
+         -(mu + 1) * mu * (mu - 2) / 2, (mu + 1) * mu * (mu - 1) / 6)  # fmt: skip
+    acc = 0j
+    for k in range(4):
+        i = base - 1 + k
+        if 0 <= i < y.size:
+            acc += w[k] * y[i]
+    return acc
+
+
+@numba.njit(cache=True, fastmath=True)
+def _cubic_kernel(y, t, out):
+    for j in range(t.size):
+        out[j] = _cubic_at(y, t[j])
+
+
+def interpolate_cubic(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Cubic Lagrange interpolation of y at fractional indices t (zero outside the signal).
+
+    Input: y complex [n]; t float [...]. Output: complex128 shaped like t.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    out = np.empty(t.size, dtype=np.complex128)
+    _cubic_kernel(np.ascontiguousarray(y, dtype=np.complex128), np.ascontiguousarray(t.ravel()), out)
+    return out.reshape(t.shape)
+
+
+def estimate_cfo_segments(z: np.ndarray, segment: int = 16) -> float:
+    """Frequency (cycles per symbol) of a modulation-free sequence z (received x conj(known)): least-squares
+    slope of the unwrapped phases of `segment`-symbol sums. Range +-1 / (2 segment); near the CRLB."""
+    z = np.asarray(z)
+    k = z.size // segment
+    if k < 2:
+        raise ValueError(f"need at least {2 * segment} symbols to estimate a frequency, got {z.size}")
+    sums = z[: k * segment].reshape(k, segment).sum(axis=1)
+    phase = np.unwrap(np.angle(sums))
+    t = (np.arange(k) + 0.5) * segment
+    t = t - t.mean()
+    return float(np.sum(t * (phase - phase.mean())) / np.sum(t * t) / (2 * np.pi))
+
+
+def _parabola_peak(a: float, b: float, c: float) -> float:
+    den = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / den, -1.0, 1.0)) if den < 0 else 0.0
+
+
+def refine_timing(y: np.ndarray, t: np.ndarray, known: np.ndarray, step: float = 1.0) -> float:
+    """Timing correction (samples) that maximises |sum y(t + d) conj(known)|, from d in {-step, 0, +step}.
+
+    y: matched-filtered samples; t: fractional sample positions of the known symbols [n]; known [n].
+    """
+    mags = [abs(np.vdot(known, interpolate_cubic(y, t + d))) for d in (-step, 0.0, step)]
+    return step * _parabola_peak(*mags)
+
+
+def _block_timing_errors(y, t, ref, starts):
+    """Per block: timing error (samples, parabola through |correlation| at -1, 0, +1) and |correlation|."""
+    a, b, c = (np.abs(np.add.reduceat(interpolate_cubic(y, t + d) * ref, starts)) for d in (-1.0, 0.0, 1.0))
+    den = a - 2 * b + c
+    err = np.where(den < 0, np.clip(0.5 * (a - c) / np.where(den < 0, den, -1.0), -1.0, 1.0), 0.0)
+    return err, b
+
+
+def _fit_line(x, e, w, min_span, max_slope=500e-6):
+    """Weighted line e = offset + slope x; the slope stays 0 until the points span `min_span` samples
+    (over a short span timing noise would give a wild slope, which extrapolation would amplify)."""
+    w = w + 1e-30
+    xm, em = np.sum(w * x) / np.sum(w), np.sum(w * e) / np.sum(w)
+    slope = 0.0
+    if x.size > 1 and np.ptp(x) >= min_span:
+        slope = np.sum(w * (x - xm) * (e - em)) / max(np.sum(w * (x - xm) ** 2), 1e-12)
+    slope = float(np.clip(slope, -max_slope, max_slope))  # beyond any oscillator: a bad fit
+    return float(em - slope * xm), slope
+
+
+@numba.njit(cache=True, fastmath=True)
+def _sequential_timing(y, t0, sps, order, sym, ref, starts, sizes, x, min_span, max_slope):
+    """Visit blocks in `order`; measure each where the running weighted line predicts it; refit."""
+    offset, drift = 0.0, 0.0
+    sw = swx = swe = swxx = swxe = 0.0
+    xmin, xmax = 1e300, -1e300
+    m = np.zeros(3)
+    for b in order:
+        for di in range(3):
+            acc = 0j
+            for j in range(starts[b], starts[b] + sizes[b]):
+                acc += _cubic_at(y, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0)) * ref[j]
+            m[di] = abs(acc)
+        den = m[0] - 2 * m[1] + m[2]
+        err = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
+        e = offset + drift * x[b] + err
+        wb = m[1] * m[1] + 1e-30
+        sw += wb
+        swx += wb * x[b]
+        swe += wb * e
+        swxx += wb * x[b] * x[b]
+        swxe += wb * x[b] * e
+        xmin, xmax = min(xmin, x[b]), max(xmax, x[b])
+        xm, em = swx / sw, swe / sw
+        slope = 0.0
+        if xmax - xmin >= min_span:
+            var = swxx / sw - xm * xm
+            slope = (swxe / sw - xm * em) / var if var > 1e-12 else 0.0
+            slope = min(max(slope, -max_slope), max_slope)
+        offset, drift = em - slope * xm, slope
+    return offset, drift
+
+
+def estimate_clock_drift(
+    y: np.ndarray,
+    t0: float,
+    sps: int,
+    block_pos: np.ndarray,
+    known_blocks: list[np.ndarray],
+    passes: int = 2,
+    min_span_symbols: int = 1000,
+) -> tuple[float, float]:
+    """Timing offset (samples) and sample-clock offset (fractional, e.g. 50e-6) from known symbol blocks.
+
+    Symbol k of the burst is assumed at t0 + offset + k sps (1 + drift); block b's known symbols
+    known_blocks[b] start at symbol block_pos[b]. The blocks are first visited in order, each measured
+    (parabola through |correlation| at -1, 0, +1 sample) where the line fitted so far predicts it, so a drift
+    of several samples over a long burst stays inside the +-1 sample capture range; then `passes` batch
+    passes refine the line. Fits are least squares weighted by each block's squared correlation (its SNR);
+    the drift stays 0 until the blocks measured span `min_span_symbols`.
+    """
+    block_pos = np.asarray(block_pos, dtype=np.float64)
+    if block_pos.size < 2:
+        return 0.0, 0.0
+    sizes = np.array([kb.size for kb in known_blocks])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sym = np.concatenate([p + np.arange(n) for p, n in zip(block_pos, sizes)]).astype(np.float64)
+    ref = np.conj(np.concatenate(known_blocks)).astype(np.complex128)
+    x = (block_pos + sizes / 2) * sps
+    offset, drift = _sequential_timing(
+        np.ascontiguousarray(y, dtype=np.complex128), float(t0), float(sps), np.argsort(block_pos), sym, ref,
+        starts.astype(np.int64), sizes.astype(np.int64), x, float(min_span_symbols * sps), 500e-6,
+    )  # fmt: skip
+    for _ in range(passes):
+        err, mag = _block_timing_errors(y, t0 + offset + sym * sps * (1 + drift), ref, starts)
+        offset, drift = _fit_line(x, offset + drift * x + err, mag**2, min_span_symbols * sps)
+    return offset, drift
+
+
+@numba.njit(cache=True)
+def _unwrap_predicted(centres, phase, memory=4):
+    """Unwrap block phases against a linear prediction from the previous `memory` blocks, so a frequency
+    that drifts (Doppler rate) beyond half a cycle per block spacing is still followed."""
+    out = phase.astype(np.float64).copy()
+    for j in range(1, out.size):
+        lo = max(j - memory, 0)
+        n = j - lo
+        pred = out[j - 1]
+        if n >= 2:
+            cm = np.mean(centres[lo:j])
+            pm = np.mean(out[lo:j])
+            num, den = 0.0, 0.0
+            for i in range(lo, j):
+                num += (centres[i] - cm) * (out[i] - pm)
+                den += (centres[i] - cm) ** 2
+            pred = pm + (num / den) * (centres[j] - cm) if den > 0 else out[j - 1]
+        out[j] += 2 * np.pi * np.round((pred - out[j]) / (2 * np.pi))
+    return out
+
+
+class PhaseTracker:
+    """Pilot-aided carrier phase and gain: a polynomial fit of unwrapped block phases over the burst.
+
+    Parameters: order (2 = phase + residual frequency + Doppler rate; reduced when there are few blocks).
+    Input (fit): block centres (symbols) [b], complex gains [b] (mean of received x conj(known) per block).
+    Output: `phase(k)` radians at symbol positions k; `gain` (mean |gain|); `freq_cpsym` at position k.
+    """
+
+    def __init__(self, order: int = 2):
+        self.order = int(order)
+        self.coef = np.zeros(1)
+        self.gain = 1.0
+        self.centre = 0.0
+        self.scale = 1.0
+
+    def fit(self, centres: np.ndarray, gains: np.ndarray) -> "PhaseTracker":
+        centres = np.asarray(centres, dtype=np.float64)
+        gains = np.asarray(gains)
+        # up to 2 blocks: interpolate; beyond: keep a spare block so that noise is not fitted
+        order = min(self.order, centres.size - 1 if centres.size <= 2 else centres.size - 2)
+        phase = _unwrap_predicted(centres, np.angle(gains).astype(np.float64))
+        w = np.abs(gains)
+        self.gain = float(np.mean(w)) if w.size else 1.0
+        self.centre = float(centres.mean())
+        self.scale = float(max(np.ptp(centres), 1.0))
+        x = (centres - self.centre) / self.scale
+        self.coef = np.polyfit(x, phase, order, w=w + 1e-12) if order >= 1 else np.array([phase.mean()])
+        return self
+
+    def phase(self, k: np.ndarray) -> np.ndarray:
+        return np.polyval(self.coef, (np.asarray(k, dtype=np.float64) - self.centre) / self.scale)
+
+    def freq_cpsym(self, k: float) -> float:
+        d = np.polyder(self.coef) if self.coef.size > 1 else np.zeros(1)
+        return float(np.polyval(d, (k - self.centre) / self.scale) / self.scale / (2 * np.pi))
+
+
+@numba.njit(cache=True, fastmath=True)
+def _derotate(raw, a, t_ref, f_cps, out):
+    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), the phase reduced modulo one cycle."""
+    for i in range(out.size):
+        cyc = f_cps * (a + i - t_ref)
+        ph = -2.0 * np.pi * (cyc - np.floor(cyc))
+        out[i] = raw[a + i] * complex(np.cos(ph), np.sin(ph))
+
+
+@dataclass
+class SyncedBurst:
+    """Symbols of one burst after synchronisation.
+
+    data : complex128 [n_data], equalised (unit gain, phase removed); noise_var : N0 of `data` (complex);
+    snr_db / evm_rms : data-aided on preamble and pilots; cfo_cpsym : total carrier offset at the burst centre;
+    drift : sample-clock offset (fraction); t0_raw : raw-stream time (samples) of the first preamble symbol.
+    """
+
+    data: np.ndarray
+    noise_var: float
+    snr_db: float
+    evm_rms: float
+    cfo_cpsym: float
+    drift: float
+    t0_raw: float
+
+
+class BurstSynchronizer:
+    """Turns a detection in a raw sample stream into equalised data symbols of a burst.
+
+    Parameters
+    ----------
+    fmt : FrameFormat
+    sps : int
+    rolloff, span_symbols : float, int
+        Of the RRC matched filter.
+    track_clock : bool
+        Estimate the sample-clock offset from the pilots.
+
+    Input
+    -----
+    `acquire(raw, index_mf, frac, cfo_cpsym)` once per detection: fine carrier offset and preamble timing;
+    then `symbols(raw, t0_raw, cfo_cpsym, n_data, n_used)` for as many data symbols as needed (first the
+    header, then the whole burst once the header gives its length). raw: the unfiltered samples [n].
+
+    Output
+    ------
+    (t0_raw, cfo_cpsym) from acquire; SyncedBurst from symbols.
+    """
+
+    def __init__(self, fmt, sps: int, rolloff: float, span_symbols: int = 16, track_clock: bool = True):
+        from sagin_hil.phy.pulse import rrc_taps
+
+        self.fmt, self.sps, self.track_clock = fmt, int(sps), bool(track_clock)
+        self.taps = rrc_taps(rolloff, sps, span_symbols)
+        self.mf_delay = (self.taps.size - 1) // 2
+
+    def _window(self, raw: np.ndarray, t0_raw: float, cfo_cps: float, n_symbols: int):
+        """Matched-filtered, derotated raw[a:b] and the window time of preamble symbol 0."""
+        pad = self.taps.size + 8
+        a = max(int(np.floor(t0_raw)) - pad, 0)
+        b = min(int(np.ceil(t0_raw + n_symbols * self.sps * (1 + 1e-3))) + pad, raw.size)
+        seg = np.empty(max(b - a, 0), dtype=np.complex128)
+        _derotate(raw, a, t0_raw, cfo_cps, seg)
+        filt = np.convolve if self.taps.size <= seg.size < 16384 else oaconvolve  # direct wins on short ones
+        return filt(seg, self.taps, mode="same"), t0_raw - a
+
+    def acquire(self, raw: np.ndarray, index_mf: int, frac: float, cfo_cpsym: float) -> tuple[float, float]:
+        """Fine carrier offset and preamble timing from a detection at causal-matched-filter index
+        `index_mf` (+ frac). Output: (t0_raw, cfo_cpsym) refined."""
+        pre = self.fmt.preamble.astype(np.complex128)
+        t0_raw = index_mf + frac - self.mf_delay
+        k = np.arange(pre.size)
+        y, t0 = self._window(raw, t0_raw, cfo_cpsym / self.sps, pre.size + 4)
+        z = interpolate_cubic(y, t0 + k * self.sps) * np.conj(pre)
+        d_cfo = estimate_cfo_segments(z, 16)
+        cfo_cpsym += d_cfo
+        # the residual is small (< 1 % of the symbol rate): rotate the filtered samples, no need to refilter
+        y = y * np.exp(-2j * np.pi * d_cfo / self.sps * (np.arange(y.size) - t0))
+        t0_raw += refine_timing(y, t0 + k * self.sps, pre)
+        return t0_raw, cfo_cpsym
+
+    def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None) -> SyncedBurst:
+        """Equalised data symbols [:n_used] of a burst carrying n_data data symbols (pilot blocks after
+        the last used data symbol are ignored, so the header can be read before n_data is known)."""
+        fmt, sps = self.fmt, self.sps
+        n_used = n_data if n_used is None else min(n_used, n_data)
+        data_pos, pilot_pos = fmt.layout(n_data)
+        last = int(data_pos[n_used - 1]) + 1 if n_used else fmt.preamble.size
+        pilot_pos = pilot_pos[pilot_pos < last + fmt.pilot_len]
+        if n_used < n_data:  # the header stage: keep only blocks that exist whatever n_data is
+            pilot_pos = pilot_pos[pilot_pos + fmt.pilot_len <= last]
+        n_sym = int(max(last, pilot_pos.max() + fmt.pilot_len if pilot_pos.size else 0))
+        y, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym + 4)
+        pre, pil = fmt.preamble.astype(np.complex128), fmt.pilots.astype(np.complex128)
+        blocks_pos = np.concatenate([[0], pilot_pos])
+        known = [pre] + [pil] * pilot_pos.size
+        offset, drift = 0.0, 0.0
+        if self.track_clock and pilot_pos.size >= 2:
+            offset, drift = estimate_clock_drift(y, t0, sps, blocks_pos, known)
+        pos = np.arange(n_sym)
+        s = interpolate_cubic(y, t0 + offset + pos * sps * (1 + drift))
+        centres = np.array([p + kb.size / 2 - 0.5 for p, kb in zip(blocks_pos, known)])
+        gains = np.array([np.vdot(kb, s[p : p + kb.size]) / kb.size for p, kb in zip(blocks_pos, known)])
+        tracker = PhaseTracker(2).fit(centres, gains)
+        eq = s * np.exp(-1j * tracker.phase(pos)) / max(tracker.gain, 1e-30)
+        known_idx = np.concatenate([np.arange(p, p + kb.size) for p, kb in zip(blocks_pos, known)])
+        from sagin_hil.phy.estimation import snr_data_aided
+
+        est = snr_data_aided(eq[known_idx], np.concatenate(known))
+        if not (np.isfinite(est.gain) and abs(est.gain) > 1e-30 and np.isfinite(est.n0)):
+            raise ValueError("no usable signal on the preamble and pilots (zero or non-finite gain)")
+        noise_var = est.n0 / max(abs(est.gain) ** 2, 1e-30)
+        return SyncedBurst(
+            data=eq[data_pos[:n_used]] / est.gain,
+            noise_var=float(noise_var),
+            snr_db=est.snr_db,
+            evm_rms=est.evm_rms,
+            cfo_cpsym=cfo_cpsym + tracker.freq_cpsym(n_sym / 2),
+            drift=drift,
+            t0_raw=t0_raw + offset,
+        )
