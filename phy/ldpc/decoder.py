@@ -1,0 +1,144 @@
+"""LDPC decoders: layered normalised / offset min-sum (fast path) and flooding sum-product (reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sagin_hil.phy.ldpc import kernels
+from sagin_hil.phy.ldpc.code import LdpcCode
+
+__all__ = ["LdpcDecoder", "DecodeResult", "ALGORITHMS"]
+
+ALGORITHMS = ("layered-nms", "layered-oms", "flooding-spa")
+FILLER_LLR = np.float32(1.0e4)  # LLR of a bit known to be 0 (NR filler bits)
+
+
+@dataclass
+class DecodeResult:
+    """Output of LdpcDecoder.
+
+    info_bits : uint8 [..., k]; codeword : uint8 [..., n] (hard decisions of the transmitted bits);
+    converged : bool [...] (syndrome zero); iterations : int32 [...] (iterations run).
+    """
+
+    info_bits: np.ndarray
+    codeword: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+
+
+class LdpcDecoder:
+    r"""Iterative belief-propagation decoder for an :class:`LdpcCode`.
+
+    Parameters
+    ----------
+    code : LdpcCode
+    algorithm : str
+        "layered-nms" (layered normalised min-sum, vectorised over Z on quasi-cyclic codes),
+        "layered-oms" (layered offset min-sum) or "flooding-spa" (flooding sum-product, exact).
+    iterations : int
+        Maximum iterations; decoding stops early once the syndrome is zero.
+    scale : float
+        Normalisation factor of min-sum (layered-nms).
+    offset : float
+        Offset of offset min-sum (layered-oms).
+
+    Input
+    -----
+    llr : float32 [..., n]
+        Channel LLRs of the transmitted bits, llr = log P(b=0)/P(b=1).
+
+    Output
+    ------
+    DecodeResult
+    """
+
+    def __init__(
+        self,
+        code: LdpcCode,
+        algorithm: str = "layered-nms",
+        iterations: int = 10,
+        scale: float = 0.75,
+        offset: float = 0.5,
+    ) -> None:
+        if not isinstance(code, LdpcCode):
+            raise ValueError(f"code must be an LdpcCode (from nr_code, dvbs2_code, ...), got {type(code).__name__}")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+        if not (isinstance(iterations, (int, np.integer)) and iterations >= 1):
+            raise ValueError(f"iterations={iterations!r} must be an integer >= 1")
+        if not (np.isfinite(scale) and 0 < scale <= 1):
+            raise ValueError(f"scale={scale!r} must lie in (0, 1]; 0.75 is typical")
+        if not (np.isfinite(offset) and offset >= 0):
+            raise ValueError(f"offset={offset!r} must be >= 0; 0.5 is typical")
+        self.code = code
+        self.algorithm = algorithm
+        self.iterations = int(iterations)
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def _mother_llr(self, llr: np.ndarray) -> np.ndarray:
+        """Rate recovery: sum repeated bits, 0 for punctured ones, +large for known zeros."""
+        code = self.code
+        out = np.empty((llr.shape[0], code.n_dec_cols), np.float32)
+        kernels.rate_recover(llr, code.tx_index, code.known_zero_index, FILLER_LLR, out)
+        return out
+
+    @staticmethod
+    def _take(hard: np.ndarray, index: np.ndarray) -> np.ndarray:
+        # a contiguous index (the usual systematic layout) is a cheap slice
+        if index.size and index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1):
+            return hard[:, index[0] : index[-1] + 1]
+        return hard[:, index]
+
+    def __call__(self, llr: np.ndarray) -> DecodeResult:
+        code = self.code
+        arr = np.asarray(llr)
+        if arr.ndim == 0 or arr.shape[-1] != code.n:
+            raise ValueError(
+                f"llr must have shape [..., {code.n}] for {code.name}, got {arr.shape}; "
+                "pass one LLR per transmitted bit"
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"llr must be floating point, got dtype {arr.dtype}; cast with .astype(np.float32)")
+        arr = arr.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(
+                f"llr holds a non-finite value ({arr[tuple(bad)]}) at index {tuple(int(i) for i in bad)}; "
+                "clip or replace NaN/inf LLRs (e.g. np.nan_to_num) before decoding"
+            )
+        shape = arr.shape[:-1]
+        flat = np.ascontiguousarray(arr.reshape(-1, code.n))
+        B = flat.shape[0]
+        mother = self._mother_llr(flat)
+        hard = np.empty((B, code.n_dec_cols), np.uint8)
+        iters = np.empty(B, np.int32)
+        conv = np.empty(B, np.bool_)
+        if self.algorithm == "flooding-spa":
+            kernels.flooding_spa(
+                mother.astype(np.float64), code.dec_row_ptr, code.dec_var_idx, self.iterations, hard, iters, conv
+            )
+        else:
+            mode = kernels.MODE_NMS if self.algorithm == "layered-nms" else kernels.MODE_OMS
+            args = (self.iterations, mode, np.float32(self.scale), np.float32(self.offset), hard, iters, conv)
+            if code.qc is not None:
+                q = code.qc
+                if q.perm is None:
+                    kernels.qc_layered_min_sum(mother, q.row_ptr, q.cols, q.shifts, q.brk, q.dup, q.Z, *args)
+                else:
+                    hard_qc = np.empty_like(hard)
+                    args = args[:4] + (hard_qc,) + args[5:]
+                    qc_llr = np.ascontiguousarray(mother[:, q.perm])
+                    kernels.qc_layered_min_sum(qc_llr, q.row_ptr, q.cols, q.shifts, q.brk, q.dup, q.Z, *args)
+                    hard[:, q.perm] = hard_qc
+            else:
+                kernels.layered_min_sum(mother, code.dec_row_ptr, code.dec_var_idx, *args)
+        return DecodeResult(
+            info_bits=self._take(hard, code.info_index).reshape(*shape, code.k),
+            codeword=self._take(hard, code.tx_index).reshape(*shape, code.n),
+            converged=conv.reshape(shape),
+            iterations=iters.reshape(shape),
+        )
