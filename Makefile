@@ -36,7 +36,7 @@ $(VENV)/.stamp-peers: $(VENV)/.stamp-install
 	@dpkg -s gnuradio >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends gnuradio; } || \
 	  echo "gnuradio could not be installed: the channel bench will skip that peer"
-	-$(BIN)/python -m pip install -q --no-deps sionna
+	-$(BIN)/python -m pip install -q --no-deps sionna importlib_resources
 	-$(BIN)/python -m pip install -q --no-build-isolation pyldpc
 	@touch $@
 

@@ -1,7 +1,45 @@
-"""Command-line commands of this layer, registered on the `sagin-hil` app (heavy imports stay inside commands)."""
+"""`sagin-hil calibrate ...`: measurements -> the tables the emulator and controllers load."""
+
+from pathlib import Path
+from typing import Optional
 
 import typer
+
+calibrate = typer.Typer(help="Measure calibration tables (BLER vs SNR per MCS) at sample level.", no_args_is_help=True)
+
+
+@calibrate.command("bler")
+def bler(
+    out: Path = typer.Option(Path("bler_awgn.json"), help="Where to write the table (JSON)."),
+    mcs: Optional[list[str]] = typer.Option(None, help="MCS names, e.g. --mcs qpsk-1/2 --mcs 16qam-3/4; default all."),
+    snr_db: str = typer.Option("-6:26:0.25", help="Es/N0 grid in dB as start:stop:step (stop included)."),
+    blocks: int = typer.Option(200, min=10, help="Code blocks per point (fewer once max-errors are seen)."),
+    code_k: int = typer.Option(2048, min=40, help="Information bits per 5G NR code block."),
+    max_errors: int = typer.Option(100, min=1, help="Stop a point after this many block errors."),
+    seed: int = 0,
+) -> None:
+    """Measure code-block error rate vs Es/N0 on AWGN for each MCS; the link-adaptation controller loads
+    such a table (the shipped one is calibration/tables/bler_awgn.json)."""
+    import numpy as np
+    from rich.console import Console
+
+    from sagin_hil.calibration.bler import measure_bler_table
+
+    try:
+        start, stop, step = (float(v) for v in snr_db.split(":"))
+        if step <= 0 or stop < start:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"{snr_db!r}: give start:stop:step in dB with step > 0, e.g. -6:26:0.25") from None
+    grid = np.arange(start, stop + step / 2, step)
+    table = measure_bler_table(mcs or None, grid, n_blocks=blocks, code_k=code_k, max_errors=max_errors, seed=seed)
+    table.save(out)
+    console = Console()
+    for name in table.mcs_names:
+        console.print(f"{name:>10}: Es/N0 {table.required_snr_db(name, 0.1):6.2f} dB at BLER 0.1")
+    console.print(f"table written to {out}; use it with the controller option bler_table={out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to `app`."""
+    app.add_typer(calibrate, name="calibrate")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -133,7 +134,8 @@ class LinkAdaptation(Controller):
 
     Parameters
     ----------
-    bler_table: object with .bler(mcs_name, snr_db) (default: calibration BlerTable.load()).
+    bler_table: object with .bler(mcs_name, snr_db), or the path of a table written by
+      `sagin-hil calibrate bler` (default: the shipped calibration BlerTable.load()).
     quality_table: rate-quality table in any form RateQualityTable.coerce accepts (default: the stored
       codecs.modes.load_mode_table()["j2k_rate_quality"], else a fresh codecs.modes.j2k_rate_quality()).
     target_bler: the block error rate an MCS may have at the hop's SNR.
@@ -153,6 +155,10 @@ class LinkAdaptation(Controller):
             raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
         if not symbol_rate_hz > 0:
             raise ValueError(f"symbol_rate_hz = {symbol_rate_hz!r} must be > 0")
+        if isinstance(bler_table, (str, Path)):
+            from sagin_hil.calibration.bler import BlerTable
+
+            bler_table = BlerTable.load(bler_table)
         self.bler_table = bler_table if bler_table is not None else _default_bler()
         self.quality = RateQualityTable.coerce(quality_table) if quality_table is not None else _default_quality()
         self.target_bler, self.margin_db = target_bler, margin_db
