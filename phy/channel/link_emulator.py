@@ -98,10 +98,13 @@ class ScenarioChannel(ChannelEmulator):
         if x.dtype != np.complex64 or x.ndim != 1:
             raise ValueError(f"samples must be a 1-D complex64 array; got {x.dtype} shape {x.shape}")
         fs, n_abs0 = self.sample_rate_hz, self._n
+        # A block that does not continue the stream in time (the scenario jumped ahead between bursts)
+        # must not run its first samples on the parameters of the old time.
+        jumped = self._fresh and abs(t0 - self._t_next) > 0.5 / fs
         pieces, i = [], 0
         while i < len(x):
             n = n_abs0 + i
-            if n % self._every == 0 or not self._fresh:
+            if n % self._every == 0 or not self._fresh or (i == 0 and jumped):
                 self._refresh(t0 + i / fs)
                 self._fresh = True
             j = min(len(x), i + self._every - n % self._every)
