@@ -149,8 +149,12 @@ def _plot_constellations(links: list[LinkTrace], path: Path, max_points: int) ->
     shown = [lt for lt in links if lt.constellation is not None and len(lt.constellation)]
     if not shown:
         return
-    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4), squeeze=False)
-    for ax, lt in zip(axes[0], shown):
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax, lt in zip(axes.flat, shown):
         pts = lt.constellation[:max_points]
         ax.plot(pts.real, pts.imag, ".", ms=1.5, alpha=0.5)
         lim = 1.6 * max(1.0, float(np.percentile(np.abs(pts), 99)) / 1.2)
@@ -158,7 +162,7 @@ def _plot_constellations(links: list[LinkTrace], path: Path, max_points: int) ->
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
-        ax.set_title(f"{lt.link_id}\n{lt.mcs_of_constellation}, mean Es/N0 {lt.mean_snr_db:.1f} dB", fontsize=9)
+        ax.set_title(f"{lt.link_id}\n{lt.mcs_of_constellation}, mean Es/N0 {lt.mean_snr_db:.1f} dB", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -230,8 +234,9 @@ def _html(summary: dict[str, Any], plots: list[tuple[str, str]]) -> str:
 <html><head><meta charset="utf-8"><title>sagin-hil: {esc(summary['name'])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+.scroll {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.8em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }}
 th {{ background: #f0f0f0; }}
 td.good {{ color: #1a7f37; }} td.bad {{ color: #cf222e; font-weight: bold; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
@@ -242,7 +247,7 @@ code {{ background: #f5f5f5; padding: 0 0.2em; }}
 <p>Flowgraph <code>{esc(str(summary.get('flowgraph', '')))}</code>, started {esc(str(summary.get('started', '')))},
 took {summary.get('wall_time_s', 0):.1f} s. {tot['tasks']} tasks: {tot['met_deadline']} met their deadline,
 {tot['met_quality']} their quality floor; mean SCC {_num(tot['mean_scc'], '.3f')}.</p>
-<h2>Tasks</h2><table><tr>{head}</tr>{''.join(rows)}</table>
+<h2>Tasks</h2><div class="scroll"><table><tr>{head}</tr>{''.join(rows)}</table></div>
 <h2>Links</h2><table><tr><th>link</th><th>mean measured Es/N0 (dB)</th><th>BLER</th><th>code blocks</th></tr>{links}</table>
 <h2>Plots</h2>{figs}
 <p>Files: <a href="summary.json">summary.json</a>, <a href="tasks.csv">tasks.csv</a>.</p>
