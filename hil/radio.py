@@ -12,10 +12,11 @@ before a failure are kept on the error (`RadioError.partial`) and, when recordin
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -283,6 +284,27 @@ class Radio(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.config.uri or self.kind} at {self.config.carrier_hz / 1e6:.3f} MHz>"
+
+
+class CyclicTx:
+    """Replays a transmission from a background thread, for drivers with no cyclic mode of their own."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: Callable[[], None]) -> None:
+        """Run `loop` in a thread; it must return soon after `self.stopped` is set."""
+        self.stop()
+        self.stopped.clear()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.stopped.set()
+            self._thread.join(timeout=2.0)
+            self._thread = None
 
 
 def now_s() -> float:

@@ -11,13 +11,12 @@ before an error are kept on RadioError.partial. Gains are the device's overall g
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from sagin_hil.hil.radio import Radio, RadioConfig, RadioError, RxResult, as_complex64
+from sagin_hil.hil.radio import CyclicTx, Radio, RadioConfig, RadioError, RxResult, as_complex64
 
 __all__ = ["SoapyRadio", "soapy_discover"]
 
@@ -65,8 +64,7 @@ class SoapyRadio(Radio):
         self._streams: dict[str, Any] = {}
         self._leftover = np.zeros(0, np.complex64)
         self._underflows = 0
-        self._cyclic_stop = threading.Event()
-        self._cyclic_thread: threading.Thread | None = None
+        self._cyclic = CyclicTx()
         self.driver = self.dev.getDriverKey()
         self._apply(config)
 
@@ -179,35 +177,26 @@ class SoapyRadio(Radio):
 
     def tx(self, samples: np.ndarray, cyclic: bool = False) -> None:
         x = as_complex64(samples)
-        self._stop_cyclic()
-        if not cyclic:
-            self._write_all(x, self.config.timeout_s)
-            return
+        self._cyclic.stop()
         self._write_all(x, self.config.timeout_s)  # the first pass reports errors to the caller
-        self._cyclic_stop.clear()
+        if not cyclic:
+            return
 
         def loop() -> None:
-            while not self._cyclic_stop.is_set():
+            while not self._cyclic.stopped.is_set():
                 try:
                     self._write_all(x, 0.5)
                 except RadioError:
                     return
 
-        self._cyclic_thread = threading.Thread(target=loop, daemon=True)
-        self._cyclic_thread.start()
+        self._cyclic.start(loop)
 
     def stop_tx(self) -> None:
         """Stop a cyclic transmission."""
-        self._stop_cyclic()
-
-    def _stop_cyclic(self) -> None:
-        if self._cyclic_thread is not None:
-            self._cyclic_stop.set()
-            self._cyclic_thread.join(timeout=2.0)
-            self._cyclic_thread = None
+        self._cyclic.stop()
 
     def _close(self) -> None:
-        self._stop_cyclic()
+        self._cyclic.stop()
         for st in self._streams.values():
             try:
                 self.dev.deactivateStream(st)

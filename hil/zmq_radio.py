@@ -13,7 +13,7 @@ import threading
 import time
 import numpy as np
 
-from sagin_hil.hil.radio import Radio, RadioConfig, RadioError, RxResult, as_complex64
+from sagin_hil.hil.radio import CyclicTx, Radio, RadioConfig, RadioError, RxResult, as_complex64
 from sagin_hil.hil.zmq_iq import ZmqIqError, decode_iq, decode_request, encode_iq, encode_request
 
 __all__ = ["ZmqRadio"]
@@ -60,8 +60,7 @@ class ZmqRadio(Radio):
         self._tx_offset = 0
         self._rx_next_offset: int | None = None
         self._pending_req = False
-        self._cyclic_stop = threading.Event()
-        self._cyclic_thread: threading.Thread | None = None
+        self._cyclic = CyclicTx()
 
     def _apply(self, cfg: RadioConfig) -> None:
         """Settings travel with the samples' metadata; the stream itself has no tuner."""
@@ -91,7 +90,7 @@ class ZmqRadio(Radio):
         if self._tx_sock is None:
             raise RadioError("this zmq radio has no tx_uri; set tx_uri='tcp://127.0.0.1:5555' to transmit")
         x = as_complex64(samples)
-        self._stop_cyclic()
+        self._cyclic.stop()
         if not cyclic:
             sent = 0
             while sent < len(x):  # REP may hand out fewer items than we have
@@ -99,30 +98,22 @@ class ZmqRadio(Radio):
                 self._send(x[sent:], self.config.timeout_s)
                 sent += self._tx_offset - before
             return
-        self._cyclic_stop.clear()
-        self._cyclic_thread = threading.Thread(target=self._cyclic_loop, args=(x,), daemon=True)
-        self._cyclic_thread.start()
+        self._cyclic.start(lambda: self._cyclic_loop(x))
 
     def _cyclic_loop(self, x: np.ndarray) -> None:
         period_s = len(x) / self.config.sample_rate_hz
         t_next = time.monotonic()
-        while not self._cyclic_stop.is_set():
+        while not self._cyclic.stopped.is_set():
             try:
                 self._send(x, 0.2)
             except RadioError:
                 continue  # nobody listening yet: keep trying until stopped
             t_next += period_s
-            self._cyclic_stop.wait(max(0.0, t_next - time.monotonic()))
+            self._cyclic.stopped.wait(max(0.0, t_next - time.monotonic()))
 
     def stop_tx(self) -> None:
         """Stop a cyclic transmission."""
-        self._stop_cyclic()
-
-    def _stop_cyclic(self) -> None:
-        if self._cyclic_thread is not None:
-            self._cyclic_stop.set()
-            self._cyclic_thread.join(timeout=2.0)
-            self._cyclic_thread = None
+        self._cyclic.stop()
 
     # ------------------------------------------------------------------ RX
     def _rx(self, n: int) -> RxResult:
@@ -165,7 +156,7 @@ class ZmqRadio(Radio):
         return RxResult(data[:n].copy(), t_first, overflows, 0, self._metadata())
 
     def _close(self) -> None:
-        self._stop_cyclic()
+        self._cyclic.stop()
         for s in (self._tx_sock, self._rx_sock):
             if s is not None:
                 s.close(linger=0)
