@@ -205,12 +205,13 @@ class EmulatedHop(Hop):
 def open_hop_radio(radio: dict, sample_rate_hz: float, scenario=None, link: str | None = None, seed: int = 0):
     """Open the flowgraph's radio; returns (radio, server).
 
-    radio: the flowgraph's [radio] table (kind + RadioConfig keys). For kind "pluto-emu" without a uri, an
-    emulated Pluto is started whose channel is `link` of `scenario` (server, to close with the radio).
+    radio: the flowgraph's [radio] table (kind + RadioConfig keys; a `receiver` sub-table is left to the
+    caller). For kind "pluto-emu" without a uri, an emulated Pluto is started whose channel is `link` of
+    `scenario` (server, to close with the radio).
     """
     from sagin_hil.hil.radio import open_radio
 
-    settings = {k: v for k, v in radio.items() if k != "kind"}
+    settings = {k: v for k, v in radio.items() if k not in ("kind", "receiver")}
     settings.setdefault("sample_rate_hz", sample_rate_hz)
     server = None
     if radio["kind"] == "pluto-emu" and not settings.get("uri"):
@@ -231,9 +232,10 @@ class RadioHop(Hop):
 
     kind "pluto-emu": each hop gets its own emulated Pluto whose channel is this hop of the scenario, driven
     through unmodified pyadi-iio; the stream is time aligned, so the ephemeris predicts delay and Doppler.
-    Other kinds (a Pluto or SoapySDR radio with TX cabled to RX through an attenuator, or a ZeroMQ link):
-    every hop shares one radio (`shared`); the stream goes out cyclically and is captured back
-    (`Radio.loopback`); the receiver finds the packets by their preambles and sequence numbers.
+    Other kinds: every hop shares the bench's radios (`shared` = (transmitter, receiver)): one Pluto or
+    SoapySDR radio with TX cabled to RX through an attenuator (the same radio twice), or two radios. The
+    stream goes out cyclically and is captured back (`Radio.loopback`); the receiver finds the packets by
+    their preambles and sequence numbers.
     """
 
     TX_PEAK = 0.7  # full scale is 1; leave headroom for the DAC
@@ -242,10 +244,10 @@ class RadioHop(Hop):
         super().__init__(scenario, tx, rx, phy, seed)
         self.follows_scenario = radio["kind"] == "pluto-emu" and shared is None
         if shared is not None:
-            self.radio, self.server, self._owns_radio = shared, None, False
+            (self.radio, self.receiver), self.server, self._owns_radio = shared, None, False
         else:
             self.radio, self.server = open_hop_radio(radio, self.sample_rate_hz, scenario, self.link_id, seed)
-            self._owns_radio = True
+            self.receiver, self._owns_radio = self.radio, True
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
         x = stream * (self.TX_PEAK / max(float(np.max(np.abs(stream))), 1e-12))
@@ -255,7 +257,7 @@ class RadioHop(Hop):
         else:
             guard = max(1000, len(x) // 4)
             self._period = len(x) + guard  # the capture holds two periods of the cyclic transmission
-            y = self.radio.loopback(x, guard_samples=guard).samples
+            y = self.radio.loopback(x, guard_samples=guard, receiver=self.receiver).samples
         rms = float(np.sqrt(np.mean(np.abs(y) ** 2)))
         return (y / max(rms, 1e-12)).astype(np.complex64)  # the modem expects about unit power
 

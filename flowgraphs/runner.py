@@ -124,10 +124,10 @@ class _Experiment:
         self.fg, self.scenario, self.client, self.traces = fg, scenario, client, traces
         self.codec = get_codec("jpeg2000")
         self.hops: dict[str, Any] = {}
-        self.radio = None  # the one radio of a cabled loopback bench
+        self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
 
     def hop(self, tx: str, rx: str):
-        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop, open_hop_radio
+        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
 
         key = f"{tx}->{rx}"
         if key not in self.hops:
@@ -135,19 +135,29 @@ class _Experiment:
             if self.fg.radio.kind == "emulated":
                 self.hops[key] = EmulatedHop(self.scenario, tx, rx, self.fg.phy, seed=seed)
             else:
-                shared = None
-                if self.fg.radio.kind != "pluto-emu":  # one real radio, TX cabled to RX, carries every hop
-                    if self.radio is None:
-                        self.radio, _ = open_hop_radio(self.fg.radio.model_dump(), self.fg.phy.symbol_rate_hz * self.fg.phy.sps)
-                    shared = self.radio
+                shared = self._bench_radios() if self.fg.radio.kind != "pluto-emu" else None
                 self.hops[key] = RadioHop(self.scenario, tx, rx, self.fg.phy, self.fg.radio.model_dump(), seed, shared)
         return self.hops[key]
+
+    def _bench_radios(self):
+        """The bench's (transmitter, receiver), opened once and shared by every hop: one radio with TX
+        cabled to RX, or two when the flowgraph has a [radio.receiver] table."""
+        from sagin_hil.flowgraphs.hops import open_hop_radio
+
+        if not self.radios:
+            cfg = self.fg.radio.model_dump()
+            fs = self.fg.phy.symbol_rate_hz * self.fg.phy.sps
+            transmitter, _ = open_hop_radio(cfg, fs)
+            self.radios.append(transmitter)
+            if cfg.get("receiver"):
+                self.radios.append(open_hop_radio({"kind": cfg["kind"], **cfg["receiver"]}, fs)[0])
+        return self.radios[0], self.radios[-1]
 
     def close(self) -> None:
         for h in self.hops.values():
             h.close()
-        if self.radio is not None:
-            self.radio.close()
+        for r in self.radios:
+            r.close()
 
     def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, max_retx: int = 0):
         res = self.hop(tx, rx).send(data, mcs, t_s, max_retx)

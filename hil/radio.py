@@ -225,8 +225,9 @@ class Radio(ABC):
         self.tx(x)
         return self.rx(len(x))
 
-    def loopback(self, samples: np.ndarray, guard_samples: int | None = None) -> RxResult:
-        """One burst out and back through the radio (TX cabled to RX, or an emulated Pluto).
+    def loopback(self, samples: np.ndarray, guard_samples: int | None = None, receiver: Radio | None = None) -> RxResult:
+        """One burst out through this radio and back through `receiver` (default: this radio, TX cabled to
+        RX, or an emulated Pluto; another radio for a two-radio bench).
 
         The burst plus `guard_samples` of silence (default: a quarter of the burst, at least 1000) is
         transmitted cyclically and twice that length is received, so at least one whole copy lies in the
@@ -237,11 +238,12 @@ class Radio(ABC):
         guard = max(1000, len(x) // 4) if guard_samples is None else int(guard_samples)
         if guard < 0:
             raise RadioError(f"guard_samples = {guard} must be >= 0")
+        rx_radio = self if receiver is None else receiver
         frame = np.concatenate([x, np.zeros(guard, np.complex64)])
         self.tx(frame, cyclic=True)
         try:
-            self.flush_rx()
-            return self.rx(2 * len(frame))
+            rx_radio.flush_rx()
+            return rx_radio.rx(2 * len(frame))
         finally:
             self.stop_tx()
 
