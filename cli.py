@@ -73,21 +73,24 @@ def run(
     """Run a flowgraph end to end and write a report folder (summary.json, tasks.csv, plots, index.html)."""
     from sagin_hil.flowgraphs.config import FlowgraphError, load_flowgraph
     from sagin_hil.flowgraphs.runner import run_flowgraph
+    from sagin_hil.hil.radio import RadioError
+    from sagin_hil.phy.channel.scenario import ScenarioError
 
     try:
         fg = load_flowgraph(flowgraph)
         overrides = {k: v for k, v in {"images": images, "radio": radio}.items() if v is not None}
         if overrides:
             fg = fg.with_overrides(**overrides)
-    except FlowgraphError as exc:
+        result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
+    except (FlowgraphError, ScenarioError, RadioError) as exc:  # nothing was run: say why
         err_console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result.summary, indent=2))
         console.print(f"summary written to {json_path}")
-    if not result.ok:
+    if result.aborted:
+        err_console.print(f"[red]run aborted:[/] {result.aborted}; the finished tasks are in {result.out_dir}")
         raise typer.Exit(1)
 
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sagin_hil.datatypes import Task
-from sagin_hil.flowgraphs.config import Flowgraph
+from sagin_hil.flowgraphs.config import Flowgraph, FlowgraphError
 from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, write_report
 
 __all__ = ["run_flowgraph", "RunResult"]
@@ -31,9 +31,12 @@ PROBE_MCS = "bpsk-1/2"  # the most robust MCS, so a probe is heard on any usable
 
 @dataclass
 class RunResult:
+    """summary: what summary.json holds; out_dir: the report folder; aborted: why the run stopped early
+    (a radio vanished, Ctrl-C), or None. An aborted run still reports the tasks it finished."""
+
     summary: dict[str, Any]
     out_dir: Path
-    ok: bool
+    aborted: str | None = None
 
 
 def _load_scenario(fg: Flowgraph):
@@ -234,8 +237,9 @@ class _Experiment:
 def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None) -> RunResult:
     """Run `fg` end to end; write runs/<name>-<time>/ and return the summary."""
     from sagin_hil.codecs.images import load_images
-    from sagin_hil.controllers import get_controller
+    from sagin_hil.controllers import available_controllers, get_controller
     from sagin_hil.controllers.plane import ControlClient, ControlServer
+    from sagin_hil.hil.radio import RadioError
 
     started = time.perf_counter()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -248,6 +252,11 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         scenario, used_links, tasks[0][0].arrival_s - 5.0, tasks[-1][0].arrival_s + 15.0, fg.phy.symbol_rate_hz
     )
 
+    if fg.controller.algo not in available_controllers():
+        raise FlowgraphError(
+            f"{fg.source}: key 'controller.algo' = {fg.controller.algo!r} is not a controller; "
+            f"choose one of: {', '.join(available_controllers())}"
+        )
     controller = get_controller(fg.controller.algo, target_bler=fg.controller.target_bler)
     endpoint = "inproc://sagin-control" if fg.controller.transport == "inproc" else "tcp://127.0.0.1:0"
     server = ControlServer(controller, endpoint=endpoint)
@@ -259,6 +268,7 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=console is None,
     )
+    aborted = None
     try:
         with progress:
             bar = progress.add_task("carrying images", total=len(tasks))
@@ -266,6 +276,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
                 progress.update(bar, description=f"task {task.task_id}: {task.name}")
                 records.append(experiment.carry(task, route))
                 progress.advance(bar)
+    except (RadioError, KeyboardInterrupt) as exc:  # keep and report what was finished
+        aborted = f"stopped at task {len(records)} of {len(tasks)}: {exc or type(exc).__name__}"
     finally:
         experiment.close()
         client.close()
@@ -280,6 +292,7 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         "radio": fg.radio.kind,
         "controller": fg.controller.algo,
         "symbol_rate_hz": fg.phy.symbol_rate_hz,
+        "aborted": aborted,
     }
     summary = build_summary(fg.name, records, links, meta)
     run_dir = Path(out_dir) / f"{fg.name}-{stamp}"
@@ -287,9 +300,10 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     if console is not None:
         _print_table(console, records)
         tot = summary["totals"]
+        scc = "-" if tot["mean_scc"] is None else f"{tot['mean_scc']:.3f}"
         console.print(
             f"{tot['tasks']} tasks: {tot['met_deadline']} met the deadline, {tot['met_quality']} the quality floor, "
-            f"mean SCC {tot['mean_scc']:.3f}; {summary['wall_time_s']:.1f} s wall time"
+            f"mean SCC {scc}; {summary['wall_time_s']:.1f} s wall time"
         )
         console.print(f"report: {index}")
-    return RunResult(summary=summary, out_dir=run_dir, ok=True)
+    return RunResult(summary=summary, out_dir=run_dir, aborted=aborted)

@@ -63,3 +63,12 @@ def test_bench_schema_validation_and_merge():
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "sagin_hil", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "sagin-hil" in out.stdout
+
+
+def test_unknown_controller_is_named_before_anything_runs(tmp_path):
+    fg = tmp_path / "fg.toml"
+    fg.write_text('[images]\ncount = 1\nsize_px = 64\n[controller]\nalgo = "oracle"\n')
+    res = runner.invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 2
+    assert "'controller.algo' = 'oracle'" in res.output and "link-adaptation" in res.output
+    assert not (tmp_path / "runs").exists()

@@ -59,3 +59,36 @@ def test_two_radio_bench(tmp_path):
         a.close()
         b.close()
     _delivered(summary)
+
+
+def test_a_radio_vanishing_mid_run_keeps_the_finished_tasks(tmp_path, monkeypatch):
+    from sagin_hil.flowgraphs import runner
+    from sagin_hil.hil.iiod import start_pluto_emulator
+
+    srv = start_pluto_emulator()
+    carry = runner._Experiment.carry
+
+    def carry_then_unplug(self, task, route):  # the Pluto disappears once the first image is through
+        record = carry(self, task, route)
+        srv.close()
+        return record
+
+    monkeypatch.setattr(runner._Experiment, "carry", carry_then_unplug)
+    fg = tmp_path / "fg.toml"
+    fg.write_text(SMALL.format(name="unplug").replace("count = 1", "count = 3") + BENCH_PHY
+                  + f'[radio]\nkind = "pluto"\nuri = "{srv.uri}"\n')
+    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 1
+    assert "run aborted" in res.output and "stopped at task 1 of 3" in res.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert len(summary["tasks"]) == 1 and summary["tasks"][0]["psnr_db"] > 25.0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "index.html").exists()
+
+
+def test_an_unreachable_radio_is_named(tmp_path):
+    fg = tmp_path / "fg.toml"
+    fg.write_text(SMALL.format(name="nothing") + BENCH_PHY + '[radio]\nkind = "pluto"\nuri = "ip:127.0.0.1:9"\n')
+    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs")])
+    assert res.exit_code == 1
+    assert "127.0.0.1:9" in res.output and "stopped at task 0 of 1" in res.output
