@@ -1,1 +1,9 @@
-"""codecs layer of sagin-hil (see docs/architecture.md)."""
+"""codecs layer of sagin-hil: images <-> payloads (JPEG 2000, deep JSCC, VQ semantic codec), metrics, modes.
+
+Import light: torch and glymur load only when a codec that needs them is built (see docs/codecs.md).
+"""
+
+from sagin_hil.codecs.base import Codec, CodecError, Payload
+from sagin_hil.codecs.registry import available_codecs, get_codec, register_codec
+
+__all__ = ["Codec", "CodecError", "Payload", "get_codec", "register_codec", "available_codecs"]

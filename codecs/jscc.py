@@ -1,0 +1,254 @@
+"""Deep joint source-channel coding (deep JSCC): image -> complex channel symbols -> image, SNR-adaptive.
+
+The encoder maps an HxWx3 image to k = ratio * 3HW complex symbols (bandwidth ratio k/n, n = 3HW real
+source values; 1/12 and 1/6 ship trained), normalised to unit mean power per image. Both networks take the
+channel SNR through FiLM layers (a per-channel scale and shift computed from snr_db), so one model serves
+-2..20 dB. The symbols are analog: the PHY maps them onto samples with pilots and the receiver hands the
+equalised symbols and its SNR estimate to :meth:`JsccCodec.decode`. Weights live in
+codecs/weights/jscc-1_12.safetensors etc. (config in the safetensors metadata); `sagin-hil train jscc` makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sagin_hil.codecs.base import Codec, CodecError, Payload, check_image, pack_header, unpack_header
+
+__all__ = ["JsccConfig", "JsccNet", "JsccCodec", "power_normalize", "awgn", "WEIGHTS_DIR"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+_DOWN = 4  # spatial downsampling of the encoder
+_BODY = struct.Struct(">HHHHf")  # height, width, ratio numerator, denominator, encoder snr_db
+
+
+@dataclass(frozen=True)
+class JsccConfig:
+    """Architecture of a JSCC model. `ratio` is the bandwidth ratio k/n as "num/den"."""
+
+    ratio: str = "1/12"
+    channels: int = 64
+    snr_min_db: float = -2.0
+    snr_max_db: float = 20.0
+
+    @property
+    def symbols_per_position(self) -> int:
+        """Complex symbols per latent position: 3 * 4 * 4 * ratio."""
+        k = Fraction(self.ratio) * 3 * _DOWN * _DOWN
+        if k.denominator != 1 or k <= 0:
+            raise ValueError(f"ratio {self.ratio} gives {k} symbols per 4x4 block; use a multiple of 1/48")
+        return int(k)
+
+
+class FiLM(nn.Module):
+    """Feature-wise affine modulation by the channel SNR: x * (1 + gamma(snr)) + beta(snr)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 2 * channels))
+
+    def forward(self, x: torch.Tensor, snr_norm: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.mlp(snr_norm[:, None]).chunk(2, dim=1)
+        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class _Res(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def power_normalize(z: torch.Tensor) -> torch.Tensor:
+    """Scale each image's real latent (B, 2k, h, w) so its complex symbols have unit mean power."""
+    p = z.pow(2).flatten(1).mean(dim=1) * 2  # mean |symbol|^2 = 2 * mean(real component^2)
+    return z / torch.sqrt(p + 1e-12)[:, None, None, None]
+
+
+def awgn(z: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """Complex AWGN on unit-power symbols stored as real pairs: each component gets variance N0/2."""
+    n0 = 10 ** (-snr_db / 10)
+    return z + torch.randn_like(z) * torch.sqrt(n0 / 2)[:, None, None, None]
+
+
+class JsccNet(nn.Module):
+    """Encoder and decoder networks.
+
+    Input (encode): image (B, 3, H, W) in [0, 1], H and W multiples of 4; snr_db (B,)
+    Output (encode): latent (B, 2k, H/4, W/4), unit power per image (pairs of channels = I/Q)
+    Input/Output (decode): the noisy latent and snr_db -> image (B, 3, H, W) in [0, 1]
+    """
+
+    def __init__(self, cfg: JsccConfig):
+        super().__init__()
+        self.cfg = cfg
+        c, out = cfg.channels, 2 * cfg.symbols_per_position
+        self.enc_in = nn.Sequential(
+            nn.Conv2d(3, c, 5, stride=2, padding=2), nn.PReLU(c), nn.Conv2d(c, c, 3, stride=2, padding=1), nn.PReLU(c)
+        )
+        self.enc_res1, self.enc_film1 = _Res(c), FiLM(c)
+        self.enc_res2, self.enc_film2 = _Res(c), FiLM(c)
+        self.enc_out = nn.Conv2d(c, out, 3, padding=1)
+        self.dec_in = nn.Sequential(nn.Conv2d(out, c, 3, padding=1), nn.PReLU(c))
+        self.dec_res1, self.dec_film1 = _Res(c), FiLM(c)
+        self.dec_res2, self.dec_film2 = _Res(c), FiLM(c)
+        self.dec_up = nn.Sequential(  # narrow at full resolution: most of the compute would sit there
+            nn.Conv2d(c, 4 * 32, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(32),
+            nn.Conv2d(32, 4 * 16, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(16),
+            nn.Conv2d(16, 3, 3, padding=1),
+        )
+
+    def _snr(self, snr_db: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.cfg.snr_min_db, self.cfg.snr_max_db
+        return (snr_db - lo) / (hi - lo) * 2 - 1
+
+    def encode(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        s = self._snr(snr_db)
+        h = self.enc_in(x * 2 - 1)
+        h = self.enc_film1(self.enc_res1(h), s)
+        h = self.enc_film2(self.enc_res2(h), s)
+        return power_normalize(self.enc_out(h))
+
+    def decode(self, z: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        s = self._snr(snr_db)
+        h = self.dec_in(z)
+        h = self.dec_film1(self.dec_res1(h), s)
+        h = self.dec_film2(self.dec_res2(h), s)
+        return torch.sigmoid(self.dec_up(h))
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        return self.decode(awgn(self.encode(x, snr_db), snr_db), snr_db)
+
+
+def save_model(net: nn.Module, cfg: object, path: Path, extra: dict | None = None) -> None:
+    """Write weights (float16 to keep the file small) with the config as safetensors metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
+    meta = {"config": json.dumps(asdict(cfg)), "kind": type(cfg).__name__, **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_state(path: Path, cfg_type: type) -> tuple[object, dict[str, torch.Tensor], dict[str, str]]:
+    """Read (config, float32 state dict, metadata) from a safetensors file written by :func:`save_model`."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise CodecError(f"no trained weights at {path}; create them with `sagin-hil train` (see docs/codecs.md)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+    if meta.get("kind") != cfg_type.__name__:
+        raise CodecError(f"{path} holds a {meta.get('kind')!r} model, expected {cfg_type.__name__}")
+    return cfg_type(**json.loads(meta["config"])), state, meta
+
+
+def weights_path(ratio: str, weights_dir: Path | None = None) -> Path:
+    return (weights_dir or WEIGHTS_DIR) / f"jscc-{ratio.replace('/', '_')}.safetensors"
+
+
+def _to_tensor(img: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """uint8 HxWx3 -> (1, 3, H', W') float in [0, 1], reflect-padded to multiples of 4."""
+    h, w = img.shape[:2]
+    ph, pw = (-h) % _DOWN, (-w) % _DOWN
+    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else img
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0, (h, w)
+
+
+class JsccCodec(Codec):
+    """Deep JSCC as a codec: an analog payload of complex symbols plus a small digital header.
+
+    Parameters
+    ----------
+    net : JsccNet
+        Trained (or random, for tests) networks; see :meth:`pretrained` and :meth:`from_config`.
+
+    Input (encode)
+    --------------
+    image : uint8 HxW or HxWx3
+    snr_db : float
+        Channel SNR the transmitter expects (conditions the encoder), default 10 dB.
+
+    Output (encode)
+    ---------------
+    :class:`Payload` with symbols (complex64, unit mean power, ratio * 3HW of them) and data = header bytes.
+
+    Input (decode)
+    --------------
+    data : bytes, the header; symbols : complex array as received (equalised); snr_db : the receiver's estimate.
+    """
+
+    kind = "analog"
+    codec_id = 2
+
+    def __init__(self, net: JsccNet, device: str | None = None):
+        self.net = net.eval()
+        self.cfg = net.cfg
+        self.name = f"jscc-{self.cfg.ratio}"
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.net.to(self.device)
+
+    @classmethod
+    def from_config(cls, cfg: JsccConfig | None = None, seed: int = 0, **kw) -> "JsccCodec":
+        """A codec with random weights (tests, or the starting point of training)."""
+        torch.manual_seed(seed)
+        return cls(JsccNet(cfg or JsccConfig()), **kw)
+
+    @classmethod
+    def pretrained(cls, ratio: str = "1/12", weights_dir: str | Path | None = None, **kw) -> "JsccCodec":
+        """The model trained by `sagin-hil train jscc`, read from codecs/weights (never downloaded)."""
+        cfg, state, _ = load_state(weights_path(ratio, Path(weights_dir) if weights_dir else None), JsccConfig)
+        net = JsccNet(cfg)
+        net.load_state_dict(state)
+        return cls(net, **kw)
+
+    def n_symbols(self, height: int, width: int) -> int:
+        """Complex channel uses for an image of height x width (after padding to multiples of 4)."""
+        return self.cfg.symbols_per_position * (-(-height // _DOWN)) * (-(-width // _DOWN))
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray, snr_db: float = 10.0) -> Payload:
+        t0 = time.perf_counter()
+        img = check_image(image)
+        if img.ndim == 2 or img.shape[2] == 1:
+            img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
+        x, (h, w) = _to_tensor(img)
+        z = self.net.encode(x.to(self.device), torch.tensor([float(snr_db)], device=self.device))[0].cpu().numpy()
+        sym = (z[0::2] + 1j * z[1::2]).astype(np.complex64).ravel()  # channel pairs -> I/Q
+        frac = Fraction(self.cfg.ratio)
+        data = pack_header(self.codec_id, _BODY.pack(h, w, frac.numerator, frac.denominator, float(snr_db)))
+        return Payload(self.name, data, 8 * len(data), time.perf_counter() - t0, symbols=sym,
+                       metadata={"ratio": self.cfg.ratio, "snr_db": float(snr_db), "shape": (h, w)})
+
+    @torch.no_grad()
+    def decode(self, data: bytes, symbols: np.ndarray | None = None, snr_db: float | None = None, **_: object) -> np.ndarray:
+        body, _ = unpack_header(bytes(data), self.codec_id)
+        h, w, num, den, tx_snr = _BODY.unpack(body)
+        if Fraction(num, den) != Fraction(self.cfg.ratio):
+            raise CodecError(f"payload has ratio {num}/{den}, this decoder is {self.cfg.ratio}")
+        if symbols is None:
+            raise CodecError("JSCC decode needs the received symbols: decode(header, symbols=..., snr_db=...)")
+        hp, wp = h + (-h) % _DOWN, w + (-w) % _DOWN
+        k = self.cfg.symbols_per_position
+        sym = np.asarray(symbols).ravel()
+        if sym.size != k * (hp // _DOWN) * (wp // _DOWN):
+            raise CodecError(f"got {sym.size} symbols, a {h}x{w} image at ratio {self.cfg.ratio} has {self.n_symbols(h, w)}")
+        sym = np.nan_to_num(sym.astype(np.complex64)).reshape(k, hp // _DOWN, wp // _DOWN)
+        z = np.empty((2 * k, hp // _DOWN, wp // _DOWN), np.float32)
+        z[0::2], z[1::2] = sym.real, sym.imag
+        snr = float(tx_snr if snr_db is None else snr_db)
+        snr = min(max(snr, self.cfg.snr_min_db - 3), self.cfg.snr_max_db + 3)  # FiLM was trained on this range
+        out = self.net.decode(torch.from_numpy(z)[None].to(self.device), torch.tensor([snr], device=self.device))
+        img = (out[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        return img[:h, :w]

@@ -1,0 +1,73 @@
+"""The codec benchmark's links: pilot equalisation, J2K over LDPC, the JSCC path and the result schema."""
+
+import numpy as np
+import pytest
+
+from sagin_hil.codecs import CodecError, get_codec
+from sagin_hil.codecs.images import load_images
+from sagin_hil.codecs.metrics import psnr
+from sagin_hil.flowgraphs.codec_bench import DigitalImageLink, PilotChannel
+
+
+@pytest.fixture(scope="module")
+def image():
+    return load_images(n=1, size=128, split="eval")[0][1]
+
+
+@pytest.mark.parametrize("channel", ["awgn", "rician"])
+def test_pilot_equalisation_recovers_symbols(channel):
+    rng = np.random.default_rng(0)
+    x = (np.exp(2j * np.pi * rng.random(8192)) ).astype(np.complex64)
+    y, nv, snr_est = PilotChannel(channel, 25.0, seed=1)(x)
+    err = np.median(np.abs(y - x) ** 2)  # median: robust to the ZF noise boost in a deep fade
+    assert err < 10 ** (-25 / 10) * 2
+    # AWGN: the pilot estimate is unbiased; Rician: one frame sees a few fades, its mean |h|^2 varies
+    assert abs(snr_est - 25.0) < (1.0 if channel == "awgn" else 3.0)
+    assert nv.shape == x.shape and np.all(nv > 0)
+    y0, _, est0 = PilotChannel("awgn", 0.0, seed=2)(x)
+    assert abs(est0 - 0.0) < 1.0
+    assert np.mean(np.abs(y0 - x) ** 2) == pytest.approx(1.0, rel=0.15)  # N0 = 1 at 0 dB
+
+
+def test_j2k_over_ldpc_round_trip_and_cliff(image):
+    j2k = get_codec("jpeg2000")
+    link = DigitalImageLink("qpsk-1/2", 4096)
+    assert link.info_bits <= 4096 * 2 * 0.5
+    pay = j2k.encode(image, budget_bits=link.info_bits)
+    sym = link.transmit(pay.data)
+    assert sym.size == 4096
+    y, nv, _ = PilotChannel("awgn", 8.0, seed=3)(sym)
+    assert link.receive(y, nv, len(pay.data)) == pay.data  # well above the QPSK 1/2 threshold
+    y, nv, _ = PilotChannel("awgn", -6.0, seed=4)(sym)
+    got = link.receive(y, nv, len(pay.data))
+    assert len(got) < len(pay.data)  # far below: blocks fail and the stream is cut there
+    try:
+        assert j2k.decode(got).shape == image.shape
+    except CodecError:
+        pass  # nothing intact arrived: a clean erasure
+    with pytest.raises(ValueError, match="exceeds"):
+        link.transmit(bytes(link.info_bits // 8 + 1))
+
+
+def test_jscc_through_pilots_and_channel(image):
+    from sagin_hil.codecs.jscc import JsccCodec, JsccConfig
+
+    codec = JsccCodec.from_config(JsccConfig(channels=8), device="cpu")
+    pay = codec.encode(image, snr_db=10)
+    y, _, snr_est = PilotChannel("rician", 10.0, seed=5)(pay.symbols, mmse=True)
+    rec = codec.decode(pay.data, symbols=y, snr_db=snr_est)
+    assert rec.shape == image.shape
+    assert np.mean(np.abs(y - pay.symbols) ** 2) < 0.5
+
+
+@pytest.mark.slow
+def test_bench_codec_quick_schema():
+    from sagin_hil.benchmarks import validate_results
+    from sagin_hil.flowgraphs.codec_bench import bench_codec
+
+    res = validate_results(bench_codec(quick=True))
+    names = {c["codec"] for c in res["curves"]}
+    assert {"jscc-1/12", "j2k-ldpc-1/12"} <= names
+    env = next(c for c in res["curves"] if c["codec"] == "j2k-ldpc-1/12")
+    assert len(env["psnr_db"]) == len(env["snr_db"]) == len(env["ssim"])
+    assert env["psnr_db"][-1] > env["psnr_db"][0]  # more SNR, a higher-rate MCS, better image
