@@ -20,25 +20,14 @@ help:
 run: setup
 	$(BIN)/sagin-hil run $(ARGS)
 
-test: setup
+test: setup $(VENV)/.stamp-refs
 	$(PYTEST) -m "not slow" $(ARGS)
 
-test-all: setup
+test-all: setup $(VENV)/.stamp-refs
 	$(PYTEST) $(ARGS)
 
 bench: setup $(VENV)/.stamp-peers
 	$(BIN)/sagin-hil bench all --json bench-all.json
-
-# The peers the benchmarks measure against, installed only for `make bench`: GNU Radio 3.10 (Debian's,
-# run by /usr/bin/python3 as a separate process), Sionna (PyTorch; --no-deps keeps our torch) and pyldpc
-# (its sdist needs --no-build-isolation). A peer that fails to install is reported as skipped by its bench.
-$(VENV)/.stamp-peers: $(VENV)/.stamp-install
-	@dpkg -s gnuradio >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends gnuradio; } || \
-	  echo "gnuradio could not be installed: the channel bench will skip that peer"
-	-$(BIN)/python -m pip install -q --no-deps sionna importlib_resources
-	-$(BIN)/python -m pip install -q --no-build-isolation pyldpc
-	@touch $@
 
 setup: $(VENV)/.stamp-install
 
@@ -57,6 +46,22 @@ $(VENV)/.stamp-install: $(VENV)/.stamp-system pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
 	@$(MAKE) --no-print-directory soapy-link
+	@touch $@
+
+# References the tests check against: Sionna's 5G NR tables and encoder, pyldpc's codes. Not runtime
+# dependencies: Sionna goes in --no-deps (keeps our torch), pyldpc's sdist needs --no-build-isolation.
+# A reference that fails to install leaves its tests skipped with the reason, not the suite broken.
+$(VENV)/.stamp-refs: $(VENV)/.stamp-install
+	-$(BIN)/python -m pip install -q -c constraints.txt --no-deps sionna importlib_resources
+	-$(BIN)/python -m pip install -q -c constraints.txt --no-build-isolation pyldpc
+	@touch $@
+
+# The peers the benchmarks measure against, installed only for `make bench`: the references above and
+# GNU Radio 3.10 (Debian's, run by /usr/bin/python3 as a separate process).
+$(VENV)/.stamp-peers: $(VENV)/.stamp-refs
+	@dpkg -s gnuradio >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends gnuradio; } || \
+	  echo "gnuradio could not be installed: the channel bench will skip that peer"
 	@touch $@
 
 # Debian's SoapySDR bindings are built for CPython 3.11: link just their two files into the venv
