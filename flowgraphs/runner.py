@@ -100,14 +100,14 @@ def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float, s
 
 
 def _print_table(console: Console, records: list[TaskRecord]) -> None:
-    """The per-task table: the deadline and quality floor beside what was achieved, misses in red."""
+    """The per-task table: the deadline and quality floor beside what was achieved, met or MISSED."""
     table = Table(title="tasks", header_style="bold")
     for col in ("#", "image", "route", "mode", "MCS per hop", "kbit", "air ms", "delay s / D_max",
                 "PSNR dB / Q_min", "SSIM", "SCC"):
         table.add_column(col, justify="left" if col in ("image", "route", "MCS per hop") else "right")
 
-    def mark(met: bool, text: str) -> str:
-        return f"[green]{text}[/]" if met else f"[red]{text}[/]"
+    def mark(met: bool, text: str) -> str:  # the word survives where colour does not (logs, files)
+        return f"[green]{text} met[/]" if met else f"[bold red]{text} MISSED[/]"
 
     for r in records:
         table.add_row(
