@@ -162,15 +162,16 @@ class _Experiment:
         for r in self.radios:
             r.close()
 
-    def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, max_retx: int = 0):
-        res = self.hop(tx, rx).send(data, mcs, t_s, max_retx)
+    def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, probe: bool = False):
+        """Carry `data` over one hop and report what its receiver measured; a probe gets no ARQ."""
+        res = self.hop(tx, rx).send(data, mcs, t_s, 0 if probe else self.fg.phy.max_retransmissions)
         self.client.report(res.report)
         trace = self.traces[res.report.link_id]
         trace.measured_t_s.append(res.report.time_s)
         trace.measured_snr_db.append(res.report.snr_db)
         trace.blocks += res.blocks
         trace.block_errors += res.block_errors
-        if max_retx and res.symbols is not None and trace.constellation is None:
+        if not probe and res.symbols is not None and trace.constellation is None:
             trace.constellation, trace.mcs_of_constellation = res.symbols, mcs
         return res
 
@@ -183,7 +184,7 @@ class _Experiment:
         links = list(zip(route, route[1:]))
         link_ids = [f"{a}->{b}" for a, b in links]
         for a, b in links:  # sounding: each receiver measures its hop and reports to the controller
-            self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, task.arrival_s)
+            self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, task.arrival_s, probe=True)
         pixels = int(task.image.shape[0] * task.image.shape[1])
         state = {
             "route": link_ids,
@@ -201,7 +202,7 @@ class _Experiment:
         compute_s = time.perf_counter() - t0
         data, t, air, retx = payload.data, task.arrival_s + compute_s, 0.0, 0
         for (a, b), lid in zip(links, link_ids):  # decode and forward, hop by hop
-            res = self._send(a, b, data, plan[lid].mcs, t, self.fg.phy.max_retransmissions)
+            res = self._send(a, b, data, plan[lid].mcs, t)
             data, t, air, retx = res.payload, t + res.delay_s, air + res.air_time_s, retx + res.retransmissions
         t0 = time.perf_counter()
         try:

@@ -56,3 +56,13 @@ def test_report_folder_and_table(small_run):
     assert "PSNR" in output and "report:" in output
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert np.isclose(on_disk["totals"]["mean_psnr_db"], np.mean([t["psnr_db"] for t in on_disk["tasks"]]))
+
+
+def test_constellations_are_plotted_without_arq(tmp_path):
+    fg = tmp_path / "noarq.toml"
+    fg.write_text('name = "noarq"\n[images]\ncount = 1\nsize_px = 64\n[phy]\nmax_retransmissions = 0\n')
+    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs"), "-q"])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "constellations.png").exists()  # data packets, not probes, fill the plot
+    assert "constellations.png" in (run_dir / "index.html").read_text()
