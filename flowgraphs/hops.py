@@ -19,8 +19,9 @@ import numpy as np
 from sagin_hil.datatypes import LinkReport, SampleBlock
 from sagin_hil.phy.channel.emulator import ChannelEmulator
 from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
+from sagin_hil.phy.sync import Rotator
 
-__all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult", "doppler_correct"]
+__all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult"]
 
 GUARD_SYMBOLS = 64  # silence between packets of one round
 WINDOW_MARGIN_S = 20e-6  # receive window slack around the predicted arrival (ephemeris delay error) ...
@@ -40,13 +41,6 @@ class HopResult:
     symbols: np.ndarray | None = field(default=None, repr=False)  # equalised payload symbols (plots)
     blocks: int = 0
     block_errors: int = 0
-
-
-def doppler_correct(samples: np.ndarray, sample_rate_hz: float, doppler_hz: float, rate_hz_per_s: float) -> np.ndarray:
-    """Mix out a predicted Doppler f(t) = doppler_hz + rate_hz_per_s * t (t from the first sample)."""
-    t = np.arange(len(samples)) / sample_rate_hz
-    phase = -2 * np.pi * (doppler_hz * t + 0.5 * rate_hz_per_s * t * t)
-    return (samples * np.exp(1j * phase)).astype(np.complex64)
 
 
 class Hop:
@@ -99,12 +93,14 @@ class Hop:
         out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
         margin = max(int(WINDOW_MARGIN_S * self.sample_rate_hz), WINDOW_MARGIN_SYMBOLS * self.phy.sps)
         if self.follows_scenario:
-            out = doppler_correct(out, self.sample_rate_hz, predicted.doppler_hz, predicted.doppler_rate_hz_per_s)
+            fs = self.sample_rate_hz  # mix out the predicted Doppler f(t) = f0 + rate * t
+            out = Rotator(-predicted.doppler_hz / fs, -predicted.doppler_rate_hz_per_s / fs**2)(out)
             lag = int(round(predicted.delay_s * self.sample_rate_hz))
         else:  # a cyclic capture of unknown latency: the first packet heard, by its sequence number, tells it
-            first = self.demodulator.demodulate(out[: len(out) // 2 + len(max(waves, key=len))])
+            period = len(out) // 2  # Radio.loopback captures two periods of the cyclic transmission
+            first = self.demodulator.demodulate(out[: period + len(max(waves, key=len))])
             k = seqs.index(first.seq) if first is not None and first.header_ok and first.seq in seqs else 0
-            lag = (first.start_sample - offsets[k]) % self._period if first is not None else 0
+            lag = (first.start_sample - offsets[k]) % period if first is not None else 0
         results = []
         for off, w in zip(offsets, waves):
             lo = max(off + lag - margin, 0)
@@ -255,9 +251,7 @@ class RadioHop(Hop):
             self.server.set_scenario_time(t_s)
             y = self.radio.transfer(x).samples
         else:
-            guard = max(1000, len(x) // 4)
-            self._period = len(x) + guard  # the capture holds two periods of the cyclic transmission
-            y = self.radio.loopback(x, guard_samples=guard, receiver=self.receiver).samples
+            y = self.radio.loopback(x, receiver=self.receiver).samples
         rms = float(np.sqrt(np.mean(np.abs(y) ** 2)))
         return (y / max(rms, 1e-12)).astype(np.complex64)  # the modem expects about unit power
 
