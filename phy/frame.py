@@ -11,6 +11,12 @@ The header is 96 bits of fields + CRC16 = 112 bits, encoded by the 5G NR LDPC co
 
     version 2 | modulation 3 | code family 1 | code rate 4 | ldpc_k 14 | seq 16 |
     fragment index 8 | fragment count 8 | fragment length (bytes) 16 | packet length (bytes) 24
+
+Modulation id 7 (ANALOG) marks an analog burst: its payload symbols are sent as they are (deep JSCC's
+complex symbols: analog symbol mapping), the two lengths count complex symbols instead of bytes, code
+family and code rate are 0, and the ldpc_k field holds the length in bytes (0..64) of the side information
+(e.g. the codec's header) that every burst of the packet repeats after its header, protected like the header
+(CRC16, rate-1/4 NR LDPC, BPSK).
 """
 
 from __future__ import annotations
@@ -32,9 +38,15 @@ __all__ = [
     "pilot_symbols",
     "HEADER_INFO_BITS",
     "HEADER_CODED_BITS",
+    "ANALOG",
+    "SIDE_MAX_BYTES",
+    "SideInfoCodec",
 ]
 
 FRAME_VERSION = 1
+ANALOG = "analog"  # modulation of an analog burst: symbols sent as they are
+SIDE_MAX_BYTES = 64  # side information an analog burst can carry
+_HEADER_MODULATIONS = MODULATIONS + (ANALOG,)  # ids 0..7 of the 3-bit field
 CODE_RATES = ("1/4", "1/3", "2/5", "1/2", "3/5", "2/3", "3/4", "4/5", "5/6", "8/9", "9/10")
 CODE_FAMILIES = ("none", "nr-ldpc")
 _FIELDS = (  # name, width in bits
@@ -66,9 +78,10 @@ class HeaderError(ValueError):
 class BurstHeader:
     """Fields of one burst's header.
 
-    modulation : str (one of MODULATIONS); code_rate : str (one of CODE_RATES); ldpc_k : int code block
-    size (0 = uncoded); seq : packet sequence number; frag_index / frag_count : this burst's place among the
-    packet's bursts; frag_len : payload bytes in this burst; total_len : payload bytes of the whole packet.
+    modulation : str (one of MODULATIONS, or ANALOG); code_rate : str (one of CODE_RATES); ldpc_k : int code
+    block size (0 = uncoded); seq : packet sequence number; frag_index / frag_count : this burst's place among
+    the packet's bursts; frag_len : payload bytes in this burst; total_len : payload bytes of the whole packet
+    (for ANALOG both lengths count complex symbols, and ldpc_k is the side-information length in bytes).
     """
 
     modulation: str
@@ -81,19 +94,27 @@ class BurstHeader:
     total_len: int
 
     @property
+    def side_len(self) -> int:
+        """Bytes of side information in an analog burst (0 for a digital one)."""
+        return self.ldpc_k if self.modulation == ANALOG else 0
+
+    @property
     def mcs(self) -> str:
-        return f"{self.modulation}-{self.code_rate}"
+        return ANALOG if self.modulation == ANALOG else f"{self.modulation}-{self.code_rate}"
 
     def pack(self) -> np.ndarray:
         """The 96 field bits, uint8, MSB first. Raises ValueError naming a field that does not fit."""
-        if self.modulation not in MODULATIONS:
-            raise ValueError(f"modulation {self.modulation!r} cannot be signalled; choose one of {MODULATIONS}")
+        if self.modulation not in _HEADER_MODULATIONS:
+            raise ValueError(f"modulation {self.modulation!r} cannot be signalled; choose one of {_HEADER_MODULATIONS}")
+        if self.modulation == ANALOG and (not 0 <= self.ldpc_k <= SIDE_MAX_BYTES or self.code_rate != CODE_RATES[0]):
+            raise ValueError(f"an analog burst is uncoded (code_rate={CODE_RATES[0]!r}) with 0..{SIDE_MAX_BYTES} "
+                             f"side bytes in ldpc_k, got {self}")
         if self.code_rate not in CODE_RATES:
             raise ValueError(f"code rate {self.code_rate!r} cannot be signalled; choose one of {CODE_RATES}")
         values = {
             "version": FRAME_VERSION,
-            "modulation": MODULATIONS.index(self.modulation),
-            "code_family": int(self.ldpc_k > 0),
+            "modulation": _HEADER_MODULATIONS.index(self.modulation),
+            "code_family": int(self.ldpc_k > 0 and self.modulation != ANALOG),
             "code_rate": CODE_RATES.index(self.code_rate),
             "ldpc_k": self.ldpc_k,
             "seq": self.seq,
@@ -122,18 +143,20 @@ class BurstHeader:
             pos += width
         if v["version"] != FRAME_VERSION:
             raise HeaderError("version", f"frame version {v['version']}, this receiver speaks {FRAME_VERSION}")
-        if v["modulation"] >= len(MODULATIONS):
-            raise HeaderError("modulation", f"modulation id {v['modulation']} is not one of 0..{len(MODULATIONS) - 1}")
+        analog = v["modulation"] == len(MODULATIONS)  # the 3-bit field has no unused id left
         if v["code_rate"] >= len(CODE_RATES):
             raise HeaderError("code_rate", f"code rate id {v['code_rate']} is not one of 0..{len(CODE_RATES) - 1}")
-        if v["code_family"] != int(v["ldpc_k"] > 0) or (v["ldpc_k"] and not 25 <= v["ldpc_k"] <= 8448):
+        if analog and (v["code_family"] or v["code_rate"] or v["ldpc_k"] > SIDE_MAX_BYTES):
+            raise HeaderError("analog", f"an analog burst with code family {v['code_family']}, code rate id "
+                              f"{v['code_rate']}, {v['ldpc_k']} side bytes (max {SIDE_MAX_BYTES})")
+        if not analog and (v["code_family"] != int(v["ldpc_k"] > 0) or (v["ldpc_k"] and not 25 <= v["ldpc_k"] <= 8448)):
             raise HeaderError("ldpc_k", f"code family {v['code_family']} with ldpc_k={v['ldpc_k']} (need 25..8448)")
         if v["frag_count"] == 0 or v["frag_index"] >= v["frag_count"]:
             raise HeaderError("fragment", f"fragment index {v['frag_index']} of count {v['frag_count']}")
         if v["frag_len"] > v["total_len"] or (v["frag_len"] == 0 and v["total_len"] > 0):
             raise HeaderError("length", f"fragment length {v['frag_len']} vs packet length {v['total_len']}")
         return cls(
-            MODULATIONS[v["modulation"]], CODE_RATES[v["code_rate"]], v["ldpc_k"], v["seq"],
+            _HEADER_MODULATIONS[v["modulation"]], CODE_RATES[v["code_rate"]], v["ldpc_k"], v["seq"],
             v["frag_index"], v["frag_count"], v["frag_len"], v["total_len"],
         )  # fmt: skip
 
@@ -171,6 +194,46 @@ class HeaderCodec:
         if not bool(crc_check(info, "crc16")):
             raise HeaderError("crc", "header CRC16 mismatch after decoding (corrupted burst or noise)")
         return BurstHeader.unpack(info[:HEADER_FIELD_BITS])
+
+
+class SideInfoCodec:
+    """An analog burst's side information <-> BPSK symbols, protected as the header is: CRC16, NR LDPC at
+    rate 1/4 (k = 8 n_bytes + 16), BPSK.
+
+    Input (encode): bytes [n_bytes].  Output: float32 BPSK symbols [symbols(n_bytes)].
+    Input (decode): LLRs float32 [symbols(n_bytes)].  Output: bytes; raises HeaderError("side", ...) when
+    the decoded bits fail their CRC.
+    """
+
+    def __init__(self, n_bytes: int, iterations: int = 20):
+        from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+
+        if not 0 < n_bytes <= SIDE_MAX_BYTES:
+            raise ValueError(f"side information of {n_bytes} bytes; an analog burst carries 1..{SIDE_MAX_BYTES}")
+        self.n_bytes = n_bytes
+        self.code = nr_code(8 * n_bytes + 16, self.symbols(n_bytes))
+        self.decoder = LdpcDecoder(self.code, algorithm="layered-nms", iterations=iterations)
+
+    @staticmethod
+    def symbols(n_bytes: int) -> int:
+        """BPSK symbols that carry n_bytes of side information (0 for none)."""
+        return 4 * (8 * n_bytes + 16) if n_bytes else 0
+
+    def encode(self, side: bytes) -> np.ndarray:
+        from sagin_hil.phy.crc import crc_attach
+
+        if len(side) != self.n_bytes:
+            raise ValueError(f"side information of {len(side)} bytes given to a {self.n_bytes}-byte codec")
+        bits = np.unpackbits(np.frombuffer(bytes(side), np.uint8))
+        return (1.0 - 2.0 * self.code.encode(crc_attach(bits, "crc16"))).astype(np.float32)
+
+    def decode(self, llr: np.ndarray) -> bytes:
+        from sagin_hil.phy.crc import crc_check
+
+        info = self.decoder(np.nan_to_num(np.asarray(llr, np.float32), nan=0.0, posinf=1e3, neginf=-1e3)).info_bits
+        if not bool(crc_check(info, "crc16")):
+            raise HeaderError("side", "side information CRC16 mismatch after decoding")
+        return np.packbits(info[: 8 * self.n_bytes]).tobytes()
 
 
 @lru_cache(maxsize=1)

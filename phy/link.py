@@ -7,6 +7,12 @@ most ``max_burst_symbols`` data symbols; each burst (fragment) carries its own h
 its bursts are separated by ``guard_symbols`` of silence. The receiver finds every burst in a sample buffer,
 synchronises it (phy/sync.py), reads its header, demaps and decodes its blocks, and reassembles the packet;
 blocks that fail their CRC (or whose burst was lost) are zero-filled.
+
+Analog payloads (deep JSCC's complex symbols) use the same bursts: `modulate_symbols` sends the symbols as
+they are after the header (modulation ANALOG, no coding) and, when given, side information (the codec's
+header) that every burst repeats, protected like the header. The receiver hands back the equalised symbols
+(`RxPacket.analog`, zeros where a burst was lost), the side information (`RxPacket.payload`, b"" when no
+copy decoded) and the SNR it measured on the preamble and pilots.
 """
 
 from __future__ import annotations
@@ -19,19 +25,22 @@ import numpy as np
 from scipy.signal import oaconvolve
 
 from sagin_hil.phy.frame import (
+    ANALOG,
     CODE_RATES,
     HEADER_CODED_BITS,
+    SIDE_MAX_BYTES,
     BurstHeader,
     FrameFormat,
     HeaderCodec,
     HeaderError,
+    SideInfoCodec,
 )
 from sagin_hil.phy.mcs import BITS_PER_SYMBOL, get_mcs
 from sagin_hil.phy.modulation import Constellation
 from sagin_hil.phy.pulse import RrcInterpolator
 from sagin_hil.phy.sync import BurstDetector, BurstSynchronizer
 
-__all__ = ["LinkConfig", "PacketTransmitter", "PacketReceiver", "RxPacket", "PacketPlan"]
+__all__ = ["LinkConfig", "PacketTransmitter", "PacketReceiver", "RxPacket", "PacketPlan", "AnalogPlan", "ANALOG"]
 
 CRC_NAME, CRC_BITS = "crc24a", 24
 
@@ -178,6 +187,57 @@ class PacketPlan:
         return HEADER_CODED_BITS + -(-len(self.frag_blocks(i)) * self.n // self.bits_per_symbol)
 
 
+@dataclass(frozen=True)
+class AnalogPlan:
+    """How `total_len` analog symbols are split into bursts of at most `per_burst`, each burst also carrying
+    `side_len` bytes of side information (both ends compute it)."""
+
+    total_len: int
+    per_burst: int
+    side_len: int = 0
+
+    @classmethod
+    def make(cls, cfg: LinkConfig, total_len: int, side_len: int = 0) -> "AnalogPlan":
+        side_symbols = SideInfoCodec.symbols(side_len)
+        plan = cls(int(total_len), cfg.max_burst_symbols - HEADER_CODED_BITS - side_symbols, int(side_len))
+        if not 0 <= side_len <= SIDE_MAX_BYTES or plan.per_burst < 1:
+            raise ValueError(f"{side_len} bytes of side information do not fit an analog burst of "
+                             f"max_burst_symbols={cfg.max_burst_symbols} (at most {SIDE_MAX_BYTES} bytes)")
+        if not 0 < plan.total_len < 2**24:
+            raise ValueError(f"an analog packet carries 1..{2**24 - 1} symbols, got {total_len}; split it")
+        if plan.per_burst >= 2**16:
+            raise ValueError(f"max_burst_symbols={cfg.max_burst_symbols} leaves >= 65536 analog symbols per burst "
+                             "(the header's 16-bit length); lower it")
+        if plan.frag_count > 255:
+            raise ValueError(f"{total_len} analog symbols need {plan.frag_count} bursts (max 255); "
+                             "raise max_burst_symbols or split the payload")
+        return plan
+
+    @property
+    def frag_count(self) -> int:
+        return -(-self.total_len // self.per_burst)
+
+    def frag_slice(self, i: int) -> slice:
+        return slice(i * self.per_burst, min((i + 1) * self.per_burst, self.total_len))
+
+    def frag_len(self, i: int) -> int:
+        sl = self.frag_slice(i)
+        return sl.stop - sl.start
+
+    @property
+    def side_symbols(self) -> int:
+        return SideInfoCodec.symbols(self.side_len)
+
+    def n_data(self, i: int) -> int:
+        """Data symbols of burst i: header, side information and its analog symbols."""
+        return HEADER_CODED_BITS + self.side_symbols + self.frag_len(i)
+
+
+@lru_cache(maxsize=8)
+def _side_codec(n_bytes: int) -> SideInfoCodec:
+    return SideInfoCodec(n_bytes)
+
+
 def _scramble_seed(cfg: LinkConfig, seq: int, block: int) -> int:
     return ((seq & 0xFFFF) << 14 | (block & 0x3FFF)) ^ cfg.scrambler_seed
 
@@ -221,9 +281,10 @@ class PacketTransmitter:
     def _burst_symbols(self, plan: PacketPlan, i: int) -> int:
         return self.fmt.burst_len(plan.n_data(i)) + self.cfg.guard_symbols
 
-    def air_time_s(self, n_bytes: int, mcs: str) -> float:
-        """Duration of the samples `modulate` returns for a payload of n_bytes, in seconds."""
-        plan = self.plan(n_bytes, mcs)
+    def air_time_s(self, n_bytes: int, mcs: str, side_len: int = 0) -> float:
+        """Duration of the samples `modulate` returns for a payload of n_bytes, in seconds (mcs ANALOG:
+        of the samples `modulate_symbols` returns for n_bytes analog symbols and side_len side bytes)."""
+        plan = AnalogPlan.make(self.cfg, n_bytes, side_len) if mcs == ANALOG else self.plan(n_bytes, mcs)
         n_sym = sum(self._burst_symbols(plan, i) for i in range(plan.frag_count)) + self.cfg.span_symbols // 2
         return n_sym / self.cfg.symbol_rate_hz
 
@@ -242,26 +303,52 @@ class PacketTransmitter:
             cw[b] ^= _scrambling(_scramble_seed(self.cfg, seq, b), plan.n)
         return cw
 
+    @staticmethod
+    def _check_seq(seq: int) -> None:
+        if not 0 <= int(seq) < 2**16:
+            raise ValueError(f"seq={seq} must be in [0, 65535]; wrap it modulo 2^16")
+
+    def _shape(self, bursts: list[np.ndarray]) -> np.ndarray:
+        """Bursts, each followed by its guard, through the RRC pulse shaper; mean power 1."""
+        guard = np.zeros(self.cfg.guard_symbols, np.complex64)
+        stream = [part for b in bursts for part in (b, guard)]
+        stream.append(np.zeros(self.cfg.span_symbols // 2, np.complex64))  # flush the pulse tails
+        x = RrcInterpolator(self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols)(np.concatenate(stream))
+        return (x / np.sqrt(np.mean(np.abs(x) ** 2))).astype(np.complex64)
+
+    def modulate_symbols(self, symbols: np.ndarray, seq: int, side: bytes = b"") -> np.ndarray:
+        """Analog payload: complex `symbols` (e.g. deep JSCC's, unit mean power) sent as they are, after the
+        header of each burst and between its pilots; `side` (<= 64 bytes, e.g. the codec's header) is
+        repeated in every burst, protected like the header. Output as `modulate`."""
+        sym = np.asarray(symbols)
+        if sym.ndim != 1 or not np.iscomplexobj(sym) or not np.all(np.isfinite(sym)):
+            raise ValueError(f"analog symbols must be a finite 1-D complex array, got {sym.dtype} {sym.shape}")
+        self._check_seq(seq)
+        plan = AnalogPlan.make(self.cfg, sym.size, len(side))
+        side_sym = _side_codec(len(side)).encode(bytes(side)) if side else np.zeros(0, np.float32)
+        bursts = []
+        for i in range(plan.frag_count):
+            hdr = BurstHeader(ANALOG, CODE_RATES[0], plan.side_len, seq, i, plan.frag_count, plan.frag_len(i), plan.total_len)
+            data = np.concatenate([self.header_codec.encode(hdr), side_sym, sym[plan.frag_slice(i)]])
+            bursts.append(self.fmt.assemble(data))
+        return self._shape(bursts)
+
     def modulate(self, payload: bytes, mcs: str, seq: int) -> np.ndarray:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise ValueError(f"payload must be bytes, got {type(payload).__name__}; encode it first")
-        if not 0 <= int(seq) < 2**16:
-            raise ValueError(f"seq={seq} must be in [0, 65535]; wrap it modulo 2^16")
+        self._check_seq(seq)
         payload = bytes(payload)
         plan = self.plan(len(payload), mcs)
         cw = self.encode_blocks(payload, plan, seq)
         const = Constellation(plan.modulation, plan.constellation_rate)
-        stream = []
+        bursts = []
         for i in range(plan.frag_count):
             hdr = BurstHeader(plan.modulation, plan.code_rate, plan.k, seq, i, plan.frag_count, plan.frag_len(i), plan.total_len)
             bits = cw[plan.frag_blocks(i)].ravel()
             pad = (-bits.size) % const.bits_per_symbol
             syms = const.map(np.concatenate([bits, np.zeros(pad, np.uint8)]))
-            stream.append(self.fmt.assemble(np.concatenate([self.header_codec.encode(hdr), syms])))
-            stream.append(np.zeros(self.cfg.guard_symbols, np.complex64))
-        stream.append(np.zeros(self.cfg.span_symbols // 2, np.complex64))  # flush the pulse tails
-        x = RrcInterpolator(self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols)(np.concatenate(stream))
-        return (x / np.sqrt(np.mean(np.abs(x) ** 2))).astype(np.complex64)
+            bursts.append(self.fmt.assemble(np.concatenate([self.header_codec.encode(hdr), syms])))
+        return self._shape(bursts)
 
 
 @dataclass
@@ -275,6 +362,9 @@ class RxPacket:
     (inferred from a later burst when the first is lost; the first detection when no header decoded);
     n_bursts: bursts expected (frag_count), bursts_ok: bursts whose header decoded; header_errors: reasons
     of skipped bursts; symbols: equalised payload symbols of the first burst heard (<= 4096, for plots).
+    An analog packet (mcs ANALOG) has `analog`: the equalised symbols [total_len] (zeros where a burst was
+    lost), payload: its side information (b"" when no burst's copy decoded), and counts bursts as its blocks
+    (block_ok per burst, bler = lost fraction).
     """
 
     payload: bytes
@@ -294,18 +384,20 @@ class RxPacket:
     bursts_ok: int = 0
     header_errors: list = field(default_factory=list)
     symbols: np.ndarray | None = None
+    analog: np.ndarray | None = None
 
 
 @dataclass
 class _Burst:
     header: BurstHeader
-    llr: np.ndarray  # [n_frag_blocks, n]
+    llr: np.ndarray | None  # [n_frag_blocks, n]; None for an analog burst
     snr_db: float
     evm_rms: float
     cfo_cpsym: float
     drift: float
     start: float  # raw sample where this burst's first transmitted sample arrived
-    symbols: np.ndarray  # equalised payload symbols
+    symbols: np.ndarray  # equalised payload symbols (the first 4096 of a digital burst, all of an analog one)
+    side: bytes | None = None  # an analog burst's side information, None when it failed its CRC
 
 
 class PacketReceiver:
@@ -341,6 +433,9 @@ class PacketReceiver:
         t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
         hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
         header = self.header_codec.decode((4.0 * hb.data.real / max(hb.noise_var, 1e-9)).astype(np.float32))
+        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
+        if header.modulation == ANALOG:
+            return self._read_analog(x, header, t0, cfo, tx_delay)
         try:
             plan = PacketPlan.make(self.cfg, header.mcs, header.total_len)
         except ValueError as exc:
@@ -353,9 +448,29 @@ class PacketReceiver:
         n_blk = len(plan.frag_blocks(header.frag_index))
         llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
         llr = np.nan_to_num(np.clip(llr[: n_blk * plan.n], -1e3, 1e3)).reshape(n_blk, plan.n)  # garbage-proof
-        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
         burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
+        return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
+
+    def _read_analog(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float, tx_delay: int) -> tuple[_Burst, float]:
+        """The rest of an analog burst once its header is read: side information and equalised symbols."""
+        try:
+            plan = AnalogPlan.make(self.cfg, header.total_len, header.side_len)
+        except ValueError as exc:
+            raise HeaderError("plan", str(exc)) from None
+        if header.frag_count != plan.frag_count or header.frag_len != plan.frag_len(header.frag_index):
+            raise HeaderError("plan", f"header {header} does not match this receiver's LinkConfig")
+        n_data = plan.n_data(header.frag_index)
+        sb = self.sync.symbols(x, t0, cfo, n_data)
+        a, b = HEADER_CODED_BITS, HEADER_CODED_BITS + plan.side_symbols
+        side = b"" if not plan.side_len else None
+        if plan.side_len:
+            try:
+                side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / max(sb.noise_var, 1e-9))
+            except HeaderError:
+                pass  # another burst's copy may decode
+        burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,
+                       sb.data[b:].astype(np.complex64), side)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
 
     def demodulate(self, samples: np.ndarray) -> RxPacket | None:
@@ -390,30 +505,61 @@ class PacketReceiver:
         return self._assemble(bursts, errors)
 
     def _assemble(self, bursts: list[_Burst], errors: list) -> RxPacket:
-        from sagin_hil.phy.crc import crc_check
-        from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
-
         # several packets in one buffer: keep the one with the most bursts heard, the earliest among equals
         groups: dict[tuple, list[_Burst]] = {}
         for b in bursts:
-            groups.setdefault((b.header.seq, b.header.mcs, b.header.total_len), []).append(b)
+            groups.setdefault((b.header.seq, b.header.mcs, b.header.total_len, b.header.side_len), []).append(b)
         mine = max(groups.values(), key=lambda g: (len(g), -g[0].start))
         errors += ["other packet"] * (len(bursts) - len(mine))
         first = mine[0].header
-        plan = PacketPlan.make(self.cfg, first.mcs, first.total_len)
+        analog = first.modulation == ANALOG
+        plan = (AnalogPlan.make(self.cfg, first.total_len, first.side_len) if analog
+                else PacketPlan.make(self.cfg, first.mcs, first.total_len))
         # where the packet began, even when its first bursts were lost: subtract the bursts before
         burst_samples = [(self.fmt.burst_len(plan.n_data(i)) + self.cfg.guard_symbols) * self.cfg.sps for i in range(plan.frag_count)]
         start = int(round(mine[0].start - sum(burst_samples[: mine[0].header.frag_index])))
         seen: dict[int, _Burst] = {}
         for b in mine:
             seen.setdefault(b.header.frag_index, b)  # a repeated fragment: keep the first copy
+        snr_lin = np.mean([10 ** (b.snr_db / 10) for b in seen.values()])
+        measured = dict(
+            header_ok=True,
+            mcs=first.mcs,
+            seq=first.seq,
+            snr_db=float(10 * np.log10(snr_lin)),
+            evm_rms=float(np.sqrt(np.mean([b.evm_rms**2 for b in seen.values()]))),
+            cfo_hz=float(np.mean([b.cfo_cpsym for b in seen.values()]) * self.cfg.symbol_rate_hz),
+            start_sample=start,
+            clock_offset_ppm=float(np.mean([b.drift for b in seen.values()]) * 1e6),
+            n_bursts=plan.frag_count,
+            bursts_ok=len(seen),
+            header_errors=errors,
+            symbols=seen[min(seen)].symbols[:4096],
+        )
+        if analog:
+            sym = np.zeros(plan.total_len, np.complex64)
+            for i, b in seen.items():
+                sym[plan.frag_slice(i)] = b.symbols
+            ok = np.isin(np.arange(plan.frag_count), list(seen))
+            side = next((b.side for b in seen.values() if b.side is not None), b"")
+            return RxPacket(payload=side, block_ok=ok, ber=float("nan"), bler=float(1.0 - ok.mean()),
+                            n_blocks=plan.frag_count, analog=sym, **measured)
+        payload, block_ok, ber = self._decode_blocks(plan, first.seq, seen)
+        return RxPacket(payload=payload, block_ok=block_ok, ber=ber, n_blocks=plan.n_blocks,
+                        bler=float(1.0 - block_ok.mean()) if plan.n_blocks else 0.0, **measured)
+
+    def _decode_blocks(self, plan: PacketPlan, seq: int, seen: dict[int, _Burst]) -> tuple[bytes, np.ndarray, float]:
+        """LDPC-decode the code blocks of the bursts heard: (payload, block_ok, pre-FEC BER of good blocks)."""
+        from sagin_hil.phy.crc import crc_check
+        from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+
         block_ok = np.zeros(plan.n_blocks, dtype=bool)
         payload = np.zeros(plan.n_blocks * plan.block_bytes, dtype=np.uint8)
         bit_err, bit_cnt = 0, 0
         idx = [blk for i in sorted(seen) for blk in plan.frag_blocks(i)]
         if idx:
             llr = np.concatenate([seen[i].llr for i in sorted(seen)])
-            flip = np.stack([_scrambling(_scramble_seed(self.cfg, first.seq, blk), plan.n) for blk in idx])
+            flip = np.stack([_scrambling(_scramble_seed(self.cfg, seq, blk), plan.n) for blk in idx])
             llr = np.where(flip == 1, -llr, llr).astype(np.float32)
             dec = LdpcDecoder(nr_code(plan.k, plan.n), algorithm=self.cfg.decoder, iterations=self.cfg.iterations)
             res = dec(llr)
@@ -426,23 +572,5 @@ class PacketReceiver:
             if ok.any():
                 bit_err = int(np.sum((llr[ok] < 0) != res.codeword[ok].astype(bool)))
                 bit_cnt = int(ok.sum() * plan.n)
-        snr_lin = np.mean([10 ** (b.snr_db / 10) for b in seen.values()])
-        return RxPacket(
-            payload=payload[: plan.total_len].tobytes(),
-            block_ok=block_ok,
-            header_ok=True,
-            mcs=first.mcs,
-            seq=first.seq,
-            snr_db=float(10 * np.log10(snr_lin)),
-            evm_rms=float(np.sqrt(np.mean([b.evm_rms**2 for b in seen.values()]))),
-            cfo_hz=float(np.mean([b.cfo_cpsym for b in seen.values()]) * self.cfg.symbol_rate_hz),
-            ber=bit_err / bit_cnt if bit_cnt else float("nan"),
-            bler=float(1.0 - block_ok.mean()) if plan.n_blocks else 0.0,
-            n_blocks=plan.n_blocks,
-            start_sample=start,
-            clock_offset_ppm=float(np.mean([b.drift for b in seen.values()]) * 1e6),
-            n_bursts=plan.frag_count,
-            bursts_ok=len(seen),
-            header_errors=errors,
-            symbols=seen[min(seen)].symbols,
-        )
+        ber = bit_err / bit_cnt if bit_cnt else float("nan")
+        return payload[: plan.total_len].tobytes(), block_ok, ber

@@ -112,7 +112,7 @@ def test_header_codec_round_trip_and_noise_robustness(codec):
     "field,value,reason",
     [
         ("version", 2, "version"),
-        ("modulation", 7, "modulation"),
+        ("modulation", 7, "analog"),  # id 7 is an analog burst, which must be uncoded
         ("code_rate", 15, "code_rate"),
         ("ldpc_k", 10, "ldpc_k"),
         ("frag_index", 5, "fragment"),  # index 5 of count 5
