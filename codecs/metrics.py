@@ -1,4 +1,4 @@
-"""Image quality metrics: PSNR, SSIM, MS-SSIM; LPIPS and CLIPScore only with weights the user supplies.
+"""Image quality metrics: PSNR, SSIM, MS-SSIM; LPIPS and CLIP scores (perceptual.py) from user-supplied weights.
 
 SSIM follows the convention that matches pytorch-msssim (REFERENCE.md sec. 6): Gaussian window sigma 1.5
 (11 taps), population covariances, K1 = 0.01, K2 = 0.03, computed per channel and averaged.
@@ -6,10 +6,12 @@ SSIM follows the convention that matches pytorch-msssim (REFERENCE.md sec. 6): G
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from scipy.ndimage import correlate1d
+
+# The learned metrics live in perceptual.py (torch / transformers load only when one is built); the weight
+# locator and its error are re-exported here so existing callers keep working.
+from sagin_hil.codecs.perceptual import MetricWeightsError, perceptual_metrics
 
 __all__ = ["psnr", "ssim", "ms_ssim", "MS_SSIM_WEIGHTS", "MetricWeightsError", "perceptual_metrics"]
 
@@ -104,42 +106,3 @@ def ms_ssim(ref: np.ndarray, test: np.ndarray, data_range: float = 255.0,
             a, b = _downsample2(a), _downsample2(b)
     per_channel = np.prod(np.stack(vals) ** w[:, None], axis=0)
     return float(per_channel.mean())
-
-
-class MetricWeightsError(RuntimeError):
-    """A learned metric (LPIPS, CLIPScore) was asked for without the weights the user must supply."""
-
-
-_PERCEPTUAL_FILES = {
-    "lpips": ("put alex.pth (LPIPS v0.1 linear layers) and alexnet-owt-7be5be79.pth (AlexNet) in <weights-dir>/lpips/",
-              "both ship with `pip install lpips torchvision` or their release pages"),
-    "clipscore": ("put a Hugging Face CLIP model folder (config.json, model.safetensors, "
-                  "tokenizer files), e.g. openai/clip-vit-base-patch32, as <weights-dir>/clip/",
-                  "download it on a machine with network access"),
-}
-
-
-def perceptual_metrics(weights_dir: str | Path | None, names: tuple[str, ...] = ("lpips", "clipscore")) -> dict:
-    """Locate the user-supplied weights for LPIPS / CLIPScore; raise MetricWeightsError saying what to put where.
-
-    Nothing is downloaded. Returns {name: path} of the weight files found under `weights_dir`.
-    """
-    found: dict[str, Path] = {}
-    missing = []
-    root = Path(weights_dir) if weights_dir is not None else None
-    for name in names:
-        if name not in _PERCEPTUAL_FILES:
-            raise ValueError(f"unknown perceptual metric {name!r}; choose from {', '.join(_PERCEPTUAL_FILES)}")
-        sub = root / name.replace("clipscore", "clip") if root is not None else None
-        if sub is not None and sub.exists() and any(sub.iterdir()):
-            found[name] = sub
-        else:
-            missing.append(name)
-    if missing:
-        lines = [f"{n}: {_PERCEPTUAL_FILES[n][0]} ({_PERCEPTUAL_FILES[n][1]})"
-                 for n in missing]
-        where = f"--weights-dir {root}" if root is not None else "no --weights-dir was given"
-        raise MetricWeightsError(
-            f"{', '.join(missing)} need weights the user supplies ({where}); nothing is downloaded.\n" + "\n".join(lines)
-        )
-    return found

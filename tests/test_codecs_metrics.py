@@ -55,6 +55,9 @@ def test_ms_ssim_orders_distortions(pair):
 
 
 def test_perceptual_metrics_say_what_to_supply(tmp_path):
+    from sagin_hil.codecs import perceptual
+
+    assert MetricWeightsError is perceptual.MetricWeightsError  # metrics.py re-exports the locator and its error
     with pytest.raises(MetricWeightsError, match="no --weights-dir") as exc:
         perceptual_metrics(None)
     assert "alex.pth" in str(exc.value) and "clip" in str(exc.value)
