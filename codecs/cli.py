@@ -4,6 +4,7 @@
 mode table, and evaluate codecs on the held-out images.
 """
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -61,14 +62,20 @@ def modes_cmd(
     images: int = typer.Option(8, help="Held-out images to measure on."),
     size: int = typer.Option(256, help="Image side in px."),
     vq: bool = typer.Option(True, help="Also measure Modes 3_1..3_3 (needs the trained VQ weights)."),
+    jscc: bool = typer.Option(True, help="Also measure the deep JSCC modes over AWGN (needs the trained JSCC weights)."),
 ) -> None:
     """Measure the mode table (bits, PSNR, SSIM, compute time) and the JPEG 2000 rate-quality curve."""
     from sagin_hil.codecs.modes import MODE_TABLE_PATH, build_mode_table
 
-    table = build_mode_table(images, size, vq=vq)
+    table = build_mode_table(images, size, vq=vq, jscc=jscc)
     for name, m in table["modes"].items():
-        typer.echo(f"mode {name:4s} {m['codec']:9s} {m['bits']:7d} bits  PSNR {m['psnr_db']:.2f} dB  "
-                   f"SSIM {m['ssim']:.3f}  compute {1e3 * m['compute_time_s']:.1f} ms")
+        if "snr_db" in m:  # an analog mode: quality over the channel SNR
+            curve = ", ".join(f"{q:.1f}" for q in m["psnr_db"])
+            typer.echo(f"mode {name:9s} {m['symbols']:7d} symbols  PSNR {curve} dB at SNR "
+                       f"{', '.join(f'{s:g}' for s in m['snr_db'])} dB  compute {1e3 * m['compute_time_s']:.1f} ms")
+        else:
+            typer.echo(f"mode {name:9s} {m['bits']:7d} bits  PSNR {m['psnr_db']:.2f} dB  "
+                       f"SSIM {m['ssim']:.3f}  compute {1e3 * m['compute_time_s']:.1f} ms")
     typer.echo(f"written to {MODE_TABLE_PATH}")
 
 
@@ -79,29 +86,34 @@ def eval_cmd(
     size: int = typer.Option(256, help="Image side in px."),
     budget_bits: Optional[int] = typer.Option(None, help="Bit budget (jpeg2000)."),
     snr_db: float = typer.Option(10.0, help="AWGN SNR for analog codecs (jscc)."),
-    perceptual: bool = typer.Option(False, help="Also LPIPS and CLIPScore (needs --weights-dir)."),
-    weights_dir: Optional[Path] = typer.Option(None, help="Folder with user-supplied LPIPS / CLIP weights."),
+    perceptual: bool = typer.Option(False, help="Also LPIPS and CLIP image similarity (needs --weights-dir)."),
+    weights_dir: Optional[Path] = typer.Option(None, help="Folder with user-supplied lpips/ and clip/ weights."),
+    device: str = typer.Option("auto", help="Torch device of the perceptual metrics: auto (CUDA if present), cpu."),
 ) -> None:
-    """PSNR, SSIM and MS-SSIM of a codec on the held-out images."""
+    """PSNR, SSIM and MS-SSIM of a codec on the held-out images (with --perceptual also LPIPS and CLIP-I).
+
+    CLIP-I is 100 * max(cos, 0) of the CLIP image embeddings of the original and the decoded image.
+    """
     import numpy as np
 
     from sagin_hil.codecs import CodecError, get_codec
     from sagin_hil.codecs.images import load_images
-    from sagin_hil.codecs.metrics import MetricWeightsError, ms_ssim, perceptual_metrics, psnr, ssim
+    from sagin_hil.codecs.perceptual import MetricWeightsError, load_perceptual
 
+    scorers = {}
     if perceptual:
         try:
-            perceptual_metrics(weights_dir)
+            scorers = load_perceptual(weights_dir, device=device)
         except MetricWeightsError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        typer.echo("perceptual weights found; LPIPS/CLIPScore scoring needs the lpips / transformers packages", err=True)
     try:
         c = get_codec(codec)
     except (ValueError, CodecError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     rng = np.random.default_rng(0)
+    rows: list[dict[str, float]] = []
     for name, img in load_images(images, size, "eval"):
         if c.kind == "analog":
             pay = c.encode(img, snr_db=snr_db)
@@ -111,8 +123,40 @@ def eval_cmd(
         else:
             pay = c.encode(img, budget_bits=budget_bits or size * size) if codec == "jpeg2000" else c.encode(img)
             rec = c.decode(pay.data)
-        typer.echo(f"{name:22s} bits {pay.n_bits:7d} symbols {pay.n_symbols:6d}  PSNR {psnr(img, rec):6.2f} dB  "
-                   f"SSIM {ssim(img, rec):.3f}  MS-SSIM {ms_ssim(img, rec):.3f}")
+        row = _eval_row(img, rec, scorers)
+        rows.append({"bits": pay.n_bits, "symbols": pay.n_symbols, **row})
+        typer.echo(f"{name:22s} " + _format_eval_row(rows[-1]))
+    if rows:
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        typer.echo(f"{'mean':22s} " + _format_eval_row(mean))
+
+
+def _eval_row(img, rec, scorers: dict) -> dict[str, float]:
+    """Metrics of one decoded image: PSNR, SSIM, MS-SSIM (NaN below its 161 px minimum), LPIPS / CLIP-I if scored."""
+    from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
+
+    row = {"psnr_db": psnr(img, rec), "ssim": ssim(img, rec)}
+    try:
+        row["ms_ssim"] = ms_ssim(img, rec)
+    except ValueError:  # too small for 5 scales: print n/a rather than stop the evaluation
+        row["ms_ssim"] = float("nan")
+    if "lpips" in scorers:
+        row["lpips"] = scorers["lpips"](img, rec)
+    if "clipscore" in scorers:
+        row["clip_i"] = scorers["clipscore"].clip_image_similarity(img, rec)
+    return row
+
+
+def _format_eval_row(row: dict[str, float]) -> str:
+    """One line of `train eval`: bits, symbols, PSNR, SSIM, MS-SSIM and, when present, LPIPS and CLIP-I."""
+    ms = "  n/a" if math.isnan(row["ms_ssim"]) else f"{row['ms_ssim']:.3f}"
+    text = (f"bits {row['bits']:7.0f} symbols {row['symbols']:6.0f}  PSNR {row['psnr_db']:6.2f} dB  "
+            f"SSIM {row['ssim']:.3f}  MS-SSIM {ms}")
+    if "lpips" in row:
+        text += f"  LPIPS {row['lpips']:.4f}"
+    if "clip_i" in row:
+        text += f"  CLIP-I {row['clip_i']:6.2f}"
+    return text
 
 
 def register(app: typer.Typer) -> None:

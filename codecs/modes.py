@@ -1,7 +1,8 @@
 """Transmission modes and their measured tables (REFERENCE.md sec. 1).
 
 Mode 1 = JPEG 2000 (+ LDPC on the link); Modes 3_1..3_3 = VQ semantic features at three latent resolutions.
-(Mode 2, caption only, comes with the generative codecs.) Every figure in the table is measured on the
+(Mode 2, caption only, comes with the generative codecs.) Deep JSCC ("jscc-1/12", "jscc-1/6") is an analog
+mode: its quality depends on the channel SNR, so its entry holds a PSNR/SSIM curve over AWGN SNR. Every figure in the table is measured on the
 held-out images of this package on this machine by :func:`build_mode_table`, stored in
 codecs/weights/mode_table.json and read back by :func:`load_mode_table`; nothing here is assumed.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "MODES", "MODE_TABLE_PATH", "j2k_rate_quality", "measure_j2k_rate_quality", "build_mode_table", "load_mode_table",
-    "j2k_bits_for_psnr",
+    "j2k_bits_for_psnr", "measure_jscc", "JSCC_MODES",
 ]
 
 MODE_TABLE_PATH = Path(__file__).parent / "weights" / "mode_table.json"
@@ -26,7 +27,11 @@ MODES: dict[str, dict[str, str]] = {
     "3_1": {"codec": "vq-3_1", "carrier": "bits (LDPC)", "what": "VQ latent indices, coarsest grid"},
     "3_2": {"codec": "vq-3_2", "carrier": "bits (LDPC)", "what": "VQ latent indices, middle grid"},
     "3_3": {"codec": "vq-3_3", "carrier": "bits (LDPC)", "what": "VQ latent indices, finest grid"},
+    "jscc-1/12": {"codec": "jscc-1/12", "carrier": "analog symbols", "what": "deep JSCC, 1 channel use per 12 values"},
+    "jscc-1/6": {"codec": "jscc-1/6", "carrier": "analog symbols", "what": "deep JSCC, 1 channel use per 6 values"},
 }
+JSCC_MODES = ("jscc-1/12", "jscc-1/6")
+JSCC_SNR_GRID_DB = (-4.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0)
 BPP_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MODE1_BPP = 1.0  # the Mode 1 operating point reported in the mode table (the controller may pick any rate)
 
@@ -110,11 +115,46 @@ def _measure_mode(codec_name: str, imgs: list[tuple[str, np.ndarray]], **budget:
     }
 
 
-def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq: bool = True) -> dict[str, Any]:
-    """Measure the mode table (bits, PSNR, SSIM, compute time per mode) and the J2K rate-quality curve.
+def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_db: tuple[float, ...] = JSCC_SNR_GRID_DB,
+                 seed: int = 0) -> dict[str, Any]:
+    """Mean PSNR / SSIM of a deep JSCC codec over complex AWGN at each SNR (the encoder and decoder told the
+    true SNR), its channel symbols per image and its median encode / decode times."""
+    from sagin_hil.codecs.metrics import psnr, ssim
+    from sagin_hil.codecs.registry import get_codec
 
-    Modes 3_x need the trained VQ weights (`sagin-hil train vq`); with vq=False only Mode 1 is measured.
-    Writes codecs/weights/mode_table.json when `write`.
+    codec = get_codec(codec_name)
+    rng = np.random.default_rng(seed)
+    ps, ss, te, td, n_sym = [], [], [], [], 0
+    for snr in snr_grid_db:
+        p_snr, s_snr = [], []
+        for _, img in imgs:
+            pay = codec.encode(img, snr_db=snr)
+            n_sym = pay.symbols.size
+            noise = (rng.normal(size=n_sym) + 1j * rng.normal(size=n_sym)) * np.sqrt(10 ** (-snr / 10) / 2)
+            t0 = time.perf_counter()
+            rec = codec.decode(pay.data, symbols=pay.symbols + noise, snr_db=snr)
+            td.append(time.perf_counter() - t0)
+            te.append(pay.encode_time_s)
+            p_snr.append(psnr(img, rec))
+            s_snr.append(ssim(img, rec))
+        ps.append(float(np.mean(p_snr)))
+        ss.append(float(np.mean(s_snr)))
+    return {
+        "codec": codec_name, "ratio": codec_name.split("-", 1)[1], "symbols": int(n_sym),
+        "snr_db": list(snr_grid_db), "psnr_db": ps, "ssim": ss,
+        "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td)),
+        "compute_time_s": float(np.median(te) + np.median(td)),
+    }
+
+
+def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq: bool = True,
+                     jscc: bool = True) -> dict[str, Any]:
+    """Measure the mode table (bits, PSNR, SSIM, compute time per mode; PSNR/SSIM vs SNR for deep JSCC)
+    and the J2K rate-quality curve.
+
+    Modes 3_x need the trained VQ weights (`sagin-hil train vq`), JSCC modes the JSCC weights (`sagin-hil
+    train jscc`); with vq=False / jscc=False those are not measured. Writes codecs/weights/mode_table.json
+    when `write`.
     """
     import platform
 
@@ -123,6 +163,9 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
     if vq:
         for m in ("3_1", "3_2", "3_3"):
             modes[m] = _measure_mode(f"vq-{m}", imgs)
+    if jscc:
+        for m in JSCC_MODES:
+            modes[m] = measure_jscc(m, imgs)
     table = {
         "image_size": size, "images": [n for n, _ in imgs], "machine": platform.processor() or platform.machine(),
         "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -11,12 +11,20 @@ For Mode 1 (JPEG 2000 + LDPC) over a route of store-and-forward hops:
 3. quality Q(bpp) is the measured JPEG 2000 rate-quality table (PSNR vs bpp, log-bpp interpolation);
 4. among budgets with Q >= Q_min and D <= D_max the one with the highest SCC (Eq. 14) is chosen; if none
    meets both, the deadline wins (largest budget that meets D_max, else the smallest budget).
+
+When state["modes"] also allows deep JSCC ("jscc-1/12", "jscc-1/6": analog symbols, amplified and
+forwarded by the relays), each JSCC mode is predicted too: quality from its measured PSNR-vs-SNR curve at
+the route's end-to-end SNR (amplify-and-forward: 1/SNR grows by 1/SNR_h + 1/(SNR SNR_h) per hop), delay
+from its ratio * 3 * pixels channel uses per hop. The mode with the highest predicted SCC wins; Mode 1
+competes only when every hop's MCS meets the BLER target (a digital link below its threshold delivers
+nothing, an analog one a noisier image).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +35,7 @@ from sagin_hil.controllers.scc import scc_weights
 from sagin_hil.datatypes import Allocation, LinkReport, Task
 from sagin_hil.phy.mcs import MCS_TABLE, Mcs
 
-__all__ = ["LinkAdaptation", "RateQualityTable", "ShannonGapBler", "MODE1_COMPUTE_DELAY_S"]
+__all__ = ["LinkAdaptation", "RateQualityTable", "ShannonGapBler", "MODE1_COMPUTE_DELAY_S", "relay_snr_db"]
 
 log = logging.getLogger(__name__)
 MODE1_COMPUTE_DELAY_S = 0.1323  # 000_000fdef3f3211d0d.txt Sec. V: JPEG 2000 encode + decode
@@ -117,6 +125,27 @@ def _default_bler() -> BlerSource:
         return ShannonGapBler()
 
 
+def _default_jscc() -> dict[str, dict[str, Any]]:
+    """The measured JSCC rows of the stored mode table (empty when it has none)."""
+    from sagin_hil.codecs import modes
+
+    try:
+        table = modes.load_mode_table()["modes"]
+    except FileNotFoundError:
+        return {}
+    return {m: table[m] for m in modes.JSCC_MODES if m in table}
+
+
+def relay_snr_db(hop_snr_db: list[float]) -> float:
+    """End-to-end SNR of analog symbols amplified and forwarded hop by hop (each relay renormalises the
+    noisy symbols to unit power): SNR' = SNR SNR_h / (SNR + SNR_h + 1)."""
+    acc = math.inf
+    for s_db in hop_snr_db:
+        s = 10 ** (s_db / 10)
+        acc = s if math.isinf(acc) else acc * s / (acc + s + 1)
+    return 10 * math.log10(acc)
+
+
 def _default_quality() -> RateQualityTable:
     # The stored, measured curve (codecs/weights/mode_table.json); measuring afresh takes seconds.
     from sagin_hil.codecs import modes
@@ -142,15 +171,19 @@ class LinkAdaptation(Controller):
     margin_db: SNR back-off for outdated measurements.
     compute_delay_s: encode + decode time of the mode.
     symbol_rate_hz: default per-hop symbol rate when state gives none.
+    jscc_table: {mode: {"ratio", "snr_db", "psnr_db", "compute_time_s"}} for the JSCC modes (default: the
+      JSCC rows of the stored mode table, codecs.modes.load_mode_table()).
 
     State keys read: route (list of link ids), predicted_snr_db {link: dB}, symbol_rate_hz (number or
     {link: Hz}), propagation_delay_s (number = total, or {link: s}), image_shape (H, W) if the task has
-    no image. After each call `last_decision` holds the predicted delay, quality and SCC.
+    no image, modes (allowed transmission modes, default ["mode1"]). After each call `last_decision` holds
+    the chosen mode and its predicted delay, quality and SCC, and `candidates` every mode's prediction.
     """
 
     def __init__(self, bler_table: BlerSource | None = None, quality_table: Any = None, target_bler: float = 1e-2,
                  margin_db: float = 0.0, compute_delay_s: float = MODE1_COMPUTE_DELAY_S,
-                 symbol_rate_hz: float = 1e6, mcs_table: tuple[Mcs, ...] = MCS_TABLE):
+                 symbol_rate_hz: float = 1e6, mcs_table: tuple[Mcs, ...] = MCS_TABLE,
+                 jscc_table: dict[str, dict[str, Any]] | None = None):
         if not 0 < target_bler < 1:
             raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
         if not symbol_rate_hz > 0:
@@ -164,6 +197,7 @@ class LinkAdaptation(Controller):
         self.target_bler, self.margin_db = target_bler, margin_db
         self.compute_delay_s, self.symbol_rate_hz = compute_delay_s, symbol_rate_hz
         self.mcs_table = tuple(sorted(mcs_table, key=lambda m: m.spectral_efficiency))
+        self.jscc_table = _default_jscc() if jscc_table is None else dict(jscc_table)
         self.last_decision: dict[str, Any] = {}
 
     def choose_mcs(self, snr_db: float | None) -> Mcs:
@@ -200,7 +234,13 @@ class LinkAdaptation(Controller):
         else:
             h, w = state.get("image_shape", (512, 512))[:2]
             n_pixels = int(h) * int(w)
-        mcs = {hop: self.choose_mcs(self._hop_snr(hop, reports, state)) for hop in route}
+        modes = list(state.get("modes", ["mode1"]))
+        unknown = [m for m in modes if m != "mode1" and m not in self.jscc_table]
+        if unknown:
+            raise ValueError(f"state['modes'] has {unknown}, which this controller cannot predict; it knows "
+                             f"mode1 and {sorted(self.jscc_table) or 'no JSCC mode (measure them: sagin-hil train modes)'}")
+        snr = {hop: self._hop_snr(hop, reports, state) for hop in route}
+        mcs = {hop: self.choose_mcs(snr[hop]) for hop in route}
         rates = {hop: self._per_hop(state.get("symbol_rate_hz"), hop, self.symbol_rate_hz) for hop in route}
         prop = state.get("propagation_delay_s", 0.0)
         prop_s = sum(float(prop.get(h, 0.0)) for h in route) if isinstance(prop, dict) else float(prop)
@@ -212,11 +252,39 @@ class LinkAdaptation(Controller):
         psnr = float(self.quality.psnr_at(bpp))
         scc = float(scc_weights(np.array([delay]), np.array([psnr]), np.array([task.deadline_s]),
                                 np.array([task.quality_min_db]), task.weight_quality)[0])
-        self.last_decision = {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc,
-                              "snr_db": {h: self._hop_snr(h, reports, state) for h in route},
-                              "feasible": delay <= task.deadline_s and psnr >= task.quality_min_db}
-        return {hop: Allocation(mode="mode1", mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
-                                bandwidth_hz=rates[hop], compression=bpp) for hop, m in mcs.items()}
+        # a hop whose SNR is known and below even the chosen MCS's threshold: Mode 1 would deliver nothing
+        delivers = all(s is None or self.bler_table.bler(mcs[h].name, s - self.margin_db) <= self.target_bler
+                       for h, s in snr.items())
+        candidates = {"mode1": {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": delivers}}
+        if all(s is not None for s in snr.values()):
+            e2e_db = relay_snr_db([snr[h] for h in route]) - self.margin_db
+            for m in modes:
+                if m in self.jscc_table:
+                    candidates[m] = self._predict_jscc(m, task, n_pixels, e2e_db, rates, route, prop_s)
+        usable = {m: c for m, c in candidates.items() if m in modes and c["delivers"]} or {"mode1": candidates["mode1"]}
+        mode = max(usable, key=lambda m: (usable[m]["scc"], usable[m]["psnr_db"]))
+        best = candidates[mode]
+        self.last_decision = {"mode": mode, **best, "snr_db": snr, "candidates": candidates,
+                              "feasible": best["delay_s"] <= task.deadline_s and best["psnr_db"] >= task.quality_min_db}
+        if mode == "mode1":
+            return {hop: Allocation(mode="mode1", mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
+                                    bandwidth_hz=rates[hop], compression=bpp) for hop, m in mcs.items()}
+        side = self.mcs_table[0]  # an analog mode uses no MCS; the most robust one is the safe placeholder
+        return {hop: Allocation(mode=mode, mcs=side.name, modulation=side.modulation, code_rate=side.code_rate,
+                                bandwidth_hz=rates[hop], compression=best["ratio"]) for hop in route}
+
+    def _predict_jscc(self, mode: str, task: Task, n_pixels: int, e2e_snr_db: float, rates: dict[str, float],
+                      route: list[str], prop_s: float) -> dict[str, Any]:
+        """Predicted delay, quality and SCC of a JSCC mode at the route's end-to-end SNR."""
+        row = self.jscc_table[mode]
+        ratio = float(Fraction(str(row["ratio"])))
+        n_symbols = ratio * 3 * n_pixels
+        delay = float(row["compute_time_s"]) + prop_s + sum(n_symbols / rates[h] for h in route)
+        psnr = float(np.interp(e2e_snr_db, row["snr_db"], row["psnr_db"]))
+        scc = float(scc_weights(np.array([delay]), np.array([psnr]), np.array([task.deadline_s]),
+                                np.array([task.quality_min_db]), task.weight_quality)[0])
+        return {"ratio": ratio, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": True,
+                "e2e_snr_db": e2e_snr_db}
 
     def _choose_bpp(self, task: Task, d0: float, slope: float) -> float:
         lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])

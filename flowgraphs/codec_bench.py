@@ -8,6 +8,11 @@ source/channel coding; the packet PHY's own sync is benchmarked by `bench ldpc`)
 
 - JSCC: the codec's complex symbols are the data symbols (analog mapping); zero-forcing equalisation
   (y = x + n/h, what the decoder was trained on); the decoder gets the SNR estimated from the pilots.
+  "jscc-phy-<ratio>" (AWGN) sends the same symbols through the real packet PHY instead (phy.link analog
+  bursts at 4 samples per symbol, a carrier offset and a delay, the receiver's own sync; the codec header
+  as protected side information): the cost of real synchronisation.
+- "j2k-capacity-<ratio>" (AWGN): J2K with the payload an ideal channel code would carry, N log2(1 + SNR)
+  bits, error-free: the separation bound of this source codec.
 - J2K + LDPC: for every MCS of MCS_TABLE, the J2K budget is the information bits that N symbols carry
   (5G NR LDPC blocks, layered NMS, 10 iterations, max-log demapping with the per-symbol equalised noise);
   the codestream is cut at the first block that fails its syndrome check and decoded from the intact
@@ -27,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bench_codec", "PilotChannel", "DigitalImageLink"]
+__all__ = ["bench_codec", "PilotChannel", "PacketPhyChannel", "DigitalImageLink"]
 
 SYMBOL_RATE_HZ = 1.0e6
 RICIAN_K_DB = 6.0
@@ -71,6 +76,39 @@ class PilotChannel:
         if mmse:
             return (np.conj(h) * y / (g + n0)).astype(np.complex64), n0 / np.maximum(g, 1e-9), snr_est_db
         return (y / np.where(g > 1e-12, h, 1e-6)).astype(np.complex64), n0 / np.maximum(g, 1e-9), snr_est_db
+
+
+class PacketPhyChannel:
+    """Analog symbols + side information -> the packet PHY's analog bursts (phy.link, 4 samples per symbol,
+    RRC) -> channel emulator (AWGN with a carrier offset and a propagation delay) -> the packet receiver's
+    own detection, synchronisation and pilot equalisation.
+
+    Parameters: snr_db (Es/N0 after the matched filter), seed. Input: complex64 symbols [N], side bytes.
+    Output: (equalised symbols [N] (zeros where a burst was lost), side bytes as received, SNR estimate dB).
+    """
+
+    SPS = 4
+    CFO_HZ = 2.0e3  # an uncorrected oscillator offset the synchroniser must take out
+    DELAY_S = 1.3e-4
+
+    def __init__(self, snr_db: float, seed: int = 0):
+        from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
+        from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
+
+        cfg = LinkConfig(symbol_rate_hz=SYMBOL_RATE_HZ, sps=self.SPS)
+        self.tx, self.rx = PacketTransmitter(cfg), PacketReceiver(cfg)
+        # per-sample SNR over the sample rate: Es/N0 = SNR_sample * sps at the matched filter's output
+        params = ChannelParams(snr_db=float(snr_db) - 10 * math.log10(self.SPS), signal_power=1.0,
+                               doppler_hz=self.CFO_HZ, delay_s=self.DELAY_S)
+        self.em = ChannelEmulator(cfg.sample_rate_hz, 0.0, params, seed=seed)
+        self.tail = int(2 * self.DELAY_S * cfg.sample_rate_hz)
+
+    def __call__(self, data: np.ndarray, side: bytes) -> tuple[np.ndarray, bytes, float]:
+        x = self.tx.modulate_symbols(np.asarray(data, np.complex64), seq=1, side=side)
+        pkt = self.rx.demodulate(np.asarray(self.em.process(np.concatenate([x, np.zeros(self.tail, np.complex64)]))))
+        if pkt is None or pkt.analog is None:
+            return np.zeros(len(data), np.complex64), b"", -50.0
+        return pkt.analog, pkt.payload, pkt.snr_db
 
 
 @dataclass
@@ -182,6 +220,13 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
                     qs.append(s_)
                 jscc_q["psnr"].append(float(np.mean(qp)))
                 jscc_q["ssim"].append(float(np.mean(qs)))
+            if ch == "awgn":  # the same symbols through the real packet PHY, and the separation bound
+                phy_q = _phy_jscc_curve(jscc, imgs, snrs)
+                curves.append({"codec": f"jscc-phy-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": phy_q["psnr"],
+                               "ssim": phy_q["ssim"]})
+                cap_q = _capacity_curve(j2k, imgs, n_sym, snrs)
+                curves.append({"codec": f"j2k-capacity-{ratio}", "channel": ch, "snr_db": snrs,
+                               "psnr_db": cap_q["psnr"], "ssim": cap_q["ssim"]})
             fixed = {m: _digital_curve(j2k, links[m], pays[m], imgs, ch, snrs) for m in mcs_names}
             best = [max(mcs_names, key=lambda m: fixed[m]["psnr"][i]) for i in range(len(snrs))]
             curves.append({"codec": f"jscc-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": jscc_q["psnr"],
@@ -196,12 +241,18 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
             env = curves[-len(mcs_names) - 1]["psnr_db"]
             lead = [a - b for a, b, s in zip(jscc_q["psnr"], env, snrs) if s <= 5.0]
             steps = np.diff(jscc_q["psnr"])
+            extra = {}
+            if ch == "awgn":
+                extra = {"packet_phy_psnr_db_at_0db": _at(snrs, phy_q["psnr"], 0.0),
+                         "packet_phy_psnr_db_at_5db": _at(snrs, phy_q["psnr"], 5.0),
+                         "lead_over_j2k_at_capacity_db_at_0db": _at(snrs, jscc_q["psnr"], 0.0) - _at(snrs, cap_q["psnr"], 0.0),
+                         "lead_over_j2k_at_capacity_db_at_5db": _at(snrs, jscc_q["psnr"], 5.0) - _at(snrs, cap_q["psnr"], 5.0)}
             benches.append(benchmark_entry(
                 f"jscc_vs_j2k_{ratio.replace('/', '_')}_{ch}",
                 ours={"psnr_db_at_0db": _at(snrs, jscc_q["psnr"], 0.0), "psnr_db_at_5db": _at(snrs, jscc_q["psnr"], 5.0),
                       "psnr_db_at_20db": _at(snrs, jscc_q["psnr"], 20.0),
                       "min_lead_db_snr_le_5": float(min(lead)), "largest_drop_db_between_points": float(max(0.0, -steps.min())),
-                      "encode_s": float(np.median(je)), "decode_s": float(np.median(jd))},
+                      "encode_s": float(np.median(je)), "decode_s": float(np.median(jd)), **extra},
                 peers={"j2k-ldpc": {"psnr_db_at_0db": _at(snrs, env, 0.0), "psnr_db_at_5db": _at(snrs, env, 5.0),
                                     "psnr_db_at_20db": _at(snrs, env, 20.0), **timing[f"j2k-{ratio}"]}},
                 ratio={"j2k-ldpc": timing[f"j2k-{ratio}"]["encode_s"] / max(float(np.median(je)), 1e-9)},
@@ -241,6 +292,39 @@ def _digital_curve(j2k: Any, link: DigitalImageLink, pays: list[Any], imgs: list
     return {"psnr": [float(v) for v in q[0].mean(axis=1)], "ssim": [float(v) for v in q[1].mean(axis=1)]}
 
 
+def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[float]) -> dict[str, list[float]]:
+    """Mean PSNR / SSIM of JSCC through the real packet PHY (PacketPhyChannel) at each SNR; the codec header
+    crosses as the bursts' side information (an erasure when no copy decoded)."""
+    from sagin_hil.codecs import CodecError
+
+    out: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    for si, snr in enumerate(snrs):
+        q = []
+        for ii, (_, img) in enumerate(imgs):
+            pay = jscc.encode(img, snr_db=snr)
+            y, side, snr_est = PacketPhyChannel(snr, 1000 * si + ii)(pay.symbols, pay.data)
+            try:
+                q.append(_measure(img, jscc.decode(side, symbols=y, snr_db=snr_est)))
+            except CodecError:
+                q.append(_measure(img, None))
+        out["psnr"].append(float(np.mean([a for a, _ in q])))
+        out["ssim"].append(float(np.mean([b for _, b in q])))
+    return out
+
+
+def _capacity_curve(j2k: Any, imgs: list[tuple[str, np.ndarray]], n_symbols: int, snrs: list[float]) -> dict[str, list[float]]:
+    """The separation bound with JPEG 2000: PSNR when the J2K payload fills n_symbols * log2(1 + SNR) bits, what
+    an ideal (capacity-achieving, infinitely long) channel code would carry error-free."""
+    out: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    for snr in snrs:
+        budget = int(n_symbols * math.log2(1 + 10 ** (snr / 10)))
+        q = [_measure(img, j2k.decode(p.data)) if (p := _j2k_encode(j2k, img, budget)) is not None else _measure(img, None)
+             for _, img in imgs]
+        out["psnr"].append(float(np.mean([a for a, _ in q])))
+        out["ssim"].append(float(np.mean([b for _, b in q])))
+    return out
+
+
 def _j2k_encode(j2k: Any, img: np.ndarray, budget_bits: int) -> Any:
     from sagin_hil.codecs import CodecError
 
@@ -268,13 +352,22 @@ def _plot(curves: list[dict[str, Any]], out_dir: Path, quick: bool) -> Path | No
             for c in curves:
                 if c["channel"] != ch or not c["codec"].endswith(ratio) and f"{ratio}@" not in c["codec"]:
                     continue
+                fixed_colour = {"qpsk-1/2": "C3", "16qam-1/2": "C4", "64qam-3/4": "C5"}  # same colours in every panel
                 if "@" in c["codec"]:
-                    if c["codec"].split("@")[1] in ("qpsk-1/2", "16qam-1/2", "64qam-3/4"):
-                        ax.plot(c["snr_db"], c["psnr_db"], ":", lw=1.2, label=f"fixed {c['codec'].split('@')[1]}")
+                    mcs = c["codec"].split("@")[1]
+                    if mcs in fixed_colour:
+                        ax.plot(c["snr_db"], c["psnr_db"], ":", color=fixed_colour[mcs], lw=1.2, label=f"fixed {mcs}")
+                elif "capacity" in c["codec"]:
+                    ax.plot(c["snr_db"], c["psnr_db"], "-", color="0.6", lw=1.5,
+                            label="J2K at channel capacity (separation bound)")
+                elif "jscc-phy" in c["codec"]:
+                    ax.plot(c["snr_db"], c["psnr_db"], "-^", color="C2", ms=3, lw=1.2,
+                            label=f"jscc-{ratio} through the packet PHY")
+                elif "jscc" in c["codec"]:
+                    ax.plot(c["snr_db"], c["psnr_db"], "-o", color="C0", ms=3, lw=2, label=c["codec"])
                 else:
-                    style = "-o" if "jscc" in c["codec"] else "--s"
-                    label = c["codec"] if "jscc" in c["codec"] else f"{c['codec']} (best MCS per SNR)"
-                    ax.plot(c["snr_db"], c["psnr_db"], style, ms=3, lw=2, label=label)
+                    ax.plot(c["snr_db"], c["psnr_db"], "--s", color="C1", ms=3, lw=2,
+                            label=f"{c['codec']} (best MCS per SNR)")
             ax.set_xlabel("channel SNR (dB)")
             ax.set_ylabel("PSNR (dB)")
             ax.set_title(f"bandwidth ratio {ratio}, {ch.upper()}")

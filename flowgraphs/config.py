@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Flowgraph", "FlowgraphError", "load_flowgraph", "DEFAULT_FLOWGRAPH"]
+__all__ = ["Flowgraph", "FlowgraphError", "load_flowgraph", "shipped_flowgraphs", "DEFAULT_FLOWGRAPH"]
 
 DEFAULT_FLOWGRAPH = "default.toml"
 
@@ -72,6 +72,11 @@ class ControllerConfig(_Section):
     transport: Literal["inproc", "tcp"] = Field("inproc", description="control plane socket transport")
     timeout_s: float = Field(2.0, gt=0, description="allocation request timeout before the safe fallback")
     target_bler: float = Field(0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims under")
+    modes: list[Literal["mode1", "jscc-1/12", "jscc-1/6"]] = Field(
+        ["mode1"], min_length=1,
+        description="transmission modes the controller may choose: mode1 (JPEG 2000 + LDPC), jscc-1/12, jscc-1/6 "
+        "(deep JSCC, analog symbols the UAV amplifies and forwards)",
+    )
 
 
 class ReportConfig(_Section):
@@ -86,7 +91,7 @@ class Flowgraph(BaseModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name (report folder prefix)")
     description: str = Field("", description="one line shown in the report")
     seed: int = Field(1, description="seeds task draws, noise and fading: the same seed gives the same run")
-    scenario: dict[str, Any] = Field(default_factory=dict, description="inline scenario table, or {file = ...}")
+    scenario: dict[str, Any] = Field(default_factory=dict, description="keys set over the reference scenario, or {file = ...}")
     images: ImagesConfig = ImagesConfig()
     tasks: TasksConfig = TasksConfig()
     phy: PhyConfig = PhyConfig()
@@ -151,16 +156,27 @@ def _validate(data: dict[str, Any], source: str) -> Flowgraph:
         raise FlowgraphError("\n".join(lines)) from None
 
 
+def shipped_flowgraphs() -> list[str]:
+    """Names of the flowgraphs installed with the package (`sagin-hil run NAME`)."""
+    return sorted(f.name[:-5] for f in resources.files("sagin_hil.flowgraphs").iterdir() if f.name.endswith(".toml"))
+
+
 def load_flowgraph(path: str | Path | None = None) -> Flowgraph:
-    """Read and validate a flowgraph file; None loads the embedded default."""
+    """Read and validate a flowgraph file, or a shipped one by name (`shipped_flowgraphs`); None loads the
+    embedded default."""
     if path is None:
         text = resources.files("sagin_hil.flowgraphs").joinpath(DEFAULT_FLOWGRAPH).read_text()
         source = f"<embedded {DEFAULT_FLOWGRAPH}>"
     else:
         p = Path(path)
-        if not p.is_file():
-            raise FlowgraphError(f"{p}: no such flowgraph file (run `sagin-hil run` without an argument for the default)")
-        text, source = p.read_text(), str(p)
+        shipped = resources.files("sagin_hil.flowgraphs").joinpath(f"{p.name}.toml")
+        if p.is_file():
+            text, source = p.read_text(), str(p)
+        elif p.suffix == "" and len(p.parts) == 1 and shipped.is_file():  # a shipped flowgraph by name
+            text, source = shipped.read_text(), f"<shipped {p.name}.toml>"
+        else:
+            raise FlowgraphError(f"{p}: no such flowgraph file; give a path, or the name of a shipped one: "
+                                 f"{', '.join(shipped_flowgraphs())} (no argument: the default)")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -6,7 +6,8 @@ continuous sample stream, so the channel sees one transmission. The receiver kno
 the ephemeris, so it pre-compensates the predicted Doppler and opens a window around each packet's predicted
 arrival; a receiver with a late ephemeris (`ephemeris_time_error_s`) is left a residual Doppler that the
 PHY's synchroniser must take out. Packets that fail are sent again in the next ARQ round, after a NACK
-that costs one propagation delay.
+that costs one propagation delay. Analog payloads (deep JSCC symbols, `send_symbols`) go out once as one
+analog packet: there is no CRC to ask for a resend, the receiver keeps what it heard.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from sagin_hil.datatypes import LinkReport, SampleBlock
 from sagin_hil.phy.channel.emulator import ChannelEmulator
-from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
+from sagin_hil.phy.link import ANALOG, LinkConfig, PacketReceiver, PacketTransmitter
 from sagin_hil.phy.sync import Rotator
 
 __all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult"]
@@ -41,6 +42,7 @@ class HopResult:
     symbols: np.ndarray | None = field(default=None, repr=False)  # equalised payload symbols (plots)
     blocks: int = 0
     block_errors: int = 0
+    analog: np.ndarray | None = field(default=None, repr=False)  # equalised analog symbols (send_symbols)
 
 
 class Hop:
@@ -76,9 +78,9 @@ class Hop:
         """Release what the channel holds (radios, servers)."""
 
     # -- one round: packets back to back through the channel --------------------------------------------
-    def _round(self, packets: list[bytes], mcs: str, t_s: float):
-        seqs = [self._next_seq() for _ in packets]
-        waves = [self.modulator.modulate(p, mcs, seq) for p, seq in zip(packets, seqs)]
+    def _round(self, waves: list[np.ndarray], seqs: list[int], t_s: float):
+        """Modulated packets `waves` (sequence numbers `seqs`) through the channel; returns
+        ([(RxPacket or None, window start)], air time s, propagation delay s)."""
         guard = np.zeros(GUARD_SYMBOLS * self.phy.sps, np.complex64)
         offsets, pieces, pos = [], [], 0
         for w in waves:
@@ -125,7 +127,9 @@ class Hop:
                 break
             if round_no:
                 retx += len(pending)
-            results, round_air, prop_s = self._round([chunks[i] for i in pending], mcs, t_s + elapsed)
+            seqs = [self._next_seq() for _ in pending]
+            waves = [self.modulator.modulate(chunks[i], mcs, seq) for i, seq in zip(pending, seqs)]
+            results, round_air, prop_s = self._round(waves, seqs, t_s + elapsed)
             air += round_air
             elapsed += round_air + prop_s + (prop_s if round_no else 0.0)  # data + (NACK before a resend)
             still = []
@@ -177,6 +181,43 @@ class Hop:
             symbols=np.concatenate(symbols) if symbols else None,
             blocks=blocks,
             block_errors=block_errors,
+        )
+
+    def send_symbols(self, symbols: np.ndarray, t_s: float, side: bytes = b"") -> HopResult:
+        """Carry analog `symbols` (complex, unit mean power) and `side` information (<= 64 bytes, e.g. the
+        codec's header, protected like a burst header) over the hop at scenario time t_s, once.
+
+        Output: HopResult with `analog` = the equalised symbols (zeros where a burst was lost, all zeros when
+        nothing was heard), payload = the side information (b"" when no copy decoded), and the receiver's
+        measurements; blocks count the bursts."""
+        seq = self._next_seq()
+        sym = np.asarray(symbols, np.complex64)
+        [(pkt, lo)], air, prop_s = self._round([self.modulator.modulate_symbols(sym, seq, side)], [seq], t_s)
+        heard = pkt is not None and pkt.header_ok and pkt.mcs == ANALOG and pkt.analog is not None
+        n_bursts = pkt.n_bursts if heard else 1
+        lost = int(np.count_nonzero(~pkt.block_ok)) if heard else 1
+        report = LinkReport(
+            link_id=self.link_id,
+            time_s=t_s,
+            snr_db=float(np.clip(pkt.snr_db, -50.0, 100.0)) if heard else -50.0,
+            evm_rms=pkt.evm_rms if heard else float("nan"),
+            cfo_hz=pkt.cfo_hz if heard else 0.0,
+            ber=float("nan"),
+            bler=lost / n_bursts,
+            delay_s=(lo + pkt.start_sample) / self.sample_rate_hz if heard else float("nan"),
+            n_blocks=n_bursts,
+        )
+        return HopResult(
+            payload=pkt.payload if heard else b"",
+            delivered=heard and lost == 0 and pkt.payload == bytes(side),
+            air_time_s=air,
+            delay_s=air + prop_s,
+            retransmissions=0,
+            report=report,
+            symbols=pkt.symbols if heard else None,
+            blocks=n_bursts,
+            block_errors=lost,
+            analog=pkt.analog if heard else np.zeros(sym.size, np.complex64),
         )
 
 

@@ -4,6 +4,11 @@ For each task (an image arriving at a LEO satellite): sound each hop of its rout
 (the receivers publish LinkReports to the controller), ask the controller for an allocation over the
 control plane, encode the image (JPEG 2000 at the allocated budget), carry it LEO -> UAV at sample level,
 decode and forward it UAV -> user at sample level, decode the image, and score it (PSNR, SSIM, delay, SCC).
+
+When the flowgraph allows deep JSCC (controller.modes) and the controller picks it, the image's symbols
+cross each hop as one analog packet with the codec header as its protected side information; the UAV
+amplifies and forwards them (renormalised to unit power), and the user decodes with the end-to-end SNR
+from the hops' measured SNRs.
 """
 
 from __future__ import annotations
@@ -39,14 +44,29 @@ class RunResult:
     aborted: str | None = None
 
 
+def _overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s keys set: tables merged key by key, everything else (lists included) replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _load_scenario(fg: Flowgraph):
+    """The flowgraph's scenario: a file, the reference scenario, or the reference with an inline table's
+    keys set over it (e.g. [scenario.space_air] excess_loss_db = 18 for a rain fade)."""
+    import tomllib
+    from importlib import resources
+
     from sagin_hil.phy.channel.scenario import Scenario, load_scenario
 
     path = fg.scenario_path()
     if path is not None:
         return load_scenario(path)
     if fg.scenario:
-        return Scenario.from_dict(fg.scenario, source=f"{fg.source} [scenario]")
+        reference = resources.files("sagin_hil.phy.channel") / "scenarios" / "default.toml"
+        data = _overlay(tomllib.loads(reference.read_text()), fg.scenario)
+        return Scenario.from_dict(data, source=f"{fg.source} [scenario] over the reference scenario")
     return Scenario.default()
 
 
@@ -125,7 +145,7 @@ class _Experiment:
         from sagin_hil.codecs import get_codec
 
         self.fg, self.scenario, self.client, self.traces = fg, scenario, client, traces
-        self.codec = get_codec("jpeg2000")
+        self.codecs = {"mode1": get_codec("jpeg2000")}
         self.hops: dict[str, Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
 
@@ -162,9 +182,23 @@ class _Experiment:
         for r in self.radios:
             r.close()
 
-    def _send(self, tx: str, rx: str, data: bytes, mcs: str, t_s: float, probe: bool = False):
-        """Carry `data` over one hop and report what its receiver measured; a probe gets no ARQ."""
-        res = self.hop(tx, rx).send(data, mcs, t_s, 0 if probe else self.fg.phy.max_retransmissions)
+    def codec(self, mode: str):
+        """The codec of a transmission mode: "mode1" is JPEG 2000, a JSCC mode is named as its codec."""
+        from sagin_hil.codecs import get_codec
+
+        if mode not in self.codecs:
+            self.codecs[mode] = get_codec(mode)
+        return self.codecs[mode]
+
+    def _send(self, tx: str, rx: str, data: bytes | tuple[np.ndarray, bytes], mcs: str, t_s: float,
+              probe: bool = False):
+        """Carry `data` over one hop and report what its receiver measured; a probe gets no ARQ (and is
+        not plotted). mcs "analog": data = (complex symbols, side information bytes), sent once."""
+        hop = self.hop(tx, rx)
+        if mcs == "analog":
+            res = hop.send_symbols(data[0], t_s, side=data[1])
+        else:
+            res = hop.send(data, mcs, t_s, 0 if probe else self.fg.phy.max_retransmissions)
         self.client.report(res.report)
         trace = self.traces[res.report.link_id]
         trace.measured_t_s.append(res.report.time_s)
@@ -179,14 +213,17 @@ class _Experiment:
         """One task end to end: sound, allocate, encode, two hops at sample level, decode, score."""
         from sagin_hil.codecs import CodecError
         from sagin_hil.codecs.metrics import psnr, ssim
+        from sagin_hil.controllers.link_adaptation import relay_snr_db
         from sagin_hil.controllers.scc import scc_weight
 
         links = list(zip(route, route[1:]))
         link_ids = [f"{a}->{b}" for a, b in links]
-        for a, b in links:  # sounding: each receiver measures its hop and reports to the controller
-            self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, task.arrival_s, probe=True)
+        sounded = []  # sounding: each receiver measures its hop and reports to the controller
+        for a, b in links:
+            sounded.append(self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, task.arrival_s, probe=True).report.snr_db)
         pixels = int(task.image.shape[0] * task.image.shape[1])
         state = {
+            "modes": list(self.fg.controller.modes),
             "route": link_ids,
             "symbol_rate_hz": self.fg.phy.symbol_rate_hz,
             "image_pixels": pixels,
@@ -196,17 +233,32 @@ class _Experiment:
         }
         plan = self.client.request_allocation(task, state)
         first = plan[link_ids[0]]
+        analog = first.mode.startswith("jscc")
+        codec = self.codec(first.mode if analog else "mode1")
 
         t0 = time.perf_counter()
-        payload = self.codec.encode(task.image, budget_bits=max(int(first.compression * pixels), 2048))
+        if analog:  # the encoder is told the SNR the soundings predict end to end
+            payload = codec.encode(task.image, snr_db=relay_snr_db(sounded))
+        else:
+            payload = codec.encode(task.image, budget_bits=max(int(first.compression * pixels), 2048))
         compute_s = time.perf_counter() - t0
         data, t, air, retx = payload.data, task.arrival_s + compute_s, 0.0, 0
-        for (a, b), lid in zip(links, link_ids):  # decode and forward, hop by hop
-            res = self._send(a, b, data, plan[lid].mcs, t)
+        symbols, gain, hop_snrs = payload.symbols, 1.0, []
+        for (a, b), lid in zip(links, link_ids):  # decode (JSCC: amplify) and forward, hop by hop
+            if analog:  # the codec header rides in the analog packet as protected side information
+                res = self._send(a, b, (symbols, data), "analog", t)
+                hop_snrs.append(res.report.snr_db)
+                power = max(float(np.mean(np.abs(res.analog) ** 2)), 1e-12)  # the relay renormalises ...
+                symbols, gain = res.analog / np.sqrt(power), gain * np.sqrt(power)  # ... the user undoes it
+            else:
+                res = self._send(a, b, data, plan[lid].mcs, t)
             data, t, air, retx = res.payload, t + res.delay_s, air + res.air_time_s, retx + res.retransmissions
         t0 = time.perf_counter()
         try:
-            received = self.codec.decode(data)
+            if analog:
+                received = codec.decode(data, symbols=symbols * gain, snr_db=relay_snr_db(hop_snrs))
+            else:
+                received = codec.decode(data)
         except CodecError:
             received = None  # an erasure: the user sees a grey frame
         delay_s = t - task.arrival_s + (time.perf_counter() - t0)
@@ -217,8 +269,8 @@ class _Experiment:
             name=task.name,
             route="->".join(route),
             mode=first.mode,
-            mcs=" / ".join(plan[lid].mcs for lid in link_ids),
-            compression_bpp=float(first.compression),
+            mcs=" / ".join("analog" if analog else plan[lid].mcs for lid in link_ids),
+            compression_bpp=float(first.compression) if not analog else 8 * len(payload.data) / pixels,
             bits=len(payload.data) * 8,
             air_time_s=air,
             delay_s=delay_s,

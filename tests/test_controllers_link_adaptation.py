@@ -118,3 +118,47 @@ def test_with_the_shipped_measured_tables():
                         {"route": ROUTE, "predicted_snr_db": {h: 15.0 for h in ROUTE}, "symbol_rate_hz": 1e6})
     d = ctl.last_decision
     assert d["feasible"] and d["psnr_db"] >= 25.0 and d["delay_s"] <= 8.0
+
+
+# -- choosing between Mode 1 and deep JSCC ------------------------------------------------------------
+JSCC = {"jscc-1/12": {"ratio": "1/12", "snr_db": [-4.0, 0.0, 10.0, 20.0], "psnr_db": [22.0, 24.0, 28.0, 30.0],
+                      "compute_time_s": 0.03}}
+
+
+def test_relay_snr_is_amplify_and_forward():
+    from sagin_hil.controllers.link_adaptation import relay_snr_db
+
+    # two 10 dB hops: 100 / (10 + 10 + 1); one hop is itself; a hop far better than the other costs ~nothing
+    assert relay_snr_db([10.0, 10.0]) == pytest.approx(10 * math.log10(100 / 21))
+    assert relay_snr_db([7.0]) == pytest.approx(7.0)
+    assert relay_snr_db([5.0, 60.0]) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_jscc_is_chosen_where_the_digital_link_would_fail_and_not_otherwise():
+    ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, target_bler=1e-2,
+                         jscc_table=JSCC)
+    state = {"route": ROUTE, "symbol_rate_hz": 1e6, "modes": ["mode1", "jscc-1/12"]}
+    task = _task(deadline_s=5.0, quality_min_db=20.0)
+    # -3 dB: below bpsk-1/2's waterfall (LogisticBler: ~1.5 dB), so Mode 1 would deliver nothing
+    plan = ctl.allocate(task, {}, {**state, "predicted_snr_db": {h: -3.0 for h in ROUTE}})
+    assert {a.mode for a in plan.values()} == {"jscc-1/12"}
+    assert all(a.compression == pytest.approx(1 / 12) and a.mcs == MCS_TABLE[0].name for a in plan.values())
+    d = ctl.last_decision
+    assert not d["candidates"]["mode1"]["delivers"]
+    s = 10**-0.3
+    assert d["e2e_snr_db"] == pytest.approx(10 * math.log10(s * s / (s + s + 1)))
+    assert d["psnr_db"] == pytest.approx(np.interp(d["e2e_snr_db"], [-4.0, 0.0], [22.0, 24.0]))
+    assert d["delay_s"] == pytest.approx(0.03 + 2 * 256 * 256 * 3 / 12 / 1e6)
+    # 20 dB: Mode 1 reaches more quality (the table tops out at 38 dB) within the deadline: it wins
+    plan = ctl.allocate(task, {}, {**state, "predicted_snr_db": {h: 20.0 for h in ROUTE}})
+    assert {a.mode for a in plan.values()} == {"mode1"}
+    assert ctl.last_decision["psnr_db"] > ctl.last_decision["candidates"]["jscc-1/12"]["psnr_db"]
+    # without JSCC allowed, the old behaviour: Mode 1 even when it would fail
+    plan = ctl.allocate(task, {}, {"route": ROUTE, "predicted_snr_db": {h: -3.0 for h in ROUTE}})
+    assert {a.mode for a in plan.values()} == {"mode1"}
+
+
+def test_a_mode_the_controller_cannot_predict_is_named():
+    ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, jscc_table={})
+    with pytest.raises(ValueError, match=r"'jscc-1/6'.*sagin-hil train modes"):
+        ctl.allocate(_task(), {}, {"route": ROUTE, "modes": ["mode1", "jscc-1/6"]})

@@ -27,7 +27,7 @@ def test_errors_name_file_key_value_and_alternatives(tmp_path):
 
 
 def test_unreadable_inputs(tmp_path):
-    with pytest.raises(FlowgraphError, match="no such flowgraph file"):
+    with pytest.raises(FlowgraphError, match="no such flowgraph file.*shipped one: default, rain-fade"):
         load_flowgraph(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("name = [unclosed\n")
@@ -37,6 +37,18 @@ def test_unreadable_inputs(tmp_path):
     swapped.write_text("[tasks]\ndeadline_s = [11.0, 2.0]\n")
     with pytest.raises(FlowgraphError, match="lo <= hi"):
         load_flowgraph(swapped)
+
+
+def test_shipped_flowgraphs_load_by_name_and_set_keys_over_the_reference_scenario():
+    from sagin_hil.flowgraphs.runner import _load_scenario
+
+    fg = load_flowgraph("rain-fade")
+    assert fg.controller.modes == ["mode1", "jscc-1/12"] and fg.source == "<shipped rain-fade.toml>"
+    faded, clear = _load_scenario(fg), _load_scenario(load_flowgraph())
+    assert faded.config.space_air.excess_loss_db == 23.0 and faded.config.uavs == clear.config.uavs
+    t = 60.0
+    assert faded.link_state("leo0", "uav0", t).snr_db == pytest.approx(clear.link_state("leo0", "uav0", t).snr_db - 23.0)
+    assert faded.link_state("uav0", "user0", t).snr_db == pytest.approx(clear.link_state("uav0", "user0", t).snr_db)
 
 
 def test_overrides_are_validated_and_paths_resolve(tmp_path):

@@ -335,6 +335,7 @@ class Scenario:
                 else:
                     elev, visible = math.nan, True
             f_spread = cfg.fading_doppler_hz if cfg.fading_doppler_hz is not None else carrier * v_max / SPEED_OF_LIGHT_M_S
+            path_loss += cfg.excess_loss_db
         rx_dbw = p_dbw - path_loss
         n_plus_i = lb.db_to_linear(noise_dbw) + interference_w
         snr = rx_dbw - lb.linear_to_db(n_plus_i)

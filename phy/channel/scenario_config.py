@@ -26,6 +26,7 @@ class SpaceAirConfig(_Model):
     rx_antenna_gain_db: float = 0.0
     k_factor_db: float = Field(math.inf, description="Rician K of the LEO hop; inf = pure LoS (Eq. 1)")
     fading_doppler_hz: Optional[float] = Field(None, ge=0, description="Jakes spread; None = f_c v_uav,max / c")
+    excess_loss_db: float = Field(0.0, ge=0, description="losses beyond the model: rain fade, pointing, cables")
 
 
 class AirGroundConfig(_Model):
@@ -40,6 +41,7 @@ class AirGroundConfig(_Model):
     reference_gain_db: Optional[float] = Field(None, description="beta_0 at 1 m; None = free space at 1 m")
     interference: bool = Field(True, description="other UAVs' downlinks interfere (Eq. 6)")
     fading_doppler_hz: Optional[float] = Field(None, ge=0)
+    excess_loss_db: float = Field(0.0, ge=0, description="losses beyond the model: foliage, body, cables")
 
 
 class IslConfig(_Model):
