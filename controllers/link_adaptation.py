@@ -12,12 +12,14 @@ For Mode 1 (JPEG 2000 + LDPC) over a route of store-and-forward hops:
 4. among budgets with Q >= Q_min and D <= D_max the one with the highest SCC (Eq. 14) is chosen; if none
    meets both, the deadline wins (largest budget that meets D_max, else the smallest budget).
 
-When state["modes"] also allows deep JSCC ("jscc-1/12", "jscc-1/6": analog symbols, amplified and
-forwarded by the relays), each JSCC mode is predicted too: quality from its measured PSNR-vs-SNR curve at
-the route's end-to-end SNR (amplify-and-forward: 1/SNR grows by 1/SNR_h + 1/(SNR SNR_h) per hop), delay
-from its ratio * 3 * pixels channel uses per hop. The mode with the highest predicted SCC wins; Mode 1
-competes only when every hop's MCS meets the BLER target (a digital link below its threshold delivers
-nothing, an analog one a noisier image).
+When state["modes"] allows other modes, each is predicted from its row of the measured mode table:
+- Modes 3_1..3_3 ("mode3_1".."mode3_3", VQ indices as bits over the same MCS per hop): a fixed number of
+  bits per pixel and a fixed PSNR; delay as for Mode 1 at that budget.
+- Deep JSCC ("jscc-1/12", "jscc-1/6": analog symbols, amplified and forwarded by the relays): quality from
+  its PSNR-vs-SNR curve at the route's end-to-end SNR (amplify-and-forward: 1/SNR grows by
+  1/SNR_h + 1/(SNR SNR_h) per hop), delay from its ratio * 3 * pixels channel uses per hop.
+The mode with the highest predicted SCC wins; digital modes compete only when every hop's MCS meets the
+BLER target (a digital link below its threshold delivers nothing, an analog one a noisier image).
 """
 
 from __future__ import annotations
@@ -125,15 +127,22 @@ def _default_bler() -> BlerSource:
         return ShannonGapBler()
 
 
-def _default_jscc() -> dict[str, dict[str, Any]]:
-    """The measured JSCC rows of the stored mode table (empty when it has none)."""
+def _default_modes() -> dict[str, dict[str, Any]]:
+    """The measured rows of the stored mode table for the modes other than Mode 1, by flowgraph mode name
+    ("mode3_1".., "jscc-1/12"..), a digital row with its bits per pixel; empty when there is no table."""
     from sagin_hil.codecs import modes
 
     try:
-        table = modes.load_mode_table()["modes"]
+        table = modes.load_mode_table()
     except FileNotFoundError:
         return {}
-    return {m: table[m] for m in modes.JSCC_MODES if m in table}
+    rows = {}
+    for name, row in table["modes"].items():
+        if name in modes.JSCC_MODES:
+            rows[name] = row
+        elif name != "1":
+            rows[f"mode{name}"] = {**row, "bpp": row["bits"] / table["image_size"] ** 2}
+    return rows
 
 
 def relay_snr_db(hop_snr_db: list[float]) -> float:
@@ -171,8 +180,9 @@ class LinkAdaptation(Controller):
     margin_db: SNR back-off for outdated measurements.
     compute_delay_s: encode + decode time of the mode.
     symbol_rate_hz: default per-hop symbol rate when state gives none.
-    jscc_table: {mode: {"ratio", "snr_db", "psnr_db", "compute_time_s"}} for the JSCC modes (default: the
-      JSCC rows of the stored mode table, codecs.modes.load_mode_table()).
+    mode_table: {mode: row} for the modes other than Mode 1: a JSCC row has "ratio", "snr_db", "psnr_db",
+      "compute_time_s"; a digital one "bpp", "psnr_db", "compute_time_s" (default: the stored mode table,
+      codecs.modes.load_mode_table()).
 
     State keys read: route (list of link ids), predicted_snr_db {link: dB}, symbol_rate_hz (number or
     {link: Hz}), propagation_delay_s (number = total, or {link: s}), image_shape (H, W) if the task has
@@ -183,7 +193,7 @@ class LinkAdaptation(Controller):
     def __init__(self, bler_table: BlerSource | None = None, quality_table: Any = None, target_bler: float = 1e-2,
                  margin_db: float = 0.0, compute_delay_s: float = MODE1_COMPUTE_DELAY_S,
                  symbol_rate_hz: float = 1e6, mcs_table: tuple[Mcs, ...] = MCS_TABLE,
-                 jscc_table: dict[str, dict[str, Any]] | None = None):
+                 mode_table: dict[str, dict[str, Any]] | None = None):
         if not 0 < target_bler < 1:
             raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
         if not symbol_rate_hz > 0:
@@ -197,7 +207,7 @@ class LinkAdaptation(Controller):
         self.target_bler, self.margin_db = target_bler, margin_db
         self.compute_delay_s, self.symbol_rate_hz = compute_delay_s, symbol_rate_hz
         self.mcs_table = tuple(sorted(mcs_table, key=lambda m: m.spectral_efficiency))
-        self.jscc_table = _default_jscc() if jscc_table is None else dict(jscc_table)
+        self.mode_table = _default_modes() if mode_table is None else dict(mode_table)
         self.last_decision: dict[str, Any] = {}
 
     def choose_mcs(self, snr_db: float | None) -> Mcs:
@@ -235,10 +245,10 @@ class LinkAdaptation(Controller):
             h, w = state.get("image_shape", (512, 512))[:2]
             n_pixels = int(h) * int(w)
         modes = list(state.get("modes", ["mode1"]))
-        unknown = [m for m in modes if m != "mode1" and m not in self.jscc_table]
+        unknown = [m for m in modes if m != "mode1" and m not in self.mode_table]
         if unknown:
             raise ValueError(f"state['modes'] has {unknown}, which this controller cannot predict; it knows "
-                             f"mode1 and {sorted(self.jscc_table) or 'no JSCC mode (measure them: sagin-hil train modes)'}")
+                             f"mode1 and {sorted(self.mode_table) or 'no other mode (measure them: sagin-hil train modes)'}")
         snr = {hop: self._hop_snr(hop, reports, state) for hop in route}
         mcs = {hop: self.choose_mcs(snr[hop]) for hop in route}
         rates = {hop: self._per_hop(state.get("symbol_rate_hz"), hop, self.symbol_rate_hz) for hop in route}
@@ -250,41 +260,47 @@ class LinkAdaptation(Controller):
         bpp = self._choose_bpp(task, d0, slope)
         delay = d0 + slope * bpp
         psnr = float(self.quality.psnr_at(bpp))
-        scc = float(scc_weights(np.array([delay]), np.array([psnr]), np.array([task.deadline_s]),
-                                np.array([task.quality_min_db]), task.weight_quality)[0])
+        scc = self._scc(task, delay, psnr)
         # a hop whose SNR is known and below even the chosen MCS's threshold: Mode 1 would deliver nothing
         delivers = all(s is None or self.bler_table.bler(mcs[h].name, s - self.margin_db) <= self.target_bler
                        for h, s in snr.items())
         candidates = {"mode1": {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": delivers}}
-        if all(s is not None for s in snr.values()):
-            e2e_db = relay_snr_db([snr[h] for h in route]) - self.margin_db
-            for m in modes:
-                if m in self.jscc_table:
-                    candidates[m] = self._predict_jscc(m, task, n_pixels, e2e_db, rates, route, prop_s)
-        usable = {m: c for m, c in candidates.items() if m in modes and c["delivers"]} or {"mode1": candidates["mode1"]}
+        for m in modes:
+            row = self.mode_table.get(m)
+            if row is not None and "snr_db" not in row:  # a digital semantic mode: fixed bits, Mode 1's MCS
+                d = float(row["compute_time_s"]) + prop_s + slope * float(row["bpp"])
+                candidates[m] = {"bpp": float(row["bpp"]), "delay_s": d, "psnr_db": float(row["psnr_db"]),
+                                 "scc": self._scc(task, d, float(row["psnr_db"])), "delivers": delivers}
+            elif row is not None and all(s is not None for s in snr.values()):
+                e2e_db = relay_snr_db([snr[h] for h in route]) - self.margin_db
+                candidates[m] = self._predict_jscc(row, task, n_pixels, e2e_db, rates, route, prop_s)
+        allowed = {m: c for m, c in candidates.items() if m in modes}  # JSCC needs every hop's SNR
+        usable = {m: c for m, c in allowed.items() if c["delivers"]} or allowed or {"mode1": candidates["mode1"]}
         mode = max(usable, key=lambda m: (usable[m]["scc"], usable[m]["psnr_db"]))
         best = candidates[mode]
         self.last_decision = {"mode": mode, **best, "snr_db": snr, "candidates": candidates,
                               "feasible": best["delay_s"] <= task.deadline_s and best["psnr_db"] >= task.quality_min_db}
-        if mode == "mode1":
-            return {hop: Allocation(mode="mode1", mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
-                                    bandwidth_hz=rates[hop], compression=bpp) for hop, m in mcs.items()}
+        if "bpp" in best:  # digital: each hop its MCS, the budget in bits per pixel
+            return {hop: Allocation(mode=mode, mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
+                                    bandwidth_hz=rates[hop], compression=best["bpp"]) for hop, m in mcs.items()}
         side = self.mcs_table[0]  # an analog mode uses no MCS; the most robust one is the safe placeholder
         return {hop: Allocation(mode=mode, mcs=side.name, modulation=side.modulation, code_rate=side.code_rate,
                                 bandwidth_hz=rates[hop], compression=best["ratio"]) for hop in route}
 
-    def _predict_jscc(self, mode: str, task: Task, n_pixels: int, e2e_snr_db: float, rates: dict[str, float],
-                      route: list[str], prop_s: float) -> dict[str, Any]:
-        """Predicted delay, quality and SCC of a JSCC mode at the route's end-to-end SNR."""
-        row = self.jscc_table[mode]
+    @staticmethod
+    def _scc(task: Task, delay_s: float, psnr_db: float) -> float:
+        return float(scc_weights(np.array([delay_s]), np.array([psnr_db]), np.array([task.deadline_s]),
+                                 np.array([task.quality_min_db]), task.weight_quality)[0])
+
+    def _predict_jscc(self, row: dict[str, Any], task: Task, n_pixels: int, e2e_snr_db: float,
+                      rates: dict[str, float], route: list[str], prop_s: float) -> dict[str, Any]:
+        """Predicted delay, quality and SCC of a JSCC mode (its mode-table row) at the route's end-to-end SNR."""
         ratio = float(Fraction(str(row["ratio"])))
         n_symbols = ratio * 3 * n_pixels
         delay = float(row["compute_time_s"]) + prop_s + sum(n_symbols / rates[h] for h in route)
         psnr = float(np.interp(e2e_snr_db, row["snr_db"], row["psnr_db"]))
-        scc = float(scc_weights(np.array([delay]), np.array([psnr]), np.array([task.deadline_s]),
-                                np.array([task.quality_min_db]), task.weight_quality)[0])
-        return {"ratio": ratio, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": True,
-                "e2e_snr_db": e2e_snr_db}
+        return {"ratio": ratio, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
+                "delivers": True, "e2e_snr_db": e2e_snr_db}
 
     def _choose_bpp(self, task: Task, d0: float, slope: float) -> float:
         lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])

@@ -72,10 +72,10 @@ class ControllerConfig(_Section):
     transport: Literal["inproc", "tcp"] = Field("inproc", description="control plane socket transport")
     timeout_s: float = Field(2.0, gt=0, description="allocation request timeout before the safe fallback")
     target_bler: float = Field(0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims under")
-    modes: list[Literal["mode1", "jscc-1/12", "jscc-1/6"]] = Field(
+    modes: list[Literal["mode1", "mode3_1", "mode3_2", "mode3_3", "jscc-1/12", "jscc-1/6"]] = Field(
         ["mode1"], min_length=1,
-        description="transmission modes the controller may choose: mode1 (JPEG 2000 + LDPC), jscc-1/12, jscc-1/6 "
-        "(deep JSCC, analog symbols the UAV amplifies and forwards)",
+        description="transmission modes the controller may choose: mode1 (JPEG 2000 + LDPC), mode3_1..mode3_3 "
+        "(VQ indices + LDPC), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols the UAV amplifies and forwards)",
     )
 
 

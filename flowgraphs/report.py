@@ -33,7 +33,7 @@ class TaskRecord:
     route: str  # "leo0->uav0->user0"
     mode: str
     mcs: str  # per hop, "qpsk-1/2 / 16qam-3/4"
-    compression_bpp: float
+    compression_bpp: float  # payload bits per pixel (JSCC: its header only, the image rides as symbols)
     bits: int  # payload bits of the encoded image
     air_time_s: float  # summed over hops and ARQ rounds
     delay_s: float  # end to end: compute + air + propagation + ARQ feedback

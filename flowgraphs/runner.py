@@ -2,7 +2,8 @@
 
 For each task (an image arriving at a LEO satellite): sound each hop of its route with a short probe packet
 (the receivers publish LinkReports to the controller), ask the controller for an allocation over the
-control plane, encode the image (JPEG 2000 at the allocated budget), carry it LEO -> UAV at sample level,
+control plane, encode the image (JPEG 2000 at the allocated budget, or the VQ codec of Modes 3_x), carry
+it LEO -> UAV at sample level,
 decode and forward it UAV -> user at sample level, decode the image, and score it (PSNR, SSIM, delay, SCC).
 
 When the flowgraph allows deep JSCC (controller.modes) and the controller picks it, the image's symbols
@@ -183,11 +184,12 @@ class _Experiment:
             r.close()
 
     def codec(self, mode: str):
-        """The codec of a transmission mode: "mode1" is JPEG 2000, a JSCC mode is named as its codec."""
+        """The codec of a transmission mode: "mode1" is JPEG 2000, "mode3_x" the VQ codec vq-3_x, a JSCC
+        mode is named as its codec."""
         from sagin_hil.codecs import get_codec
 
         if mode not in self.codecs:
-            self.codecs[mode] = get_codec(mode)
+            self.codecs[mode] = get_codec(f"vq-{mode[4:]}" if mode.startswith("mode3_") else mode)
         return self.codecs[mode]
 
     def _send(self, tx: str, rx: str, data: bytes | tuple[np.ndarray, bytes], mcs: str, t_s: float,
@@ -234,13 +236,15 @@ class _Experiment:
         plan = self.client.request_allocation(task, state)
         first = plan[link_ids[0]]
         analog = first.mode.startswith("jscc")
-        codec = self.codec(first.mode if analog else "mode1")
+        codec = self.codec(first.mode)
 
         t0 = time.perf_counter()
         if analog:  # the encoder is told the SNR the soundings predict end to end
             payload = codec.encode(task.image, snr_db=relay_snr_db(sounded))
-        else:
+        elif first.mode == "mode1":
             payload = codec.encode(task.image, budget_bits=max(int(first.compression * pixels), 2048))
+        else:  # a VQ semantic mode: its latent grid fixes the bits
+            payload = codec.encode(task.image)
         compute_s = time.perf_counter() - t0
         data, t, air, retx = payload.data, task.arrival_s + compute_s, 0.0, 0
         symbols, gain, hop_snrs = payload.symbols, 1.0, []
@@ -270,7 +274,7 @@ class _Experiment:
             route="->".join(route),
             mode=first.mode,
             mcs=" / ".join("analog" if analog else plan[lid].mcs for lid in link_ids),
-            compression_bpp=float(first.compression) if not analog else 8 * len(payload.data) / pixels,
+            compression_bpp=8 * len(payload.data) / pixels,
             bits=len(payload.data) * 8,
             air_time_s=air,
             delay_s=delay_s,

@@ -136,7 +136,7 @@ def test_relay_snr_is_amplify_and_forward():
 
 def test_jscc_is_chosen_where_the_digital_link_would_fail_and_not_otherwise():
     ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, target_bler=1e-2,
-                         jscc_table=JSCC)
+                         mode_table=JSCC)
     state = {"route": ROUTE, "symbol_rate_hz": 1e6, "modes": ["mode1", "jscc-1/12"]}
     task = _task(deadline_s=5.0, quality_min_db=20.0)
     # -3 dB: below bpsk-1/2's waterfall (LogisticBler: ~1.5 dB), so Mode 1 would deliver nothing
@@ -159,6 +159,30 @@ def test_jscc_is_chosen_where_the_digital_link_would_fail_and_not_otherwise():
 
 
 def test_a_mode_the_controller_cannot_predict_is_named():
-    ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, jscc_table={})
+    ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, mode_table={})
     with pytest.raises(ValueError, match=r"'jscc-1/6'.*sagin-hil train modes"):
         ctl.allocate(_task(), {}, {"route": ROUTE, "modes": ["mode1", "jscc-1/6"]})
+
+
+def test_a_digital_semantic_mode_is_predicted_at_its_fixed_budget():
+    """Mode 3_x: fixed bits per pixel and PSNR, carried at Mode 1's MCS per hop. A made-up VQ row better
+    than JPEG 2000 at its rate (30 dB at 0.05 bpp; the table gives 22 dB) must win; its delay is Mode 1's
+    formula at that budget."""
+    vq = {"mode3_2": {"bpp": 0.05, "psnr_db": 30.0, "compute_time_s": 0.06}}
+    ctl = get_controller("link-adaptation", bler_table=LogisticBler(), quality_table=QUALITY, target_bler=1e-2,
+                         mode_table=vq)
+    # a slow link (10 ksym/s) and a 1 s deadline hold JPEG 2000 to ~0.17 bpp (~26 dB)
+    state = {"route": ROUTE, "symbol_rate_hz": 1e4, "modes": ["mode1", "mode3_2"],
+             "predicted_snr_db": {h: 10.0 for h in ROUTE}}
+    plan = ctl.allocate(_task(deadline_s=1.0, quality_min_db=25.0), {}, state)
+    d = ctl.last_decision
+    assert d["mode"] == "mode3_2" and {a.mode for a in plan.values()} == {"mode3_2"}
+    assert all(a.compression == 0.05 and a.mcs == ctl.choose_mcs(10.0).name for a in plan.values())
+    se = ctl.choose_mcs(10.0).spectral_efficiency
+    assert d["delay_s"] == pytest.approx(0.06 + 2 * 0.05 * 256 * 256 / (1e4 * se))
+    assert d["candidates"]["mode1"]["psnr_db"] < 30.0
+    assert d["scc"] == max(c["scc"] for c in d["candidates"].values())
+    # where the digital link fails, a digital semantic mode fails with it
+    state["predicted_snr_db"] = {h: -3.0 for h in ROUTE}
+    ctl.allocate(_task(), {}, state)
+    assert not ctl.last_decision["candidates"]["mode3_2"]["delivers"]
