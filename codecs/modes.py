@@ -2,9 +2,10 @@
 
 Mode 1 = JPEG 2000 (+ LDPC on the link); Modes 3_1..3_3 = VQ semantic features at three latent resolutions.
 (Mode 2, caption only, comes with the generative codecs.) Deep JSCC ("jscc-1/12", "jscc-1/6") is an analog
-mode: its quality depends on the channel SNR, so its entry holds a PSNR/SSIM curve over AWGN SNR. Every figure in the table is measured on the
-held-out images of this package on this machine by :func:`build_mode_table`, stored in
-codecs/weights/mode_table.json and read back by :func:`load_mode_table`; nothing here is assumed.
+mode: its quality depends on the channel SNR, so its entry holds a PSNR/SSIM curve over AWGN SNR. Every
+figure in the table is measured on the held-out images of this package on this machine by
+:func:`build_mode_table`, stored in codecs/weights/mode_table.json and read back by :func:`load_mode_table`;
+nothing here is assumed.
 """
 
 from __future__ import annotations
