@@ -265,14 +265,16 @@ class LinkAdaptation(Controller):
         delivers = all(s is None or self.bler_table.bler(mcs[h].name, s - self.margin_db) <= self.target_bler
                        for h, s in snr.items())
         candidates = {"mode1": {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": delivers}}
+        # analog modes see the route's amplify-and-forward SNR, known only when every hop's SNR is
+        e2e_db = (relay_snr_db([snr[h] for h in route]) - self.margin_db
+                  if all(s is not None for s in snr.values()) else None)
         for m in modes:
             row = self.mode_table.get(m)
             if row is not None and "snr_db" not in row:  # a digital semantic mode: fixed bits, Mode 1's MCS
                 d = float(row["compute_time_s"]) + prop_s + slope * float(row["bpp"])
                 candidates[m] = {"bpp": float(row["bpp"]), "delay_s": d, "psnr_db": float(row["psnr_db"]),
                                  "scc": self._scc(task, d, float(row["psnr_db"])), "delivers": delivers}
-            elif row is not None and all(s is not None for s in snr.values()):
-                e2e_db = relay_snr_db([snr[h] for h in route]) - self.margin_db
+            elif row is not None and e2e_db is not None:
                 candidates[m] = self._predict_jscc(row, task, n_pixels, e2e_db, rates, route, prop_s)
         allowed = {m: c for m, c in candidates.items() if m in modes}  # JSCC needs every hop's SNR
         usable = {m: c for m, c in allowed.items() if c["delivers"]} or allowed or {"mode1": candidates["mode1"]}
