@@ -8,13 +8,39 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["benchmark_entry", "validate_results", "merge_results", "print_results", "best_time_s"]
+__all__ = ["benchmark_entry", "validate_results", "merge_results", "print_results", "best_time_s",
+           "report_progress", "progress_reporter"]
+
+# Where report_progress goes: set by `sagin-hil bench` around each bench function, None elsewhere, so the
+# bench functions need no progress argument in their `fn(quick)` signature.
+_REPORTER: ContextVar[Callable[[str, int, int], None] | None] = ContextVar("bench_progress", default=None)
+
+
+def report_progress(step: str, done: int, total: int) -> None:
+    """A bench function says what it is measuring now and how far it is (`done` of `total` steps); shown
+    by `sagin-hil bench`'s progress bar, a no-op when the function is called from anywhere else."""
+    reporter = _REPORTER.get()
+    if reporter is not None:
+        reporter(step, done, total)
+
+
+@contextmanager
+def progress_reporter(callback: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Send the report_progress calls made inside the block to callback(step, done, total)."""
+    token = _REPORTER.set(callback)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
 
 
 def benchmark_entry(
@@ -83,5 +109,6 @@ def print_results(res: dict[str, Any], console: Console) -> None:
     for b in res["benchmarks"]:
         peers = "\n".join(f"{p}: {_fmt(f)}" for p, f in b["peers"].items()) or "-"
         ratio = "\n".join(f"{p}: {r:.3g}" if isinstance(r, (int, float)) else f"{p}: {r}" for p, r in b["ratio"].items())
-        table.add_row(b["name"], _fmt(b["ours"]), peers, ratio or "-")
+        # cells are rich markup: a skipped peer's install hint or a setting like "[0, 1]" must print as is
+        table.add_row(*(escape(cell) for cell in (b["name"], _fmt(b["ours"]), peers, ratio or "-")))
     console.print(table)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sagin_hil import __version__
 
@@ -42,6 +43,23 @@ BENCHMARKS = {
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",
 }
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sagin-hil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print the sagin-hil version and exit (`sagin-hil version` also lists the libraries).",
+    ),
+) -> None:
+    # The app-level options; the commands are registered below and by each layer's register(app).
+    pass
 
 
 @app.command()
@@ -83,14 +101,14 @@ def run(
             fg = fg.with_overrides(**overrides)
         result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
     except (FlowgraphError, ScenarioError, RadioError) as exc:  # nothing was run: say why
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote keys like [controller]
         raise typer.Exit(2) from None
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result.summary, indent=2))
-        console.print(f"summary written to {json_path}")
+        console.print(escape(f"summary written to {json_path}"))
     if result.aborted:
-        err_console.print(f"[red]run aborted:[/] {result.aborted}; the finished tasks are in {result.out_dir}")
+        err_console.print(f"[red]run aborted:[/] {escape(f'{result.aborted}; the finished tasks are in {result.out_dir}')}")
         raise typer.Exit(1)
 
 
@@ -101,12 +119,14 @@ def bench(
     quick: bool = typer.Option(False, help="Fewer repetitions: a smoke run, not a measurement."),
 ) -> None:
     """Measure ours against a peer in the same run; ratios are ours' speed over the peer's."""
-    from sagin_hil.benchmarks import merge_results, print_results, validate_results
+    from sagin_hil.benchmarks import merge_results, print_results, progress_reporter, validate_results
+    from sagin_hil.progress import progress_bar
 
     names = list(BENCHMARKS) if name == "all" else [name]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        err_console.print(f"[red]error:[/] unknown benchmark {unknown[0]!r}; choose one of: {', '.join(BENCHMARKS)}, all")
+        choices = ", ".join(BENCHMARKS)
+        err_console.print(f"[red]error:[/] {escape(f'unknown benchmark {unknown[0]!r}; choose one of: {choices}, all')}")
         raise typer.Exit(2)
     results = []
     for n in names:
@@ -114,16 +134,24 @@ def bench(
         try:
             fn = getattr(importlib.import_module(module), func)
         except (ImportError, AttributeError) as exc:
-            err_console.print(f"[red]error:[/] benchmark {n!r} is not available: {exc}")
+            err_console.print(f"[red]error:[/] {escape(f'benchmark {n!r} is not available: {exc}')}")
             raise typer.Exit(2) from None
-        res = validate_results(fn(quick=quick))
+        # one transient bar per benchmark, closed before its table prints so stdout and the bar never mix
+        with progress_bar() as bar:
+            task = bar.add_task(escape(f"bench {n}"), total=None)
+
+            def report(step: str, done: int, total: int, task=task, n=n) -> None:
+                bar.update(task, description=escape(f"bench {n}: {step}"), completed=done, total=total)
+
+            with progress_reporter(report):
+                res = validate_results(fn(quick=quick))
         print_results(res, console)
         results.append(res)
     merged = merge_results(results)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(merged, indent=2))
-        console.print(f"results written to {json_path}")
+        console.print(escape(f"results written to {json_path}"))
 
 
 for _module in _LAYER_COMMANDS:

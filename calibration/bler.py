@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -138,6 +138,8 @@ def measure_bler_table(
     iterations: int = 10,
     max_errors: int = 100,
     seed: int = 0,
+    decoder: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> BlerTable:
     r"""Measure code-block error rate vs Es/N0 on AWGN for each MCS of sagin_hil.phy.mcs.
 
@@ -156,6 +158,11 @@ def measure_bler_table(
     max_errors : int
         Stop a point after this many block errors (the estimate is then good to about 10 %).
     seed : int
+    decoder : str
+        sagin_hil.phy.ldpc.decoder_for spec; "auto" is the 5G NR default (layered NMS, scale 0.75), the
+        decoder the link uses unless its flowgraph says otherwise.
+    progress : callable(done, total), optional
+        Called after each (MCS, SNR) point, e.g. to drive a progress bar.
 
     Output
     ------
@@ -163,7 +170,7 @@ def measure_bler_table(
         Points above the first SNR with zero errors in `n_blocks` are set to 0 without decoding
         (BLER falls monotonically with SNR).
     """
-    from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+    from sagin_hil.phy.ldpc import decoder_for, describe_decoder, nr_code
     from sagin_hil.phy.mcs import MCS_TABLE, get_mcs
     from sagin_hil.phy.modulation import Constellation
 
@@ -177,17 +184,22 @@ def measure_bler_table(
     table: dict[str, list[float]] = {}
     codes: dict[str, dict[str, Any]] = {}
     t0 = time.time()
+    decoder_text, total, done_points = "", len(mcs_list) * len(grid), 0
     for mcs in mcs_list:
         const = Constellation(mcs.modulation)
         n = _block_n(code_k, mcs.code_rate, const.bits_per_symbol)
         code = nr_code(code_k, n)
-        dec = LdpcDecoder(code, "layered-nms", iterations=iterations)
+        dec = decoder_for(code, decoder, iterations)  # a bad spec stops here, before any point is measured
+        decoder_text = describe_decoder(dec)
         codes[mcs.name] = {"k": code_k, "n": n, "code": code.name}
         values: list[float] = []
         done = False
         for snr_db in grid:
+            done_points += 1
             if done:
                 values.append(0.0)
+                if progress is not None:
+                    progress(done_points, total)
                 continue
             n0 = 10 ** (-snr_db / 10)  # Es = 1
             errors = blocks = 0
@@ -202,11 +214,13 @@ def measure_bler_table(
                 blocks += b
             values.append(errors / blocks)
             done = errors == 0
+            if progress is not None:
+                progress(done_points, total)
         table[mcs.name] = values
     meta = {
         "channel": "AWGN, Es/N0 per symbol, unit-energy Gray constellations, max-log demapping",
         "code": "5G NR LDPC (TS 38.212), rv 0, no bit interleaver",
-        "decoder": f"layered normalised min-sum, scale 0.75, {iterations} iterations, early stop",
+        "decoder": f"{decoder_text}, early stop",
         "blocks_per_point": n_blocks,
         "max_errors_per_point": max_errors,
         "code_blocks": codes,

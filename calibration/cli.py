@@ -16,14 +16,20 @@ def bler(
     blocks: int = typer.Option(200, min=10, help="Code blocks per point (fewer once max-errors are seen)."),
     code_k: int = typer.Option(2048, min=40, help="Information bits per 5G NR code block."),
     max_errors: int = typer.Option(100, min=1, help="Stop a point after this many block errors."),
+    decoder: str = typer.Option(
+        "auto", help="LDPC decoder: auto (5G NR default, layered-nms:0.75, as the link decodes unless its "
+        "flowgraph says otherwise), layered-nms[:SCALE], layered-oms[:OFFSET] or flooding-spa; measure with "
+        "the decoder the link will use."),
     seed: int = 0,
 ) -> None:
     """Measure code-block error rate vs Es/N0 on AWGN for each MCS; the link-adaptation controller loads
     such a table (the shipped one is calibration/tables/bler_awgn.json)."""
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
 
     from sagin_hil.calibration.bler import measure_bler_table
+    from sagin_hil.progress import advance_callback, progress_bar
 
     try:
         start, stop, step = (float(v) for v in snr_db.split(":"))
@@ -32,12 +38,18 @@ def bler(
     except ValueError:
         raise typer.BadParameter(f"{snr_db!r}: give start:stop:step in dB with step > 0, e.g. -6:26:0.25") from None
     grid = np.arange(start, stop + step / 2, step)
-    table = measure_bler_table(mcs or None, grid, n_blocks=blocks, code_k=code_k, max_errors=max_errors, seed=seed)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("BLER points (MCS x Es/N0)", total=None)
+            table = measure_bler_table(mcs or None, grid, n_blocks=blocks, code_k=code_k, max_errors=max_errors,
+                                       seed=seed, decoder=decoder, progress=advance_callback(bar, task))
+    except ValueError as exc:  # an unknown MCS or decoder: named before any point is measured
+        raise typer.BadParameter(str(exc)) from None
     table.save(out)
     console = Console()
     for name in table.mcs_names:
         console.print(f"{name:>10}: Es/N0 {table.required_snr_db(name, 0.1):6.2f} dB at BLER 0.1")
-    console.print(f"table written to {out}; use it with the controller option bler_table={out}")
+    console.print(escape(f"table written to {out}; use it with the controller option bler_table={out}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.benchmarks import benchmark_entry, best_time_s
+from sagin_hil.benchmarks import benchmark_entry, best_time_s, report_progress
 from sagin_hil.controllers.ao import AlternatingOptimizer, BlockSolvers, RelayScenario
 from sagin_hil.controllers.ao_solvers import RESOURCE_COST
 
@@ -181,9 +181,11 @@ class CvxpyBlockSolvers(BlockSolvers):
 def bench_controller(quick: bool = False) -> dict[str, Any]:
     """Benchmark "ao_5x8": 5 clusters of 4 SemUsers + 4 ConUsers, AO per frame, ours vs cvxpy."""
     scn = RelayScenario.random(n_clusters=5, n_sem=4, n_con=4, seed=0)
+    report_progress("ao_5x8: ours", 0, 2)
     ours_ao = AlternatingOptimizer(scn)
     ours = ours_ao.run()
     t_ours = best_time_s(ours_ao.run, repeats=3 if quick else 10, min_time_s=0.0 if quick else 0.2)
+    report_progress("ao_5x8: cvxpy", 1, 2)
     peer_ao = AlternatingOptimizer(scn, solvers=CvxpyBlockSolvers(), max_iter=ours.iterations, tol=-1.0)
     t0 = time.perf_counter()
     peer = peer_ao.run()

@@ -76,12 +76,15 @@ def list_controllers() -> None:
 @controller_app.command("ao-sweep")
 def ao_sweep(
     out: Path = typer.Option(Path("ao-sweep"), "--out", help="Folder for the plots (png) and sweep.json."),
-    seeds: int = typer.Option(3, help="User layouts averaged per point."),
+    seeds: int = typer.Option(3, min=1, help="User layouts averaged per point."),
 ) -> None:
     """Sum rate vs UAV bandwidth and UAV power: proposed AO against the three baselines (paper 001 Fig. 5)."""
     from sagin_hil.controllers.sweep import run_sweeps
+    from sagin_hil.progress import advance_callback, progress_bar
 
-    res = run_sweeps(out, n_seeds=seeds)
+    with progress_bar() as bar:
+        task = bar.add_task("AO runs (sweeps x seeds x points x schemes)", total=None)
+        res = run_sweeps(out, n_seeds=seeds, progress=advance_callback(bar, task))
     for name, sweep in res.items():
         typer.echo(f"{name}: proposed >= every baseline at every point: {sweep['ordering_holds']}")
     typer.echo(f"plots and sweep.json written to {out}")

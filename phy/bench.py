@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.benchmarks import benchmark_entry, best_time_s
+from sagin_hil.benchmarks import benchmark_entry, best_time_s, report_progress
 
 __all__ = ["bench_ldpc", "qpsk_awgn_llr"]
 
@@ -184,6 +184,7 @@ def _curves(code, quick: bool, rng: np.random.Generator, iterations: int) -> dic
     for name, (decode, max_blocks, max_errors, batch, desc) in decoders.items():
         bler, blocks = [], []
         for ebn0 in grid:
+            report_progress(f"BLER curves: {name} at Eb/N0 {ebn0:g} dB", 2, 4)  # stage 3 of bench_ldpc's 4
             if bler and bler[-1] == 0.0:  # BLER falls with Eb/N0
                 b, n = 0.0, 0
             else:
@@ -208,9 +209,11 @@ def bench_ldpc(quick: bool = False) -> dict[str, Any]:
     k, n, iterations, ebn0_db = 8448, 16896, 10, 2.0
     code = nr_code(k, n)
     n_ours, n_peer = (20, 4) if quick else (200, 16)
+    report_progress("5G NR k=8448: ours", 0, 4)
     u = rng.integers(0, 2, (n_ours, k), dtype=np.uint8)
     llr = qpsk_awgn_llr(code.encode(u), ebn0_db, code.rate, rng)
     ours = _ours(code, llr, u, iterations, repeats=1 if quick else 10)
+    report_progress("5G NR k=8448: Sionna", 1, 4)
     sionna = _sionna(k, n, llr[:n_peer], u[:n_peer], iterations, repeats=1 if quick else 2,
                      batches=(4,) if quick else (4, 16))
     ratio = {} if "skipped" in sionna else {"sionna": ours["mbps"] / sionna["mbps"]}
@@ -223,4 +226,5 @@ def bench_ldpc(quick: bool = False) -> dict[str, Any]:
                   "code": code.name, "threads": 1},
     )
     curves = _curves(code, quick, rng, iterations)
+    report_progress("regular (3, 6) code: ours and pyldpc", 3, 4)
     return {"benchmarks": [main, _pyldpc_entry(quick, rng)], "curves": [curves]}

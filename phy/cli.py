@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -31,7 +32,11 @@ def ber(
     target_errors: int = typer.Option(300, help="Stop a point after this many bit (uncoded) or block errors"),
     max_bits: int = typer.Option(2_000_000, help="Stop a point after this many information bits"),
     demapper: str = typer.Option("maxlog", help="maxlog or exact"),
-    iterations: int = typer.Option(10, help="LDPC decoder iterations"),
+    decoder: str = typer.Option(
+        "auto", help="LDPC decoder: auto (per code family: 5G NR layered-nms:0.75, DVB-S2 layered-nms:0.875), "
+        "layered-nms[:SCALE], layered-oms[:OFFSET] or flooding-spa"),
+    iterations: Optional[int] = typer.Option(
+        None, min=1, help="LDPC decoder iterations (default per code family: 5G NR 10, DVB-S2 50)"),
     seed: int = typer.Option(1, help="Random seed"),
 ) -> None:
     """Simulated BER (and BLER with a code) against theory: writes DIR/ber.csv and DIR/ber.png."""
@@ -39,9 +44,11 @@ def ber(
 
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
     from sagin_hil.phy import theory
+    from sagin_hil.phy.ldpc import decoder_for, describe_decoder
     from sagin_hil.phy.modulation import Constellation
 
     console = Console()
@@ -52,6 +59,9 @@ def ber(
             raise ValueError(f"unknown channel {channel!r}; choose awgn or rician")
         if demapper not in ("maxlog", "exact"):
             raise ValueError(f"unknown demapper {demapper!r}; choose maxlog or exact")
+        if ldpc is None and decoder != "auto":
+            raise ValueError(f"--decoder {decoder!r} needs a code: add --code nr:K:N or dvbs2:RATE:short")
+        decoder_text = "" if ldpc is None else describe_decoder(decoder_for(ldpc, decoder, iterations))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     points = _parse_range(snr_db)
@@ -59,10 +69,11 @@ def ber(
     rng = np.random.default_rng(seed)
     rows = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{modulation} {code} {channel}", total=len(points))
+        task = progress.add_task(escape(f"{modulation} {code} {channel}"), total=len(points))
         for s in points:
             res = theory.simulate_ber(
-                const.name, s, ldpc, channel, k_factor_db, target_errors, max_bits, demapper, iterations, rng
+                const.name, s, ldpc, channel, k_factor_db, target_errors, max_bits, demapper, iterations, rng,
+                decoder=decoder,
             )
             th = theory.ber_awgn(const.name, s) if channel == "awgn" else theory.ber_rician(const.name, s, k_factor_db)
             rows.append(
@@ -85,11 +96,14 @@ def ber(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    _plot(rows, out / "ber.png", f"{modulation}, code {code}, {channel}" + (f" K={k_factor_db} dB" if channel == "rician" else ""))
+    title = f"{modulation}, code {code}, {channel}" + (f" K={k_factor_db} dB" if channel == "rician" else "")
+    _plot(rows, out / "ber.png", title + (f"\n{decoder_text}" if decoder_text else ""))
+    if decoder_text:
+        console.print(f"decoder: {escape(decoder_text)}")
     for r in rows:
         line = f"Es/N0 {r['esn0_db']:6.2f} dB  BER {r['ber_sim']:.3e}  theory(uncoded) {r['ber_theory_uncoded']:.3e}"
         console.print(line + (f"  BLER {r['bler_sim']:.3e}" if ldpc is not None else ""))
-    console.print(f"wrote {out / 'ber.csv'} and {out / 'ber.png'}")
+    console.print(escape(f"wrote {out / 'ber.csv'} and {out / 'ber.png'}"))
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:

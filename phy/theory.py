@@ -283,11 +283,13 @@ def simulate_ber(
     target_errors: int = 300,
     max_bits: int = 2_000_000,
     demapper: str = "maxlog",
-    iterations: int = 10,
+    iterations: int | None = None,
     rng: np.random.Generator | None = None,
+    decoder: str = "auto",
 ) -> dict:
     """Monte Carlo BER (and BLER with a code) of one point: stop at `target_errors` bit errors (block errors
-    when coded) or `max_bits` information bits.
+    when coded) or `max_bits` information bits. `decoder` and `iterations` go to
+    sagin_hil.phy.ldpc.decoder_for: "auto" and None take the code family's defaults.
 
     Output: dict with bit_errors, bits, ber, and block_errors, blocks, bler (coded only).
     """
@@ -310,9 +312,9 @@ def simulate_ber(
             out["bits"] += bits.size
         out["ber"] = out["bit_errors"] / out["bits"]
         return out
-    from sagin_hil.phy.ldpc import LdpcDecoder
+    from sagin_hil.phy.ldpc import decoder_for
 
-    dec = LdpcDecoder(code, algorithm="layered-nms", iterations=iterations)
+    dec = decoder_for(code, decoder, iterations)
     batch = max(1, (1 << 16) // code.n)
     while out["block_errors"] < target_errors and out["bits"] < max_bits:
         info = rng.integers(0, 2, (batch, code.k), dtype=np.uint8)

@@ -8,7 +8,15 @@ Example::
 """
 
 from sagin_hil.phy.ldpc.code import LdpcCode, QcGraph, code_from_alist, code_from_parity_matrix, write_alist
-from sagin_hil.phy.ldpc.decoder import ALGORITHMS, DecodeResult, LdpcDecoder
+from sagin_hil.phy.ldpc.decoder import (
+    ALGORITHMS,
+    DECODER_CHOICES,
+    DecodeResult,
+    LdpcDecoder,
+    code_family,
+    decoder_for,
+    describe_decoder,
+)
 from sagin_hil.phy.ldpc.dvbs2 import DVBS2_RATES, dvbs2_code
 from sagin_hil.phy.ldpc.nr import nr_code
 
@@ -18,6 +26,10 @@ __all__ = [
     "LdpcDecoder",
     "DecodeResult",
     "ALGORITHMS",
+    "DECODER_CHOICES",
+    "code_family",
+    "decoder_for",
+    "describe_decoder",
     "nr_code",
     "dvbs2_code",
     "DVBS2_RATES",
