@@ -8,23 +8,39 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := libopenjp2-7 libiio0 libiio-utils python3-soapysdr python3-venv
 PYTEST   := $(BIN)/python -m pytest
 
-.PHONY: run test test-all bench setup system clean help
+.PHONY: run test test-all bench fuzz soak setup system clean help
+
+# make soak: seconds of streaming, seconds per client before it restarts, where the summary goes
+SOAK_S        ?= 3600
+SOAK_CLIENT_S ?= 180
+SOAK_OUT      ?= runs/soak
+# make fuzz: hostile messages per service (>= 100,000 is the acceptance bar)
+FUZZ_MESSAGES ?= 100000
 
 help:
 	@echo "make run       set up everything, then run the default flowgraph (LEO pass loopback)"
 	@echo "make test      set up everything, then run the test suite (slow tests excluded)"
 	@echo "make test-all  the test suite including slow statistical and training tests"
 	@echo "make bench     install the peers (GNU Radio, Sionna, pyldpc), run every benchmark -> bench-all.json"
+	@echo "make fuzz      FUZZ_MESSAGES (100000) hostile messages at every service; none may die or answer wrong"
+	@echo "make soak      the emulator service at 2 MS/s for SOAK_S (3600) s, client restarting -> SOAK_OUT"
 	@echo "make clean     remove .venv and the set-up stamps"
 
 run: setup
 	$(BIN)/sagin-hil run $(ARGS)
 
 test: setup $(VENV)/.stamp-refs
-	$(PYTEST) -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow and not fuzz and not soak" $(ARGS)
 
 test-all: setup $(VENV)/.stamp-refs
-	$(PYTEST) $(ARGS)
+	$(PYTEST) -m "not fuzz and not soak" $(ARGS)
+
+fuzz: setup
+	FUZZ_MESSAGES=$(FUZZ_MESSAGES) $(PYTEST) -m fuzz tests/test_fuzz_*.py -p no:cacheprovider $(ARGS)
+
+soak: setup
+	SOAK_S=$(SOAK_S) SOAK_CLIENT_S=$(SOAK_CLIENT_S) SOAK_OUT=$(SOAK_OUT) \
+	  $(PYTEST) -m soak tests/test_soak.py -s -p no:cacheprovider $(ARGS)
 
 bench: setup $(VENV)/.stamp-peers
 	$(BIN)/sagin-hil bench all --json bench-all.json

@@ -16,13 +16,20 @@ socket (REP, JSON) reports statistics and changes parameters while the stream ru
 
     {"cmd": "stats"} | {"cmd": "params"} | {"cmd": "set", "params": {"snr_db": 5}} | {"cmd": "stop"}
     -> {"ok": true, ...} or {"ok": false, "error": "..."}
+
+Hostile input never stops the service: every request gets its reply (an error naming the value and the
+allowed range), IQ messages over MAX_IQ_MESSAGE_BYTES are cut off by ZeroMQ, requests are capped at
+MAX_REQUEST_ITEMS, queues at QUEUE_MESSAGES messages per socket, control requests at MAX_CONTROL_BYTES
+and MAX_JSON_DEPTH; NaN/inf samples are zeroed and counted by the emulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -32,9 +39,39 @@ import numpy as np
 from sagin_hil.datatypes import SampleBlock
 from sagin_hil.hil.zmq_iq import ZmqIqError, decode_iq_frames, decode_request, encode_iq, encode_request
 
-__all__ = ["EmulatorService", "PATTERNS"]
+__all__ = ["EmulatorService", "BindError", "PATTERNS", "MAX_IQ_MESSAGE_BYTES", "MAX_REQUEST_ITEMS",
+           "MAX_CONTROL_BYTES", "MAX_JSON_DEPTH", "QUEUE_MESSAGES"]
+
+log = logging.getLogger(__name__)
 
 PATTERNS = {"push-pull": ("PULL", "PUSH"), "pub-sub": ("SUB", "PUB"), "req-rep": ("REQ", "REP")}
+MAX_IQ_MESSAGE_BYTES = 1 << 24  # 2 Mi complex64 items; ZeroMQ drops a connection sending more (ZMQ_MAXMSGSIZE)
+MAX_REQUEST_ITEMS = 1 << 21  # req-rep: a larger "items wanted" is served with this many (REP may answer fewer)
+MAX_CONTROL_BYTES = 1 << 16  # a longer control request gets an error reply (ZeroMQ cuts off at 1 MiB)
+MAX_JSON_DEPTH = 16  # control requests are flat: {"cmd", "params": {name: number}}
+QUEUE_MESSAGES = 64  # high-water mark of each IQ socket: with the largest messages, 1 GiB queued per side
+_ERROR_CHARS = 400  # error texts are cut here (a bad value may be a 64 KiB string)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+class BindError(RuntimeError):
+    """An endpoint this service binds is taken or malformed; `option` is the setting to change."""
+
+    def __init__(self, option: str, endpoint: str, reason: str):
+        super().__init__(f"cannot bind {option} {endpoint}: {reason}; choose another endpoint (port) for {option}")
+        self.option, self.endpoint, self.reason = option, endpoint, reason
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of [ and { in a JSON text (strings skipped), without parsing it."""
+    a = np.frombuffer(_STRING.sub(b'""', raw), np.uint8)
+    opens = (a == ord("[")) | (a == ord("{"))
+    closes = (a == ord("]")) | (a == ord("}"))
+    return int(np.max(np.cumsum(opens.astype(np.int64) - closes), initial=0))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + f"... ({len(text)} characters)"
 
 
 class EmulatorService:
@@ -76,6 +113,8 @@ class EmulatorService:
         self.upstream_timeout_ms = upstream_timeout_ms
         self.send_timeout_ms = send_timeout_ms
         self.request_items = request_items or max(1, int(round(emulator.sample_rate_hz * 1e-3)))
+        if not 1 <= self.request_items <= MAX_REQUEST_ITEMS:
+            raise ValueError(f"request_items = {request_items} must be in [1, {MAX_REQUEST_ITEMS}]")
         self.poll_ms = poll_ms
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,8 +122,10 @@ class EmulatorService:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.counters = dict(messages_in=0, messages_out=0, samples_in=0, samples_out=0, rejected=0,
-                             dropped=0, gaps=0, control_requests=0, control_errors=0)
+                             dropped=0, gaps=0, capped_requests=0, control_requests=0, control_errors=0,
+                             internal_errors=0)
         self.last_reject: str | None = None
+        self.last_error: str | None = None
         self._t0_wall = time.perf_counter()
 
     # ------------------------------------------------------------------------------------------ control
@@ -94,7 +135,8 @@ class EmulatorService:
             em = self.emulator.stats()
         uptime = time.perf_counter() - self._t0_wall
         out = {**self.counters, "pattern": self.pattern, "tx_endpoint": self.tx_endpoint,
-               "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject, "uptime_s": uptime,
+               "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject, "last_error": self.last_error,
+               "uptime_s": uptime,
                "msps": self.counters["samples_out"] / uptime / 1e6, "emulator": em}
         return _sanitize(out)
 
@@ -104,9 +146,17 @@ class EmulatorService:
             self.emulator.update(**changes)
             return dataclasses.asdict(self.emulator.params)
 
-    def _handle_control(self, raw: bytes) -> dict[str, Any]:
+    def _handle_control(self, frames: list[bytes]) -> dict[str, Any]:
         self.counters["control_requests"] += 1
         try:
+            if len(frames) != 1:
+                raise ValueError(f"a control request is one frame (one JSON object); got {len(frames)} frames")
+            raw = frames[0]
+            if len(raw) > MAX_CONTROL_BYTES:
+                raise ValueError(f"control request of {len(raw)} bytes exceeds {MAX_CONTROL_BYTES} bytes")
+            depth = json_depth(raw)
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"control request nested {depth} deep; at most {MAX_JSON_DEPTH} levels")
             req = json.loads(raw)
             if not isinstance(req, dict) or "cmd" not in req:
                 raise ValueError('a control request is a JSON object with "cmd": stats, params, set or stop')
@@ -120,15 +170,24 @@ class EmulatorService:
                 params = req.get("params")
                 if not isinstance(params, dict) or not params:
                     raise ValueError('"set" needs "params": {name: value, ...} (ChannelParams fields)')
-                params = {k: float(v) if v in ("inf", "-inf") else v for k, v in params.items()}
+                params = {k: float(v) if isinstance(v, str) and v in ("inf", "-inf") else v for k, v in params.items()}
                 return {"ok": True, "params": _sanitize(self.update(**params))}
             if cmd == "stop":
                 self._stop.set()
                 return {"ok": True, "stopping": True}
-            raise ValueError(f"unknown cmd {cmd!r}; use stats, params, set or stop")
-        except (ValueError, TypeError) as exc:
+            raise ValueError(f"unknown cmd {_cut(repr(cmd))}; use stats, params, set or stop")
+        except (ValueError, TypeError, RecursionError) as exc:
             self.counters["control_errors"] += 1
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": _cut(str(exc))}
+        except Exception as exc:  # noqa: BLE001 (a bug must cost one reply, not the service)
+            self._internal(exc)
+            self.counters["control_errors"] += 1
+            return {"ok": False, "error": _cut(f"internal error: {exc}")}
+
+    def _internal(self, exc: BaseException) -> None:
+        self.counters["internal_errors"] += 1
+        self.last_error = _cut(f"{type(exc).__name__}: {exc}")
+        log.exception("emulator service: unexpected error (counted, the service goes on)")
 
     # ------------------------------------------------------------------------------------------ streaming
     def _process(self, samples: np.ndarray) -> np.ndarray:
@@ -140,7 +199,7 @@ class EmulatorService:
     def _accept(self, frames: list[bytes]) -> tuple[np.ndarray, list, bytes | None] | None:
         try:
             samples, tags, key = decode_iq_frames(frames, self.pass_tags)
-        except ZmqIqError as exc:
+        except (ZmqIqError, RecursionError) as exc:
             self.counters["rejected"] += 1
             self.last_reject = str(exc)
             return None
@@ -156,26 +215,33 @@ class EmulatorService:
         """Serve until stop() (or a "stop" control request). Blocks."""
         import zmq
 
+        from sagin_hil.phy.channel.emulator import warm_up
+
+        warm_up()  # compile (or load) the kernels before the first client can wait on them
         ctx = zmq.Context.instance()
         in_type, out_type = (getattr(zmq, n) for n in PATTERNS[self.pattern])
         sin, sout, sctl = ctx.socket(in_type), ctx.socket(out_type), None
         try:
             for s in (sin, sout):
                 s.setsockopt(zmq.LINGER, 0)
+                s.setsockopt(zmq.SNDHWM, QUEUE_MESSAGES)
+                s.setsockopt(zmq.RCVHWM, QUEUE_MESSAGES)
+            sin.setsockopt(zmq.MAXMSGSIZE, MAX_IQ_MESSAGE_BYTES)
+            # the receiver side only sends requests (req-rep) or nothing: 64 KiB is plenty
+            sout.setsockopt(zmq.MAXMSGSIZE, 1 << 16)
             if self.pattern == "pub-sub":
                 sin.setsockopt(zmq.SUBSCRIBE, b"")
             if self.pattern == "req-rep":
                 sin.setsockopt(zmq.REQ_RELAXED, 1)  # a lost reply must not wedge the REQ state machine
                 sin.setsockopt(zmq.REQ_CORRELATE, 1)
-            if self.pattern == "push-pull":
-                sout.setsockopt(zmq.SNDHWM, 1000)
-            sout.bind(self.rx_endpoint)
+            _bind(sout, self.rx_endpoint, "rx_endpoint (--rx)")
             sin.connect(self.tx_endpoint)
             poller = zmq.Poller()
             if self.control_endpoint:
                 sctl = ctx.socket(zmq.REP)
                 sctl.setsockopt(zmq.LINGER, 0)
-                sctl.bind(self.control_endpoint)
+                sctl.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+                _bind(sctl, self.control_endpoint, "control_endpoint (--control)")
                 poller.register(sctl, zmq.POLLIN)
             poller.register(sout if self.pattern == "req-rep" else sin, zmq.POLLIN)
             self._ready.set()
@@ -183,19 +249,12 @@ class EmulatorService:
             while not self._stop.is_set():
                 events = dict(poller.poll(self.poll_ms))
                 if sctl is not None and sctl in events:
-                    reply = self._handle_control(sctl.recv())
-                    sctl.send(json.dumps(_sanitize(reply), allow_nan=False).encode())
+                    self._serve_control(sctl)
                 if self.pattern == "req-rep":
                     if sout in events:
                         offset = self._serve_request(sout, sin, offset)
                 elif sin in events:
-                    got = self._accept(sin.recv_multipart())
-                    if got is None or len(got[0]) == 0:
-                        continue
-                    samples, tags, key = got
-                    out = self._process(samples)
-                    self._send_out(sout, self._encode(out, tags, offset, key), len(out))
-                    offset += len(out)
+                    offset = self._forward(sin, sout, offset)
         except BaseException as exc:  # noqa: BLE001 (reported by stop()/the CLI)
             self._error = exc
             self._ready.set()
@@ -204,6 +263,33 @@ class EmulatorService:
             for s in (sin, sout, sctl):
                 if s is not None:
                     s.close(0)
+
+    def _serve_control(self, sctl: Any) -> None:
+        """One control request, one JSON reply (REP must answer every request, whatever it held)."""
+        frames = sctl.recv_multipart()
+        reply = self._handle_control(frames)
+        try:
+            data = json.dumps(_sanitize(reply), allow_nan=False).encode()
+        except (ValueError, TypeError, RecursionError) as exc:
+            self._internal(exc)
+            data = json.dumps({"ok": False, "error": "internal error: the reply could not be encoded"}).encode()
+        sctl.send(data)
+
+    def _forward(self, sin: Any, sout: Any, offset: int) -> int:
+        """push-pull / pub-sub: one message in, its impaired samples out."""
+        frames = sin.recv_multipart()
+        try:
+            got = self._accept(frames)
+            if got is None or len(got[0]) == 0:
+                return offset
+            samples, tags, key = got
+            out = self._process(samples)
+            frames_out = self._encode(out, tags, offset, key)
+        except Exception as exc:  # noqa: BLE001 (a bug must cost one message, not the stream)
+            self._internal(exc)
+            return offset
+        self._send_out(sout, frames_out, len(out))
+        return offset + len(out)
 
     def _send_out(self, sout: Any, frames: list[bytes], n: int) -> None:
         """Send, waiting up to send_timeout_ms for a receiver (back-pressure, as a gr-zeromq sink does);
@@ -226,38 +312,65 @@ class EmulatorService:
     def _serve_request(self, sout: Any, sin: Any, offset: int) -> int:
         """One lock-step exchange: a receiver's request pulls samples from the transmitter through the channel.
 
-        A 4-byte request is GNU Radio's uint32 "items wanted"; any other (srsRAN's one-byte request) asks for
-        one block of `request_items`. Whatever the transmitter answers passes through (srsRAN sends its own
-        block size); a transmitter that stays silent is zero-filled and counted as a gap.
+        A 4-byte request is GNU Radio's uint32 "items wanted" (capped at MAX_REQUEST_ITEMS: REP may answer
+        fewer); any other one-frame request (srsRAN's one byte) asks for one block of `request_items`.
+        Whatever the transmitter answers passes through (srsRAN sends its own block size); a transmitter
+        that stays silent is zero-filled and counted as a gap. REP must answer every request: a refused
+        one gets an empty message (no items) and is counted in `rejected` with the reason in `last_reject`.
         """
         import zmq
 
-        raw = sout.recv()
-        n = decode_request(raw) if len(raw) == 4 else (self.request_items if raw else 0)
-        if n == 0:
-            self.counters["rejected"] += 1
-            self.last_reject = f"request of {len(raw)} bytes asks for no items (send a uint32 count >= 1)"
-            sout.send(b"")  # REP must answer; an empty message carries no items
+        frames = sout.recv_multipart()
+        try:
+            raw = frames[0]
+            n = 0
+            if len(frames) != 1:
+                self._reject(f"request of {len(frames)} frames; a request is one frame (uint32 items wanted)")
+            elif len(raw) == 4:
+                n = decode_request(raw)
+                if n == 0:
+                    self._reject("request of 4 bytes asks for no items (send a uint32 count >= 1)")
+            elif raw:
+                n = self.request_items
+            else:
+                self._reject("request of 0 bytes asks for no items (send a uint32 count >= 1)")
+            if n > MAX_REQUEST_ITEMS:
+                self.counters["capped_requests"] += 1
+                n = MAX_REQUEST_ITEMS
+            if n == 0:
+                sout.send(b"")  # an empty message carries no items
+                return offset
+            sin.send(encode_request(n))
+            samples = None
+            if sin.poll(self.upstream_timeout_ms, zmq.POLLIN):
+                got = self._accept(sin.recv_multipart())
+                samples = got[0] if got is not None else None
+            if samples is None:  # the transmitter is silent: zero-fill, as srsRAN does for gaps
+                self.counters["gaps"] += 1
+                samples = np.zeros(n, np.complex64)
+            out = self._process(samples)
+            reply = self._encode(out, [], offset, None)
+        except Exception as exc:  # noqa: BLE001 (REP still owes an answer)
+            self._internal(exc)
+            sout.send(b"")
             return offset
-        sin.send(encode_request(n))
-        samples = None
-        if sin.poll(self.upstream_timeout_ms, zmq.POLLIN):
-            got = self._accept(sin.recv_multipart())
-            samples = got[0] if got is not None else None
-        if samples is None:  # the transmitter is silent: zero-fill, as srsRAN does for gaps
-            self.counters["gaps"] += 1
-            samples = np.zeros(n, np.complex64)
-        out = self._process(samples)
-        sout.send_multipart(self._encode(out, [], offset, None))
+        sout.send_multipart(reply)
         self.counters["messages_out"] += 1
         self.counters["samples_out"] += len(out)
         return offset + len(out)
+
+    def _reject(self, why: str) -> None:
+        self.counters["rejected"] += 1
+        self.last_reject = why
 
     # ------------------------------------------------------------------------------------------ thread
     def start(self, timeout_s: float = 5.0) -> EmulatorService:
         """Run in a daemon thread; returns once the sockets are bound (raises if binding failed)."""
         if self._thread is not None:
             raise RuntimeError("EmulatorService already started; stop() it first")
+        from sagin_hil.phy.channel.emulator import warm_up
+
+        warm_up()  # here, not inside the thread: a cold compile must not count against timeout_s
         self._stop.clear()
         self._thread = threading.Thread(target=self._run_quietly, name="emulator-service", daemon=True)
         self._thread.start()
@@ -289,6 +402,15 @@ class EmulatorService:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _bind(sock: Any, endpoint: str, option: str) -> None:
+    import zmq
+
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise BindError(option, endpoint, exc.strerror) from None
 
 
 def _sanitize(obj: Any) -> Any:

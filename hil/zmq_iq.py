@@ -34,12 +34,14 @@ __all__ = [
     "decode_request",
     "pmt_serialize",
     "pmt_deserialize",
+    "MAX_PMT_DEPTH",
 ]
 
 ITEM_BYTES = 8  # complex64
 TAG_HEADER_MAGIC = 0x5FF0
 TAG_HEADER_VERSIONS = (1, 2)  # 1 is written; GNU Radio 3.10 writes 2 with the same layout
 _HEADER = struct.Struct("<HBQQ")
+MAX_PMT_DEPTH = 64  # pairs/tuples nested deeper are refused (real tags nest a few levels)
 
 # PMT serial tags (GNU Radio pmt/pmt_serial_tags.h)
 _PST_TRUE, _PST_FALSE, _PST_SYMBOL, _PST_INT32, _PST_DOUBLE, _PST_COMPLEX = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05
@@ -61,12 +63,14 @@ class IqTag:
 
 
 # ---------------------------------------------------------------------------------------------- PMT codec
-def pmt_serialize(value: Any) -> bytes:
+def pmt_serialize(value: Any, _depth: int = 0) -> bytes:
     """Serialise a Python value as a GNU Radio PMT.
 
     Supported: bool, None (PMT_NIL), str (symbol), int (int32 when it fits, else int64 / uint64), float,
-    complex, tuple (PMT tuple), and a 2-list [car, cdr] (PMT pair).
+    complex, tuple (PMT tuple), and a 2-list [car, cdr] (PMT pair), nested at most MAX_PMT_DEPTH deep.
     """
+    if _depth > MAX_PMT_DEPTH:
+        raise ZmqIqError(f"PMT nested deeper than {MAX_PMT_DEPTH} levels")
     if value is True:
         return bytes([_PST_TRUE])
     if value is False:
@@ -92,17 +96,23 @@ def pmt_serialize(value: Any) -> bytes:
     if isinstance(value, (complex, np.complexfloating)):
         return struct.pack(">Bdd", _PST_COMPLEX, value.real, value.imag)
     if isinstance(value, tuple):
-        return struct.pack(">BI", _PST_TUPLE, len(value)) + b"".join(pmt_serialize(v) for v in value)
+        return struct.pack(">BI", _PST_TUPLE, len(value)) + b"".join(pmt_serialize(v, _depth + 1) for v in value)
     if isinstance(value, list) and len(value) == 2:
-        return bytes([_PST_PAIR]) + pmt_serialize(value[0]) + pmt_serialize(value[1])
+        return bytes([_PST_PAIR]) + pmt_serialize(value[0], _depth + 1) + pmt_serialize(value[1], _depth + 1)
     raise ZmqIqError(
         f"cannot serialise {type(value).__name__} {value!r} as a PMT; use bool, None, str, int, float, "
         "complex, tuple or a [car, cdr] pair"
     )
 
 
-def pmt_deserialize(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
-    """Parse one serialised PMT starting at byte `pos`; return (value, position after it)."""
+def pmt_deserialize(buf: bytes | memoryview, pos: int = 0, _depth: int = 0) -> tuple[Any, int]:
+    """Parse one serialised PMT starting at byte `pos`; return (value, position after it).
+
+    Raises ZmqIqError on a truncated or unknown PMT, or one nested deeper than MAX_PMT_DEPTH (a hostile
+    tag must be refused, not recurse until Python's stack runs out).
+    """
+    if _depth > MAX_PMT_DEPTH:
+        raise ZmqIqError(f"PMT nested deeper than {MAX_PMT_DEPTH} levels at byte {pos}")
     buf = memoryview(buf)
 
     def need(n: int) -> None:
@@ -136,13 +146,15 @@ def pmt_deserialize(buf: bytes | memoryview, pos: int = 0) -> tuple[Any, int]:
         (n,) = struct.unpack_from(">I", buf, pos)
         pos += 4
         items = []
+        if n > len(buf) - pos:  # each item takes at least one byte
+            raise ZmqIqError(f"PMT tuple of {n} items at byte {pos - 5} is longer than the message")
         for _ in range(n):
-            item, pos = pmt_deserialize(buf, pos)
+            item, pos = pmt_deserialize(buf, pos, _depth + 1)
             items.append(item)
         return tuple(items), pos
     if tag == _PST_PAIR:
-        car, pos = pmt_deserialize(buf, pos)
-        cdr, pos = pmt_deserialize(buf, pos)
+        car, pos = pmt_deserialize(buf, pos, _depth + 1)
+        cdr, pos = pmt_deserialize(buf, pos, _depth + 1)
         return [car, cdr], pos
     raise ZmqIqError(f"unsupported PMT type 0x{tag:02x} at byte {pos - 1}")
 

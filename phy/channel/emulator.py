@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from sagin_hil.phy.channel.tdl import NTN_TDL, tdl_taps
 if TYPE_CHECKING:
     from sagin_hil.phy.channel.link_emulator import ScenarioChannel
 
-__all__ = ["ChannelParams", "ChannelEmulator"]
+__all__ = ["ChannelParams", "ChannelEmulator", "PARAM_BOUNDS", "MAX_DELAY_SAMPLES", "MAX_ABS_SAMPLE", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -72,32 +73,63 @@ class ChannelParams:
     blocked: bool = False
 
     def __post_init__(self) -> None:
-        def bad(name: str, fix: str) -> ValueError:
-            return ValueError(f"ChannelParams.{name} = {getattr(self, name)!r}: {fix}")
-
+        # Checked here, before anything is stored: every field is typed and physically bounded, so a bad value
+        # (from a control socket, a flowgraph, an iiod client) is refused with the range instead of reaching
+        # the kernel as an overflow, a division by zero or a huge allocation.
+        for name, (lo, hi, unit, special) in PARAM_BOUNDS.items():
+            v = getattr(self, name)
+            if v is None and "None" in special:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ValueError(f"ChannelParams.{name} = {v!r} must be a number in [{lo:g}, {hi:g}] {unit}"
+                                 + (f" ({special})" if special else ""))
+            v = float(v)
+            object.__setattr__(self, name, v)  # JSON ints and numpy scalars become floats (one kernel signature)
+            if math.isinf(v) and (("inf" in special and v > 0) or ("-inf" in special and v < 0)):
+                continue
+            if not lo <= v <= hi:  # also refuses NaN
+                raise ValueError(f"ChannelParams.{name} = {v!r} is outside [{lo:g}, {hi:g}] {unit}"
+                                 + (f" ({special})" if special else ""))
         if self.snr_db is not None and self.noise_power is not None:
             raise ValueError("ChannelParams: give snr_db or noise_power, not both")
-        if self.snr_db is not None and (math.isnan(self.snr_db) or self.snr_db == -math.inf):
-            raise bad("snr_db", "must be a number in dB (None for no noise)")
-        if self.noise_power is not None and not (self.noise_power >= 0 and math.isfinite(self.noise_power)):
-            raise bad("noise_power", "must be a finite power >= 0 per complex sample")
         if self.signal_power is not None and not self.signal_power > 0:
-            raise bad("signal_power", "must be > 0 (or None to measure the input)")
-        if not (self.delay_s >= 0 and math.isfinite(self.delay_s)):
-            raise bad("delay_s", "must be a finite delay >= 0 s")
-        if not self.max_doppler_hz >= 0:
-            raise bad("max_doppler_hz", "must be >= 0 Hz")
-        if self.k_factor_db is not None and math.isnan(self.k_factor_db):
-            raise bad("k_factor_db", "use a number, inf (pure LoS), -inf (Rayleigh) or None (no fading)")
+            raise ValueError(f"ChannelParams.signal_power = {self.signal_power!r} must be > 0 (or None to measure the input)")
+        if self.phase_noise_offset_hz <= 0:
+            raise ValueError(f"ChannelParams.phase_noise_offset_hz = {self.phase_noise_offset_hz!r} must be > 0 Hz")
         if self.tdl is not None and self.tdl not in NTN_TDL:
-            raise bad("tdl", f"choose one of {sorted(NTN_TDL)} or None")
-        if not 4 <= self.n_sinusoids <= 1024 or self.n_sinusoids % 2:
-            raise bad("n_sinusoids", "must be an even number in [4, 1024]")
-        for name in ("gain_db", "doppler_hz", "doppler_rate_hz_per_s", "cfo_ppm", "sco_ppm", "delay_rate_s_per_s"):
-            if not math.isfinite(getattr(self, name)):
-                raise bad(name, "must be finite")
-        if abs(self.sco_ppm) > 1e4 or abs(self.delay_rate_s_per_s) > 1e-2:
-            raise ValueError("ChannelParams: |sco_ppm| must be <= 1e4 and |delay_rate_s_per_s| <= 1e-2")
+            raise ValueError(f"ChannelParams.tdl = {self.tdl!r}: choose one of {sorted(NTN_TDL)} or None")
+        n = self.n_sinusoids
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 4 <= n <= 1024 or n % 2:
+            raise ValueError(f"ChannelParams.n_sinusoids = {n!r} must be an even integer in [4, 1024]")
+        object.__setattr__(self, "n_sinusoids", int(n))
+        if not isinstance(self.blocked, (bool, np.bool_)):
+            raise ValueError(f"ChannelParams.blocked = {self.blocked!r} must be true or false")
+        object.__setattr__(self, "blocked", bool(self.blocked))
+
+
+# Physical bounds of every numeric ChannelParams field: (low, high, unit, what else is allowed). Wide enough
+# for any SAGIN link (Ka-band LEO Doppler is < 1 MHz, GEO delay 0.12 s), narrow enough that nothing
+# overflows: 10 ** (dB / 10) stays finite and output samples stay within float32.
+PARAM_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "snr_db": (-100.0, 200.0, "dB", "inf or None = no noise"),
+    "noise_power": (0.0, 1e30, "per complex sample", "None"),
+    "signal_power": (0.0, 1e30, "per complex sample", "None = measure the input"),
+    "gain_db": (-300.0, 200.0, "dB", ""),
+    "delay_s": (0.0, 1.0, "s", ""),
+    "delay_rate_s_per_s": (-1e-2, 1e-2, "s/s", ""),
+    "doppler_hz": (-1e7, 1e7, "Hz", ""),
+    "doppler_rate_hz_per_s": (-1e6, 1e6, "Hz/s", ""),
+    "k_factor_db": (-100.0, 100.0, "dB", "inf = pure LoS, -inf = Rayleigh, None = no fading"),
+    "max_doppler_hz": (0.0, 1e6, "Hz", ""),
+    "cfo_ppm": (-1e6, 1e6, "ppm of the carrier", ""),
+    "sco_ppm": (-1e4, 1e4, "ppm", ""),
+    "phase_noise_dbc_hz": (-200.0, 0.0, "dBc/Hz", "None = no phase noise"),
+    "phase_noise_offset_hz": (0.0, 1e9, "Hz", ""),
+    "delay_spread_s": (0.0, 1e-4, "s", ""),
+}
+MAX_DELAY_SAMPLES = 1 << 24  # history the emulator keeps (delay + longest tap): a ring of 256 MiB at most
+MAX_PN_STEP_RAD = 0.1  # per-sample phase-noise step the kernel's second-order rotator stays accurate for
+MAX_ABS_SAMPLE = 1e15  # input I/Q beyond this are clipped (and counted): outputs stay finite in float32
 
 
 class _State:
@@ -149,6 +181,8 @@ class ChannelEmulator:
         s_fad, self._s_noise, self._s_pn = np.random.SeedSequence(seed).spawn(3)
         self._fad_rng = np.random.default_rng(s_fad)
         self._n = 0  # absolute index of the next input sample
+        self.nonfinite_samples = 0  # NaN/inf input samples, zeroed
+        self.clipped_samples = 0  # input samples with |I| or |Q| > MAX_ABS_SAMPLE, clipped
         self._wall0: float | None = None
         self._params = params or ChannelParams()
         self._seg: dict[str, float] = {"n_seg": 0, "tau0": 0.0, "tau_rate": 0.0, "phi": 0.0, "f": 0.0, "r": 0.0}
@@ -173,7 +207,28 @@ class ChannelEmulator:
             return np.zeros(1), np.ones(1), np.ones(1, bool)
         return np.zeros(1), np.ones(1), np.array([k != -math.inf])
 
+    def _check_at_rate(self, p: ChannelParams) -> None:
+        """The limits that depend on the sample rate; raises before any state changes."""
+        fs = self.sample_rate_hz
+        taps = self._taps(p)[0]
+        need = p.delay_s * fs + float(np.max(taps)) * fs
+        if need > MAX_DELAY_SAMPLES:
+            raise ValueError(
+                f"ChannelParams.delay_s = {p.delay_s!r} (+ {float(np.max(taps)):g} s of taps) is {need:.0f} samples at "
+                f"{fs:g} samples/s; the emulator keeps at most {MAX_DELAY_SAMPLES} samples of history "
+                f"({MAX_DELAY_SAMPLES / fs:g} s at this rate): lower the delay or the sample rate"
+            )
+        if p.phase_noise_dbc_hz is not None:
+            step = 2 * math.pi * p.phase_noise_offset_hz * math.sqrt(10 ** (p.phase_noise_dbc_hz / 10) / fs)
+            if step > MAX_PN_STEP_RAD:
+                raise ValueError(
+                    f"ChannelParams.phase_noise_dbc_hz = {p.phase_noise_dbc_hz!r} at phase_noise_offset_hz = "
+                    f"{p.phase_noise_offset_hz!r} is a phase step of {step:.3g} rad per sample at {fs:g} samples/s; "
+                    f"at most {MAX_PN_STEP_RAD} rad is modelled: lower the phase noise or raise the sample rate"
+                )
+
     def _configure(self, p: ChannelParams, initial: bool = False, delay_given: bool = True) -> None:
+        self._check_at_rate(p)
         fs, n_now = self.sample_rate_hz, self._n
         old = self._seg
         k = n_now - old["n_seg"]
@@ -257,7 +312,7 @@ class ChannelEmulator:
 
     def _max_delay_samples(self, n_end: int) -> float:
         s = self._seg
-        tau = max(s["tau0"], s["tau0"] + s["tau_rate"] * (n_end - s["n_seg"]))
+        tau = min(max(s["tau0"], s["tau0"] + s["tau_rate"] * (n_end - s["n_seg"])), MAX_DELAY_SAMPLES)
         return tau + float(np.max(self._fad["tap_delay"])) + 8
 
     def _ensure_ring(self, need: float) -> None:
@@ -305,13 +360,14 @@ class ChannelEmulator:
         out = np.empty(n, np.complex64)
         if n == 0:
             return out
+        x = self._sanitize(x)
         self._ensure_ring(self._max_delay_samples(self._n + n))
         st, s, f = self._state, self._seg, self._fad
         if self.realtime and self._wall0 is None:
             self._wall0 = time.perf_counter() - self._n / self.sample_rate_hz
         channel_kernel(
-            np.ascontiguousarray(x), out, st.ring, self._n,
-            s["tau0"], s["tau_rate"], s["n_seg"], f["tap_delay"],
+            x, out, st.ring, self._n,
+            s["tau0"], s["tau_rate"], s["n_seg"], float(MAX_DELAY_SAMPLES), f["tap_delay"],
             s["phi"], s["f"], s["r"], st.rot,
             f["on"], f["los"], f["nlos"], f["u"], f["g0"], st.fad_phase, st.fad_dphase, st.fad_h,
             self._gain, self._noise_mode, self._noise_scale, st.pow_acc, st.noise_state,
@@ -323,6 +379,30 @@ class ChannelEmulator:
             if wait > 0:
                 time.sleep(wait)
         return out
+
+    def _sanitize(self, x: np.ndarray) -> np.ndarray:
+        """A contiguous, writable copy-if-needed of x with NaN/inf samples zeroed and |I|, |Q| > MAX_ABS_SAMPLE
+        clipped, both counted: one bad sample must not reach the running power (it would set the noise
+        level of the rest of the stream) or the output."""
+        x = np.ascontiguousarray(x)
+        if not x.flags.writeable:
+            x = x.copy()  # one kernel signature for every caller
+        iq = x.view(np.float32)
+        if not iq.size or (iq.max() <= MAX_ABS_SAMPLE and iq.min() >= -MAX_ABS_SAMPLE):  # False on NaN
+            return x
+        x = x.copy()
+        iq = x.view(np.float32).reshape(-1, 2)
+        bad = ~np.isfinite(iq).all(axis=1)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            x[bad] = 0
+            self.nonfinite_samples += n_bad
+        big = (np.abs(iq) > MAX_ABS_SAMPLE).any(axis=1)
+        n_big = int(np.count_nonzero(big))
+        if n_big:
+            np.clip(iq, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE, out=iq)
+            self.clipped_samples += n_big
+        return x
 
     def current_delay_s(self) -> float:
         """The bulk delay applied to the next sample (propagation + accumulated clock offset), seconds."""
@@ -342,6 +422,8 @@ class ChannelEmulator:
             "time_s": self._n / self.sample_rate_hz,
             "sample_rate_hz": self.sample_rate_hz,
             "input_power": float(st.pow_acc[0] / st.pow_acc[1]) if st.pow_acc[1] else None,
+            "nonfinite_samples": self.nonfinite_samples,
+            "clipped_samples": self.clipped_samples,
             "delay_s": self.current_delay_s(),
             "params": {k: v for k, v in dataclasses.asdict(self._params).items()},
         }
@@ -365,3 +447,25 @@ class ChannelEmulator:
 
         return ScenarioChannel(scenario, tx, rx, sample_rate_hz, carrier_hz, seed, realtime, update_interval_s,
                                overrides, doppler_scale)
+
+
+def warm_up() -> float:
+    """Compile the kernels (or load them from numba's cache) now; returns the seconds it took.
+
+    Services call this at start so the first block of a connection never waits for the compiler (3-5 s
+    on a loaded machine: longer than libiio's 5 s read timeout). One block through an emulator with
+    every stage on gives the signature every ChannelEmulator uses (floats are coerced in ChannelParams).
+    """
+    global _WARM
+    t0 = time.perf_counter()
+    with _WARM_LOCK:
+        if not _WARM:
+            p = ChannelParams(snr_db=10.0, delay_s=1e-6, k_factor_db=3.0, max_doppler_hz=10.0,
+                              phase_noise_dbc_hz=-80.0)
+            ChannelEmulator(1e6, 1e9, p, seed=0).process(np.ones(64, np.complex64))
+            _WARM = True
+    return time.perf_counter() - t0
+
+
+_WARM = False
+_WARM_LOCK = threading.Lock()

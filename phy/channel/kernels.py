@@ -47,7 +47,7 @@ def sos_value(phases: np.ndarray, l: int) -> complex:
 @njit(cache=True, fastmath=True)
 def channel_kernel(
     x, out, ring, n0,
-    tau0, tau_rate, n_seg, tap_delay,
+    tau0, tau_rate, n_seg, tau_max, tap_delay,
     phi_seg, f_cyc, r_cyc, rot,
     fading_on, los_amp, nlos_amp, fad_u, fad_g0, fad_phase, fad_dphase, fad_h,
     gain, noise_mode, noise_scale, pow_acc, noise_state,
@@ -56,7 +56,8 @@ def channel_kernel(
     """Process x (complex64) into out (complex64); see the module docstring.
 
     ring: complex64 history, power-of-two length, sample m at ring[m & mask].
-    tau(n) = tau0 + tau_rate * (n - n_seg) samples, clamped at >= 0; tap_delay[l] in samples.
+    tau(n) = tau0 + tau_rate * (n - n_seg) samples, clamped to [0, tau_max] (a drifting delay must not
+      outgrow the ring); tap_delay[l] in samples.
     phi(n) = 2 pi (phi_seg + f_cyc k + r_cyc k^2 / 2), k = n - n_seg; rot = [rot(n), step(n), chirp].
     fading: h_l = los_amp[l] + nlos_amp[l] * sos(phases[l]); grid every fad_u samples from fad_g0;
       fad_h[l] = [value at the last grid point, at the next]; fad_phase holds the next grid point's phases.
@@ -126,6 +127,8 @@ def channel_kernel(
             tau = tau0 + tau_rate * (k + j)
             if tau < 0.0:
                 tau = 0.0
+            elif tau > tau_max:
+                tau = tau_max
             acc = 0j
             for l in range(n_taps):
                 p = nn - tau - tap_delay[l]
@@ -163,7 +166,11 @@ def channel_kernel(
             if noise_mode == 1:
                 y += noise_scale * complex(wbuf[2 * ii], wbuf[2 * ii + 1])
             elif noise_mode == 2:
-                pw = xv.real * xv.real + xv.imag * xv.imag
+                # float64: a float32 square overflows to inf from |x| ~ 1.8e19 and would set the noise
+                # level of the rest of the stream (the caller zeroes NaN/inf and clips huge samples)
+                xr = np.float64(xv.real)
+                xi = np.float64(xv.imag)
+                pw = xr * xr + xi * xi
                 if pw > 0.0:
                     p_sum += pw
                     p_cnt += 1.0

@@ -8,9 +8,16 @@ from typing import Any
 import numpy as np
 
 from sagin_hil.datatypes import SampleBlock
-from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
+from sagin_hil.phy.channel.emulator import PARAM_BOUNDS, ChannelEmulator, ChannelParams
 
 __all__ = ["ScenarioChannel", "params_from_link_state"]
+
+
+def _clamp(name: str, value: float) -> float:
+    """A finite scenario value held within ChannelParams' bounds (beyond them the channel is already
+    noise-free, pure LoS or pure noise); infinities pass (they have their own meaning)."""
+    lo, hi = PARAM_BOUNDS[name][:2]
+    return value if math.isinf(value) else min(max(value, lo), hi)
 
 
 def params_from_link_state(
@@ -30,8 +37,8 @@ def params_from_link_state(
         delay_rate_s_per_s=-st.doppler_hz / st.carrier_hz,
         doppler_hz=st.doppler_hz * doppler_scale,
         doppler_rate_hz_per_s=st.doppler_rate_hz_per_s * doppler_scale,
-        snr_db=st.snr_db if math.isfinite(st.snr_db) else base.snr_db,
-        k_factor_db=None if k == math.inf else k,
+        snr_db=_clamp("snr_db", st.snr_db) if math.isfinite(st.snr_db) else base.snr_db,
+        k_factor_db=None if k == math.inf else _clamp("k_factor_db", k),
         max_doppler_hz=st.max_doppler_hz,
         blocked=not st.visible or not math.isfinite(st.snr_db),
     )
@@ -86,9 +93,13 @@ class ScenarioChannel(ChannelEmulator):
         self._configure(params_from_link_state(st, self._params, self.doppler_scale, **self.overrides))
 
     def update(self, **changes: Any) -> None:
-        """Hold these parameters fixed from now on (they override the scenario)."""
-        self.overrides.update(changes)
+        """Hold these parameters fixed from now on (they override the scenario).
+
+        Checked before they are kept: a refused change leaves both the emulator and the overrides as they
+        were (a bad override stored first would break every later refresh).
+        """
         super().update(**changes)
+        self.overrides.update({k: getattr(self.params, k) for k in changes})
 
     def process(self, block: SampleBlock | np.ndarray) -> SampleBlock | np.ndarray:
         t0 = block.start_time_s if isinstance(block, SampleBlock) else self._t_next
