@@ -105,7 +105,7 @@ class LinkReport:
 class Allocation:
     """A controller's decision for one task or one link.
 
-    mode: transmission mode, "mode1" (JPEG 2000 + LDPC), "mode2", "mode3_1".."mode3_3" (REFERENCE.md sec. 1).
+    mode: transmission mode, "mode1" (JPEG 2000 + LDPC), "mode2", "mode3_1".."mode3_3" ([P000] Sec. III-A, docs/references.md).
     mcs: modulation and code name from phy.mcs, e.g. "qpsk-1/2"; modulation and code_rate spell it out.
     power_w, bandwidth_hz: transmit power and bandwidth granted.
     compression: codec budget; for Mode 1 the JPEG 2000 target in bits per pixel, for JSCC the

@@ -1,6 +1,6 @@
 """Image quality metrics: PSNR, SSIM, MS-SSIM; LPIPS and CLIP scores (perceptual.py) from user-supplied weights.
 
-SSIM follows the convention that matches pytorch-msssim (REFERENCE.md sec. 6): Gaussian window sigma 1.5
+SSIM follows the convention that matches pytorch-msssim (docs/references.md): Gaussian window sigma 1.5
 (11 taps), population covariances, K1 = 0.01, K2 = 0.03, computed per channel and averaged.
 """
 

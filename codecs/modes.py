@@ -1,4 +1,4 @@
-"""Transmission modes and their measured tables (REFERENCE.md sec. 1).
+"""Transmission modes and their measured tables ([P000] Sec. III-A, docs/references.md).
 
 Mode 1 = JPEG 2000 (+ LDPC on the link); Modes 3_1..3_3 = VQ semantic features at three latent resolutions.
 (Mode 2, caption only, comes with the generative codecs.) Deep JSCC ("jscc-1/12", "jscc-1/6") is an analog

@@ -1,4 +1,4 @@
-"""Alternating optimisation (AO) for the aerial semantic relay of 001_e5970ca91c294ebb.txt.
+"""Alternating optimisation (AO) for the aerial semantic relay of [P001] (docs/references.md).
 
 One satellite serves N UAV relays (FDMA, bandwidth B_n and power P_n each); UAV n at fixed height H and
 horizontal position q_n serves m users (SemUsers and ConUsers) with bandwidth b_u and power p_u. The AO

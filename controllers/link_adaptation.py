@@ -40,7 +40,7 @@ from sagin_hil.phy.mcs import MCS_TABLE, Mcs
 __all__ = ["LinkAdaptation", "RateQualityTable", "ShannonGapBler", "MODE1_COMPUTE_DELAY_S", "relay_snr_db"]
 
 log = logging.getLogger(__name__)
-MODE1_COMPUTE_DELAY_S = 0.1323  # 000_000fdef3f3211d0d.txt Sec. V: JPEG 2000 encode + decode
+MODE1_COMPUTE_DELAY_S = 0.1323  # [P000] Sec. V (docs/references.md): JPEG 2000 encode + decode
 
 
 class BlerSource(Protocol):

@@ -1,4 +1,4 @@
-"""The semantic communication capacity (SCC) of a delivered task, Eq. 14 of 000_000fdef3f3211d0d.txt.
+"""The semantic communication capacity (SCC) of a delivered task, Eq. 14 of [P000] (docs/references.md).
 
     w_g = xi_q * Q_norm + xi_d * D_norm,      xi_q + xi_d = 1
 

@@ -2,8 +2,8 @@
 
 FTP traffic model 3 (3GPP TR 36.872 / TR 38.838 style): files of a fixed size arrive at each source as a
 Poisson process of rate lambda (files per second); there is no reading time and a file does not wait for
-the previous one. Each task draws D_max ~ U[2, 11] s and Q_min ~ U[10, 30] dB (000_000fdef3f3211d0d.txt
-Sec. V) unless told otherwise.
+the previous one. Each task draws D_max ~ U[2, 11] s and Q_min ~ U[10, 30] dB ([P000] Sec. V,
+docs/references.md) unless told otherwise.
 """
 
 from __future__ import annotations

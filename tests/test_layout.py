@@ -1,4 +1,4 @@
-"""The layout rules of DESIGN.md, checked on the source: dependencies point downwards only."""
+"""The layout rules of the README ("Layout"), checked on the source: dependencies point downwards only."""
 
 import ast
 import importlib
@@ -11,7 +11,7 @@ import sagin_hil
 
 ROOT = Path(sagin_hil.__file__).parent
 LAYERS = ("phy", "codecs", "hil", "controllers", "flowgraphs", "calibration")
-# What each layer may import from the others (DESIGN.md: flowgraphs -> (controllers, codecs, hil,
+# What each layer may import from the others (README, "Layout": flowgraphs -> (controllers, codecs, hil,
 # calibration) -> phy; codecs does not import phy; phy imports no other layer).
 ALLOWED = {
     "phy": set(),

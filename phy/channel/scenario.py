@@ -123,7 +123,7 @@ class Scenario:
 
     @classmethod
     def default(cls) -> Scenario:
-        """REFERENCE.md sec. 1: five LEOs at 750 km passing over three UAV areas at 50 m, eight users."""
+        """[P000] Sec. V (docs/references.md): five LEOs at 750 km passing over three UAV areas at 50 m, eight users."""
         return load_scenario(resources.files("sagin_hil.phy.channel") / "scenarios" / "default.toml")
 
     def to_dict(self) -> dict[str, Any]:
