@@ -41,6 +41,18 @@ def test_flowgraph_error_naming_a_table_keeps_its_brackets(tmp_path, monkeypatch
     assert res.exit_code == 2 and message in " ".join(res.output.split())
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["controller", "serve", "--algo", "[x]"], "'[x]'"),
+    (["controller", "serve", "--option", "[a]"], "'[a]'"),
+    (["radio", "probe", "[x]"], "'[x]'"),
+    (["train", "eval", "[jscc]"], "'[jscc]'"),
+])
+def test_each_layers_errors_keep_brackets(args, expected):
+    # the wording belongs to each layer; what matters here is that the quoted [value] survives printing
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and expected in " ".join(res.output.replace("│", " ").split())
+
+
 def test_option_errors_keep_brackets(tmp_path):
     res = runner.invoke(app, ["ber", "--code", "dvbs2:[1/4]:short", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "'[1/4]'" in res.output
