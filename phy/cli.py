@@ -45,10 +45,10 @@ def ber(
     import numpy as np
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import Progress
 
     from sagin_hil.phy import theory
     from sagin_hil.phy.ldpc import decoder_for, describe_decoder
+    from sagin_hil.progress import progress_bar
     from sagin_hil.phy.modulation import Constellation
 
     console = Console()
@@ -68,7 +68,7 @@ def ber(
     rate = 1.0 if ldpc is None else ldpc.k / ldpc.n
     rng = np.random.default_rng(seed)
     rows = []
-    with Progress(console=console, transient=True) as progress:
+    with progress_bar() as progress:  # on stderr: a piped stdout gets only the results
         task = progress.add_task(escape(f"{modulation} {code} {channel}"), total=len(points))
         for s in points:
             res = theory.simulate_ber(
