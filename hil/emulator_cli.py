@@ -34,6 +34,12 @@ def _endpoint(text: str) -> str:
     return f"tcp://127.0.0.1:{text}" if text.isdigit() else text
 
 
+def _next_port(endpoint: str) -> str:
+    """The same endpoint one port up: a concrete suggestion for a port that is taken."""
+    head, _, port = endpoint.rpartition(":")
+    return f"{head}:{int(port) + 1}" if port.isdigit() else endpoint
+
+
 @emulator_app.command()
 def serve(
     tx: str = typer.Option("tcp://127.0.0.1:5555", "--tx",
@@ -54,7 +60,7 @@ def serve(
     seed: int = typer.Option(0, help="Seed of the fading and noise."),
 ) -> None:
     """Take IQ from --tx, impair it as the scenario link does, give it to --rx (gr-zeromq compatible)."""
-    from sagin_hil.hil.emulator_service import PATTERNS, EmulatorService
+    from sagin_hil.hil.emulator_service import PATTERNS, BindError, EmulatorService
     from sagin_hil.phy.channel.emulator import ChannelEmulator
     from sagin_hil.phy.channel.scenario import ScenarioError
 
@@ -79,7 +85,12 @@ def serve(
         svc.run()
     except KeyboardInterrupt:
         pass
-    except Exception as exc:  # zmq errors such as "Address already in use"
+    except BindError as exc:  # e.g. "Address already in use": name the option that picks the port
+        option = "--rx" if exc.option.startswith("rx") else "--control"
+        typer.secho(f"error: cannot bind {option} {exc.endpoint}: {exc.reason}; another process holds it: "
+                    f"pass a free port with {option} (e.g. {option} {_next_port(exc.endpoint)})", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # other zmq errors, e.g. a malformed --tx
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(str({k: v for k, v in svc.stats().items() if k != "emulator"}))
@@ -92,8 +103,12 @@ def link_budget(
     start: float = typer.Option(0.0, help="First time, s."),
     stop: float = typer.Option(240.0, help="Last time, s."),
     step: float = typer.Option(30.0, help="Time step, s."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per time (for scripts and pipes)."),
 ) -> None:
     """Print the link budget of one link over time (distance, delay, Doppler, SNR, rate)."""
+    import json
+    import sys
+
     import numpy as np
     from rich.console import Console
     from rich.table import Table
@@ -102,19 +117,33 @@ def link_budget(
 
     sc = _load(scenario)
     tx_node, rx_node = _split_link(link)
+    if not step > 0:
+        typer.secho(f"error: --step {step} must be > 0 s", fg="red", err=True)
+        raise typer.Exit(2)
     table = Table(title=f"{tx_node} -> {rx_node}")
     for col in ("t s", "dist km", "delay ms", "elev deg", "Doppler kHz", "rate Hz/s", "SNR dB", "K dB", "visible", "Mbit/s"):
         table.add_column(col, justify="right")
     try:
         for t in np.arange(start, stop + 1e-9, step):
             s = sc.link_state(tx_node, rx_node, float(t))
+            if as_json:
+                row = {"t_s": float(t), "tx": tx_node, "rx": rx_node, "distance_m": s.distance_m, "delay_s": s.delay_s,
+                       "elevation_deg": s.elevation_deg, "doppler_hz": s.doppler_hz,
+                       "doppler_rate_hz_per_s": s.doppler_rate_hz_per_s, "snr_db": s.snr_db,
+                       "k_factor_db": s.k_factor_db, "visible": bool(s.visible), "rate_bps": s.rate_bps}
+                # strict JSON: non-finite numbers as "inf" / "-inf" / "nan", as the control socket does
+                typer.echo(json.dumps({k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v)
+                                       for k, v in row.items()}))
+                continue
             table.add_row(f"{t:.0f}", f"{s.distance_m / 1e3:.1f}", f"{s.delay_s * 1e3:.3f}", f"{s.elevation_deg:.1f}",
                           f"{s.doppler_hz / 1e3:.2f}", f"{s.doppler_rate_hz_per_s:.1f}", f"{s.snr_db:.1f}",
                           f"{s.k_factor_db:.1f}", "yes" if s.visible else "no", f"{s.rate_bps / 1e6:.1f}")
     except ScenarioError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    Console().print(table)
+    if not as_json:
+        # piped (no terminal), rich would squeeze the table to 80 columns and cut the numbers
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def register(app: typer.Typer) -> None:

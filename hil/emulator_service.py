@@ -122,7 +122,7 @@ class EmulatorService:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.counters = dict(messages_in=0, messages_out=0, samples_in=0, samples_out=0, rejected=0,
-                             dropped=0, gaps=0, capped_requests=0, control_requests=0, control_errors=0,
+                             dropped=0, gaps=0, capped_requests=0, tags_dropped=0, control_requests=0, control_errors=0,
                              internal_errors=0)
         self.last_reject: str | None = None
         self.last_error: str | None = None
@@ -284,7 +284,12 @@ class EmulatorService:
                 return offset
             samples, tags, key = got
             out = self._process(samples)
-            frames_out = self._encode(out, tags, offset, key)
+            try:
+                frames_out = self._encode(out, tags, offset, key)
+            except ZmqIqError as exc:  # a tag that parsed but cannot be written back (a symbol past 64 KiB)
+                self.counters["tags_dropped"] += len(tags)
+                self.last_reject = f"tags dropped, samples passed: {exc}"
+                frames_out = self._encode(out, [], offset, key)
         except Exception as exc:  # noqa: BLE001 (a bug must cost one message, not the stream)
             self._internal(exc)
             return offset

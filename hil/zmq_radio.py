@@ -5,6 +5,11 @@ RX connects to `uri` like a gr-zeromq source (PULL, SUB, or REQ asking for what 
 Messages are raw complex64 (hil/zmq_iq.py), with the tag header when zmq_pass_tags is on; the header's
 absolute offset lets RX count samples lost in between (overflows). Cyclic TX re-sends the buffer from a
 background thread, paced at the sample rate.
+
+srsRAN's ZMQ radio (fc32 samples, REQ/REP) works in both directions with zmq_pattern="req-rep": as a
+transmitter this radio answers srsRAN's one-byte request with one block of 1 ms (1920 samples at
+1.92 MS/s), a GNU Radio uint32 request with at most the items asked for; as a receiver it sends a uint32
+request, which srsRAN's REP reads as its one-byte request, and keeps whatever block size comes back.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sagin_hil.hil.zmq_iq import ZmqIqError, decode_iq, decode_request, encode_i
 __all__ = ["ZmqRadio"]
 
 _SOCKETS = {"push-pull": ("PUSH", "PULL"), "pub-sub": ("PUB", "SUB"), "req-rep": ("REP", "REQ")}
+MAX_MESSAGE_ITEMS = 1 << 20  # longer bursts go out in several messages (the emulator service takes <= 2 Mi)
 
 
 class ZmqRadio(Radio):
@@ -43,19 +49,33 @@ class ZmqRadio(Radio):
         tx_type, rx_type = (getattr(zmq, name) for name in _SOCKETS[config.zmq_pattern])
         self._tx_sock = self._rx_sock = None
         self._tx_lock = threading.Lock()
+        self._cyclic = CyclicTx()  # before the sockets: _close() on a failed bind stops it
+        # srsRAN's one-byte request asks for one block: 1 ms, its subframe (1920 samples at 1.92 MS/s)
+        self.block_items = max(1, int(round(config.sample_rate_hz * 1e-3)))
         try:
             if config.tx_uri:
                 self._tx_sock = self._ctx.socket(tx_type)
                 self._tx_sock.setsockopt(zmq.LINGER, 0)
-                self._tx_sock.bind(config.tx_uri)
+                try:
+                    self._tx_sock.bind(config.tx_uri)
+                except zmq.ZMQError as exc:
+                    raise RadioError(
+                        f"cannot bind tx_uri {config.tx_uri!r}: {exc.strerror}; another radio or emulator holds "
+                        "that port: set tx_uri to a free one (e.g. tcp://127.0.0.1:5565)"
+                    ) from None
             self._rx_sock = self._ctx.socket(rx_type)
             self._rx_sock.setsockopt(zmq.LINGER, 0)
             if config.zmq_pattern == "pub-sub":
                 self._rx_sock.setsockopt(zmq.SUBSCRIBE, b"")
-            self._rx_sock.connect(config.uri)
-        except zmq.ZMQError as exc:
+            try:
+                self._rx_sock.connect(config.uri)
+            except zmq.ZMQError as exc:
+                raise RadioError(
+                    f"cannot connect uri {config.uri!r}: {exc.strerror}; write it as tcp://HOST:PORT"
+                ) from None
+        except RadioError:
             self._close()
-            raise RadioError(f"cannot open ZeroMQ endpoints (rx {config.uri!r}, tx {config.tx_uri!r}): {exc}") from None
+            raise
         self._leftover = np.zeros(0, np.complex64)
         self._tx_offset = 0
         self._rx_next_offset: int | None = None
@@ -70,15 +90,19 @@ class ZmqRadio(Radio):
         zmq = self._zmq
         sock = self._tx_sock
         with self._tx_lock:
-            msg = encode_iq(x, pass_tags=self.config.zmq_pass_tags, offset=self._tx_offset)
             if self.config.zmq_pattern == "req-rep":
-                # answer one request per message; a request for fewer items gets only those
+                # answer one request per message: a uint32 request (GNU Radio) gets at most the items it
+                # asks for, any other (srsRAN's one byte) one block of 1 ms
                 if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
                     raise RadioError(f"no receiver asked for samples at {self.config.tx_uri!r} within {timeout_s:g} s")
-                want = decode_request(sock.recv())
-                x = x[:want]
-                msg = encode_iq(x, pass_tags=self.config.zmq_pass_tags, offset=self._tx_offset)
-            elif not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
+                frames = sock.recv_multipart()
+                raw = frames[0] if len(frames) == 1 else b""
+                want = decode_request(raw) if len(raw) == 4 else (self.block_items if raw else 0)
+                x = x[: min(want, MAX_MESSAGE_ITEMS)]  # a refused request (0 items) gets an empty answer
+            else:
+                x = x[:MAX_MESSAGE_ITEMS]
+            msg = encode_iq(x, pass_tags=self.config.zmq_pass_tags, offset=self._tx_offset)
+            if self.config.zmq_pattern != "req-rep" and not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
                 raise RadioError(
                     f"TX at {self.config.tx_uri!r} is blocked for {timeout_s:g} s: no receiver is connected or "
                     "it stopped reading (is the channel emulator running?)"
@@ -92,20 +116,23 @@ class ZmqRadio(Radio):
         x = as_complex64(samples)
         self._cyclic.stop()
         if not cyclic:
-            sent = 0
-            while sent < len(x):  # REP may hand out fewer items than we have
-                before = self._tx_offset
-                self._send(x[sent:], self.config.timeout_s)
-                sent += self._tx_offset - before
+            self._send_all(x, self.config.timeout_s)
             return
         self._cyclic.start(lambda: self._cyclic_loop(x))
+
+    def _send_all(self, x: np.ndarray, timeout_s: float) -> None:
+        sent = 0
+        while sent < len(x):  # REP may hand out fewer items than we have; long bursts go in pieces
+            before = self._tx_offset
+            self._send(x[sent:], timeout_s)
+            sent += self._tx_offset - before
 
     def _cyclic_loop(self, x: np.ndarray) -> None:
         period_s = len(x) / self.config.sample_rate_hz
         t_next = time.monotonic()
         while not self._cyclic.stopped.is_set():
             try:
-                self._send(x, 0.2)
+                self._send_all(x, 0.2)
             except RadioError:
                 continue  # nobody listening yet: keep trying until stopped
             t_next += period_s

@@ -26,6 +26,7 @@ RX_GAIN_RANGE_DB = (-3, 71)
 TX_ATTEN_RANGE_DB = (-89.75, 0.0)
 XO_RANGE_HZ = (39_992_000, 40_008_000)
 GAIN_MODES = ("manual", "fast_attack", "slow_attack", "hybrid")
+XADC_MAX_RATE_HZ = 1_000_000  # the Zynq XADC samples at up to 1 MS/s
 STATUS_REG = 0x80000088  # ADI AXI DMA status: bit 2 RX overflow (ADC core), bit 0 TX underflow (DAC core)
 
 
@@ -208,12 +209,12 @@ class EmulatedPluto:
                 return -errno.ENOENT
             try:
                 value = self._check(dev, chn, attr, text)
-            except (ValueError, IndexError):
-                return -errno.EINVAL
+            except (ValueError, IndexError, KeyError, OverflowError):
+                return -errno.EINVAL  # what the driver refuses, and any text that does not parse
             if value is None:
                 return len(raw)
             self.values[key] = value
-            if attr == "sampling_frequency":
+            if dev == PHY and attr == "sampling_frequency":  # the radio's rate, not the xadc's or a DMA core's
                 self._set_rate(int(value))
             return len(raw)
 
@@ -288,11 +289,15 @@ class EmulatedPluto:
             if attr == "raw":
                 return str(int(number(0, 1)))
         if dev in (ADC, DDS) and attr == "sampling_frequency":
+            available = v.get((dev, chn, "sampling_frequency_available", "attr"))
+            if available is None:  # the DDS tones' rate follows the phy: read-only, as in the driver
+                raise ValueError("read-only")
             rate = int(number(1, RATE_RANGE_HZ[1]))
-            allowed = v[(dev, chn, "sampling_frequency_available", "attr")].split()
-            if str(rate) not in allowed:
+            if str(rate) not in available.split():
                 raise ValueError(text)
             return None  # the FPGA decimation by 8 is accepted and not modelled
+        if dev == XADC and attr == "sampling_frequency":
+            return str(int(number(1, XADC_MAX_RATE_HZ)))  # the temperature sensor's own rate: stored only
         if attr.endswith("_available"):
             raise ValueError("read-only")
         return text

@@ -237,7 +237,9 @@ class PlutoRF:
                 self._channel = ChannelEmulator(fs, fc, ChannelParams(), seed=self.seed)
             self._channel_key = key
             self._channel_settings = None
-        cfo_ppm = df / self._channel.carrier_hz * 1e6  # a scenario channel runs at the link's carrier
+        # a scenario channel runs at the link's carrier; a blocked path passes only noise, so its offset
+        # (up to the whole LO range: beyond ChannelParams' bounds) is not applied
+        cfo_ppm = 0.0 if blocked or not self._channel.carrier_hz else df / self._channel.carrier_hz * 1e6
         settings = (cfo_ppm, blocked, self.attenuation_db, self._noise_mw(st))
         if settings != self._channel_settings:
             if self.channel_factory is not None:

@@ -11,7 +11,11 @@ Protocol (one command per line, "\\r\\n" or "\\n"; replies start with an integer
   WRITEBUF <dev> <bytes>           -> "0\\n", then <bytes> from the client, then "<bytes>\\n"
   SET <dev> BUFFERS_COUNT <n>, GETTRIG <dev>, SETTRIG <dev> [<trig>], HELP, EXIT
 Each client connection has its own thread; libiio opens one extra connection per buffer. A malformed
-command gets "-22" and the connection keeps serving; a connection that drops closes its buffers.
+command gets "-22", an unknown device "-19", an unknown attribute "-2", an over-long WRITE "-27" (its bytes
+are read and discarded), and the connection keeps serving; an unexpected failure inside a command is
+answered "-5" (logged) rather than dropping the connection. At most MAX_CONNECTIONS clients are served at
+once (one thread each); a further connection is closed at once and counted in `connections_refused`. A
+connection that drops closes its buffers.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = "0.24.saginhl"
 MAX_LINE_BYTES = 4096
 MAX_WRITE_BYTES = 1 << 20  # attribute values
-MAX_BUFFER_BYTES = 1 << 28  # one READBUF/WRITEBUF (256 MiB)
+MAX_BUFFER_BYTES = 1 << 26  # one READBUF/WRITEBUF (64 MiB: 16 Mi two-channel samples)
+MAX_CONNECTIONS = 16  # simultaneous clients (threads); pyadi-iio uses 1 + 1 per open buffer
 
 
 class _ProtocolError(Exception):
@@ -69,6 +74,9 @@ class IiodServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, context: IioContext | None = None, **rf_kwargs: Any):
+        from sagin_hil.phy.channel.emulator import warm_up
+
+        warm_up()  # compile (or load) the channel kernel now: a first READBUF must not wait for numba
         self.context = context or load_pluto_context()
         self.device = EmulatedPluto(self.context)
         self.rf = PlutoRF(self.device, **rf_kwargs)
@@ -87,6 +95,8 @@ class IiodServer:
         self._rx_owner: object | None = None  # the connection holding the RX buffer
         self._thread: threading.Thread | None = None
         self.commands_served = 0
+        self.connections_refused = 0
+        self.internal_errors = 0
 
     @property
     def uri(self) -> str:
@@ -109,9 +119,17 @@ class IiodServer:
                 conn, _addr = self._sock.accept()
             except OSError:
                 break
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._conns_lock:
-                self._conns.add(conn)
+                full = len(self._conns) >= MAX_CONNECTIONS
+                if not full:
+                    self._conns.add(conn)
+            if full:  # bounded threads: a client opening connections in a loop cannot exhaust the host
+                self.connections_refused += 1
+                log.warning("iiod %s: %d clients connected (the limit); closing a new connection",
+                            self.port, MAX_CONNECTIONS)
+                conn.close()
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve_conn, args=(conn,), daemon=True).start()
 
     def close(self) -> None:
@@ -165,6 +183,12 @@ class IiodServer:
                     self._dispatch(words, rfile, f, buffers, conn)
                 except _ProtocolError as exc:
                     f.write(b"%d\n" % exc.code)
+                except (OSError, ConnectionError):
+                    raise
+                except Exception:  # noqa: BLE001 (a bug costs one command, not the client's session)
+                    self.internal_errors += 1
+                    log.exception("iiod %s: command %r failed; answered -EIO", self.port, " ".join(words)[:200])
+                    f.write(b"%d\n" % -errno.EIO)
         except (OSError, ValueError):
             pass  # client went away
         finally:
@@ -259,8 +283,14 @@ class IiodServer:
         if not args[-1].isdigit():
             raise _ProtocolError(-errno.EINVAL)
         n = int(args[-1])
-        if n > MAX_WRITE_BYTES:
-            raise OSError("attribute write too long; dropping the connection")  # cannot resynchronise
+        if n > MAX_WRITE_BYTES:  # read and drop its bytes so the next command is found, then refuse
+            left = n
+            while left > 0:
+                chunk = rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    raise OSError("client closed during WRITE")
+                left -= len(chunk)
+            raise _ProtocolError(-errno.EFBIG)
         payload = rfile.read(n)
         if len(payload) < n:
             raise OSError("client closed during WRITE")

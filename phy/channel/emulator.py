@@ -407,7 +407,8 @@ class ChannelEmulator:
     def current_delay_s(self) -> float:
         """The bulk delay applied to the next sample (propagation + accumulated clock offset), seconds."""
         s = self._seg
-        return max(0.0, s["tau0"] + s["tau_rate"] * (self._n - s["n_seg"])) / self.sample_rate_hz
+        tau = min(max(0.0, s["tau0"] + s["tau_rate"] * (self._n - s["n_seg"])), MAX_DELAY_SAMPLES)  # as the kernel
+        return tau / self.sample_rate_hz
 
     def latency_samples(self) -> int:
         """Samples of zeros to feed after a burst so all of it comes out: the current delay plus the longest
