@@ -54,7 +54,9 @@ ERROR_CODES = {
     "kind": "the kind is not a request this server answers",
     "field": "a body field is missing, unknown, of the wrong type or out of range",
     "controller": "the controller raised while deciding",
+    "limit": "a bounded server table is full (e.g. more than MAX_LINKS link ids)",
 }
+MAX_NESTING = 32  # maps/arrays nested deeper are refused (real messages nest 4 levels)
 
 
 class ProtocolError(ValueError):
@@ -93,9 +95,10 @@ def decode(data: bytes, allowed_kinds: tuple[str, ...] | None = None) -> Message
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types for garbage
-        raise ProtocolError("decode", f"not a msgpack message ({type(exc).__name__}: {exc})") from None
+        raise ProtocolError("decode", f"not a msgpack message: {str(exc)[:200] or 'unreadable'}") from None
     if not isinstance(obj, dict):
-        raise ProtocolError("decode", f"expected a msgpack map, got {type(obj).__name__}")
+        raise ProtocolError("decode", f"expected a msgpack map, got a msgpack {_wire_type(obj)}")
+    _check_keys(obj)
     missing = {"v", "kind", "id", "body"} - set(obj)
     if missing:
         raise ProtocolError("envelope", f"envelope lacks {sorted(missing)}; send {{v, kind, id, body}}")
@@ -114,6 +117,32 @@ def decode(data: bytes, allowed_kinds: tuple[str, ...] | None = None) -> Message
     if obj["kind"] not in kinds:
         raise ProtocolError("kind", f"kind {obj['kind']!r} is not one of {list(kinds)}")
     return Message(obj["kind"], obj["id"], obj["body"], obj["v"])
+
+
+def _wire_type(obj: Any) -> str:
+    """The msgpack name of a decoded value (replies name wire types, not Python classes)."""
+    for t, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (bytes, "bin"),
+                    (list, "array"), (dict, "map"), (type(None), "nil")):
+        if isinstance(obj, t):
+            return name
+    return "extension"
+
+
+def _check_keys(obj: Any) -> None:
+    """Every map key a string, nesting at most MAX_NESTING (iterative: no recursion to exhaust)."""
+    stack = [(obj, "", 0)]
+    while stack:
+        o, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ProtocolError("decode", f"message nested deeper than {MAX_NESTING} levels (at {where or 'top'})")
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if not isinstance(k, str):
+                    raise ProtocolError("envelope", f"map key {k!r:.60} at {where or 'top level'} is {_wire_type(k)}; "
+                                        "every key must be a UTF-8 string (msgpack str, not bin)")
+                stack.append((v, f"{where}.{k}" if where else k, depth + 1))
+        elif isinstance(o, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(o))
 
 
 def _typed(body: dict[str, Any], kind: str, cls: type) -> Any:

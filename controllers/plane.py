@@ -13,6 +13,7 @@ safe fallback plan (every hop ``fallback=True``) and the caller carries on.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,7 @@ import zmq
 
 from sagin_hil.controllers.base import Controller, fallback_plan
 from sagin_hil.controllers.messages import (
+    MAX_MESSAGE_BYTES,
     REPLY_KINDS,
     REQUEST_KINDS,
     Message,
@@ -39,6 +41,10 @@ __all__ = ["ControlServer", "ControlClient", "UPDATE_TOPIC"]
 
 UPDATE_TOPIC = b"allocation"
 _POLL_MS = 20
+MAX_LINKS = 4096  # distinct link ids whose latest report the server keeps; reports for more are refused
+MAX_LINK_ID_CHARS = 128
+_MAX_RECV_BYTES = 16 * MAX_MESSAGE_BYTES  # ZeroMQ drops a peer sending more; 1..16 MiB get a too_large reply
+log = logging.getLogger(__name__)
 
 
 def _pub_endpoint_for(endpoint: str) -> str:
@@ -126,6 +132,7 @@ class ControlServer:
         try:
             router = self.context.socket(zmq.ROUTER)
             router.setsockopt(zmq.LINGER, 0)
+            router.setsockopt(zmq.MAXMSGSIZE, _MAX_RECV_BYTES)
             router.bind(_bindable(self.endpoint))
             self.endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
             pub = self.context.socket(zmq.PUB)
@@ -166,6 +173,13 @@ class ControlServer:
             msg_id = msg.id
             if msg.kind == "report":
                 report = parse_report(msg.body)
+                if len(report.link_id) > MAX_LINK_ID_CHARS:
+                    raise ProtocolError("field", f"link_id of {len(report.link_id)} characters is longer than "
+                                        f"{MAX_LINK_ID_CHARS}; name links 'tx->rx', e.g. 'leo0->uav0'")
+                if report.link_id not in self.reports and len(self.reports) >= MAX_LINKS:
+                    # bounded: a client inventing link ids must not grow the server (or the controller)
+                    raise ProtocolError("limit", f"report for a new link {report.link_id[:80]!r} refused: the server "
+                                        f"keeps at most {MAX_LINKS} links; reuse link ids or restart the server")
                 self.reports[report.link_id] = report
                 self.controller.observe(report)
                 self.stats["n_reports"] += 1
@@ -186,7 +200,8 @@ class ControlServer:
         except ProtocolError as exc:
             return self._error(exc.code, str(exc), msg_id)
         except Exception as exc:  # anything unforeseen is still a counted error, never a crash
-            return self._error("field", f"{type(exc).__name__}: {exc}", msg_id)
+            log.debug("control plane: request not understood", exc_info=True)
+            return self._error("field", f"the request body could not be read: {str(exc)[:300]}", msg_id)
 
 
 class ControlClient:
