@@ -303,3 +303,33 @@ def test_fuzzed_messages_never_stop_the_stream(ctx):
         assert svc.running
     assert np.array_equal(y[-1000:], x)
     assert stats["rejected"] + stats["messages_in"] == 201 and stats["rejected"] > 150
+
+
+def test_cli_busy_port_names_the_option_and_link_budget_json():
+    """`emulator serve` on a taken --rx or --control port says which option to change; link-budget has
+    --json and a piped table that is not cut."""
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+
+    runner = CliRunner()
+    busy = endpoint()
+    holder = zmq.Context.instance().socket(zmq.PULL)
+    holder.bind(busy)
+    try:
+        res = runner.invoke(app, ["emulator", "serve", "--tx", endpoint(), "--rx", busy])
+        assert res.exit_code == 1
+        assert f"cannot bind --rx {busy}: Address already in use" in res.output
+        assert "pass a free port with --rx" in res.output
+        res = runner.invoke(app, ["emulator", "serve", "--tx", endpoint(), "--rx", endpoint(), "--control", busy])
+        assert res.exit_code == 1 and f"cannot bind --control {busy}" in res.output
+        assert "pass a free port with --control" in res.output
+    finally:
+        holder.close(0)
+    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0:uav0", "--start", "0", "--stop", "60", "--json"])
+    assert res.exit_code == 0
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert [r["t_s"] for r in rows] == [0.0, 30.0, 60.0] and rows[0]["tx"] == "leo0" and rows[0]["visible"] is True
+    assert rows[0]["snr_db"] == pytest.approx(Scenario.default().link_state("leo0", "uav0", 0.0).snr_db)
+    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0:uav0", "--start", "0", "--stop", "0"])
+    assert "Mbit/s" in res.output and "…" not in res.output  # piped: every column whole

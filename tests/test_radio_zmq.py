@@ -134,3 +134,87 @@ def test_through_the_channel_emulator_service():
         rx.close()
         service.stop()
         tx.close()
+
+
+def test_busy_tx_port_is_named_with_the_fix():
+    """A second radio on a taken tx_uri used to raise AttributeError from its own clean-up."""
+    import zmq
+
+    holder = zmq.Context.instance().socket(zmq.PUSH)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with pytest.raises(RadioError) as info:
+            open_radio(RadioConfig(kind="zmq", uri=f"tcp://127.0.0.1:{_port()}", tx_uri=f"tcp://127.0.0.1:{port}"))
+        msg = str(info.value)
+        assert f"cannot bind tx_uri 'tcp://127.0.0.1:{port}': Address already in use" in msg
+        assert "set tx_uri to a free one" in msg
+    finally:
+        holder.close(linger=0)
+
+
+SRSRAN_FS = 1.92e6  # srsRAN's 6-PRB base rate: 1920 samples per 1 ms subframe
+
+
+def test_srsran_receiver_pulls_1920_sample_blocks_from_our_transmitter():
+    """srsRAN's ZMQ RX is a REQ that sends one byte (0xFF) and takes whatever fc32 block comes back."""
+    import threading
+
+    import zmq
+
+    port = _port()
+    radio = open_radio(RadioConfig(kind="zmq", zmq_pattern="req-rep", uri=f"tcp://127.0.0.1:{_port()}",
+                                   tx_uri=f"tcp://127.0.0.1:{port}", sample_rate_hz=SRSRAN_FS, timeout_s=5))
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(f"tcp://127.0.0.1:{port}")
+    x = (np.random.default_rng(3).standard_normal(5760) * (1 + 1j) / 4).astype(np.complex64)
+    th = threading.Thread(target=radio.tx, args=(x,))
+    th.start()
+    try:
+        blocks = []
+        for _ in range(3):
+            req.send(b"\xff")
+            assert req.poll(5000)
+            blocks.append(np.frombuffer(req.recv(), np.complex64))  # raw fc32, as srsRAN reads it
+        th.join(5)
+        assert [len(b) for b in blocks] == [1920, 1920, 1920]
+        np.testing.assert_array_equal(np.concatenate(blocks), x)
+    finally:
+        req.close()
+        radio.close()
+
+
+def test_our_receiver_pulls_from_an_srsran_transmitter():
+    """srsRAN's ZMQ TX is a REP that reads a one-byte request (a longer one is truncated to its first byte)
+    and answers with one subframe of fc32; our 4-byte request works and the block size is whatever comes."""
+    import threading
+
+    import zmq
+
+    port = _port()
+    rep = zmq.Context.instance().socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.bind(f"tcp://127.0.0.1:{port}")
+    stream = (np.random.default_rng(4).standard_normal(1920 * 4) * (1 - 1j) / 4).astype(np.complex64)
+    stop = threading.Event()
+
+    def srsran_tx():
+        k = 0
+        while not stop.is_set() and k < 4:
+            if rep.poll(50):
+                rep.recv()
+                rep.send(stream[1920 * k : 1920 * (k + 1)].tobytes())
+                k += 1
+
+    th = threading.Thread(target=srsran_tx)
+    th.start()
+    radio = open_radio(RadioConfig(kind="zmq", zmq_pattern="req-rep", uri=f"tcp://127.0.0.1:{port}",
+                                   sample_rate_hz=SRSRAN_FS, timeout_s=5))
+    try:
+        y = np.concatenate([radio.rx(5000).samples, radio.rx(2680).samples])  # cut mid-block: leftovers kept
+        np.testing.assert_array_equal(y, stream[:7680])
+    finally:
+        stop.set()
+        th.join(2)
+        radio.close()
+        rep.close()
