@@ -83,9 +83,12 @@ def run(
         None, help="Flowgraph TOML file. Without one, runs the embedded default (a LEO pass in loopback)."
     ),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write summary.json to this path."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives runs/<name>-<time>/."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Folder that receives runs/<name>-<time>-<id>/."),
     images: Optional[int] = typer.Option(None, help="Override the number of images carried."),
     radio: Optional[str] = typer.Option(None, help="Override the radio: emulated, pluto-emu, pluto, soapy, zmq."),
+    seed: Optional[int] = typer.Option(None, help="Override the flowgraph's seed (the same seed gives the same run)."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Set any flowgraph key, e.g. --set controller.algo=ao --set tasks.frames=2 (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Run a flowgraph end to end and write a report folder (summary.json, tasks.csv, plots, index.html)."""
@@ -96,16 +99,18 @@ def run(
 
     try:
         fg = load_flowgraph(flowgraph)
-        overrides = {k: v for k, v in {"images": images, "radio": radio}.items() if v is not None}
-        if overrides:
-            fg = fg.with_overrides(**overrides)
+        overrides = {k: v for k, v in {"images": images, "radio": radio, "seed": seed, "sets": set_}.items() if v}
+        if overrides or seed is not None:
+            fg = fg.with_overrides(**{**overrides, "seed": seed})
         result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
     except (FlowgraphError, ScenarioError, RadioError) as exc:  # nothing was run: say why
         err_console.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote keys like [controller]
         raise typer.Exit(2) from None
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result.summary, indent=2))
+        from sagin_hil.flowgraphs.report import clean_json
+
+        json_path.write_text(json.dumps(clean_json(result.summary), indent=2))
         console.print(escape(f"summary written to {json_path}"))
     if result.aborted:
         err_console.print(f"[red]run aborted:[/] {escape(f'{result.aborted}; the finished tasks are in {result.out_dir}')}")

@@ -1,9 +1,12 @@
 """Shared data types: the few values every layer passes to the others.
 
-Task (an image to deliver), LinkReport (what a receiver measured), Allocation (what a controller decided)
-and SampleBlock (complex64 samples with their rate, carrier and start time). They are plain dataclasses
-that check their own values; `to_dict`/`from_dict` give the JSON/msgpack-safe form used on the wire and
-in reports (never pickle).
+Task (an image to deliver), LinkReport (what a receiver measured), SampleBlock (complex64 samples with their
+rate, carrier and start time), and the controller seam: ControllerState (what a controller sees) -> Plan
+(what it decides: per task an Allocation with its Route, mode, codec budget and per-hop HopAllocations; per
+UAV a waypoint). They are plain dataclasses that check their own values; `to_dict`/`from_dict` give the
+JSON/msgpack-safe form used on the wire and in reports (never pickle).
+
+Link ids are spelled one way everywhere: "<tx>-><rx>" with the scenario's node names, e.g. "leo0->uav0".
 """
 
 from __future__ import annotations
@@ -15,7 +18,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Task", "LinkReport", "Allocation", "SampleBlock", "to_dict", "from_dict"]
+__all__ = ["Task", "LinkReport", "Route", "HopAllocation", "Allocation", "Plan", "ControllerState", "SampleBlock",
+           "link_id", "parse_link_id", "to_dict", "from_dict"]
+
+
+def link_id(tx: str, rx: str) -> str:
+    """The one spelling of a link: "tx->rx"."""
+    return f"{tx}->{rx}"
+
+
+def parse_link_id(link: str) -> tuple[str, str]:
+    """(tx, rx) of "tx->rx"; a ValueError names the expected form."""
+    parts = link.split("->") if isinstance(link, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"link id {link!r} must read 'tx->rx' with node names, e.g. 'leo0->uav0'")
+    return parts[0], parts[1]
 
 
 def _check_range(owner: str, name: str, value: float, lo: float, hi: float, fix: str = "") -> None:
@@ -38,6 +55,7 @@ class Task:
     quality_min_db: Q_min, the PSNR floor in dB.
     weight_quality, weight_delay: SCC weights xi_q and xi_d, summing to 1.
     name: a human label (the image's name).
+    shape: the image's shape, kept when the image itself is not (the wire form).
     """
 
     task_id: int
@@ -50,6 +68,7 @@ class Task:
     weight_quality: float = 0.5
     weight_delay: float = 0.5
     name: str = ""
+    shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_range("Task", "deadline_s", self.deadline_s, 1e-6, 1e6, "a positive delay limit in seconds")
@@ -66,6 +85,13 @@ class Task:
                 raise ValueError(
                     f"Task.image must be uint8 HxW or HxWx3; got dtype {img.dtype}, shape {img.shape}"
                 )
+            self.shape = tuple(int(n) for n in img.shape)
+        self.shape = tuple(int(n) for n in self.shape)
+
+    @property
+    def n_pixels(self) -> int:
+        """H x W of the image (0 when its shape is unknown)."""
+        return int(self.shape[0] * self.shape[1]) if len(self.shape) >= 2 else 0
 
 
 @dataclass
@@ -101,40 +127,240 @@ class LinkReport:
                 _check_range("LinkReport", name, value, 0.0, 1.0, "a rate in [0, 1], or NaN if unknown")
 
 
-@dataclass
-class Allocation:
-    """A controller's decision for one task or one link.
+@dataclass(frozen=True)
+class Route:
+    """The nodes a task crosses, source LEO first: LEO [-> LEO over ISLs ...] -> UAV -> user.
 
-    mode: transmission mode, "mode1" (JPEG 2000 + LDPC), "mode2", "mode3_1".."mode3_3" ([P000] Sec. III-A, docs/references.md).
-    mcs: modulation and code name from phy.mcs, e.g. "qpsk-1/2"; modulation and code_rate spell it out.
-    power_w, bandwidth_hz: transmit power and bandwidth granted.
-    compression: codec budget; for Mode 1 the JPEG 2000 target in bits per pixel, for JSCC the
-      bandwidth ratio (channel symbols per source value).
-    uav_positions_m: node name -> (x, y, z) metres, for controllers that move UAVs.
-    pairings: node -> node it is served by (user -> UAV, UAV -> LEO).
-    fallback: True when the allocation is the safe default used because no controller answered.
+    leo: the satellite that transmits to the UAV (the LEO-UAV pairing); uav, user: the UAV-user pairing;
+    isl_hops: the inter-satellite hand-offs before it (empty when the source LEO serves the UAV itself).
     """
 
-    mode: str = "mode1"
+    nodes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        nodes = tuple(self.nodes)
+        if len(nodes) < 3 or not all(isinstance(n, str) and n for n in nodes) or len(set(nodes)) != len(nodes):
+            raise ValueError(f"Route.nodes = {list(nodes)!r} must be distinct node names, LEO [-> LEO ...] -> UAV "
+                             "-> user, e.g. ['leo0', 'uav0', 'user0']")
+        object.__setattr__(self, "nodes", nodes)
+
+    @property
+    def source(self) -> str:
+        return self.nodes[0]
+
+    @property
+    def leo(self) -> str:
+        return self.nodes[-3]
+
+    @property
+    def uav(self) -> str:
+        return self.nodes[-2]
+
+    @property
+    def user(self) -> str:
+        return self.nodes[-1]
+
+    @property
+    def isl_hops(self) -> list[str]:
+        return [link_id(a, b) for a, b in zip(self.nodes[:-3], self.nodes[1:-2])]
+
+    @property
+    def links(self) -> list[str]:
+        """Link ids hop by hop."""
+        return [link_id(a, b) for a, b in zip(self.nodes, self.nodes[1:])]
+
+    def __str__(self) -> str:
+        return "->".join(self.nodes)
+
+
+@dataclass
+class HopAllocation:
+    """What one hop of a task gets.
+
+    mcs: modulation and code from phy.mcs (e.g. "qpsk-1/2"), or "analog" for a JSCC mode's symbols;
+    power_w: transmit power (None: the node's configured power); bandwidth_hz: occupied bandwidth (None: the
+    link's configured bandwidth; the hop's symbol rate is bandwidth / (1 + roll-off)).
+    """
+
     mcs: str = "qpsk-1/2"
-    modulation: str = "qpsk"
-    code_rate: float = 0.5
-    power_w: float = 1.0
-    bandwidth_hz: float = 10e6
-    compression: float = 0.5
-    uav_positions_m: dict[str, tuple[float, float, float]] = field(default_factory=dict)
-    pairings: dict[str, str] = field(default_factory=dict)
+    power_w: float | None = None
+    bandwidth_hz: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mcs, str) or not self.mcs:
+            raise ValueError(f"HopAllocation.mcs = {self.mcs!r} must name an MCS, e.g. 'qpsk-1/2', or 'analog'")
+        if self.power_w is not None:
+            _check_range("HopAllocation", "power_w", self.power_w, 0.0, 1e6, "transmit power in watts")
+        if self.bandwidth_hz is not None:
+            _check_range("HopAllocation", "bandwidth_hz", self.bandwidth_hz, 1.0, 1e11, "bandwidth in Hz")
+
+
+@dataclass
+class Allocation:
+    """A controller's decision for one task.
+
+    task_id: the task; route: the nodes it crosses (pairings and ISL hops); mode: a registered mode name
+    (codecs.modes.MODES); bits_per_pixel: the digital payload budget of a rate-adaptive mode (JPEG 2000);
+    bandwidth_ratio: channel uses per source value of an analog (JSCC) mode; hops: link id -> HopAllocation
+    for every link of the route; predicted: the controller's own predictions (psnr_db, delay_s, scc, ...);
+    fallback: True when this is the safe default used because no controller answered.
+    """
+
+    task_id: int
+    route: Route
+    mode: str = "mode1"
+    bits_per_pixel: float = 0.0
+    bandwidth_ratio: float = 0.0
+    hops: dict[str, HopAllocation] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
     fallback: bool = False
 
     def __post_init__(self) -> None:
-        _check_range("Allocation", "code_rate", self.code_rate, 1e-3, 1.0, "a code rate in (0, 1]")
-        _check_range("Allocation", "power_w", self.power_w, 0.0, 1e6, "transmit power in watts")
-        _check_range("Allocation", "bandwidth_hz", self.bandwidth_hz, 1.0, 1e11, "bandwidth in Hz")
-        _check_range("Allocation", "compression", self.compression, 0.0, 1e3)
-        self.uav_positions_m = {k: tuple(float(c) for c in v) for k, v in self.uav_positions_m.items()}
-        for name, pos in self.uav_positions_m.items():
-            if len(pos) != 3:
-                raise ValueError(f"Allocation.uav_positions_m[{name!r}] = {pos} must be (x, y, z) in metres")
+        if not isinstance(self.route, Route):
+            self.route = Route(tuple(self.route))
+        _check_range("Allocation", "bits_per_pixel", self.bits_per_pixel, 0.0, 64.0, "bits per pixel")
+        _check_range("Allocation", "bandwidth_ratio", self.bandwidth_ratio, 0.0, 16.0, "channel uses per value")
+        self.hops = {k: v if isinstance(v, HopAllocation) else HopAllocation(**v) for k, v in self.hops.items()}
+        extra = sorted(set(self.hops) - set(self.route.links))
+        if extra:
+            raise ValueError(f"Allocation of task {self.task_id}: hop(s) {extra} are not on its route {self.route}")
+
+    def hop(self, link: str) -> HopAllocation:
+        """The hop's allocation; a route link the controller left out gets the defaults."""
+        return self.hops.get(link) or HopAllocation()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "route": list(self.route.nodes), "mode": self.mode,
+                "bits_per_pixel": self.bits_per_pixel, "bandwidth_ratio": self.bandwidth_ratio,
+                "hops": {k: dataclasses.asdict(v) for k, v in self.hops.items()},
+                "predicted": dict(self.predicted), "fallback": self.fallback}
+
+
+@dataclass
+class Plan:
+    """A controller's answer to one ControllerState.
+
+    allocations: task id -> Allocation; waypoints_m: UAV name -> the (x, y, z) position (m, local
+    east/north/up) it flies toward; trail: task id -> the decision's reasoning (candidate modes and MCS with
+    their predicted quality and delay, the choice and why), JSON-safe, shown in the report.
+    """
+
+    allocations: dict[int, Allocation] = field(default_factory=dict)
+    waypoints_m: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    trail: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.allocations = {int(k): v for k, v in self.allocations.items()}
+        self.trail = {int(k): v for k, v in self.trail.items()}
+        self.waypoints_m = {k: tuple(float(c) for c in v) for k, v in self.waypoints_m.items()}
+        for name, pos in self.waypoints_m.items():
+            if len(pos) != 3 or not all(math.isfinite(c) for c in pos):
+                raise ValueError(f"Plan.waypoints_m[{name!r}] = {pos} must be a finite (x, y, z) in metres")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allocations": {str(k): a.to_dict() for k, a in self.allocations.items()},
+                "waypoints_m": {k: list(v) for k, v in self.waypoints_m.items()},
+                "trail": {str(k): v for k, v in self.trail.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        allocs = {}
+        for k, a in dict(data.get("allocations", {})).items():
+            a = dict(a)
+            a["route"] = Route(tuple(a.get("route", ())))
+            allocs[int(k)] = Allocation(**a)
+        return cls(allocs, dict(data.get("waypoints_m", {})), dict(data.get("trail", {})))
+
+
+@dataclass
+class ControllerState:
+    """What a controller sees when it plans.
+
+    time_s: scenario time; tasks: the queue, each with its deadline and quality floor; routes: task id ->
+    candidate Routes (the runner's default first); modes: the registered mode names the flowgraph allows;
+    positions_m: UAV and user positions (m, local east/north/up); visible: (LEO, UAV) pairs in view;
+    isl: (LEO, LEO) pairs with a usable inter-satellite link; reports: link id -> the latest LinkReport
+    (the control plane fills these from what receivers published); predicted_snr_db: link id -> the
+    ephemeris' Es/N0 prediction at the link's nominal power and bandwidth; propagation_delay_s: link id ->
+    seconds; bandwidth_hz: link id -> the nominal bandwidth; power_w: node -> its nominal transmit power;
+    rolloff: the PHY's roll-off (symbol rate = bandwidth / (1 + rolloff)); user_kind: user -> "semantic" or
+    "conventional" (semantic-relay systems); context: facts of a particular system (JSON-safe).
+    """
+
+    time_s: float = 0.0
+    tasks: list[Task] = field(default_factory=list)
+    routes: dict[int, list[Route]] = field(default_factory=dict)
+    modes: list[str] = field(default_factory=lambda: ["mode1"])
+    positions_m: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    visible: list[tuple[str, str]] = field(default_factory=list)
+    isl: list[tuple[str, str]] = field(default_factory=list)
+    reports: dict[str, LinkReport] = field(default_factory=dict)
+    predicted_snr_db: dict[str, float] = field(default_factory=dict)
+    propagation_delay_s: dict[str, float] = field(default_factory=dict)
+    bandwidth_hz: dict[str, float] = field(default_factory=dict)
+    power_w: dict[str, float] = field(default_factory=dict)
+    rolloff: float = 0.25
+    user_kind: dict[str, str] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.time_s):
+            raise ValueError(f"ControllerState.time_s = {self.time_s!r} must be finite")
+        self.routes = {int(k): [r if isinstance(r, Route) else Route(tuple(r)) for r in v]
+                       for k, v in self.routes.items()}
+        ids = {t.task_id for t in self.tasks}
+        missing = sorted(ids - set(self.routes))
+        if missing:
+            raise ValueError(f"ControllerState: task(s) {missing} have no candidate route; give routes[task_id]")
+        for name in ("predicted_snr_db", "propagation_delay_s", "bandwidth_hz"):
+            for link, v in getattr(self, name).items():
+                parse_link_id(link)
+                if not math.isfinite(float(v)):
+                    raise ValueError(f"ControllerState.{name}[{link!r}] = {v!r} must be finite")
+        self.visible = [tuple(p) for p in self.visible]
+        self.isl = [tuple(p) for p in self.isl]
+        self.positions_m = {k: tuple(float(c) for c in v) for k, v in self.positions_m.items()}
+
+    def symbol_rate_hz(self, link: str, bandwidth_hz: float | None = None) -> float:
+        """The link's symbol rate at `bandwidth_hz` (default: its nominal bandwidth)."""
+        bw = bandwidth_hz if bandwidth_hz is not None else self.bandwidth_hz.get(link)
+        if bw is None:
+            raise ValueError(f"ControllerState has no bandwidth for link {link!r}")
+        return bw / (1 + self.rolloff)
+
+    def snr_db(self, link: str) -> float | None:
+        """The link's latest measured SNR, else its predicted one, else None."""
+        if link in self.reports:
+            return self.reports[link].snr_db
+        return self.predicted_snr_db.get(link)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time_s": self.time_s, "tasks": [to_dict(t) for t in self.tasks],
+            "routes": {str(k): [list(r.nodes) for r in v] for k, v in self.routes.items()},
+            "modes": list(self.modes), "positions_m": {k: list(v) for k, v in self.positions_m.items()},
+            "visible": [list(p) for p in self.visible], "isl": [list(p) for p in self.isl],
+            "reports": {k: to_dict(r) for k, r in self.reports.items()},
+            "predicted_snr_db": dict(self.predicted_snr_db), "propagation_delay_s": dict(self.propagation_delay_s),
+            "bandwidth_hz": dict(self.bandwidth_hz), "power_w": dict(self.power_w), "rolloff": self.rolloff,
+            "user_kind": dict(self.user_kind), "context": self.context,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ControllerState:
+        if not isinstance(data, dict):
+            raise ValueError(f"ControllerState must be a map, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - names
+        if extra:
+            raise ValueError(f"ControllerState has no field(s) {sorted(extra)}; allowed: {sorted(names)}")
+        d = dict(data)
+        d["tasks"] = [from_dict({**t, "type": "Task"}) if isinstance(t, dict) else t for t in d.get("tasks", [])]
+        d["reports"] = {k: from_dict({**r, "type": "LinkReport"}) for k, r in dict(d.get("reports", {})).items()}
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"ControllerState: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -174,19 +400,19 @@ class SampleBlock:
         )
 
 
-_TYPES = {cls.__name__: cls for cls in (Task, LinkReport, Allocation)}
+_TYPES = {cls.__name__: cls for cls in (Task, LinkReport)}
 
 
-def to_dict(obj: Task | LinkReport | Allocation) -> dict[str, Any]:
+def to_dict(obj: Task | LinkReport) -> dict[str, Any]:
     """The wire/report form: plain JSON types, tagged with the type name. Task.image is left out."""
     out = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "image"}
-    if isinstance(obj, Allocation):
-        out["uav_positions_m"] = {k: list(v) for k, v in obj.uav_positions_m.items()}
+    if isinstance(obj, Task):
+        out["shape"] = list(obj.shape)
     out["type"] = type(obj).__name__
     return out
 
 
-def from_dict(data: dict[str, Any]) -> Task | LinkReport | Allocation:
+def from_dict(data: dict[str, Any]) -> Task | LinkReport:
     """Inverse of `to_dict`. Unknown types or fields raise ValueError naming them."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a mapping, got {type(data).__name__}")
@@ -201,6 +427,7 @@ def from_dict(data: dict[str, Any]) -> Task | LinkReport | Allocation:
     kwargs = {k: v for k, v in data.items() if k != "type"}
     if cls is Task:
         kwargs.setdefault("image", None)
+        kwargs["shape"] = tuple(kwargs.get("shape", ()))
     try:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields

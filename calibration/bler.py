@@ -173,6 +173,7 @@ def measure_bler_table(
     from sagin_hil.phy.ldpc import decoder_for, describe_decoder, nr_code
     from sagin_hil.phy.mcs import MCS_TABLE, get_mcs
     from sagin_hil.phy.modulation import Constellation
+    from sagin_hil.phy.theory import awgn
 
     names = [m.name for m in MCS_TABLE] if mcs_names is None else list(mcs_names)
     mcs_list = [get_mcs(n) for n in names]  # raises on unknown names
@@ -207,8 +208,7 @@ def measure_bler_table(
                 b = min(batch, n_blocks - blocks)
                 u = rng.integers(0, 2, (b, code_k), dtype=np.uint8)
                 x = const.map(code.encode(u))
-                noise = rng.normal(0.0, math.sqrt(n0 / 2), x.shape + (2,))
-                y = (x + noise[..., 0] + 1j * noise[..., 1]).astype(np.complex64)
+                y = awgn(x, snr_db, rng).astype(np.complex64)
                 res = dec(const.demap(y, n0, method="maxlog"))
                 errors += int((res.info_bits != u).any(-1).sum())
                 blocks += b

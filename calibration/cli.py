@@ -51,7 +51,31 @@ def bler(
         console.print(f"{name:>10}: Es/N0 {table.required_snr_db(name, 0.1):6.2f} dB at BLER 0.1")
     console.print(escape(f"table written to {out}; use it with the controller option bler_table={out}"))
 
+def modes_cmd(
+    images: int = typer.Option(8, help="Held-out images to measure on."),
+    size: int = typer.Option(256, help="Image side in px."),
+    vq: bool = typer.Option(True, help="Also measure Modes 3_1..3_3 (needs the trained VQ weights)."),
+    jscc: bool = typer.Option(True, help="Also measure the deep JSCC modes over AWGN (needs the trained JSCC weights)."),
+) -> None:
+    """Measure the mode table (bits, PSNR, SSIM, compute time) and the JPEG 2000 rate-quality curve."""
+    from sagin_hil.calibration.quality import build_mode_table
+    from sagin_hil.codecs.modes import MODE_TABLE_PATH
+
+    table = build_mode_table(images, size, vq=vq, jscc=jscc)
+    for name, m in table["modes"].items():
+        if "snr_db" in m:  # an analog mode: quality over the channel SNR
+            curve = ", ".join(f"{q:.1f}" for q in m["psnr_db"])
+            typer.echo(f"mode {name:9s} {m['symbols']:7d} symbols  PSNR {curve} dB at SNR "
+                       f"{', '.join(f'{s:g}' for s in m['snr_db'])} dB  compute {1e3 * m['compute_time_s']:.1f} ms")
+        else:
+            typer.echo(f"mode {name:9s} {m['bits']:7d} bits  PSNR {m['psnr_db']:.2f} dB  "
+                       f"SSIM {m['ssim']:.3f}  compute {1e3 * m['compute_time_s']:.1f} ms")
+    typer.echo(f"written to {MODE_TABLE_PATH}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this layer's commands to `app`."""
+    """Add this layer's commands to `app`; `train modes` joins the codecs' `train` group (registered first):
+    users find it beside the training it follows, while the measuring itself lives in this layer."""
     app.add_typer(calibrate, name="calibrate")
+    train = next((g.typer_instance for g in app.registered_groups if g.name == "train"), None)
+    (train or calibrate).command("modes")(modes_cmd)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Codec", "CodecError", "Payload", "pack_header", "unpack_header", "HEADER_OVERHEAD_BYTES", "check_image"]
+__all__ = ["Budget", "Codec", "CodecError", "Payload", "pack_header", "unpack_header", "HEADER_OVERHEAD_BYTES", "check_image"]
 
 MAGIC = b"SG"
 VERSION = 1
@@ -28,6 +28,33 @@ _PREFIX = struct.Struct(">2sBBH")
 
 class CodecError(ValueError):
     """An image cannot be encoded as asked, or a payload cannot be decoded (a clear erasure)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an encoder may spend, in the units it understands; a codec uses what applies to it and raises
+    CodecError for a budget it cannot meet or a field it needs that is missing.
+
+    bits: digital payload size in bits, header included (JPEG 2000's rate; a ceiling for fixed-size codecs).
+    symbols: analog channel uses available (deep JSCC sends ratio x source values; fewer is an error).
+    snr_db: the channel SNR the encoder should expect (SNR-adaptive analog codecs condition on it).
+    psnr_db: a quality target instead of a size (JPEG 2000 searches for the smallest rate reaching it).
+    """
+
+    bits: int | None = None
+    symbols: int | None = None
+    snr_db: float | None = None
+    psnr_db: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bits", "symbols"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or v <= 0):
+                raise CodecError(f"Budget.{name} = {v!r} must be a positive integer")
+        for name in ("snr_db", "psnr_db"):
+            v = getattr(self, name)
+            if v is not None and not np.isfinite(v):
+                raise CodecError(f"Budget.{name} = {v!r} must be a finite number of dB")
 
 
 @dataclass
@@ -107,7 +134,7 @@ class Codec(ABC):
     Input (encode)
     --------------
     image : uint8 HxW or HxWx3
-    budget_bits, n_symbols, target_psnr_db, snr_db ... : the budget keywords the codec understands.
+    budget : :class:`Budget` (None: the codec's own default, where it has one).
 
     Output (encode)
     ---------------
@@ -128,7 +155,7 @@ class Codec(ABC):
     kind: str = "digital"  # "digital" (bits) or "analog" (channel symbols)
 
     @abstractmethod
-    def encode(self, image: np.ndarray, **budget: Any) -> Payload: ...
+    def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload: ...
 
     @abstractmethod
     def decode(self, data: bytes, **kwargs: Any) -> np.ndarray: ...

@@ -57,28 +57,6 @@ def train_vq_cmd(
                    f"{res['eval']['psnr_db']:.2f} dB at {res['eval']['bits']} bits; saved {res['path']}")
 
 
-@train_app.command("modes")
-def modes_cmd(
-    images: int = typer.Option(8, help="Held-out images to measure on."),
-    size: int = typer.Option(256, help="Image side in px."),
-    vq: bool = typer.Option(True, help="Also measure Modes 3_1..3_3 (needs the trained VQ weights)."),
-    jscc: bool = typer.Option(True, help="Also measure the deep JSCC modes over AWGN (needs the trained JSCC weights)."),
-) -> None:
-    """Measure the mode table (bits, PSNR, SSIM, compute time) and the JPEG 2000 rate-quality curve."""
-    from sagin_hil.codecs.modes import MODE_TABLE_PATH, build_mode_table
-
-    table = build_mode_table(images, size, vq=vq, jscc=jscc)
-    for name, m in table["modes"].items():
-        if "snr_db" in m:  # an analog mode: quality over the channel SNR
-            curve = ", ".join(f"{q:.1f}" for q in m["psnr_db"])
-            typer.echo(f"mode {name:9s} {m['symbols']:7d} symbols  PSNR {curve} dB at SNR "
-                       f"{', '.join(f'{s:g}' for s in m['snr_db'])} dB  compute {1e3 * m['compute_time_s']:.1f} ms")
-        else:
-            typer.echo(f"mode {name:9s} {m['bits']:7d} bits  PSNR {m['psnr_db']:.2f} dB  "
-                       f"SSIM {m['ssim']:.3f}  compute {1e3 * m['compute_time_s']:.1f} ms")
-    typer.echo(f"written to {MODE_TABLE_PATH}")
-
-
 @train_app.command("eval")
 def eval_cmd(
     codec: str = typer.Argument(..., help="Registry name, e.g. jpeg2000, jscc-1/12, vq-3_2."),
@@ -97,6 +75,7 @@ def eval_cmd(
     import numpy as np
 
     from sagin_hil.codecs import CodecError, get_codec
+    from sagin_hil.codecs.base import Budget
     from sagin_hil.codecs.images import load_images
     from sagin_hil.codecs.perceptual import MetricWeightsError, load_perceptual
 
@@ -112,16 +91,19 @@ def eval_cmd(
     except (ValueError, CodecError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    rng = np.random.default_rng(0)
+    import torch
+
+    from sagin_hil.codecs.jscc import awgn_symbols
+
+    gen = torch.Generator().manual_seed(0)
     rows: list[dict[str, float]] = []
     for name, img in load_images(images, size, "eval"):
         if c.kind == "analog":
-            pay = c.encode(img, snr_db=snr_db)
-            n0 = 10 ** (-snr_db / 10)
-            rx = pay.symbols + (rng.normal(size=pay.n_symbols) + 1j * rng.normal(size=pay.n_symbols)) * np.sqrt(n0 / 2)
+            pay = c.encode(img, Budget(snr_db=snr_db))
+            rx = awgn_symbols(pay.symbols, snr_db, gen)
             rec = c.decode(pay.data, symbols=rx, snr_db=snr_db)
         else:
-            pay = c.encode(img, budget_bits=budget_bits or size * size) if codec == "jpeg2000" else c.encode(img)
+            pay = c.encode(img, Budget(bits=budget_bits or size * size)) if codec == "jpeg2000" else c.encode(img)
             rec = c.decode(pay.data)
         row = _eval_row(img, rec, scorers)
         rows.append({"bits": pay.n_bits, "symbols": pay.n_symbols, **row})

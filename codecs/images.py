@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_images", "load_full", "image_names", "EVAL_NAMES", "TRAIN_NAMES", "RUN_NAMES"]
+__all__ = ["load_images", "load_image_files", "image_files_in", "load_full", "image_names", "EVAL_NAMES", "TRAIN_NAMES", "RUN_NAMES"]
 
 EVAL_NAMES: tuple[str, ...] = (
     "chelsea", "rocket", "grace_hopper", "aero", "coffee", "motorcycle_right", "ascent", "immunohistochemistry",
@@ -126,3 +126,48 @@ def load_images(n: int = 8, size: int = 256, split: str = "run") -> list[tuple[s
     if size < 16:
         raise ValueError(f"size={size} px is too small; use size >= 16")
     return [(name, center_square(_load_raw(name), size)) for name in names[:n]]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".j2k", ".pgm", ".ppm")
+
+
+def image_files_in(folder: str | Path) -> list[Path]:
+    """The image files of `folder` (by suffix, sorted by name); an error names a folder with none."""
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise ValueError(f"images.dir = {str(folder)!r} is not a folder; give a folder of image files")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"images.dir = {str(folder)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def load_image_files(paths: list[str | Path], size: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """Your own images as (file stem, uint8 HxW grey or HxWx3 colour): any size, centre-cropped and resized to
+    size x size when `size` is given. An unreadable or unsupported file is named in a ValueError."""
+    out = []
+    for p in map(Path, paths):
+        try:
+            if p.suffix.lower() in (".jp2", ".j2k"):
+                import glymur
+
+                img = np.asarray(glymur.Jp2k(str(p))[:])
+            else:
+                from skimage.io import imread
+
+                img = np.asarray(imread(str(p)))
+        except Exception as exc:  # every reader's failure reads differently: name the file and the reason
+            raise ValueError(f"image {str(p)!r} cannot be read ({type(exc).__name__}: {exc}); give a PNG, JPEG, "
+                             "TIFF, BMP or JPEG 2000 file") from None
+        if img.ndim == 3 and img.shape[2] in (2, 4):  # drop alpha
+            img = img[:, :, : 1 if img.shape[2] == 2 else 3]
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        if img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
+            raise ValueError(f"image {str(p)!r} has shape {img.shape}; need an H x W (grey) or H x W x 3 image of "
+                             "at least 8 x 8 pixels")
+        if img.dtype != np.uint8:  # 16-bit or float: scale to 8 bits
+            hi = 65535.0 if img.dtype == np.uint16 else (255.0 if img.max() > 1.0 else 1.0)
+            img = np.clip(np.rint(img.astype(float) * 255.0 / hi), 0, 255).astype(np.uint8)
+        out.append((p.stem, center_square(img, size) if size else np.ascontiguousarray(img)))
+    return out

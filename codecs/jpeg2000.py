@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from sagin_hil.codecs.base import HEADER_OVERHEAD_BYTES, Codec, CodecError, Payload, check_image, pack_header, unpack_header
+from sagin_hil.codecs.base import HEADER_OVERHEAD_BYTES, Budget, Codec, CodecError, Payload, check_image, pack_header, unpack_header
 from sagin_hil.codecs.metrics import psnr
 
 __all__ = ["Jpeg2000Codec"]
@@ -95,10 +95,9 @@ class Jpeg2000Codec(Codec):
     Input (encode)
     --------------
     image : uint8 HxW or HxWx3
-    budget_bits : int, optional
-        Upper bound on the payload size in bits (header included); the result is within ~10 % below it.
-    target_psnr_db : float, optional
-        Smallest payload whose decoded PSNR reaches this (bisection on rate); exactly one of the two.
+    budget : Budget with exactly one of
+        bits: upper bound on the payload size in bits (header included); the result is within ~10 % below it;
+        psnr_db: the smallest payload whose decoded PSNR reaches this (bisection on rate).
 
     Output
     ------
@@ -175,13 +174,14 @@ class Jpeg2000Codec(Codec):
                       "bpp": 8 * len(data) / (img.shape[0] * img.shape[1]), **meta},
         )
 
-    def encode(self, image: np.ndarray, budget_bits: int | None = None, target_psnr_db: float | None = None) -> Payload:
+    def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
         t0 = time.perf_counter()
         img = check_image(image)
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]
+        budget_bits, target_psnr_db = (None, None) if budget is None else (budget.bits, budget.psnr_db)
         if (budget_bits is None) == (target_psnr_db is None):
-            raise CodecError("give exactly one of budget_bits=... or target_psnr_db=...")
+            raise CodecError(f"JPEG 2000 needs exactly one of Budget(bits=...) or Budget(psnr_db=...); got {budget}")
         if budget_bits is not None:
             return self._payload(img, self._encode_budget(img, int(budget_bits)), t0, budget_bits=int(budget_bits))
         return self._encode_psnr(img, float(target_psnr_db), t0)
@@ -193,7 +193,7 @@ class Jpeg2000Codec(Codec):
         min_bytes = 120 + 16 * layers  # main header (SIZ, COD, QCD) + a few packets
         if target < min_bytes:
             raise CodecError(
-                f"budget_bits={budget_bits} is too small for JPEG 2000 (needs >= {8 * (min_bytes + self._header_bytes(layers))} bits)"
+                f"Budget(bits={budget_bits}) is too small for JPEG 2000 (needs >= {8 * (min_bytes + self._header_bytes(layers))} bits)"
             )
         goal = target * 0.97
         best = None
@@ -205,7 +205,7 @@ class Jpeg2000Codec(Codec):
                     break
             goal *= min(1.5, max(0.5, (0.96 * budget_bytes) / len(data)))
         if best is None:
-            raise CodecError(f"could not fit the image into budget_bits={budget_bits}; raise the budget")
+            raise CodecError(f"could not fit the image into Budget(bits={budget_bits}); raise the budget")
         return best
 
     def _encode_psnr(self, img: np.ndarray, target_db: float, t0: float) -> Payload:

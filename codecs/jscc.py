@@ -11,6 +11,7 @@ codecs/weights/jscc-1_12.safetensors etc. (config in the safetensors metadata); 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sagin_hil.codecs.base import Codec, CodecError, Payload, check_image, pack_header, unpack_header
+from sagin_hil.codecs.base import Budget, Codec, CodecError, Payload, check_image, pack_header, unpack_header
 
 __all__ = ["JsccConfig", "JsccNet", "JsccCodec", "power_normalize", "awgn", "WEIGHTS_DIR"]
 
@@ -76,9 +77,19 @@ def power_normalize(z: torch.Tensor) -> torch.Tensor:
 
 
 def awgn(z: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """Complex AWGN on unit-power symbols stored as real pairs: each component gets variance N0/2."""
+    """Complex AWGN on unit-power symbols stored as real pairs: each component gets variance N0/2.
+    This is the training channel (differentiable, batched); measurements outside training use
+    sagin_hil.phy.theory.awgn."""
     n0 = 10 ** (-snr_db / 10)
     return z + torch.randn_like(z) * torch.sqrt(n0 / 2)[:, None, None, None]
+
+
+def awgn_symbols(symbols: np.ndarray, snr_db: float, generator: torch.Generator | None = None) -> np.ndarray:
+    """The training channel applied to complex numpy symbols (training-time evaluation)."""
+    z = torch.from_numpy(np.stack([symbols.real, symbols.imag]).astype(np.float32))
+    n0 = 10 ** (-float(snr_db) / 10)
+    y = z + torch.randn(z.shape, generator=generator) * math.sqrt(n0 / 2)
+    return (y[0] + 1j * y[1]).numpy().astype(np.complex64)
 
 
 class JsccNet(nn.Module):
@@ -218,11 +229,19 @@ class JsccCodec(Codec):
         return self.cfg.symbols_per_position * (-(-height // _DOWN)) * (-(-width // _DOWN))
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray, snr_db: float = 10.0) -> Payload:
+    def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
+        """Budget: snr_db (default 10 dB) conditions the encoder; symbols, when given, must cover the image's
+        channel uses (the ratio fixes them); bits are not used (the header rides as side information)."""
         t0 = time.perf_counter()
         img = check_image(image)
         if img.ndim == 2 or img.shape[2] == 1:
             img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
+        budget = budget or Budget()
+        snr_db = 10.0 if budget.snr_db is None else budget.snr_db
+        need = self.n_symbols(*img.shape[:2])
+        if budget.symbols is not None and budget.symbols < need:
+            raise CodecError(f"{self.name} sends {need} channel symbols for a {img.shape[0]}x{img.shape[1]} image; "
+                             f"Budget(symbols={budget.symbols}) is too few: use a lower-ratio JSCC mode or a smaller image")
         x, (h, w) = _to_tensor(img)
         z = self.net.encode(x.to(self.device), torch.tensor([float(snr_db)], device=self.device))[0].cpu().numpy()
         sym = (z[0::2] + 1j * z[1::2]).astype(np.complex64).ravel()  # channel pairs -> I/Q

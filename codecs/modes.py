@@ -1,186 +1,208 @@
-"""Transmission modes and their measured tables ([P000] Sec. III-A, docs/references.md).
+"""Transmission modes: the one registry every layer reads (`MODES`), and their measured tables.
 
-Mode 1 = JPEG 2000 (+ LDPC on the link); Modes 3_1..3_3 = VQ semantic features at three latent resolutions.
-(Mode 2, caption only, comes with the generative codecs.) Deep JSCC ("jscc-1/12", "jscc-1/6") is an analog
-mode: its quality depends on the channel SNR, so its entry holds a PSNR/SSIM curve over AWGN SNR. Every
-figure in the table is measured on the held-out images of this package on this machine by
-:func:`build_mode_table`, stored in codecs/weights/mode_table.json and read back by :func:`load_mode_table`;
-nothing here is assumed.
+A :class:`ModeSpec` says what a mode is: its codec, whether it crosses the hops as LDPC-coded bits (the UAV
+decodes and forwards) or as analog symbols (the UAV amplifies and forwards), how its codec budget follows
+from an :class:`~sagin_hil.datatypes.Allocation`, and how its bits, quality and compute time are predicted
+from the measured mode table. The runner, the flowgraph validator and every controller read modes from
+`MODES`; nothing else spells mode names.
+
+| mode | codec | carrier | paper 000's name |
+|---|---|---|---|
+| mode1 | jpeg2000 | bits, rate set by the controller | Mode 1 (JPEG 2000 + LDPC) |
+| mode3_1 .. mode3_3 | vq-3_1 .. vq-3_3 | bits, fixed by the latent grid | Modes 3_1..3_3 (VQ features) |
+| jscc-1/12, jscc-1/6 | the JSCC codec of that ratio | analog symbols | (deep JSCC, paper 002) |
+
+Every figure of the table is measured on the held-out images of this package by
+`sagin_hil.calibration.quality.build_mode_table` (`sagin-hil train modes`), stored in
+codecs/weights/mode_table.json and read back by :func:`load_mode_table`; nothing here is assumed.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import math
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from sagin_hil.codecs.base import Budget
+from sagin_hil.registry import Registry
+
 __all__ = [
-    "MODES", "MODE_TABLE_PATH", "j2k_rate_quality", "measure_j2k_rate_quality", "build_mode_table", "load_mode_table",
-    "j2k_bits_for_psnr", "measure_jscc", "JSCC_MODES",
+    "MODES", "ModeSpec", "MODE_TABLE_PATH", "MIN_MODE1_BITS", "RateQualityTable", "available_modes", "get_mode",
+    "j2k_bits_for_psnr", "j2k_rate_quality", "load_mode_table",
 ]
 
 MODE_TABLE_PATH = Path(__file__).parent / "weights" / "mode_table.json"
-MODES: dict[str, dict[str, str]] = {
-    "1": {"codec": "jpeg2000", "carrier": "bits (LDPC)", "what": "JPEG 2000 codestream, rate set by the controller"},
-    "3_1": {"codec": "vq-3_1", "carrier": "bits (LDPC)", "what": "VQ latent indices, coarsest grid"},
-    "3_2": {"codec": "vq-3_2", "carrier": "bits (LDPC)", "what": "VQ latent indices, middle grid"},
-    "3_3": {"codec": "vq-3_3", "carrier": "bits (LDPC)", "what": "VQ latent indices, finest grid"},
-    "jscc-1/12": {"codec": "jscc-1/12", "carrier": "analog symbols", "what": "deep JSCC, 1 channel use per 12 values"},
-    "jscc-1/6": {"codec": "jscc-1/6", "carrier": "analog symbols", "what": "deep JSCC, 1 channel use per 6 values"},
-}
-JSCC_MODES = ("jscc-1/12", "jscc-1/6")
-JSCC_SNR_GRID_DB = (-4.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0)
-BPP_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-MODE1_BPP = 1.0  # the Mode 1 operating point reported in the mode table (the controller may pick any rate)
+MIN_MODE1_BITS = 2048  # below this JPEG 2000's own headers leave nothing for the image
 
 
-def _eval_images(n: int, size: int) -> list[tuple[str, np.ndarray]]:
-    from sagin_hil.codecs.images import load_images
+class RateQualityTable:
+    """Measured JPEG 2000 rate-quality points: bpp (increasing) -> mean PSNR dB (made non-decreasing).
 
-    return load_images(n=n, size=size, split="eval")
+    Parameters
+    ----------
+    bpp: budgets in bits per pixel, distinct and > 0.
+    psnr_db: mean PSNR at each budget.
+    """
+
+    def __init__(self, bpp: Any, psnr_db: Any):
+        bpp, psnr = np.asarray(bpp, float), np.asarray(psnr_db, float)
+        if bpp.ndim != 1 or bpp.shape != psnr.shape or len(bpp) < 2:
+            raise ValueError(f"rate-quality table needs >= 2 matching points; got bpp {bpp.shape}, psnr {psnr.shape}")
+        order = np.argsort(bpp)
+        bpp, psnr = bpp[order], psnr[order]
+        if np.any(bpp <= 0) or np.any(np.diff(bpp) <= 0):
+            raise ValueError(f"bpp must be distinct and > 0; got {bpp}")
+        self.bpp, self.psnr_db = bpp, np.maximum.accumulate(psnr)
+
+    @classmethod
+    def coerce(cls, table: Any) -> RateQualityTable:
+        """A RateQualityTable from itself, {"bpp": [...], "psnr_db": [...]}, or a list of (bpp, psnr) pairs."""
+        if isinstance(table, cls):
+            return table
+        if isinstance(table, dict) and "bpp" in table and ("psnr_db" in table or "psnr" in table):
+            return cls(table["bpp"], table.get("psnr_db", table.get("psnr")))
+        if isinstance(table, (list, tuple)) and table:
+            arr = np.asarray(table, float)
+            if arr.ndim == 2 and arr.shape[1] == 2:
+                return cls(arr[:, 0], arr[:, 1])
+        raise ValueError(f"cannot read a rate-quality table from {type(table).__name__}; "
+                         "give {'bpp': [...], 'psnr_db': [...]} or [(bpp, psnr_db), ...]")
+
+    def psnr_at(self, bpp: Any) -> np.ndarray:
+        """PSNR at `bpp`, linear in log(bpp) between points, clamped at the ends."""
+        return np.interp(np.log(np.maximum(np.asarray(bpp, float), 1e-12)), np.log(self.bpp), self.psnr_db)
+
+    def bpp_for(self, psnr_db: float) -> float:
+        """Smallest budget reaching `psnr_db` (inf if the table never does)."""
+        if psnr_db > self.psnr_db[-1]:
+            return math.inf
+        if psnr_db <= self.psnr_db[0]:
+            return float(self.bpp[0])
+        i = int(np.searchsorted(self.psnr_db, psnr_db))
+        lo, hi = self.psnr_db[i - 1], self.psnr_db[i]
+        frac = 0.0 if hi == lo else (psnr_db - lo) / (hi - lo)
+        return float(np.exp(np.log(self.bpp[i - 1]) + frac * (np.log(self.bpp[i]) - np.log(self.bpp[i - 1]))))
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """One transmission mode.
+
+    name: the mode's one spelling ("mode1", "mode3_2", "jscc-1/12"); codec: its codec registry name;
+    carrier: "bits" (LDPC-coded, decode and forward) or "analog" (channel symbols, amplify and forward);
+    table_key: its row in the mode table; rate_adaptive: the controller sets its bits per pixel (JPEG 2000)
+    rather than the codec fixing them; description: one line for tables and docs.
+    """
+
+    name: str
+    codec: str
+    carrier: Literal["bits", "analog"]
+    table_key: str
+    description: str
+    rate_adaptive: bool = False
+
+    @property
+    def analog(self) -> bool:
+        return self.carrier == "analog"
+
+    def budget(self, bits_per_pixel: float, n_pixels: int, snr_db: float | None = None) -> Budget:
+        """The codec budget of an allocation: JPEG 2000 gets bits_per_pixel x pixels (at least
+        MIN_MODE1_BITS), an analog codec the SNR it should expect, a fixed-size codec nothing."""
+        if self.analog:
+            return Budget(snr_db=snr_db)
+        if self.rate_adaptive:
+            return Budget(bits=max(int(bits_per_pixel * n_pixels), MIN_MODE1_BITS))
+        return Budget()
+
+    def row(self, table: dict[str, Any]) -> dict[str, Any]:
+        """This mode's row of the mode table; KeyError names the command that measures it."""
+        try:
+            return table["modes"][self.table_key]
+        except KeyError:
+            raise KeyError(f"the mode table has no row for {self.name}; measure it with `sagin-hil train modes`") from None
+
+    def bits_per_pixel(self, table: dict[str, Any], bits_per_pixel: float | None = None) -> float:
+        """Digital bits per pixel it sends (a rate-adaptive mode: the one allocated); 0 for analog modes."""
+        if self.analog:
+            return 0.0
+        if self.rate_adaptive:
+            if bits_per_pixel is None:
+                raise ValueError(f"{self.name} is rate adaptive: give bits_per_pixel")
+            return float(bits_per_pixel)
+        return self.row(table)["bits"] / table["image_size"] ** 2
+
+    def bandwidth_ratio(self) -> float:
+        """Channel uses per source value of an analog mode (its codec's ratio); 0 for digital modes."""
+        return float(Fraction(self.codec.split("-", 1)[1])) if self.analog else 0.0
+
+    def symbols(self, n_pixels: int) -> int:
+        """Analog channel uses for a colour image of n_pixels (ratio x 3 values per pixel)."""
+        return int(math.ceil(self.bandwidth_ratio() * 3 * n_pixels))
+
+    def psnr_db(self, table: dict[str, Any], bits_per_pixel: float | None = None, snr_db: float | None = None) -> float:
+        """Predicted mean PSNR: JPEG 2000 from its rate-quality curve at bits_per_pixel, a fixed-size mode its
+        measured value, an analog mode its PSNR-vs-SNR curve at the end-to-end snr_db (clamped to the grid)."""
+        if self.rate_adaptive:
+            return float(RateQualityTable.coerce(table["j2k_rate_quality"]).psnr_at(bits_per_pixel))
+        row = self.row(table)
+        if self.analog:
+            if snr_db is None:
+                raise ValueError(f"{self.name} is analog: its quality needs the end-to-end snr_db")
+            return float(np.interp(snr_db, row["snr_db"], row["psnr_db"]))
+        return float(row["psnr_db"])
+
+    def compute_time_s(self, table: dict[str, Any], bits_per_pixel: float | None = None) -> float:
+        """Measured encode + decode time on this machine (JPEG 2000 interpolated at bits_per_pixel)."""
+        if self.rate_adaptive and bits_per_pixel is not None:
+            c = table["j2k_rate_quality"]
+            t = np.asarray(c["encode_time_s"]) + np.asarray(c["decode_time_s"])
+            return float(np.interp(np.log(max(bits_per_pixel, 1e-12)), np.log(c["bpp"]), t))
+        return float(self.row(table)["compute_time_s"])
+
+
+MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
+    ModeSpec("mode1", "jpeg2000", "bits", "1", "JPEG 2000 codestream + LDPC, rate set by the controller",
+             rate_adaptive=True),
+    ModeSpec("mode3_1", "vq-3_1", "bits", "3_1", "VQ latent indices + LDPC, coarsest grid"),
+    ModeSpec("mode3_2", "vq-3_2", "bits", "3_2", "VQ latent indices + LDPC, middle grid"),
+    ModeSpec("mode3_3", "vq-3_3", "bits", "3_3", "VQ latent indices + LDPC, finest grid"),
+    ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values"),
+    ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values"),
+)})
+
+
+def available_modes() -> list[str]:
+    """Every registered mode name."""
+    return MODES.names()
+
+
+def get_mode(name: str) -> ModeSpec:
+    """The ModeSpec registered as `name`; an unknown name is named with the registered ones."""
+    return MODES.get(name)
+
+
+def load_mode_table(path: str | Path | None = None) -> dict[str, Any]:
+    """The stored mode table; regenerate it with `sagin-hil train modes`."""
+    p = Path(path) if path is not None else MODE_TABLE_PATH
+    if not p.exists():
+        raise FileNotFoundError(f"no mode table at {p}; create it with `sagin-hil train modes`")
+    return json.loads(p.read_text())
 
 
 def j2k_rate_quality(path: str | Path | None = None) -> dict[str, Any]:
-    """The stored JPEG 2000 rate-quality curve (bpp grid, mean PSNR / SSIM on the held-out images), as
-    measured by :func:`measure_j2k_rate_quality` when the mode table was last built."""
+    """The stored JPEG 2000 rate-quality curve (bpp grid, mean PSNR / SSIM and codec times on the held-out
+    images), measured when the mode table was last built."""
     return load_mode_table(path)["j2k_rate_quality"]
-
-
-def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple[float, ...] = BPP_GRID) -> dict[str, Any]:
-    """Measure JPEG 2000 mean PSNR / SSIM (and codec time) at each bits-per-pixel budget on held-out images.
-
-    Output
-    ------
-    dict with "bpp", "psnr_db", "ssim", "encode_time_s", "decode_time_s" (lists over the grid), "images", "size".
-    The payload header is counted in the bits.
-    """
-    from sagin_hil.codecs.jpeg2000 import Jpeg2000Codec
-    from sagin_hil.codecs.metrics import psnr, ssim
-
-    codec = Jpeg2000Codec()
-    imgs = _eval_images(n_images, size)
-    rows: dict[str, list[float]] = {"bpp": [], "psnr_db": [], "ssim": [], "encode_time_s": [], "decode_time_s": []}
-    for bpp in bpp_grid:
-        ps, ss, te, td = [], [], [], []
-        for _, img in imgs:
-            pay = codec.encode(img, budget_bits=int(bpp * size * size))
-            t0 = time.perf_counter()
-            rec = codec.decode(pay.data)
-            td.append(time.perf_counter() - t0)
-            te.append(pay.encode_time_s)
-            ps.append(psnr(img, rec))
-            ss.append(ssim(img, rec))
-        rows["bpp"].append(bpp)
-        rows["psnr_db"].append(float(np.mean(ps)))
-        rows["ssim"].append(float(np.mean(ss)))
-        rows["encode_time_s"].append(float(np.median(te)))
-        rows["decode_time_s"].append(float(np.median(td)))
-    return {**rows, "images": [n for n, _ in imgs], "size": size}
 
 
 def j2k_bits_for_psnr(psnr_floor_db: float, n_pixels: int, table: dict[str, Any] | None = None) -> int:
     """Smallest JPEG 2000 budget (bits) whose measured mean PSNR reaches `psnr_floor_db`, interpolated in
     log-bpp on the stored rate-quality curve; the top of the grid when the floor is above it."""
-    curve = (table or load_mode_table())["j2k_rate_quality"]
-    bpp, q = np.asarray(curve["bpp"]), np.maximum.accumulate(np.asarray(curve["psnr_db"]))
-    if psnr_floor_db <= q[0]:
-        return int(np.ceil(bpp[0] * n_pixels))
-    if psnr_floor_db >= q[-1]:
-        return int(np.ceil(bpp[-1] * n_pixels))
-    log_bpp = np.interp(psnr_floor_db, q, np.log(bpp))
-    return int(np.ceil(np.exp(log_bpp) * n_pixels))
-
-
-def _measure_mode(codec_name: str, imgs: list[tuple[str, np.ndarray]], **budget: Any) -> dict[str, Any]:
-    from sagin_hil.codecs.metrics import psnr, ssim
-    from sagin_hil.codecs.registry import get_codec
-
-    codec = get_codec(codec_name)
-    bits, ps, ss, te, td = [], [], [], [], []
-    for _, img in imgs:
-        pay = codec.encode(img, **budget)
-        t0 = time.perf_counter()
-        rec = codec.decode(pay.data)
-        td.append(time.perf_counter() - t0)
-        te.append(pay.encode_time_s)
-        bits.append(pay.n_bits)
-        ps.append(psnr(img, rec))
-        ss.append(ssim(img, rec))
-    return {
-        "codec": codec_name, "bits": int(np.median(bits)), "psnr_db": float(np.mean(ps)), "ssim": float(np.mean(ss)),
-        "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td)),
-        "compute_time_s": float(np.median(te) + np.median(td)),
-    }
-
-
-def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_db: tuple[float, ...] = JSCC_SNR_GRID_DB,
-                 seed: int = 0) -> dict[str, Any]:
-    """Mean PSNR / SSIM of a deep JSCC codec over complex AWGN at each SNR (the encoder and decoder told the
-    true SNR), its channel symbols per image and its median encode / decode times."""
-    from sagin_hil.codecs.metrics import psnr, ssim
-    from sagin_hil.codecs.registry import get_codec
-
-    codec = get_codec(codec_name)
-    rng = np.random.default_rng(seed)
-    ps, ss, te, td, n_sym = [], [], [], [], 0
-    for snr in snr_grid_db:
-        p_snr, s_snr = [], []
-        for _, img in imgs:
-            pay = codec.encode(img, snr_db=snr)
-            n_sym = pay.symbols.size
-            noise = (rng.normal(size=n_sym) + 1j * rng.normal(size=n_sym)) * np.sqrt(10 ** (-snr / 10) / 2)
-            t0 = time.perf_counter()
-            rec = codec.decode(pay.data, symbols=pay.symbols + noise, snr_db=snr)
-            td.append(time.perf_counter() - t0)
-            te.append(pay.encode_time_s)
-            p_snr.append(psnr(img, rec))
-            s_snr.append(ssim(img, rec))
-        ps.append(float(np.mean(p_snr)))
-        ss.append(float(np.mean(s_snr)))
-    return {
-        "codec": codec_name, "ratio": codec_name.split("-", 1)[1], "symbols": int(n_sym),
-        "snr_db": list(snr_grid_db), "psnr_db": ps, "ssim": ss,
-        "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td)),
-        "compute_time_s": float(np.median(te) + np.median(td)),
-    }
-
-
-def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq: bool = True,
-                     jscc: bool = True) -> dict[str, Any]:
-    """Measure the mode table (bits, PSNR, SSIM, compute time per mode; PSNR/SSIM vs SNR for deep JSCC)
-    and the J2K rate-quality curve.
-
-    Modes 3_x need the trained VQ weights (`sagin-hil train vq`), JSCC modes the JSCC weights (`sagin-hil
-    train jscc`); with vq=False / jscc=False those are not measured. Writes codecs/weights/mode_table.json
-    when `write`.
-    """
-    import platform
-
-    imgs = _eval_images(n_images, size)
-    modes = {"1": {**_measure_mode("jpeg2000", imgs, budget_bits=int(MODE1_BPP * size * size)), "bpp": MODE1_BPP}}
-    if vq:
-        for m in ("3_1", "3_2", "3_3"):
-            modes[m] = _measure_mode(f"vq-{m}", imgs)
-    if jscc:
-        for m in JSCC_MODES:
-            modes[m] = measure_jscc(m, imgs)
-    table = {
-        "image_size": size, "images": [n for n, _ in imgs], "machine": platform.processor() or platform.machine(),
-        "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "modes": modes, "j2k_rate_quality": measure_j2k_rate_quality(n_images, size),
-    }
-    if write:
-        MODE_TABLE_PATH.parent.mkdir(parents=True, exist_ok=True)
-        MODE_TABLE_PATH.write_text(json.dumps(table, indent=1))
-    return table
-
-
-def load_mode_table(path: str | Path | None = None) -> dict[str, Any]:
-    """The stored mode table; regenerate it with :func:`build_mode_table` (or `sagin-hil train modes`)."""
-    p = Path(path) if path is not None else MODE_TABLE_PATH
-    if not p.exists():
-        raise FileNotFoundError(f"no mode table at {p}; create it with `sagin-hil train modes`")
-    return json.loads(p.read_text())
+    curve = RateQualityTable.coerce((table or load_mode_table())["j2k_rate_quality"])
+    bpp = curve.bpp_for(psnr_floor_db)
+    return int(np.ceil((curve.bpp[-1] if math.isinf(bpp) else bpp) * n_pixels))

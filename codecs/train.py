@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sagin_hil.codecs.base import Budget
+
 __all__ = ["PatchSampler", "train_jscc", "train_vq", "evaluate_jscc", "evaluate_vq"]
 
 
@@ -91,16 +93,17 @@ def evaluate_jscc(codec: Any, snrs_db: tuple[float, ...] = (-2.0, 0.0, 5.0, 10.0
     from sagin_hil.codecs.images import load_images
     from sagin_hil.codecs.metrics import psnr
 
-    rng = np.random.default_rng(seed)
+    from sagin_hil.codecs.jscc import awgn_symbols
+
+    gen = torch.Generator().manual_seed(seed)
     imgs = load_images(n_images, size, "eval")
     out = {}
     for snr in snrs_db:
         vals = []
         for _, img in imgs:
-            pay = codec.encode(img, snr_db=snr)
-            n0 = 10 ** (-snr / 10)
-            noise = (rng.normal(size=pay.symbols.size) + 1j * rng.normal(size=pay.symbols.size)) * math.sqrt(n0 / 2)
-            vals.append(psnr(img, codec.decode(pay.data, symbols=pay.symbols + noise, snr_db=snr)))
+            pay = codec.encode(img, Budget(snr_db=snr))
+            rx = awgn_symbols(pay.symbols, snr, gen)
+            vals.append(psnr(img, codec.decode(pay.data, symbols=rx, snr_db=snr)))
         out[f"{snr:g}"] = float(np.mean(vals))
     return out
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sagin_hil.codecs.base import Codec, CodecError, Payload, check_image, pack_header, unpack_header
+from sagin_hil.codecs.base import Budget, Codec, CodecError, Payload, check_image, pack_header, unpack_header
 from sagin_hil.codecs.jscc import WEIGHTS_DIR, _Res, _to_tensor, load_state
 
 __all__ = ["VqConfig", "VqNet", "VectorQuantizer", "VqCodec", "MODE_DOWNSAMPLING"]
@@ -173,7 +173,8 @@ class VqCodec(Codec):
         return h * w * self.cfg.bits_per_index
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray, **_: object) -> Payload:
+    def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
+        """The latent grid fixes the size; Budget.bits, when given, is a ceiling the payload must fit."""
         t0 = time.perf_counter()
         img = check_image(image)
         if img.ndim == 2 or img.shape[2] == 1:
@@ -185,6 +186,9 @@ class VqCodec(Codec):
         bits = ((idx.ravel()[:, None] >> np.arange(self.cfg.bits_per_index)[::-1]) & 1).astype(np.uint8)
         body = _BODY.pack(h, w, f, self.cfg.bits_per_index)
         data = pack_header(self.codec_id, body) + np.packbits(bits.ravel()).tobytes()
+        if budget is not None and budget.bits is not None and 8 * len(data) > budget.bits:
+            raise CodecError(f"{self.name} needs {8 * len(data)} bits for a {h}x{w} image (its latent grid fixes "
+                             f"them); Budget(bits={budget.bits}) is too small: choose a coarser mode (mode3_1)")
         return Payload(self.name, data, 8 * len(data), time.perf_counter() - t0,
                        metadata={"mode": self.cfg.mode, "grid": idx.shape, "index_bits": int(bits.size)})
 

@@ -25,10 +25,13 @@ from typing import Any
 import numpy as np
 
 from sagin_hil.controllers import ao_solvers as S
-from sagin_hil.controllers.base import Controller, register_controller
-from sagin_hil.datatypes import Allocation, LinkReport, Task
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RelayScenario", "AoResult", "AlternatingOptimizer", "BlockSolvers", "AoController", "BLOCKS"]
+from sagin_hil.controllers.base import Controller
+from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route, link_id
+
+__all__ = ["RelayScenario", "AoResult", "AlternatingOptimizer", "BlockSolvers", "AoController", "AoOptions", "BLOCKS",
+           "delivered_rates", "relay_system"]
 
 BLOCKS = ("bandwidth", "power", "position")
 LOGISTIC_SLOPE_PER_DB = math.log(10) / 10  # C1 that makes eps a Michaelis-Menten curve in linear SNR
@@ -63,6 +66,7 @@ class RelayScenario:
     flops_con: float = 4.0  # ... decoded for a ConUser
     flops_per_cycle: float = 2.0
     kappa: float = 1e-18  # effective switched capacitance: compute power kappa f^3 (W, f in cycles/s)
+    snr_gap_db: float = 0.0  # Gamma: the UAV->user rate is b log2(1 + SNR / Gamma) (0 dB: Shannon, as in [P001])
 
     def __post_init__(self) -> None:
         self.users_xy_m = np.asarray(self.users_xy_m, float)
@@ -114,7 +118,7 @@ class RelayScenario:
         bu, pu = self.uav_bandwidth_hz, self.uav_power_w
         d2 = self.uav_height_m**2 + ((self.users_xy_m - q[:, None, :]) ** 2).sum(-1)
         h = 10 ** (self.beta0_db / 10) / d2
-        s = pu * h / (n0 * bu)
+        s = pu * h / (n0 * bu) / 10 ** (self.snr_gap_db / 10)
         a = np.where(self.is_semantic, self.semantic_gain, 1.0)
         flops = np.where(self.is_semantic, self.flops_sem, self.flops_con)
         # cycles per equivalent bit delivered: FLOPs per sut x suts per bit / FLOPs per cycle
@@ -306,57 +310,160 @@ class AlternatingOptimizer:
             q_new = 0.5 * (q + q_new)
         return x, q, current
 
-    def to_plan(self, res: AoResult) -> dict[str, Allocation]:
-        """Allocations per link: "sat->uav{n}" (power, bandwidth, UAV position) and "uav{n}->user{n}_{k}"."""
-        scn = self.scn
-        n, m = scn.shape
-        plan: dict[str, Allocation] = {}
-        for i in range(n):
-            pos = {f"uav{i}": (float(res.q[i, 0]), float(res.q[i, 1]), scn.uav_height_m)}
-            plan[f"sat->uav{i}"] = Allocation(mode="semantic", power_w=res.x[i, 1] * scn.sat_power_w,
-                                              bandwidth_hz=max(res.x[i, 0] * scn.uav_bandwidth_hz, 1.0),
-                                              uav_positions_m=pos, pairings={f"uav{i}": "sat"})
-            for k in range(m):
-                user = f"user{i}_{k}"
-                plan[f"uav{i}->{user}"] = Allocation(
-                    mode="semantic" if scn.is_semantic[i, k] else "bits",
-                    power_w=res.x[i, 2 + m + k] * scn.uav_power_w,
-                    bandwidth_hz=max(res.x[i, 2 + k] * scn.uav_bandwidth_hz, 1.0), pairings={user: f"uav{i}"})
-        return plan
+def delivered_rates(scn: RelayScenario, x: np.ndarray, user_rate_bps: np.ndarray, sat_rate_bps: np.ndarray) -> np.ndarray:
+    """P4's rate bounds for given hop rates: per cluster, fill the users (best equivalent rate per compute
+    cycle first) up to their UAV-hop rate `user_rate_bps` (N, m) and the compute the UAV's remaining power
+    affords, then scale down so the cluster's equivalent rate fits the satellite hop's `sat_rate_bps` (N,)
+    (equivalent bit/s). Returns the delivered rate per user (N, m), bit/s (multiply by a for equivalent bits).
+
+    With the Shannon rates of the model this is `aux_rates`; with the rates measured at sample level it is
+    the sum rate the radios delivered under the same budgets.
+    """
+    n, m = scn.shape
+    c = scn.constants(np.zeros((n, 2)))
+    a, phi = c["a"], c["phi"]  # phi: compute cycles per delivered bit
+    k3 = scn.kappa * scn.uav_bandwidth_hz ** 3 / scn.uav_power_w
+    out = np.zeros((n, m))
+    for i in range(n):
+        # compute frequency the remaining power affords, in units of B_U cycles/s (as in the solvers)
+        left = (max(1.0 - float(x[i, 2 + m:2 + 2 * m].sum()), 0.0) / k3) ** (1.0 / 3.0) * scn.uav_bandwidth_hz
+        for k in np.argsort(phi[i] / a[i], kind="stable"):
+            take = min(float(user_rate_bps[i, k]), left / phi[i, k]) if left > 0 else 0.0
+            out[i, k], left = take, left - take * phi[i, k]
+        val = float((a[i] * out[i]).sum())
+        if val > sat_rate_bps[i]:
+            out[i] *= max(float(sat_rate_bps[i]), 0.0) / val
+    return out
 
 
-@register_controller("ao")
+def relay_system(state: ControllerState) -> tuple[RelayScenario, list[str], list[list[tuple[int, Route]]]]:
+    """The semantic-relay system of `state`'s tasks: (RelayScenario, UAV names, per UAV its [(task id, route)]).
+
+    One cluster per UAV with the users of the tasks routed through it (SemUsers from state.user_kind; a
+    smaller cluster is padded with copies of its last user, whose resources are then unused), UAV->user
+    channels from state.context["relay"] (noise_psd_dbm_hz, beta0_db), and each satellite->UAV gain from that
+    hop's measured SNR (else its predicted one) at the nominal power and bandwidth.
+    """
+    clusters: dict[str, list[tuple[int, Route]]] = {}
+    for t in state.tasks:
+        r = state.routes[t.task_id][0]
+        clusters.setdefault(r.uav, []).append((t.task_id, r))
+    uavs = sorted(clusters)
+    m = max(len(v) for v in clusters.values())
+    ctx = state.context.get("relay", {})
+    users, sem, gains = np.zeros((len(uavs), m, 2)), np.zeros((len(uavs), m), bool), np.zeros(len(uavs))
+    for i, uav in enumerate(uavs):
+        members = clusters[uav] + [clusters[uav][-1]] * (m - len(clusters[uav]))  # pad: equal cluster sizes
+        for k, (_, r) in enumerate(members):
+            users[i, k] = state.positions_m[r.user][:2]
+            sem[i, k] = state.user_kind.get(r.user, "conventional") == "semantic"
+        sat_link = link_id(members[0][1].leo, uav)
+        snr_db = state.snr_db(sat_link)
+        if snr_db is None:
+            raise ValueError(f"AO needs the SNR of {sat_link}: a report or a prediction in the state")
+        # SNR over the bandwidth (Es/N0 x Rs / B) = P_S G / (N0 B): G from the nominal power and bandwidth
+        bw, p = state.bandwidth_hz[sat_link], state.power_w[members[0][1].leo]
+        n0 = 10 ** (ctx.get("noise_psd_dbm_hz", -174.0) / 10) / 1000
+        gains[i] = snr_db - 10 * math.log10(1 + state.rolloff) + 10 * math.log10(n0 * bw / p)
+    first = clusters[uavs[0]][0][1]
+    params = dict(
+        uav_height_m=float(np.mean([state.positions_m[u][2] for u in uavs])),
+        sat_bandwidth_hz=state.bandwidth_hz[link_id(first.leo, first.uav)],
+        uav_bandwidth_hz=state.bandwidth_hz[link_id(first.uav, first.user)],
+        sat_power_w=state.power_w[first.leo], uav_power_w=state.power_w[first.uav],
+        **{k: ctx[k] for k in ("noise_psd_dbm_hz", "beta0_db") if k in ctx},
+    )
+    return RelayScenario(users, sem, gains, **params), uavs, [clusters[u] for u in uavs]
+
+
+class AoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_iter: int = Field(50, ge=1, le=1000, description="AO rounds at most")
+    tol: float = Field(1e-4, gt=0, lt=1, description="stop when a round gains less than this (relative)")
+    scheme: str = Field("joint", pattern="^(joint|paper)$", description="joint: P3 + P5 power as one block; paper: apart")
+    semantic_mode: str = Field("mode3_2", description="the mode a SemUser's image is sent in (if the flowgraph allows it)")
+    target_bler: float = Field(0.01, gt=0, lt=1, description="BLER target of the per-hop MCS at the allocated power and bandwidth")
+    margin_db: float = Field(4.0, ge=0, le=30, description="SNR back-off of the MCS choice for fading and outdated CSI, dB")
+    snr_gap_db: float = Field(0.0, ge=0, le=20, description="SNR gap of the UAV->user rate model: 0 = Shannon as in "
+                              "[P001]; ~3-4 dB models the coded modulation the radios actually run")
+    bits_per_pixel: float | None = Field(None, gt=0, le=8, description="Mode 1 budget (default: the task's Q_min on the J2K curve)")
+
+
 class AoController(Controller):
-    """The AO as a controller: state["relay_scenario"] (RelayScenario.to_dict form) or, without one, a
-    random scenario drawn with `seed`. Reports on "sat->uav{n}" links recalibrate that satellite gain from
-    the measured SNR and the power/bandwidth last allocated. `last_result` and `last_scenario` keep the
-    AoResult and the (recalibrated) scenario.
+    """The AO of [P001] as a controller (docs/controllers.md).
 
-    Parameters
-    ----------
-    optimize: AO blocks (see AlternatingOptimizer); seed: scenario seed when the state has none;
-    max_iter, tol: AO stopping rule; scheme: "joint" or "paper" (see AlternatingOptimizer).
+    From the ControllerState it builds the relay system (RelayScenario): one cluster per UAV with the users of
+    the tasks routed through it (SemUsers and ConUsers from state.user_kind), the UAV->user channels from
+    the scenario's reference gain and noise density (state.context["relay"]), and each satellite->UAV gain
+    recalibrated from that hop's measured SNR (else its predicted SNR). The AO decides satellite power and
+    bandwidth per UAV, UAV power and bandwidth per user, and UAV positions; the Plan gives every hop its
+    power and bandwidth, an MCS that meets `target_bler` at the SNR those predict, and every UAV its
+    waypoint. SemUsers are sent `semantic_mode`, ConUsers Mode 1. Each Allocation's `predicted` holds the
+    AO's rate for that user (rate_bps: bit/s delivered, equivalent_rate_bps: times the semantic gain).
     """
 
-    def __init__(self, optimize: tuple[str, ...] | list[str] = BLOCKS, seed: int = 0, max_iter: int = 50,
-                 tol: float = 1e-4, scheme: str = "joint"):
-        self.optimize, self.seed, self.max_iter, self.tol = tuple(optimize), seed, max_iter, tol
-        self.scheme = scheme
+    name = "ao"
+
+    Options = AoOptions
+    optimize: tuple[str, ...] = BLOCKS
+
+    def __init__(self, max_iter: int = 50, tol: float = 1e-4, scheme: str = "joint", semantic_mode: str = "mode3_2",
+                 target_bler: float = 0.01, margin_db: float = 4.0, snr_gap_db: float = 0.0,
+                 bits_per_pixel: float | None = None):
+        from sagin_hil.controllers.link_adaptation import LinkAdaptation
+
+        self.max_iter, self.tol, self.scheme = max_iter, tol, scheme
+        self.semantic_mode, self.bits_per_pixel, self.snr_gap_db = semantic_mode, bits_per_pixel, snr_gap_db
+        self.mcs_chooser = LinkAdaptation(target_bler=target_bler, margin_db=margin_db)  # per-hop MCS, J2K curve
         self.last_result: AoResult | None = None
         self.last_scenario: RelayScenario | None = None
-        self._last_plan: dict[str, Allocation] = {}
 
-    def allocate(self, task: Task, reports: dict[str, LinkReport], state: dict[str, Any]) -> dict[str, Allocation]:
-        scn = (RelayScenario.from_dict(state["relay_scenario"]) if "relay_scenario" in state
-               else RelayScenario.random(seed=self.seed))
-        n0 = 10 ** (scn.noise_psd_dbm_hz / 10) / 1000
-        for i in range(scn.shape[0]):
-            rep, prev = reports.get(f"sat->uav{i}"), self._last_plan.get(f"sat->uav{i}")
-            if rep is not None and prev is not None and prev.power_w > 0:
-                snr = 10 ** (rep.snr_db / 10)
-                scn.sat_gain_db[i] = 10 * math.log10(snr * n0 * prev.bandwidth_hz / prev.power_w)
+    def allocate(self, state: ControllerState) -> Plan:
+        scn, uavs, clusters = relay_system(state)
+        scn.snr_gap_db = self.snr_gap_db
         ao = AlternatingOptimizer(scn, self.optimize, self.max_iter, self.tol, scheme=self.scheme)
-        self.last_scenario = scn
-        self.last_result = ao.run()
-        self._last_plan = ao.to_plan(self.last_result)
-        return self._last_plan
+        res = ao.run()
+        self.last_scenario, self.last_result = scn, res
+        n, m = scn.shape
+        bu, bs = scn.uav_bandwidth_hz, scn.sat_bandwidth_hz
+        a = scn.constants(res.q)["a"]
+        semantic = self.semantic_mode if self.semantic_mode in state.modes else next(
+            (md for md in state.modes if md != "mode1"), "mode1")
+        plan = Plan(waypoints_m={u: (float(res.q[i, 0]), float(res.q[i, 1]), scn.uav_height_m)
+                                 for i, u in enumerate(uavs)})
+        tasks = {t.task_id: t for t in state.tasks}
+        for i, members in enumerate(clusters):
+            sat_p, sat_b = float(res.x[i, 1] * scn.sat_power_w), max(float(res.x[i, 0] * bu), 1.0)
+            for k, (tid, route) in enumerate(members):
+                hops = {}
+                for link, p, b in ((link_id(route.leo, route.uav), sat_p, sat_b),
+                                   (link_id(route.uav, route.user), float(res.x[i, 2 + m + k] * scn.uav_power_w),
+                                    max(float(res.x[i, 2 + k] * bu), 1.0))):
+                    hops[link] = HopAllocation(self._mcs(state, link, p, b), power_w=max(p, 0.0), bandwidth_hz=b)
+                for link in route.isl_hops:
+                    hops[link] = HopAllocation(self._mcs(state, link, None, None))
+                mode = semantic if scn.is_semantic[i, k] else "mode1"
+                bpp = self.bits_per_pixel or float(np.clip(self.mcs_chooser.quality.bpp_for(tasks[tid].quality_min_db),
+                                                           self.mcs_chooser.quality.bpp[0], self.mcs_chooser.quality.bpp[-1]))
+                rate = float(res.x[i, 2 + 2 * m + k] * bu)
+                plan.allocations[tid] = Allocation(
+                    tid, route, mode=mode, bits_per_pixel=bpp if mode == "mode1" else 0.0, hops=hops,
+                    predicted={"rate_bps": rate, "equivalent_rate_bps": float(a[i, k] * rate),
+                               "semantic_gain": float(a[i, k]), "snr_gap_db": self.snr_gap_db})
+                plan.trail[tid] = {"route": str(route), "choice": mode, "controller": self.name,
+                                   "why": f"AO over {', '.join(self.optimize)}: {res.iterations} rounds, sum rate "
+                                          f"{res.sum_rate_bps / 1e6:.3f} Mbit/s equivalent",
+                                   "user_kind": "semantic" if scn.is_semantic[i, k] else "conventional"}
+        return plan
+
+    def _mcs(self, state: ControllerState, link: str, power_w: float | None, bandwidth_hz: float | None) -> str:
+        """The MCS the hop's SNR supports at the allocated power and bandwidth: Es/N0 scales with the power
+        and inversely with the bandwidth (noise over a wider band)."""
+        snr = state.snr_db(link)
+        if snr is not None and power_w is not None:
+            tx = link.split("->")[0]
+            snr += 10 * math.log10(max(power_w, 1e-30) / state.power_w[tx])
+        if snr is not None and bandwidth_hz is not None:
+            snr -= 10 * math.log10(bandwidth_hz / state.bandwidth_hz[link])
+        return self.mcs_chooser.choose_mcs(snr).name

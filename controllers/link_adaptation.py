@@ -1,46 +1,47 @@
-"""Link adaptation: per-hop MCS from measured SNR and a JPEG 2000 budget that meets D_max and Q_min.
+"""Link adaptation: per-hop MCS from measured SNR, and per task the mode and codec budget with the highest
+predicted semantic communication capacity (SCC, Eq. 14 of [P000], docs/references.md).
 
-For Mode 1 (JPEG 2000 + LDPC) over a route of store-and-forward hops:
+For every task of the ControllerState and each of its candidate routes:
 
-1. each hop gets the highest-rate MCS of phy.mcs.MCS_TABLE whose measured BLER at (SNR - margin_db) is
-   at most `target_bler` (SNR: the hop's latest LinkReport, else state["predicted_snr_db"][hop], else
-   unknown -> the most robust MCS);
-2. end-to-end delay for a budget of `bpp` bits per pixel over P pixels is
-   D(bpp) = sum_h bpp P / (Rs_h * SE_h) + compute delay (0.1323 s for Mode 1) + propagation,
-   with Rs_h the hop's symbol rate and SE_h the MCS's information bits per symbol;
-3. quality Q(bpp) is the measured JPEG 2000 rate-quality table (PSNR vs bpp, log-bpp interpolation);
-4. among budgets with Q >= Q_min and D <= D_max the one with the highest SCC (Eq. 14) is chosen; if none
-   meets both, the deadline wins (largest budget that meets D_max, else the smallest budget).
+1. each hop gets the highest-rate MCS of phy.mcs.MCS_TABLE whose measured BLER at (SNR - margin_db) is at
+   most `target_bler` (SNR: the hop's latest LinkReport, else the ephemeris prediction, else unknown -> the
+   most robust MCS);
+2. every allowed mode (codecs.modes.MODES) is predicted from the measured mode table:
+   - Mode 1 (JPEG 2000, rate adaptive): delay D(bpp) = compute + propagation + sum_h bpp P / (Rs_h SE_h),
+     quality from the measured rate-quality curve; among budgets with Q >= Q_min and D <= D_max the one of
+     highest SCC, else the deadline wins (the largest budget that meets D_max, else the smallest);
+   - fixed-size digital modes (VQ, Modes 3_x): their measured bits, PSNR and compute time, the same MCS;
+   - analog modes (deep JSCC): quality from the PSNR-vs-SNR curve at the route's amplify-and-forward SNR
+     (phy.theory.relay_snr_db), delay from ratio x 3 x P channel uses per hop;
+3. the mode (and route) of highest predicted SCC wins; digital modes compete only where every hop's MCS
+   meets the BLER target (a digital link below its threshold delivers nothing, an analog one a noisier image).
 
-When state["modes"] allows other modes, each is predicted from its row of the measured mode table:
-- Modes 3_1..3_3 ("mode3_1".."mode3_3", VQ indices as bits over the same MCS per hop): a fixed number of
-  bits per pixel and a fixed PSNR; delay as for Mode 1 at that budget.
-- Deep JSCC ("jscc-1/12", "jscc-1/6": analog symbols, amplified and forwarded by the relays): quality from
-  its PSNR-vs-SNR curve at the route's end-to-end SNR (amplify-and-forward: 1/SNR grows by
-  1/SNR_h + 1/(SNR SNR_h) per hop), delay from its ratio * 3 * pixels channel uses per hop.
-The mode with the highest predicted SCC wins; digital modes compete only when every hop's MCS meets the
-BLER target (a digital link below its threshold delivers nothing, an analog one a noisier image).
+Compute times are the measured ones of the mode table (codecs/weights/mode_table.json); `compute_delay_s`
+overrides Mode 1's. The Plan's trail holds, per task, every candidate with its prediction and the reason
+for the choice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from sagin_hil.controllers.base import Controller, register_controller
+from sagin_hil.codecs.modes import MODES, ModeSpec, RateQualityTable, load_mode_table
+from sagin_hil.controllers.base import Controller
 from sagin_hil.controllers.scc import scc_weights
-from sagin_hil.datatypes import Allocation, LinkReport, Task
+from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route, Task
 from sagin_hil.phy.mcs import MCS_TABLE, Mcs
+from sagin_hil.phy.theory import relay_snr_db
 
-__all__ = ["LinkAdaptation", "RateQualityTable", "ShannonGapBler", "MODE1_COMPUTE_DELAY_S", "relay_snr_db"]
+__all__ = ["LinkAdaptation", "ShannonGapBler", "DEFAULT_IMAGE_PIXELS"]
 
 log = logging.getLogger(__name__)
-MODE1_COMPUTE_DELAY_S = 0.1323  # [P000] Sec. V (docs/references.md): JPEG 2000 encode + decode
+DEFAULT_IMAGE_PIXELS = 512 * 512  # a task whose image shape is unknown is planned as 512 x 512
 
 
 class BlerSource(Protocol):
@@ -61,62 +62,6 @@ class ShannonGapBler:
         return 0.0 if get_mcs(mcs_name).spectral_efficiency <= cap else 1.0
 
 
-class RateQualityTable:
-    """Measured JPEG 2000 rate-quality points: bpp (increasing) -> mean PSNR dB.
-
-    Parameters
-    ----------
-    bpp: budgets in bits per pixel, strictly increasing, > 0.
-    psnr_db: mean PSNR at each budget (non-decreasing after sorting by bpp is enforced by a running max).
-    """
-
-    def __init__(self, bpp: np.ndarray, psnr_db: np.ndarray):
-        bpp, psnr = np.asarray(bpp, float), np.asarray(psnr_db, float)
-        if bpp.ndim != 1 or bpp.shape != psnr.shape or len(bpp) < 2:
-            raise ValueError(f"rate-quality table needs >= 2 matching points; got bpp {bpp.shape}, psnr {psnr.shape}")
-        order = np.argsort(bpp)
-        bpp, psnr = bpp[order], psnr[order]
-        if np.any(bpp <= 0) or np.any(np.diff(bpp) <= 0):
-            raise ValueError(f"bpp must be distinct and > 0; got {bpp}")
-        self.bpp, self.psnr_db = bpp, np.maximum.accumulate(psnr)
-
-    @classmethod
-    def coerce(cls, table: Any) -> RateQualityTable:
-        """Accept a RateQualityTable, a map {"bpp": [...], "psnr_db" or "psnr": [...]}, an object with
-        those attributes, or a list of (bpp, psnr) pairs / maps."""
-        if isinstance(table, cls):
-            return table
-        get = table.get if isinstance(table, dict) else (lambda k, d=None: getattr(table, k, d))
-        bpp = get("bpp")
-        psnr = get("psnr_db", None)
-        psnr = get("psnr") if psnr is None else psnr
-        if bpp is not None and psnr is not None:
-            return cls(np.asarray(bpp), np.asarray(psnr))
-        if isinstance(table, (list, tuple)) and table:
-            if isinstance(table[0], dict):
-                return cls(np.array([r["bpp"] for r in table]),
-                           np.array([r.get("psnr_db", r.get("psnr")) for r in table]))
-            arr = np.asarray(table, float)
-            return cls(arr[:, 0], arr[:, 1])
-        raise ValueError(f"cannot read a rate-quality table from {type(table).__name__}; "
-                         "give {'bpp': [...], 'psnr_db': [...]}")
-
-    def psnr_at(self, bpp: np.ndarray) -> np.ndarray:
-        """PSNR at `bpp`, linear in log(bpp) between points, clamped at the ends."""
-        return np.interp(np.log(np.asarray(bpp, float)), np.log(self.bpp), self.psnr_db)
-
-    def bpp_for(self, psnr_db: float) -> float:
-        """Smallest budget reaching `psnr_db` (inf if the table never does)."""
-        if psnr_db > self.psnr_db[-1]:
-            return math.inf
-        if psnr_db <= self.psnr_db[0]:
-            return float(self.bpp[0])
-        i = int(np.searchsorted(self.psnr_db, psnr_db))
-        lo, hi = self.psnr_db[i - 1], self.psnr_db[i]
-        frac = 0.0 if hi == lo else (psnr_db - lo) / (hi - lo)
-        return float(np.exp(np.log(self.bpp[i - 1]) + frac * (np.log(self.bpp[i]) - np.log(self.bpp[i - 1]))))
-
-
 def _default_bler() -> BlerSource:
     try:
         from sagin_hil.calibration.bler import BlerTable
@@ -127,89 +72,66 @@ def _default_bler() -> BlerSource:
         return ShannonGapBler()
 
 
-def _default_modes() -> dict[str, dict[str, Any]]:
-    """The measured rows of the stored mode table for the modes other than Mode 1, by flowgraph mode name
-    ("mode3_1".., "jscc-1/12"..), a digital row with its bits per pixel; empty when there is no table."""
-    from sagin_hil.codecs import modes
-
+def _default_table() -> dict[str, Any] | None:
     try:
-        table = modes.load_mode_table()
-    except FileNotFoundError:
-        return {}
-    rows = {}
-    for name, row in table["modes"].items():
-        if name in modes.JSCC_MODES:
-            rows[name] = row
-        elif name != "1":
-            rows[f"mode{name}"] = {**row, "bpp": row["bits"] / table["image_size"] ** 2}
-    return rows
+        return load_mode_table()
+    except FileNotFoundError as exc:
+        log.warning("%s; only Mode 1 at the paper's compute time can be predicted", exc)
+        return None
 
 
-def relay_snr_db(hop_snr_db: list[float]) -> float:
-    """End-to-end SNR of analog symbols amplified and forwarded hop by hop (each relay renormalises the
-    noisy symbols to unit power): SNR' = SNR SNR_h / (SNR + SNR_h + 1)."""
-    acc = math.inf
-    for s_db in hop_snr_db:
-        s = 10 ** (s_db / 10)
-        acc = s if math.isinf(acc) else acc * s / (acc + s + 1)
-    return 10 * math.log10(acc)
+class LinkAdaptationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_bler: float = Field(0.01, gt=0, lt=1, description="code-block error rate an MCS may have at the hop's SNR")
+    margin_db: float = Field(0.0, ge=0, le=30, description="SNR back-off for outdated measurements, dB")
+    bler_table: str | None = Field(None, description="BLER table written by `sagin-hil calibrate bler` (default: shipped)")
+    mode_table: str | None = Field(None, description="mode table JSON (default: codecs/weights/mode_table.json)")
+    compute_delay_s: float | None = Field(None, ge=0, description="Mode 1 encode + decode time (default: measured)")
 
 
-def _default_quality() -> RateQualityTable:
-    # The stored, measured curve (codecs/weights/mode_table.json); measuring afresh takes seconds.
-    from sagin_hil.codecs import modes
-
-    try:
-        return RateQualityTable.coerce(modes.load_mode_table()["j2k_rate_quality"])
-    except (FileNotFoundError, KeyError) as exc:
-        log.warning("no stored JPEG 2000 rate-quality table (%s); measuring it now", exc)
-        return RateQualityTable.coerce(modes.j2k_rate_quality())
-
-
-@register_controller("link-adaptation")
 class LinkAdaptation(Controller):
-    """Mode 1 link adaptation (module docstring).
+    """Mode choice, codec budget and per-hop MCS from measured link quality (module docstring).
 
     Parameters
     ----------
-    bler_table: object with .bler(mcs_name, snr_db), or the path of a table written by
-      `sagin-hil calibrate bler` (default: the shipped calibration BlerTable.load()).
-    quality_table: rate-quality table in any form RateQualityTable.coerce accepts (default: the stored
-      codecs.modes.load_mode_table()["j2k_rate_quality"], else a fresh codecs.modes.j2k_rate_quality()).
-    target_bler: the block error rate an MCS may have at the hop's SNR.
-    margin_db: SNR back-off for outdated measurements.
-    compute_delay_s: encode + decode time of the mode.
-    symbol_rate_hz: default per-hop symbol rate when state gives none.
-    mode_table: {mode: row} for the modes other than Mode 1: a JSCC row has "ratio", "snr_db", "psnr_db",
-      "compute_time_s"; a digital one "bpp", "psnr_db", "compute_time_s" (default: the stored mode table,
-      codecs.modes.load_mode_table()).
+    target_bler, margin_db, compute_delay_s: see LinkAdaptationOptions.
+    bler_table: object with .bler(mcs_name, snr_db), or the path of a `sagin-hil calibrate bler` table.
+    mode_table: the mode table as loaded (dict) or its path (default: the stored one).
+    quality_table: a JPEG 2000 rate-quality table overriding the mode table's (RateQualityTable.coerce forms).
+    mcs_table: the MCSs to choose from.
 
-    State keys read: route (list of link ids), predicted_snr_db {link: dB}, symbol_rate_hz (number or
-    {link: Hz}), propagation_delay_s (number = total, or {link: s}), image_shape (H, W) if the task has
-    no image, modes (allowed transmission modes, default ["mode1"]). After each call `last_decision` holds
-    the chosen mode and its predicted delay, quality and SCC, and `candidates` every mode's prediction.
+    After each call `last_decision` holds the last task's trail (also in the Plan's trail).
     """
 
-    def __init__(self, bler_table: BlerSource | None = None, quality_table: Any = None, target_bler: float = 1e-2,
-                 margin_db: float = 0.0, compute_delay_s: float = MODE1_COMPUTE_DELAY_S,
-                 symbol_rate_hz: float = 1e6, mcs_table: tuple[Mcs, ...] = MCS_TABLE,
-                 mode_table: dict[str, dict[str, Any]] | None = None):
+    name = "link-adaptation"
+
+    Options = LinkAdaptationOptions
+
+    def __init__(self, target_bler: float = 0.01, margin_db: float = 0.0, bler_table: Any = None,
+                 mode_table: dict[str, Any] | str | Path | None = None, compute_delay_s: float | None = None,
+                 quality_table: Any = None, mcs_table: tuple[Mcs, ...] = MCS_TABLE):
         if not 0 < target_bler < 1:
             raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
-        if not symbol_rate_hz > 0:
-            raise ValueError(f"symbol_rate_hz = {symbol_rate_hz!r} must be > 0")
         if isinstance(bler_table, (str, Path)):
             from sagin_hil.calibration.bler import BlerTable
 
             bler_table = BlerTable.load(bler_table)
         self.bler_table = bler_table if bler_table is not None else _default_bler()
-        self.quality = RateQualityTable.coerce(quality_table) if quality_table is not None else _default_quality()
-        self.target_bler, self.margin_db = target_bler, margin_db
-        self.compute_delay_s, self.symbol_rate_hz = compute_delay_s, symbol_rate_hz
+        self.table = load_mode_table(mode_table) if isinstance(mode_table, (str, Path)) else (
+            mode_table if mode_table is not None else _default_table())
+        if quality_table is not None:
+            self.quality = RateQualityTable.coerce(quality_table)
+        elif self.table is not None:
+            self.quality = RateQualityTable.coerce(self.table["j2k_rate_quality"])
+        else:
+            raise ValueError("no JPEG 2000 rate-quality table: give quality_table=... or measure the mode table "
+                             "with `sagin-hil train modes`")
+        self.target_bler, self.margin_db, self.compute_delay_s = target_bler, margin_db, compute_delay_s
         self.mcs_table = tuple(sorted(mcs_table, key=lambda m: m.spectral_efficiency))
-        self.mode_table = _default_modes() if mode_table is None else dict(mode_table)
         self.last_decision: dict[str, Any] = {}
 
+    # -- per hop ------------------------------------------------------------------------------------------
     def choose_mcs(self, snr_db: float | None) -> Mcs:
         """Highest-rate MCS with BLER(snr_db - margin) <= target; the most robust one if none or unknown.
         MCSs the BLER table has not measured are never chosen (except the most robust as the default)."""
@@ -222,87 +144,21 @@ class LinkAdaptation(Controller):
                 best = m
         return best
 
-    def _hop_snr(self, hop: str, reports: dict[str, LinkReport], state: dict[str, Any]) -> float | None:
-        if hop in reports:
-            return reports[hop].snr_db
-        pred = state.get("predicted_snr_db", {})
-        return float(pred[hop]) if hop in pred else None
+    def _meets(self, mcs: Mcs, snr_db: float | None) -> bool:
+        return snr_db is None or self.bler_table.bler(mcs.name, snr_db - self.margin_db) <= self.target_bler
 
-    @staticmethod
-    def _per_hop(value: Any, hop: str, default: float) -> float:
-        if isinstance(value, dict):
-            return float(value.get(hop, default))
-        return default if value is None else float(value)
-
-    def allocate(self, task: Task, reports: dict[str, LinkReport], state: dict[str, Any]) -> dict[str, Allocation]:
-        route = list(state.get("route", []))
-        if not route:
-            raise ValueError("state['route'] is empty; give the hops the task crosses, "
-                             "e.g. ['leo0->uav0', 'uav0->user0']")
-        if task.image is not None:
-            n_pixels = task.image.shape[0] * task.image.shape[1]
-        else:
-            h, w = state.get("image_shape", (512, 512))[:2]
-            n_pixels = int(h) * int(w)
-        modes = list(state.get("modes", ["mode1"]))
-        unknown = [m for m in modes if m != "mode1" and m not in self.mode_table]
-        if unknown:
-            raise ValueError(f"state['modes'] has {unknown}, which this controller cannot predict; it knows "
-                             f"mode1 and {sorted(self.mode_table) or 'no other mode (measure them: sagin-hil train modes)'}")
-        snr = {hop: self._hop_snr(hop, reports, state) for hop in route}
-        mcs = {hop: self.choose_mcs(snr[hop]) for hop in route}
-        rates = {hop: self._per_hop(state.get("symbol_rate_hz"), hop, self.symbol_rate_hz) for hop in route}
-        prop = state.get("propagation_delay_s", 0.0)
-        prop_s = sum(float(prop.get(h, 0.0)) for h in route) if isinstance(prop, dict) else float(prop)
-        # D(bpp) = d0 + slope * bpp
-        slope = sum(n_pixels / (rates[h] * mcs[h].spectral_efficiency) for h in route)
-        d0 = self.compute_delay_s + prop_s
-        bpp = self._choose_bpp(task, d0, slope)
-        delay = d0 + slope * bpp
-        psnr = float(self.quality.psnr_at(bpp))
-        scc = self._scc(task, delay, psnr)
-        # a hop whose SNR is known and below even the chosen MCS's threshold: Mode 1 would deliver nothing
-        delivers = all(s is None or self.bler_table.bler(mcs[h].name, s - self.margin_db) <= self.target_bler
-                       for h, s in snr.items())
-        candidates = {"mode1": {"bpp": bpp, "delay_s": delay, "psnr_db": psnr, "scc": scc, "delivers": delivers}}
-        # analog modes see the route's amplify-and-forward SNR, known only when every hop's SNR is
-        e2e_db = (relay_snr_db([snr[h] for h in route]) - self.margin_db
-                  if all(s is not None for s in snr.values()) else None)
-        for m in modes:
-            row = self.mode_table.get(m)
-            if row is not None and "snr_db" not in row:  # a digital semantic mode: fixed bits, Mode 1's MCS
-                d = float(row["compute_time_s"]) + prop_s + slope * float(row["bpp"])
-                candidates[m] = {"bpp": float(row["bpp"]), "delay_s": d, "psnr_db": float(row["psnr_db"]),
-                                 "scc": self._scc(task, d, float(row["psnr_db"])), "delivers": delivers}
-            elif row is not None and e2e_db is not None:
-                candidates[m] = self._predict_jscc(row, task, n_pixels, e2e_db, rates, route, prop_s)
-        allowed = {m: c for m, c in candidates.items() if m in modes}  # JSCC needs every hop's SNR
-        usable = {m: c for m, c in allowed.items() if c["delivers"]} or allowed or {"mode1": candidates["mode1"]}
-        mode = max(usable, key=lambda m: (usable[m]["scc"], usable[m]["psnr_db"]))
-        best = candidates[mode]
-        self.last_decision = {"mode": mode, **best, "snr_db": snr, "candidates": candidates,
-                              "feasible": best["delay_s"] <= task.deadline_s and best["psnr_db"] >= task.quality_min_db}
-        if "bpp" in best:  # digital: each hop its MCS, the budget in bits per pixel
-            return {hop: Allocation(mode=mode, mcs=m.name, modulation=m.modulation, code_rate=m.code_rate,
-                                    bandwidth_hz=rates[hop], compression=best["bpp"]) for hop, m in mcs.items()}
-        side = self.mcs_table[0]  # an analog mode uses no MCS; the most robust one is the safe placeholder
-        return {hop: Allocation(mode=mode, mcs=side.name, modulation=side.modulation, code_rate=side.code_rate,
-                                bandwidth_hz=rates[hop], compression=best["ratio"]) for hop in route}
+    # -- per mode -----------------------------------------------------------------------------------------
+    def _compute_s(self, spec: ModeSpec, bpp: float | None = None) -> float:
+        if spec.rate_adaptive and self.compute_delay_s is not None:
+            return self.compute_delay_s
+        if self.table is None:
+            return 0.1323  # [P000] Sec. V: Mode 1 encode + decode, used only without a measured table
+        return spec.compute_time_s(self.table, bpp)
 
     @staticmethod
     def _scc(task: Task, delay_s: float, psnr_db: float) -> float:
         return float(scc_weights(np.array([delay_s]), np.array([psnr_db]), np.array([task.deadline_s]),
                                  np.array([task.quality_min_db]), task.weight_quality)[0])
-
-    def _predict_jscc(self, row: dict[str, Any], task: Task, n_pixels: int, e2e_snr_db: float,
-                      rates: dict[str, float], route: list[str], prop_s: float) -> dict[str, Any]:
-        """Predicted delay, quality and SCC of a JSCC mode (its mode-table row) at the route's end-to-end SNR."""
-        ratio = float(Fraction(str(row["ratio"])))
-        n_symbols = ratio * 3 * n_pixels
-        delay = float(row["compute_time_s"]) + prop_s + sum(n_symbols / rates[h] for h in route)
-        psnr = float(np.interp(e2e_snr_db, row["snr_db"], row["psnr_db"]))
-        return {"ratio": ratio, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
-                "delivers": True, "e2e_snr_db": e2e_snr_db}
 
     def _choose_bpp(self, task: Task, d0: float, slope: float) -> float:
         lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])
@@ -316,3 +172,87 @@ class LinkAdaptation(Controller):
         w = scc_weights(d0 + slope * grid, self.quality.psnr_at(grid), np.full(grid.shape, task.deadline_s),
                         np.full(grid.shape, task.quality_min_db), task.weight_quality)
         return float(grid[int(np.argmax(w))])
+
+    def _predict(self, spec: ModeSpec, task: Task, n_pixels: int, slope: float, prop_s: float,
+                 rates: dict[str, float], e2e_db: float | None, delivers: bool) -> dict[str, Any] | None:
+        """Predicted budget, delay, quality and SCC of one mode on one route (None: cannot be predicted)."""
+        if spec.rate_adaptive:
+            d0 = self._compute_s(spec, 1.0) + prop_s
+            bpp = self._choose_bpp(task, d0, slope)
+            delay = self._compute_s(spec, bpp) + prop_s + slope * bpp
+            psnr = float(self.quality.psnr_at(bpp))
+            return {"bits_per_pixel": bpp, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
+                    "delivers": delivers}
+        if self.table is None or spec.table_key not in self.table["modes"]:
+            return None
+        if spec.analog:
+            if e2e_db is None:
+                return None  # its quality needs every hop's SNR
+            n_sym = spec.symbols(n_pixels)
+            delay = self._compute_s(spec) + prop_s + sum(n_sym / r for r in rates.values())
+            psnr = spec.psnr_db(self.table, snr_db=e2e_db)
+            return {"bandwidth_ratio": spec.bandwidth_ratio(), "delay_s": delay, "psnr_db": psnr,
+                    "scc": self._scc(task, delay, psnr), "delivers": True, "e2e_snr_db": e2e_db}
+        bpp = spec.bits_per_pixel(self.table)
+        delay = self._compute_s(spec) + prop_s + slope * bpp
+        psnr = spec.psnr_db(self.table)
+        return {"bits_per_pixel": bpp, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
+                "delivers": delivers}
+
+    def _route(self, task: Task, route: Route, state: ControllerState) -> tuple[Allocation, dict[str, Any]]:
+        n_pixels = task.n_pixels or DEFAULT_IMAGE_PIXELS
+        links = route.links
+        snr = {h: state.snr_db(h) for h in links}
+        mcs = {h: self.choose_mcs(snr[h]) for h in links}
+        rates = {h: state.symbol_rate_hz(h) for h in links}
+        prop_s = sum(float(state.propagation_delay_s.get(h, 0.0)) for h in links)
+        slope = sum(n_pixels / (rates[h] * mcs[h].spectral_efficiency) for h in links)  # s per bit per pixel
+        delivers = all(self._meets(mcs[h], snr[h]) for h in links)
+        e2e_db = relay_snr_db([snr[h] for h in links]) - self.margin_db if None not in snr.values() else None
+        candidates = {}
+        for name in state.modes:
+            pred = self._predict(MODES.get(name), task, n_pixels, slope, prop_s, rates, e2e_db, delivers)
+            if pred is not None:
+                candidates[name] = pred
+        if not candidates:
+            raise ValueError(f"none of the modes {state.modes} can be predicted: measure the mode table "
+                             "(`sagin-hil train modes`)")
+        usable = {m: c for m, c in candidates.items() if c["delivers"]}
+        pool = usable or candidates
+        mode = max(pool, key=lambda m: (pool[m]["scc"], pool[m]["psnr_db"]))
+        best = candidates[mode]
+        spec = MODES.get(mode)
+        meets = best["delay_s"] <= task.deadline_s and best["psnr_db"] >= task.quality_min_db
+        why = ("highest predicted SCC" + (" among the modes whose every hop meets BLER <= "
+                                           f"{self.target_bler:g}" if len(usable) < len(candidates) else ""))
+        if not usable:
+            why = "no digital MCS meets the BLER target on every hop; the best prediction is kept"
+        elif not meets:
+            why += "; no candidate meets both D_max and Q_min, the deadline took precedence"
+        hops = {h: HopAllocation(mcs="analog" if spec.analog else mcs[h].name) for h in links}
+        alloc = Allocation(task.task_id, route, mode=mode, bits_per_pixel=float(best.get("bits_per_pixel", 0.0)),
+                           bandwidth_ratio=float(best.get("bandwidth_ratio", 0.0)), hops=hops,
+                           predicted={k: float(best[k]) for k in ("delay_s", "psnr_db", "scc")})
+        trail = {
+            "route": str(route),
+            "snr_db": {h: (None if snr[h] is None else round(float(snr[h]), 2)) for h in links},
+            "snr_source": {h: ("measured" if h in state.reports else "predicted" if snr[h] is not None else "unknown")
+                           for h in links},
+            "mcs": {h: mcs[h].name for h in links},
+            "candidates": {m: {k: (round(float(v), 4) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   else v) for k, v in c.items()} for m, c in candidates.items()},
+            "choice": mode, "why": why, "feasible": bool(meets),
+        }
+        return alloc, trail
+
+    def allocate(self, state: ControllerState) -> Plan:
+        plan = Plan()
+        for task in state.tasks:
+            options = [self._route(task, r, state) for r in state.routes[task.task_id]]
+            alloc, trail = max(options, key=lambda o: (o[0].predicted["scc"], o[0].predicted["psnr_db"]))
+            if len(options) > 1:
+                trail["routes_considered"] = [str(a.route) for a, _ in options]
+            plan.allocations[task.task_id] = alloc
+            plan.trail[task.task_id] = trail
+            self.last_decision = trail
+        return plan

@@ -7,7 +7,8 @@ pushed on a PUB socket. docs/protocol.md lists every kind and field.
 Request kinds and their bodies:
 
 - ``report``: a LinkReport in its wire form (``to_dict``) -> ``ack`` {"n_reports": int}
-- ``allocate``: {"task": Task wire form, "state": map} -> ``allocation`` {"plan": {link_id: Allocation}}
+- ``allocate``: {"state": ControllerState wire form} -> ``allocation`` {"plan": Plan wire form} (version 2;
+  version 1 sent one task and got {link_id: Allocation})
 - ``ping``: {} -> ``pong`` {"algo": str, "uptime_s": float}
 - ``stats``: {} -> ``stats`` {"n_requests", "n_reports", "n_allocations", "n_errors", "errors": {code: n}}
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from sagin_hil.datatypes import Allocation, LinkReport, Task, from_dict, to_dict
+from sagin_hil.datatypes import ControllerState, LinkReport, Plan, from_dict
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -38,10 +39,9 @@ __all__ = [
     "parse_allocate",
     "plan_to_wire",
     "plan_from_wire",
-    "check_state",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: allocate carries a ControllerState and answers a Plan
 MAX_MESSAGE_BYTES = 1 << 20
 REQUEST_KINDS = ("report", "allocate", "ping", "stats")
 REPLY_KINDS = ("ack", "allocation", "pong", "stats", "error")
@@ -160,38 +160,27 @@ def parse_report(body: dict[str, Any]) -> LinkReport:
     return _typed(body, "LinkReport", LinkReport)
 
 
-def check_state(state: Any) -> dict[str, Any]:
-    """Check the parts of an ``allocate`` state every controller relies on (route, predicted SNRs)."""
-    if not isinstance(state, dict):
-        raise ProtocolError("field", f"state must be a map, got {type(state).__name__}")
-    route = state.get("route", [])
-    if not isinstance(route, list) or not all(isinstance(h, str) and "->" in h for h in route):
-        raise ProtocolError("field", f"state.route = {route!r} must be a list of link ids like 'leo0->uav0'")
-    pred = state.get("predicted_snr_db", {})
-    if not isinstance(pred, dict):
-        raise ProtocolError("field", f"state.predicted_snr_db must be a map link_id -> dB, got {pred!r}")
-    for link, snr in pred.items():
-        if not isinstance(snr, (int, float)) or isinstance(snr, bool) or not math.isfinite(snr) or abs(snr) > 100:
-            raise ProtocolError("field", f"state.predicted_snr_db[{link!r}] = {snr!r} must be a finite dB value")
-    return state
+def parse_allocate(body: dict[str, Any]) -> ControllerState:
+    """The ControllerState of an ``allocate`` body {"state": ControllerState wire form}."""
+    extra = set(body) - {"state"}
+    if extra or "state" not in body:
+        raise ProtocolError("field", f"allocate body needs exactly 'state' (a ControllerState); got keys {sorted(body)}")
+    try:
+        return ControllerState.from_dict(body["state"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ProtocolError("field", f"state: {exc}") from None
 
 
-def parse_allocate(body: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
-    """The (task, state) of an ``allocate`` body."""
-    extra = set(body) - {"task", "state"}
-    if extra or "task" not in body:
-        raise ProtocolError("field", f"allocate body needs 'task' (and optional 'state'); got keys {sorted(body)}")
-    task = _typed(body["task"], "Task", Task)
-    return task, check_state(body.get("state", {}))
+def plan_to_wire(plan: Plan) -> dict[str, Any]:
+    """Plan -> its wire map."""
+    return plan.to_dict()
 
 
-def plan_to_wire(plan: dict[str, Allocation]) -> dict[str, Any]:
-    """{link_id: Allocation} -> {link_id: wire map}."""
-    return {str(k): to_dict(a) for k, a in plan.items()}
-
-
-def plan_from_wire(data: Any) -> dict[str, Allocation]:
+def plan_from_wire(data: Any) -> Plan:
     """Inverse of `plan_to_wire`, checking every Allocation."""
     if not isinstance(data, dict):
-        raise ProtocolError("field", f"plan must be a map link_id -> Allocation, got {type(data).__name__}")
-    return {k: _typed(v, "Allocation", Allocation) for k, v in data.items()}
+        raise ProtocolError("field", f"plan must be a map (Plan wire form), got {type(data).__name__}")
+    try:
+        return Plan.from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ProtocolError("field", f"plan: {exc}") from None

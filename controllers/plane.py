@@ -7,7 +7,7 @@ socket; each gets one reply carrying the request id. Every allocation is also pu
 ControlClient talks to it from the same process (inproc://, pass the server's context) or another one
 (tcp://). It uses a DEALER socket so a late reply never blocks the next request: replies whose id is
 not the one awaited are dropped. If no reply comes within `timeout_s`, `request_allocation` returns the
-safe fallback plan (every hop ``fallback=True``) and the caller carries on.
+safe fallback plan (every allocation ``fallback=True``) and the caller carries on.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from sagin_hil.controllers.base import Controller, fallback_plan
+from sagin_hil.controllers.base import Controller, fallback_allocation, fallback_plan
 from sagin_hil.controllers.messages import (
     MAX_MESSAGE_BYTES,
     REPLY_KINDS,
@@ -35,7 +35,7 @@ from sagin_hil.controllers.messages import (
     plan_from_wire,
     plan_to_wire,
 )
-from sagin_hil.datatypes import Allocation, LinkReport, Task, to_dict
+from sagin_hil.datatypes import ControllerState, LinkReport, Plan, to_dict
 
 __all__ = ["ControlServer", "ControlClient", "UPDATE_TOPIC"]
 
@@ -123,9 +123,9 @@ class ControlServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def publish(self, plan: dict[str, Allocation], task_id: int = -1) -> None:
-        """Push an allocation update to every subscriber (thread-safe)."""
-        self._outbox.put(encode(Message("update", 0, {"task_id": task_id, "plan": plan_to_wire(plan)})))
+    def publish(self, plan: Plan) -> None:
+        """Push a plan update to every subscriber (thread-safe)."""
+        self._outbox.put(encode(Message("update", 0, {"plan": plan_to_wire(plan)})))
 
     # -- serving -----------------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -185,13 +185,15 @@ class ControlServer:
                 self.stats["n_reports"] += 1
                 return Message("ack", msg_id, {"n_reports": self.stats["n_reports"]})
             if msg.kind == "allocate":
-                task, state = parse_allocate(msg.body)
+                state = parse_allocate(msg.body)
+                # the receivers' latest reports, under any the requester measured itself
+                state.reports = {**self.reports, **state.reports}
                 try:
-                    plan = self.controller.allocate(task, dict(self.reports), state)
+                    plan = self.controller.allocate(state)
                 except Exception as exc:  # the controller's bug must not kill the plane
                     return self._error("controller", f"{type(exc).__name__}: {exc}", msg_id)
                 self.stats["n_allocations"] += 1
-                return Message("allocation", msg_id, {"task_id": task.task_id, "plan": plan_to_wire(plan)})
+                return Message("allocation", msg_id, {"plan": plan_to_wire(plan)})
             if msg.kind == "ping":
                 return Message("pong", msg_id, {"algo": self.controller.name, "pub_endpoint": self.pub_endpoint,
                                                 "uptime_s": time.monotonic() - self._t0})
@@ -288,12 +290,10 @@ class ControlClient:
         reply = self.request("report", to_dict(report))
         return reply is not None and reply.kind == "ack"
 
-    def request_allocation(self, task: Task, state: dict[str, Any] | None = None) -> dict[str, Allocation]:
-        """The controller's plan for `task`, or the fallback plan over state["route"] on timeout/error;
-        route hops missing from a plan get the fallback allocation too."""
-        state = dict(state or {})
-        reply = self.request("allocate", {"task": to_dict(task), "state": state})
-        route = list(state.get("route", []))
+    def request_allocation(self, state: ControllerState) -> Plan:
+        """The controller's Plan for `state`, or the fallback plan on timeout or error; a task the plan
+        leaves out gets the fallback allocation on its first candidate route."""
+        reply = self.request("allocate", {"state": state.to_dict()})
         if reply is not None and reply.kind == "allocation":
             try:
                 plan = plan_from_wire(reply.body.get("plan"))
@@ -301,14 +301,15 @@ class ControlClient:
                 self.n_errors += 1
                 self.last_error = f"bad plan: {exc}"
             else:
-                missing = [hop for hop in route if hop not in plan]
-                if missing:  # a hop the controller did not decide for stays on the safe default
+                missing = [t for t in state.tasks if t.task_id not in plan.allocations]
+                if missing:  # a task the controller did not decide for goes on the safe default
                     self.n_fallbacks += 1
-                    self.last_error = f"plan lacks hop(s) {missing}; they use the fallback allocation"
-                    plan.update(fallback_plan(missing))
+                    self.last_error = f"plan lacks task(s) {[t.task_id for t in missing]}; they use the fallback"
+                    for t in missing:
+                        plan.allocations[t.task_id] = fallback_allocation(t.task_id, state.routes[t.task_id][0])
                 return plan
         self.n_fallbacks += 1
-        return fallback_plan(route)
+        return fallback_plan(state)
 
     def ping(self) -> dict[str, Any] | None:
         reply = self.request("ping", {})
@@ -331,12 +332,12 @@ class ControlClient:
         self._sub.setsockopt(zmq.SUBSCRIBE, UPDATE_TOPIC)
         self._sub.connect(pub_endpoint)
 
-    def poll_update(self, timeout_s: float = 0.0) -> tuple[int, dict[str, Allocation]] | None:
-        """The next pushed (task_id, plan), or None if none arrived within timeout_s."""
+    def poll_update(self, timeout_s: float = 0.0) -> Plan | None:
+        """The next pushed Plan, or None if none arrived within timeout_s."""
         if self._sub is None:
             raise RuntimeError("call subscribe() before poll_update()")
         if not self._sub.poll(int(timeout_s * 1000), zmq.POLLIN):
             return None
         _, payload = self._sub.recv_multipart()
         msg = decode(payload, ("update",))
-        return int(msg.body.get("task_id", -1)), plan_from_wire(msg.body.get("plan"))
+        return plan_from_wire(msg.body.get("plan"))

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from sagin_hil.codecs.base import Budget
+
 __all__ = ["bench_codec", "PilotChannel", "PacketPhyChannel", "DigitalImageLink"]
 
 SYMBOL_RATE_HZ = 1.0e6
@@ -209,7 +211,7 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
             for si, snr in enumerate(snrs):
                 qp, qs = [], []
                 for ii, (_, img) in enumerate(imgs):
-                    pay = jscc.encode(img, snr_db=snr)
+                    pay = jscc.encode(img, Budget(snr_db=snr))
                     je.append(pay.encode_time_s)
                     y, _, snr_est = PilotChannel(ch, snr, 1000 * si + ii)(pay.symbols)  # ZF: y = x + n/h, as trained
                     t0 = time.perf_counter()
@@ -301,7 +303,7 @@ def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[fl
     for si, snr in enumerate(snrs):
         q = []
         for ii, (_, img) in enumerate(imgs):
-            pay = jscc.encode(img, snr_db=snr)
+            pay = jscc.encode(img, Budget(snr_db=snr))
             y, side, snr_est = PacketPhyChannel(snr, 1000 * si + ii)(pay.symbols, pay.data)
             try:
                 q.append(_measure(img, jscc.decode(side, symbols=y, snr_db=snr_est)))
@@ -329,7 +331,7 @@ def _j2k_encode(j2k: Any, img: np.ndarray, budget_bits: int) -> Any:
     from sagin_hil.codecs import CodecError
 
     try:
-        return j2k.encode(img, budget_bits=budget_bits)
+        return j2k.encode(img, Budget(bits=budget_bits))
     except CodecError:
         return None
 

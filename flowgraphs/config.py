@@ -30,14 +30,28 @@ class _Section(BaseModel):
 
 class ImagesConfig(_Section):
     count: int = Field(8, ge=1, le=1000, description="images carried, one task each")
-    size_px: int = Field(256, ge=32, le=2048, description="side of the square centre crop, pixels")
+    size_px: int | None = Field(256, ge=32, le=2048,
+                                description="side of the square centre crop, pixels; 0 or none keeps each image's own size")
     interval_s: float = Field(10.0, gt=0, description="time between task arrivals along the pass, seconds")
+    paths: list[str] = Field(default_factory=list, description="your own image files (PNG, JPEG, TIFF, JPEG 2000, ...)")
+    dir: str | None = Field(None, description="a folder of your own images (every readable image file in it)")
+
+    @field_validator("size_px", mode="before")
+    @classmethod
+    def _own_size(cls, v: Any) -> Any:
+        return None if v == 0 else v
 
 
 class TasksConfig(_Section):
     deadline_s: tuple[float, float] = Field((2.0, 11.0), description="D_max drawn uniformly in [lo, hi] s")
     quality_min_db: tuple[float, float] = Field((24.0, 32.0), description="PSNR floor Q_min in [lo, hi] dB")
     weight_quality: float = Field(0.5, ge=0, le=1, description="SCC weight xi_q (xi_d = 1 - xi_q)")
+    arrival: Literal["pass", "frames"] = Field(
+        "pass", description="pass: one task per image, spread over the first satellite's pass; frames: every "
+        "user gets a task each frame, all planned together")
+    frames: int = Field(1, ge=1, le=100, description="frames (arrival = frames), one every images.interval_s")
+    semantic_users: list[str] = Field(default_factory=list,
+                                      description="users with semantic decoders (SemUsers); the others are ConUsers")
 
     @field_validator("deadline_s", "quality_min_db")
     @classmethod
@@ -68,15 +82,59 @@ class RadioSection(_Section):
 
 
 class ControllerConfig(_Section):
-    algo: str = Field("link-adaptation", description="controller registry name")
+    algo: str = Field("link-adaptation", description="controller registry name (sagin-hil controller list)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the controller's own options")
+    compare: list[str] = Field(default_factory=list,
+                               description="more controllers run on the same tasks and world, reported side by side")
     transport: Literal["inproc", "tcp"] = Field("inproc", description="control plane socket transport")
-    timeout_s: float = Field(2.0, gt=0, description="allocation request timeout before the safe fallback")
-    target_bler: float = Field(0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims under")
-    modes: list[Literal["mode1", "mode3_1", "mode3_2", "mode3_3", "jscc-1/12", "jscc-1/6"]] = Field(
+    timeout_s: float = Field(10.0, gt=0, description="allocation request timeout before the safe fallback")
+    modes: list[str] = Field(
         ["mode1"], min_length=1,
-        description="transmission modes the controller may choose: mode1 (JPEG 2000 + LDPC), mode3_1..mode3_3 "
-        "(VQ indices + LDPC), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols the UAV amplifies and forwards)",
+        description="transmission modes the controller may choose (codecs.modes.MODES): mode1 (JPEG 2000 + LDPC), "
+        "mode3_1..mode3_3 (VQ indices + LDPC), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols)",
     )
+
+    @field_validator("modes")
+    @classmethod
+    def _registered_modes(cls, v: list[str]) -> list[str]:
+        from sagin_hil.codecs.modes import MODES
+
+        for m in v:
+            if m not in MODES:
+                raise ValueError(str(MODES.unknown(m)))
+        return v
+
+    @field_validator("algo")
+    @classmethod
+    def _registered_controller(cls, v: str) -> str:
+        from sagin_hil.controllers import CONTROLLERS
+
+        if v not in CONTROLLERS:
+            raise ValueError(str(CONTROLLERS.unknown(v)))
+        return v
+
+    @field_validator("compare")
+    @classmethod
+    def _registered_compare(cls, v: list[str]) -> list[str]:
+        from sagin_hil.controllers import CONTROLLERS
+
+        for name in v:
+            if name not in CONTROLLERS:
+                raise ValueError(str(CONTROLLERS.unknown(name)))
+        return v
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> ControllerConfig:
+        from sagin_hil.controllers import controller_options
+
+        for name in [self.algo, *self.compare]:
+            try:
+                controller_options(name).model_validate(self.options)
+            except ValidationError as exc:
+                from sagin_hil.controllers.base import _option_error
+
+                raise ValueError(str(_option_error(name, controller_options(name), exc))) from None
+        return self
 
 
 class ReportConfig(_Section):
@@ -90,7 +148,10 @@ class Flowgraph(BaseModel):
 
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", description="run name (report folder prefix)")
     description: str = Field("", description="one line shown in the report")
-    seed: int = Field(1, description="seeds task draws, noise and fading: the same seed gives the same run")
+    seed: int = Field(1, ge=0, le=2**32 - 1, description="seeds task draws, noise and fading: the same seed gives the same run")
+    timing: Literal["measured", "wall-clock"] = Field(
+        "measured", description="measured: encode/decode delays from the measured per-mode compute-time table, so "
+        "a seed reproduces the run exactly; wall-clock: this host's timings (radio benches)")
     scenario: dict[str, Any] = Field(default_factory=dict, description="keys set over the reference scenario, or {file = ...}")
     images: ImagesConfig = ImagesConfig()
     tasks: TasksConfig = TasksConfig()
@@ -107,14 +168,40 @@ class Flowgraph(BaseModel):
             raise ValueError(f"scenario.file must be a path string, got {f!r}")
         return self
 
-    def with_overrides(self, images: int | None = None, radio: str | None = None) -> Flowgraph:
-        """A copy with command-line overrides applied (validated like the file)."""
+    def with_overrides(self, images: int | None = None, radio: str | None = None, seed: int | None = None,
+                       sets: list[str] | None = None) -> Flowgraph:
+        """A copy with command-line overrides applied and validated like the file; errors name the option.
+
+        sets: "key.path=value" items (`--set`), the value read as a TOML value (a bare word is a string).
+        """
         data = self.model_dump()
+        given = []
         if images is not None:
             data["images"]["count"] = images
+            given.append(f"--images {images}")
         if radio is not None:
             data["radio"]["kind"] = radio
-        return _validate(data, self.source)
+            given.append(f"--radio {radio}")
+        if seed is not None:
+            data["seed"] = seed
+            given.append(f"--seed {seed}")
+        for item in sets or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise FlowgraphError(f"--set {item!r}: give key=value, e.g. --set images.count=4")
+            try:
+                value = tomllib.loads(f"v = {text.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = text.strip()  # a bare word: a string
+            node = data
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise FlowgraphError(f"--set {item!r}: {part!r} is not a table")
+            node[parts[-1]] = value
+            given.append(f"--set {item}")
+        return _validate(data, f"{self.source} with {' '.join(given)}" if given else self.source)
 
     def scenario_path(self) -> Path | None:
         """The scenario file, resolved relative to the flowgraph file."""
@@ -145,7 +232,10 @@ def _describe(err: dict[str, Any]) -> str:
         close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"key {key!r} is not allowed here{hint} (allowed: {', '.join(allowed)})"
-    return f"key {key!r} = {err.get('input')!r}: {err['msg']}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if isinstance(err.get("input"), dict):  # a whole table failed its check: the message names the key
+        return f"[{key}]: {msg}"
+    return f"key {key!r} = {err.get('input')!r}: {msg}"
 
 
 def _validate(data: dict[str, Any], source: str) -> Flowgraph:

@@ -47,6 +47,12 @@ class TaskRecord:
     retransmissions: int
     sent_image: np.ndarray | None = field(default=None, repr=False)
     received_image: np.ndarray | None = field(default=None, repr=False)
+    predicted: dict[str, float] = field(default_factory=dict)  # the controller's predictions (delay, PSNR, rate)
+    trail: dict[str, Any] = field(default_factory=dict)  # the decision: candidates, choice and why
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # encode, each hop (air, propagation, ARQ), decode
+    hop_rate_bps: dict[str, float] = field(default_factory=dict)  # what each hop carried per second of air time
+    hop_snr_db: dict[str, float] = field(default_factory=dict)  # each hop's measured Es/N0
+    fallback: bool = False  # the plane's safe default was used (no controller answer)
 
     def row(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in TASK_COLUMNS}
@@ -65,6 +71,7 @@ class LinkTrace:
     measured_snr_db: list[float] = field(default_factory=list)
     blocks: int = 0
     block_errors: int = 0
+    bler_points: list[dict[str, Any]] = field(default_factory=list)  # per data send: mcs, snr_db, blocks, errors
     constellation: np.ndarray | None = field(default=None, repr=False)
     mcs_of_constellation: str = ""
 
@@ -103,8 +110,20 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def clean_json(v: Any) -> Any:
+    """`v` with numpy scalars made plain and non-finite floats made None (strict JSON), recursively."""
+    if isinstance(v, dict):
+        return {str(k): clean_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [clean_json(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return clean_json(v.tolist())
+    return _jsonable(v)
+
+
 def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], meta: dict[str, Any]) -> dict:
-    tasks = [{k: _jsonable(v) for k, v in r.row().items()} for r in records]
+    tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "predicted": r.predicted, "trail": r.trail,
+              "timeline": r.timeline, "fallback": r.fallback} for r in records]
     n = max(len(records), 1)
     totals = {
         "tasks": len(records),
@@ -264,12 +283,12 @@ def write_report(
 ) -> Path:
     """Write the whole report folder; returns the path of index.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(json.dumps(clean_json(summary), indent=2))
     with open(out_dir / "tasks.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=TASK_COLUMNS)
         writer.writeheader()
         for t in summary["tasks"]:
-            writer.writerow(t)
+            writer.writerow({c: t[c] for c in TASK_COLUMNS})
     plots = []
     _plot_constellations(links, out_dir / "constellations.png", max_constellation_points)
     if (out_dir / "constellations.png").exists():

@@ -1,20 +1,24 @@
 """The runner: wires scenario, codecs, PHY hops and the controller into one experiment, and reports it.
 
-For each task (an image arriving at a LEO satellite): sound each hop of its route with a short probe packet
-(the receivers publish LinkReports to the controller), ask the controller for an allocation over the
-control plane, encode the image (JPEG 2000 at the allocated budget, or the VQ codec of Modes 3_x), carry
-it LEO -> UAV at sample level,
-decode and forward it UAV -> user at sample level, decode the image, and score it (PSNR, SSIM, delay, SCC).
+Tasks come in frames (one task per frame along a pass, or every user's task at once). For each frame:
+sound the hops of every task's candidate routes with a short probe packet (the receivers publish
+LinkReports to the controller), send the controller a ControllerState over the control plane, and carry
+out its Plan: UAVs fly toward their waypoints within their speed limit; each task is encoded in its mode
+(codecs.modes.MODES: the budget follows from its Allocation) and crosses its route hop by hop at sample
+level, each hop at its allocated power and bandwidth (the bandwidth sets the symbol rate) and MCS; digital
+payloads are decoded and forwarded with ARQ, analog (JSCC) symbols amplified and forwarded. The user
+decodes the image and the task is scored (PSNR, SSIM, delay, SCC).
 
-When the flowgraph allows deep JSCC (controller.modes) and the controller picks it, the image's symbols
-cross each hop as one analog packet with the codec header as its protected side information; the UAV
-amplifies and forwards them (renormalised to unit power), and the user decodes with the end-to-end SNR
-from the hops' measured SNRs.
+Controllers named in [controller] compare run the same tasks in the same world (same seed), one after the
+other, and are reported side by side. `run_flowgraph` keeps no global state: it returns its result, and
+every run gets its own folder (a run id, not the time of day).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +26,19 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sagin_hil.datatypes import Task
+from sagin_hil.datatypes import Allocation, ControllerState, Plan, Route, Task, link_id
 from sagin_hil.flowgraphs.config import Flowgraph, FlowgraphError
 from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, write_report
 
-__all__ = ["run_flowgraph", "RunResult"]
+__all__ = ["run_flowgraph", "RunResult", "new_run_id"]
 
 PROBE_BYTES = 96  # sounding packet payload
 PROBE_MCS = "bpsk-1/2"  # the most robust MCS, so a probe is heard on any usable link
+MIN_HOP_BANDWIDTH_HZ = 10e3  # a hop granted less (or no power) does not carry the task: it is not served
 
 
 @dataclass
@@ -43,6 +49,11 @@ class RunResult:
     summary: dict[str, Any]
     out_dir: Path
     aborted: str | None = None
+
+
+def new_run_id(name: str) -> str:
+    """A folder name no other run takes: name, time of day for the reader, and random hex for uniqueness."""
+    return f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def _overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -71,58 +82,64 @@ def _load_scenario(fg: Flowgraph):
     return Scenario.default()
 
 
-def _route(scenario, user: str, t_s: float) -> tuple[str, str, str]:
+def _load_images(fg: Flowgraph) -> list[tuple[str, np.ndarray]]:
+    """The flowgraph's images: the user's files ([images] paths / dir), else the shipped ones."""
+    from sagin_hil.codecs.images import image_files_in, load_image_files, load_images
+
+    files = [Path(p).expanduser() for p in fg.images.paths]
+    base = Path(fg.source).parent if not fg.source.startswith("<") else Path.cwd()
+    files = [p if p.is_absolute() else base / p for p in files]
+    if fg.images.dir:
+        d = Path(fg.images.dir).expanduser()
+        files += image_files_in(d if d.is_absolute() else base / d)
+    if files:
+        return load_image_files(files, fg.images.size_px)[: fg.images.count]
+    from sagin_hil.codecs.images import image_names
+
+    n = min(fg.images.count, len(image_names("run")))
+    return load_images(n=n, size=fg.images.size_px or 256, split="run")
+
+
+def _route(scenario, user: str, t_s: float) -> Route:
     """LEO -> UAV -> user: the UAV nearest the user, the satellite highest above that UAV."""
     uav = min(scenario.uavs, key=lambda u: scenario.link_state(u, user, t_s).distance_m)
     sat = max(scenario.satellites, key=lambda s: scenario.link_state(s, uav, t_s).elevation_deg)
-    return sat, uav, user
+    return Route((sat, uav, user))
 
 
-def _make_tasks(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario, rng: np.random.Generator) -> list[tuple[Task, tuple[str, str, str]]]:
-    """Tasks spread over the pass of the first satellite over the first UAV."""
+def _make_frames(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario,
+                 rng: np.random.Generator) -> list[list[Task]]:
+    """Tasks grouped in frames: along the first satellite's pass one task per frame, or (arrival =
+    "frames") every user one task per frame, images taken in turn."""
     t0, t1 = scenario.visibility_window(scenario.satellites[0], scenario.uavs[0])
-    n = len(images)
-    interval = min(fg.images.interval_s, (t1 - t0) / (n + 1))
-    tasks = []
-    for i, (name, img) in enumerate(images):
-        t = t0 + interval * (i + 1) if np.isfinite(t0) else interval * i
-        user = scenario.users[i % len(scenario.users)]
-        route = _route(scenario, user, t)
-        task = Task(
-            task_id=i,
-            image=img,
-            source=route[0],
-            destination=user,
-            deadline_s=float(rng.uniform(*fg.tasks.deadline_s)),
-            quality_min_db=float(rng.uniform(*fg.tasks.quality_min_db)),
-            arrival_s=float(t),
-            weight_quality=fg.tasks.weight_quality,
-            weight_delay=1.0 - fg.tasks.weight_quality,
-            name=name,
-        )
-        tasks.append((task, route))
-    return tasks
+    if not np.isfinite(t0):
+        raise FlowgraphError(f"{fg.source}: {scenario.satellites[0]} never rises above the minimum elevation over "
+                             f"{scenario.uavs[0]}; no task can be carried (check [scenario] min_elevation_deg and orbits)")
+    if fg.tasks.arrival == "frames":
+        slots = [(t0 + fg.images.interval_s * (k + 0.5), list(scenario.users)) for k in range(fg.tasks.frames)]
+    else:
+        interval = min(fg.images.interval_s, (t1 - t0) / (len(images) + 1))
+        users = scenario.users
+        slots = [(t0 + interval * (i + 1), [users[i % len(users)]]) for i in range(len(images))]
+    frames, i = [], 0
+    for t, users in slots:
+        frame = []
+        for user in users:
+            name, img = images[i % len(images)]
+            frame.append(Task(
+                task_id=i, image=img, source=scenario.satellites[0], destination=user,
+                deadline_s=float(rng.uniform(*fg.tasks.deadline_s)),
+                quality_min_db=float(rng.uniform(*fg.tasks.quality_min_db)), arrival_s=float(t),
+                weight_quality=fg.tasks.weight_quality, weight_delay=1.0 - fg.tasks.weight_quality, name=name,
+            ))
+            i += 1
+        frames.append(frame)
+    return frames
 
 
-def _pass_traces(scenario, links: list[tuple[str, str]], t0: float, t1: float, symbol_rate_hz: float) -> dict[str, LinkTrace]:
-    """The scenario's prediction over the run, as Es/N0 (the budget's SNR is over the link bandwidth)."""
-    grid = np.linspace(t0, t1, 120)
-    traces = {}
-    for tx, rx in links:
-        states = [scenario.link_state(tx, rx, float(t)) for t in grid]
-        traces[f"{tx}->{rx}"] = LinkTrace(
-            link_id=f"{tx}->{rx}",
-            t_s=grid,
-            predicted_snr_db=np.array([s.snr_db + 10 * np.log10(s.bandwidth_hz / symbol_rate_hz) for s in states]),
-            doppler_hz=np.array([s.doppler_hz for s in states]),
-            elevation_deg=np.array([s.elevation_deg for s in states]),
-        )
-    return traces
-
-
-def _print_table(console: Console, records: list[TaskRecord]) -> None:
+def _print_table(console: Console, records: list[TaskRecord], title: str = "tasks") -> None:
     """The per-task table: the deadline and quality floor beside what was achieved, met or MISSED."""
-    table = Table(title="tasks", header_style="bold")
+    table = Table(title=title, header_style="bold")
     for col in ("#", "image", "route", "mode", "MCS per hop", "kbit", "air ms", "delay s / D_max",
                 "PSNR dB / Q_min", "SSIM", "SCC"):
         table.add_column(col, justify="left" if col in ("image", "route", "MCS per hop") else "right")
@@ -132,7 +149,7 @@ def _print_table(console: Console, records: list[TaskRecord]) -> None:
 
     for r in records:
         table.add_row(
-            str(r.task_id), r.name, r.route, r.mode, r.mcs, f"{r.bits / 1e3:.1f}", f"{1e3 * r.air_time_s:.1f}",
+            str(r.task_id), escape(r.name), r.route, r.mode, r.mcs, f"{r.bits / 1e3:.1f}", f"{1e3 * r.air_time_s:.1f}",
             mark(r.met_deadline, f"{r.delay_s:.3f} / {r.deadline_s:.2f}"),
             mark(r.met_quality, f"{r.psnr_db:.2f} / {r.quality_min_db:.1f}"), f"{r.ssim:.3f}", f"{r.scc:.3f}",
         )
@@ -140,27 +157,37 @@ def _print_table(console: Console, records: list[TaskRecord]) -> None:
 
 
 class _Experiment:
-    """The live parts of one run: scenario, codec, hops and the control-plane client."""
+    """The live parts of one controller's run: scenario, codecs, hops and the control-plane client."""
 
-    def __init__(self, fg: Flowgraph, scenario, client, traces: dict[str, LinkTrace]) -> None:
-        from sagin_hil.codecs import get_codec
-
+    def __init__(self, fg: Flowgraph, scenario, client, traces: dict[str, LinkTrace], mode_table: dict | None) -> None:
         self.fg, self.scenario, self.client, self.traces = fg, scenario, client, traces
-        self.codecs = {"mode1": get_codec("jpeg2000")}
-        self.hops: dict[str, Any] = {}
+        self.mode_table = mode_table
+        self.codecs: dict[str, Any] = {}
+        self.hops: dict[tuple[str, float], Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
+        cfg = scenario.config
+        self.bandwidth_hz = {"space-air": cfg.space_air.bandwidth_hz, "air-ground": cfg.air_ground.bandwidth_hz,
+                             "isl": cfg.isl.bandwidth_hz}
 
-    def hop(self, tx: str, rx: str):
+    # -- hops ---------------------------------------------------------------------------------------------
+    def nominal_bandwidth_hz(self, tx: str, rx: str) -> float:
+        return self.bandwidth_hz[self.scenario.link_kind(tx, rx)]
+
+    def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
+        """The hop tx -> rx at `bandwidth_hz` (None: the flowgraph's symbol rate), built once per bandwidth."""
         from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
 
-        key = f"{tx}->{rx}"
+        key = (link_id(tx, rx), round(bandwidth_hz or 0.0, 3))
         if key not in self.hops:
-            seed = self.fg.seed + len(self.hops)
+            phy = self.fg.phy
+            if bandwidth_hz is not None:  # the allocated bandwidth sets the symbol rate
+                phy = phy.model_copy(update={"symbol_rate_hz": bandwidth_hz / (1 + phy.rolloff)})
+            seed = self.fg.seed * 1009 + len(self.hops)
             if self.fg.radio.kind == "emulated":
-                self.hops[key] = EmulatedHop(self.scenario, tx, rx, self.fg.phy, seed=seed)
+                self.hops[key] = EmulatedHop(self.scenario, tx, rx, phy, seed=seed)
             else:
                 shared = self._bench_radios() if self.fg.radio.kind != "pluto-emu" else None
-                self.hops[key] = RadioHop(self.scenario, tx, rx, self.fg.phy, self.fg.radio.model_dump(), seed, shared)
+                self.hops[key] = RadioHop(self.scenario, tx, rx, phy, self.fg.radio.model_dump(), seed, shared)
         return self.hops[key]
 
     def _bench_radios(self):
@@ -184,183 +211,393 @@ class _Experiment:
             r.close()
 
     def codec(self, mode: str):
-        """The codec of a transmission mode: "mode1" is JPEG 2000, "mode3_x" the VQ codec vq-3_x, a JSCC
-        mode is named as its codec."""
         from sagin_hil.codecs import get_codec
+        from sagin_hil.codecs.modes import MODES
 
         if mode not in self.codecs:
-            self.codecs[mode] = get_codec(f"vq-{mode[4:]}" if mode.startswith("mode3_") else mode)
+            self.codecs[mode] = get_codec(MODES.get(mode).codec)
         return self.codecs[mode]
 
     def _send(self, tx: str, rx: str, data: bytes | tuple[np.ndarray, bytes], mcs: str, t_s: float,
-              probe: bool = False):
-        """Carry `data` over one hop and report what its receiver measured; a probe gets no ARQ (and is
-        not plotted). mcs "analog": data = (complex symbols, side information bytes), sent once."""
-        hop = self.hop(tx, rx)
+              probe: bool = False, power_w: float | None = None, bandwidth_hz: float | None = None):
+        """Carry `data` over one hop at the given power and bandwidth and record what its receiver measured;
+        a probe gets no ARQ (and is not plotted). mcs "analog": data = (complex symbols, side information)."""
+        nominal = power_w is None and bandwidth_hz is None
+        self.scenario.set_link_allocation(tx, rx, power_w, bandwidth_hz)
+        hop = self.hop(tx, rx, bandwidth_hz)
         if mcs == "analog":
             res = hop.send_symbols(data[0], t_s, side=data[1])
         else:
             res = hop.send(data, mcs, t_s, 0 if probe else self.fg.phy.max_retransmissions)
-        self.client.report(res.report)
+        if nominal:  # the controller reads reports as the link at its nominal power and bandwidth
+            self.client.report(res.report)
+        if res.report.link_id not in self.traces:
+            self.traces[res.report.link_id] = _trace(self.scenario, tx, rx, self.fg)
         trace = self.traces[res.report.link_id]
         trace.measured_t_s.append(res.report.time_s)
         trace.measured_snr_db.append(res.report.snr_db)
         trace.blocks += res.blocks
         trace.block_errors += res.block_errors
+        if not probe:
+            trace.bler_points.append({"mcs": mcs, "snr_db": res.report.snr_db, "blocks": res.blocks,
+                                      "errors": res.block_errors, "nominal": nominal})
         if not probe and res.symbols is not None and trace.constellation is None:
             trace.constellation, trace.mcs_of_constellation = res.symbols, mcs
         return res
 
-    def carry(self, task: Task, route: tuple[str, ...]) -> TaskRecord:
-        """One task end to end: sound, allocate, encode, two hops at sample level, decode, score."""
+    # -- a frame ------------------------------------------------------------------------------------------
+    def state(self, tasks: list[Task], t_s: float) -> ControllerState:
+        """Sound every candidate route's hops, then describe the world as the controller sees it."""
+        sc = self.scenario
+        routes = {t.task_id: [_route(sc, t.destination, t_s)] for t in tasks}
+        links = sorted({(a, b) for rs in routes.values() for r in rs for a, b in zip(r.nodes, r.nodes[1:])})
+        for a, b in links:
+            self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
+        rs = self.fg.phy.symbol_rate_hz
+        predicted, prop, bw = {}, {}, {}
+        for a, b in links:
+            st = sc.link_state(a, b, t_s)
+            lid = link_id(a, b)
+            bw[lid] = st.bandwidth_hz
+            prop[lid] = st.delay_s
+            if math.isfinite(st.snr_db):  # Es/N0 at the flowgraph's symbol rate
+                predicted[lid] = float(np.clip(st.snr_db + 10 * np.log10(st.bandwidth_hz / rs), -50, 100))
+        # the flowgraph's symbol rate fixes the nominal bandwidth the controller plans with
+        bw = {lid: rs * (1 + self.fg.phy.rolloff) for lid in bw}
+        nodes = [*sc.uavs, *sc.users]
+        ag = sc.config.air_ground
+        noise_dbm = ag.noise_dbm if ag.noise_dbm is not None else 10 * math.log10(1.380649e-23 * ag.noise_temperature_k * ag.bandwidth_hz) + 30
+        beta0 = ag.reference_gain_db if ag.reference_gain_db is not None else -20 * math.log10(4 * math.pi * ag.carrier_hz / 2.998e8)
+        return ControllerState(
+            time_s=t_s, tasks=tasks, routes=routes, modes=list(self.fg.controller.modes),
+            positions_m={n: tuple(float(c) for c in sc.position_enu(n, t_s)) for n in nodes},
+            visible=[(s, u) for s in sc.satellites for u in sc.uavs if sc.link_state(s, u, t_s).visible],
+            reports={}, predicted_snr_db=predicted, propagation_delay_s=prop, bandwidth_hz=bw,
+            power_w={n: sc._node_cfg(n).tx_power_w for n in [*sc.satellites, *sc.uavs]},
+            rolloff=self.fg.phy.rolloff,
+            user_kind={u: "semantic" if u in self.fg.tasks.semantic_users else "conventional" for u in sc.users},
+            context={"relay": {"noise_psd_dbm_hz": noise_dbm - 10 * math.log10(ag.bandwidth_hz), "beta0_db": beta0}},
+        )
+
+    def fly(self, plan: Plan, t_s: float) -> float:
+        """UAVs head for their waypoints at their speed limit; returns when the last one arrives (or t_s)."""
+        arrive = t_s
+        for uav, target in plan.waypoints_m.items():
+            arrive = max(arrive, self.scenario.move_uav(uav, target, t_s))
+        return arrive
+
+    def carry(self, task: Task, alloc: Allocation, t_s: float, trail: dict[str, Any]) -> TaskRecord:
+        """One task end to end along its allocation: encode, every hop at sample level, decode, score."""
         from sagin_hil.codecs import CodecError
         from sagin_hil.codecs.metrics import psnr, ssim
-        from sagin_hil.controllers.link_adaptation import relay_snr_db
+        from sagin_hil.codecs.modes import MODES
         from sagin_hil.controllers.scc import scc_weight
+        from sagin_hil.phy.theory import relay_snr_db
 
-        links = list(zip(route, route[1:]))
-        link_ids = [f"{a}->{b}" for a, b in links]
-        sounded = []  # sounding: each receiver measures its hop and reports to the controller
-        for a, b in links:
-            sounded.append(self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, task.arrival_s, probe=True).report.snr_db)
+        spec = MODES.get(alloc.mode)
+        route = alloc.route
+        links = list(zip(route.nodes, route.nodes[1:]))
+        link_ids = route.links
         pixels = int(task.image.shape[0] * task.image.shape[1])
-        state = {
-            "modes": list(self.fg.controller.modes),
-            "route": link_ids,
-            "symbol_rate_hz": self.fg.phy.symbol_rate_hz,
-            "image_pixels": pixels,
-            "propagation_delay_s": {
-                lid: self.scenario.link_state(a, b, task.arrival_s).delay_s for (a, b), lid in zip(links, link_ids)
-            },
-        }
-        plan = self.client.request_allocation(task, state)
-        first = plan[link_ids[0]]
-        analog = first.mode.startswith("jscc")
-        codec = self.codec(first.mode)
-
-        t0 = time.perf_counter()
-        if analog:  # the encoder is told the SNR the soundings predict end to end
-            payload = codec.encode(task.image, snr_db=relay_snr_db(sounded))
-        elif first.mode == "mode1":
-            payload = codec.encode(task.image, budget_bits=max(int(first.compression * pixels), 2048))
-        else:  # a VQ semantic mode: its latent grid fixes the bits
-            payload = codec.encode(task.image)
-        compute_s = time.perf_counter() - t0
-        data, t, air, retx = payload.data, task.arrival_s + compute_s, 0.0, 0
-        symbols, gain, hop_snrs = payload.symbols, 1.0, []
+        starved = [lid for lid in link_ids if (alloc.hop(lid).power_w is not None and alloc.hop(lid).power_w <= 0)
+                   or (alloc.hop(lid).bandwidth_hz is not None and alloc.hop(lid).bandwidth_hz < MIN_HOP_BANDWIDTH_HZ)]
+        if starved:  # the controller gave this user nothing: nothing is sent, the user sees a grey frame
+            shown = np.full_like(task.image, 128)
+            quality_db = float(psnr(task.image, shown))
+            trail = {**trail, "served": False, "why_not_served": f"no power or bandwidth on {', '.join(starved)}"}
+            return TaskRecord(
+                task_id=task.task_id, name=task.name, route=str(route), mode=alloc.mode, mcs="not served",
+                compression_bpp=0.0, bits=0, air_time_s=0.0, delay_s=float("nan"), deadline_s=task.deadline_s,
+                psnr_db=quality_db, ssim=float(ssim(task.image, shown)), quality_min_db=task.quality_min_db,
+                scc=0.0, met_deadline=False, met_quality=quality_db >= task.quality_min_db, retransmissions=0,
+                sent_image=task.image, received_image=None, predicted=dict(alloc.predicted), trail=trail,
+                hop_rate_bps={lid: 0.0 for lid in link_ids}, fallback=alloc.fallback)
+        codec = self.codec(alloc.mode)
+        sounded = [self.traces[lid].measured_snr_db[-1] if self.traces.get(lid) and self.traces[lid].measured_snr_db
+                   else 0.0 for lid in link_ids]
+        budget = spec.budget(alloc.bits_per_pixel, pixels, relay_snr_db(sounded) if spec.analog else None)
+        wall = time.perf_counter()
+        try:
+            payload = codec.encode(task.image, budget)
+        except CodecError as exc:
+            raise FlowgraphError(f"task {task.task_id} ({task.name}): {alloc.mode} cannot encode it: {exc}") from None
+        bpp = 8 * len(payload.data) / pixels
+        encode_s = self._compute_s(spec, bpp, "encode_time_s", time.perf_counter() - wall)
+        data, t, air, retx = payload.data, t_s + encode_s, 0.0, 0
+        timeline = [{"stage": "encode", "start_s": t_s, "duration_s": encode_s}]
+        symbols, gain, hop_snrs, hop_rates = payload.symbols, 1.0, [], {}
         for (a, b), lid in zip(links, link_ids):  # decode (JSCC: amplify) and forward, hop by hop
-            if analog:  # the codec header rides in the analog packet as protected side information
-                res = self._send(a, b, (symbols, data), "analog", t)
-                hop_snrs.append(res.report.snr_db)
+            h = alloc.hop(lid)
+            start = t
+            if spec.analog:  # the codec header rides in the analog packet as protected side information
+                res = self._send(a, b, (symbols, data), "analog", t, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
                 power = max(float(np.mean(np.abs(res.analog) ** 2)), 1e-12)  # the relay renormalises ...
                 symbols, gain = res.analog / np.sqrt(power), gain * np.sqrt(power)  # ... the user undoes it
             else:
-                res = self._send(a, b, data, plan[lid].mcs, t)
+                res = self._send(a, b, data, h.mcs, t, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
+            hop_snrs.append(res.report.snr_db)
+            hop_rates[lid] = self._hop_rate_bps(res, h, a, b)
             data, t, air, retx = res.payload, t + res.delay_s, air + res.air_time_s, retx + res.retransmissions
-        t0 = time.perf_counter()
+            timeline.append({"stage": "hop", "link": lid, "start_s": start, "duration_s": res.delay_s,
+                             "air_s": res.air_time_s, "propagation_s": self.scenario.link_state(a, b, start).delay_s,
+                             "retransmissions": res.retransmissions, "mcs": h.mcs, "snr_db": res.report.snr_db})
+        wall = time.perf_counter()
         try:
-            if analog:
+            if spec.analog:
                 received = codec.decode(data, symbols=symbols * gain, snr_db=relay_snr_db(hop_snrs))
             else:
                 received = codec.decode(data)
         except CodecError:
             received = None  # an erasure: the user sees a grey frame
-        delay_s = t - task.arrival_s + (time.perf_counter() - t0)
+        decode_s = self._compute_s(spec, bpp, "decode_time_s", time.perf_counter() - wall)
+        timeline.append({"stage": "decode", "start_s": t, "duration_s": decode_s})
+        delay_s = t + decode_s - task.arrival_s
         shown = received if received is not None else np.full_like(task.image, 128)
         quality_db = float(psnr(task.image, shown))
         return TaskRecord(
-            task_id=task.task_id,
-            name=task.name,
-            route="->".join(route),
-            mode=first.mode,
-            mcs=" / ".join("analog" if analog else plan[lid].mcs for lid in link_ids),
-            compression_bpp=8 * len(payload.data) / pixels,
-            bits=len(payload.data) * 8,
-            air_time_s=air,
-            delay_s=delay_s,
-            deadline_s=task.deadline_s,
-            psnr_db=quality_db,
-            ssim=float(ssim(task.image, shown)),
-            quality_min_db=task.quality_min_db,
-            scc=float(scc_weight(task, delay_s, quality_db)),
-            met_deadline=delay_s <= task.deadline_s,
-            met_quality=quality_db >= task.quality_min_db,
-            retransmissions=retx,
-            sent_image=task.image,
-            received_image=received,
+            task_id=task.task_id, name=task.name, route=str(route), mode=alloc.mode,
+            mcs=" / ".join(alloc.hop(lid).mcs for lid in link_ids),
+            compression_bpp=bpp, bits=len(payload.data) * 8, air_time_s=air, delay_s=delay_s,
+            deadline_s=task.deadline_s, psnr_db=quality_db, ssim=float(ssim(task.image, shown)),
+            quality_min_db=task.quality_min_db, scc=float(scc_weight(task, delay_s, quality_db)),
+            met_deadline=delay_s <= task.deadline_s, met_quality=quality_db >= task.quality_min_db,
+            retransmissions=retx, sent_image=task.image, received_image=received,
+            predicted=dict(alloc.predicted), trail=trail, timeline=timeline, hop_rate_bps=hop_rates,
+            hop_snr_db=dict(zip(link_ids, hop_snrs)), fallback=alloc.fallback,
         )
 
+    def _compute_s(self, spec, bpp: float, which: str, wall_s: float) -> float:
+        """The codec's encode or decode time: measured on this host (timing = "wall-clock"), else the mode
+        table's measured time (the run is then reproducible from its seed)."""
+        if self.fg.timing == "wall-clock" or self.mode_table is None:
+            return wall_s
+        if spec.rate_adaptive:
+            c = self.mode_table["j2k_rate_quality"]
+            return float(np.interp(np.log(max(bpp, 1e-9)), np.log(c["bpp"]), c[which]))
+        row = spec.row(self.mode_table)
+        return float(row[which])
 
-def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None) -> RunResult:
-    """Run `fg` end to end; write runs/<name>-<time>/ and return the summary."""
-    from sagin_hil.codecs.images import load_images
-    from sagin_hil.controllers import available_controllers, get_controller
+    def _hop_rate_bps(self, res, hop, tx: str, rx: str) -> float:
+        """What the hop carried per second of air time: its symbol rate x the MCS's information bits per
+        symbol x the blocks that passed (analog hops: channel symbols per second)."""
+        from sagin_hil.phy.mcs import get_mcs
+
+        bw = hop.bandwidth_hz or self.fg.phy.symbol_rate_hz * (1 + self.fg.phy.rolloff)
+        rs = bw / (1 + self.fg.phy.rolloff)
+        ok = 1.0 - (res.block_errors / res.blocks if res.blocks else 1.0)
+        return rs * ok if hop.mcs == "analog" else rs * get_mcs(hop.mcs).spectral_efficiency * ok
+
+
+def _trace(scenario, tx: str, rx: str, fg: Flowgraph, t0: float | None = None, t1: float | None = None) -> LinkTrace:
+    """The scenario's prediction for one link as Es/N0 at the flowgraph's symbol rate (the budget's SNR is over
+    the link bandwidth), over the satellite's whole visibility window when it has one."""
+    if t0 is None or t1 is None:
+        sat = tx if scenario.node_kind(tx) == "satellite" else None
+        uav = rx if sat else (tx if scenario.node_kind(tx) == "uav" else None)
+        t0, t1 = (scenario.visibility_window(sat, uav) if sat and uav and scenario.node_kind(uav) == "uav"
+                  else (0.0, scenario.config.duration_s))
+        if not (np.isfinite(t0) and np.isfinite(t1)):
+            t0, t1 = 0.0, scenario.config.duration_s
+    grid = np.linspace(t0, t1, 160)
+    states = [scenario.link_state(tx, rx, float(t)) for t in grid]
+    rs = fg.phy.symbol_rate_hz
+    return LinkTrace(
+        link_id=link_id(tx, rx), t_s=grid,
+        predicted_snr_db=np.array([s.snr_db + 10 * np.log10(s.bandwidth_hz / rs) for s in states]),
+        doppler_hz=np.array([s.doppler_hz for s in states]),
+        elevation_deg=np.array([s.elevation_deg for s in states]),
+    )
+
+
+def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_table: dict | None,
+                    progress: Progress, bar) -> tuple[list[TaskRecord], dict[str, LinkTrace], dict[str, Any], str | None]:
+    """Every frame under one controller, in a fresh copy of the world; (records, traces, metrics, aborted)."""
+    from sagin_hil.controllers import get_controller
     from sagin_hil.controllers.plane import ControlClient, ControlServer
     from sagin_hil.hil.radio import RadioError
 
-    started = time.perf_counter()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    rng = np.random.default_rng(fg.seed)
     scenario = _load_scenario(fg)
-    images = load_images(n=fg.images.count, size=fg.images.size_px, split="run")
-    tasks = _make_tasks(fg, images, scenario, rng)
-    used_links = sorted({(a, b) for _, r in tasks for a, b in zip(r, r[1:])})
-    traces = _pass_traces(
-        scenario, used_links, tasks[0][0].arrival_s - 5.0, tasks[-1][0].arrival_s + 15.0, fg.phy.symbol_rate_hz
-    )
-
-    if fg.controller.algo not in available_controllers():
-        raise FlowgraphError(
-            f"{fg.source}: key 'controller.algo' = {fg.controller.algo!r} is not a controller; "
-            f"choose one of: {', '.join(available_controllers())}"
-        )
-    controller = get_controller(fg.controller.algo, target_bler=fg.controller.target_bler)
-    endpoint = "inproc://sagin-control" if fg.controller.transport == "inproc" else "tcp://127.0.0.1:0"
+    controller = get_controller(algo, **fg.controller.options)
+    endpoint = (f"inproc://sagin-control-{secrets.token_hex(4)}" if fg.controller.transport == "inproc"
+                else "tcp://127.0.0.1:0")
     server = ControlServer(controller, endpoint=endpoint)
     server.start()
     client = ControlClient(server.endpoint, timeout_s=fg.controller.timeout_s, context=server.context)
-    experiment = _Experiment(fg, scenario, client, traces)
+    traces: dict[str, LinkTrace] = {}
+    exp = _Experiment(fg, scenario, client, traces, mode_table)
     records: list[TaskRecord] = []
+    frame_rates: list[dict[str, Any]] = []
+    aborted = None
+    try:
+        for frame in frames:
+            t_plan = frame[0].arrival_s
+            progress.update(bar, description=f"{algo}: planning {len(frame)} task(s) at t = {t_plan:.0f} s")
+            state = exp.state(frame, t_plan)
+            plan = client.request_allocation(state)
+            t_go = exp.fly(plan, t_plan) if plan.waypoints_m else t_plan
+            t_go = min(t_go, t_plan + fg.images.interval_s / 2)  # the frame does not wait past half its slot
+            frame_records = []
+            for task in frame:
+                progress.update(bar, description=f"{algo}: task {task.task_id} ({escape(task.name)})")
+                task_start = max(t_go, task.arrival_s)
+                rec = exp.carry(task, plan.allocations[task.task_id], task_start, plan.trail.get(task.task_id, {}))
+                rec.delay_s += task_start - task.arrival_s  # waiting for the UAVs counts against the deadline
+                frame_records.append(rec)
+                progress.advance(bar)
+            records += frame_records
+            frame_rates.append(_frame_rates(state, plan, frame_records))
+    except (RadioError, KeyboardInterrupt) as exc:  # keep and report what was finished
+        aborted = f"{algo}: stopped after {len(records)} task(s): {exc or type(exc).__name__}"
+    finally:
+        exp.close()
+        client.close()
+        server.stop()
+    return records, traces, _controller_metrics(algo, records, frame_rates, client), aborted
+
+
+def _frame_rates(state: ControllerState, plan: Plan, records: list[TaskRecord]) -> dict[str, Any]:
+    """Per user: the rate the controller predicted and the rates measured at sample level, for a
+    semantic-relay frame (every task has a predicted rate). Two measured sum rates, both through [P001]'s
+    delivery model (controllers.ao.delivered_rates: compute cap, satellite-hop cap, semantic gain):
+
+    - sum_rate_bps: the model's rate formulas at the SNRs the receivers measured on each hop (UAV->user:
+      b log2(1 + SNR / Gamma); satellite: its semantic rate at the measured SNR), i.e. what the allocation
+      achieves on the air, judged like the prediction;
+    - phy_sum_rate_bps: the bits the PHY's MCS actually delivered per second of air time (symbol rate x
+      information bits per symbol x blocks passed), which adds the MCS staircase and the coding gap.
+    """
+    out: dict[str, Any] = {"users": {}}
+    if not records or any("rate_bps" not in r.predicted for r in records):
+        return out
+    from sagin_hil.controllers.ao import delivered_rates, relay_system
+
+    scn, uavs, clusters = relay_system(state)
+    n, m = scn.shape
+    by_task = {r.task_id: r for r in records}
+    gap = 10 ** (max((r.predicted.get("snr_gap_db", 0.0) for r in records), default=0.0) / 10)
+    to_band = 10 * math.log10(1 + state.rolloff)  # Es/N0 at Rs -> SNR over the occupied band B = Rs (1 + rolloff)
+    x = np.zeros((n, 2 + 3 * m))
+    phy_user, cap_user = np.zeros((n, m)), np.zeros((n, m))
+    phy_sat, cap_sat = np.zeros(n), np.zeros(n)
+    for i, members in enumerate(clusters):
+        for k, (tid, route) in enumerate(members[:m]):
+            alloc, rec = plan.allocations[tid], by_task[tid]
+            sat_link, uav_link = link_id(route.leo, route.uav), link_id(route.uav, route.user)
+            x[i, 2 + m + k] = (alloc.hop(uav_link).power_w or 0.0) / scn.uav_power_w
+            phy_user[i, k] = rec.hop_rate_bps.get(uav_link, 0.0)
+            if uav_link in rec.hop_snr_db:
+                b = alloc.hop(uav_link).bandwidth_hz or state.bandwidth_hz[uav_link]
+                cap_user[i, k] = b * math.log2(1 + 10 ** ((rec.hop_snr_db[uav_link] - to_band) / 10) / gap)
+            if sat_link in rec.hop_snr_db:  # the satellite hop carries semantic symbols (one per Hz)
+                b = alloc.hop(sat_link).bandwidth_hz or state.bandwidth_hz[sat_link]
+                eps = float(scn.similarity(rec.hop_snr_db[sat_link] - to_band))
+                cap_sat[i] = max(cap_sat[i], scn.bits_per_unit / scn.symbols_per_unit * b * eps)
+                # the PHY's bits, as semantic symbols of mu bits each: equivalent bits = semantic gain x bits
+                phy_sat[i] = max(phy_sat[i], scn.semantic_gain * rec.hop_rate_bps.get(sat_link, 0.0) * eps)
+    a = scn.constants(np.zeros((n, 2)))["a"]
+    cap, phy = delivered_rates(scn, x, cap_user, cap_sat), delivered_rates(scn, x, phy_user, phy_sat)
+    for i, members in enumerate(clusters):
+        for k, (tid, route) in enumerate(members[:m]):
+            out["users"][route.user] = {
+                "task_id": tid, "kind": "semantic" if scn.is_semantic[i, k] else "conventional",
+                "predicted_rate_bps": float(plan.allocations[tid].predicted["rate_bps"]),
+                "measured_rate_bps": float(cap[i, k]), "phy_rate_bps": float(phy[i, k]),
+                "semantic_gain": float(a[i, k]),
+            }
+    out["sum_rate_bps"] = float((a * cap).sum())
+    out["phy_sum_rate_bps"] = float((a * phy).sum())
+    out["predicted_sum_rate_bps"] = float(sum(plan.allocations[t].predicted.get("equivalent_rate_bps", 0.0)
+                                              for t in by_task))
+    return out
+
+
+def _controller_metrics(algo: str, records: list[TaskRecord], frames: list[dict[str, Any]], client) -> dict[str, Any]:
+    """One controller's results in summary["controllers"][algo]."""
+    out: dict[str, Any] = {
+        "tasks": len(records), "met_deadline": sum(r.met_deadline for r in records),
+        "met_quality": sum(r.met_quality for r in records),
+        "met_both": sum(r.met_deadline and r.met_quality for r in records),
+        "mean_scc": float(np.mean([r.scc for r in records])) if records else None,
+        "mean_psnr_db": float(np.mean([r.psnr_db for r in records])) if records else None,
+        "mean_delay_s": float(np.mean([r.delay_s for r in records])) if records else None,
+        "fallbacks": client.n_fallbacks,
+    }
+    rated = [f for f in frames if "sum_rate_bps" in f]
+    if rated:
+        for key in ("sum_rate_bps", "phy_sum_rate_bps", "predicted_sum_rate_bps"):
+            out[key] = float(np.mean([f[key] for f in rated]))
+        out["frames"] = rated
+    return out
+
+
+def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None,
+                  run_id: str | None = None) -> RunResult:
+    """Run `fg` end to end under its controller (and those it compares); write out_dir/<run id>/ and return
+    the summary. The same flowgraph and seed give the same tasks.csv (with timing = "measured")."""
+    from sagin_hil import __version__
+    from sagin_hil.codecs.modes import load_mode_table
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(fg.seed)
+    scenario = _load_scenario(fg)
+    if not scenario.uavs or not scenario.users or not scenario.satellites:
+        raise FlowgraphError(f"{fg.source}: the scenario needs at least one satellite, UAV and user; it has "
+                             f"{len(scenario.satellites)}, {len(scenario.uavs)} and {len(scenario.users)}")
+    try:
+        images = _load_images(fg)
+    except ValueError as exc:
+        raise FlowgraphError(f"{fg.source}: [images] {exc}") from None
+    frames = _make_frames(fg, images, scenario, rng)
+    try:
+        mode_table = load_mode_table()
+    except FileNotFoundError:
+        mode_table = None
+    algos = [fg.controller.algo] + [c for c in fg.controller.compare if c != fg.controller.algo]
+    n_tasks = sum(len(f) for f in frames)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=console is None,
     )
-    aborted = None
-    try:
-        with progress:
-            bar = progress.add_task("carrying images", total=len(tasks))
-            for task, route in tasks:
-                progress.update(bar, description=f"task {task.task_id}: {task.name}")
-                records.append(experiment.carry(task, route))
-                progress.advance(bar)
-    except (RadioError, KeyboardInterrupt) as exc:  # keep and report what was finished
-        aborted = f"stopped at task {len(records)} of {len(tasks)}: {exc or type(exc).__name__}"
-    finally:
-        experiment.close()
-        client.close()
-        server.stop()
-
-    links = [traces[f"{a}->{b}"] for a, b in used_links]
+    results = {}
+    with progress:
+        bar = progress.add_task("carrying images", total=n_tasks * len(algos))
+        for algo in algos:
+            results[algo] = _run_controller(fg, algo, frames, mode_table, progress, bar)
+    records, traces, _, aborted = results[fg.controller.algo]
+    aborted = "; ".join(a for *_, a in results.values() if a) or None
+    links = [traces[k] for k in sorted(traces)]
     meta = {
         "description": fg.description,
         "flowgraph": fg.source,
-        "started": stamp,
+        "run_id": run_id or new_run_id(fg.name),
+        "seed": fg.seed,
+        "version": __version__,
+        "timing": fg.timing,
+        "resolved_flowgraph": fg.model_dump(mode="json"),
         "wall_time_s": time.perf_counter() - started,
-        "radio": fg.radio.kind,
+        "radio": fg.radio.model_dump(mode="json"),
         "controller": fg.controller.algo,
+        "controllers": {algo: r[2] for algo, r in results.items()},
         "symbol_rate_hz": fg.phy.symbol_rate_hz,
         "aborted": aborted,
     }
     summary = build_summary(fg.name, records, links, meta)
-    run_dir = Path(out_dir) / f"{fg.name}-{stamp}"
+    run_dir = Path(out_dir) / meta["run_id"]
     index = write_report(run_dir, summary, records, links, fg.report.max_constellation_points)
     if console is not None:
-        _print_table(console, records)
+        _print_table(console, records, f"tasks ({fg.controller.algo})")
         tot = summary["totals"]
         scc = "-" if tot["mean_scc"] is None else f"{tot['mean_scc']:.3f}"
         console.print(
             f"{tot['tasks']} tasks: {tot['met_deadline']} met the deadline, {tot['met_quality']} the quality floor, "
             f"mean SCC {scc}; {summary['wall_time_s']:.1f} s wall time"
         )
+        if len(algos) > 1 or "sum_rate_bps" in meta["controllers"][fg.controller.algo]:
+            for algo, m in meta["controllers"].items():
+                rate = (f", sum rate {m['predicted_sum_rate_bps'] / 1e6:.2f} Mbit/s predicted, "
+                        f"{m['sum_rate_bps'] / 1e6:.2f} at the measured SNRs, {m['phy_sum_rate_bps'] / 1e6:.2f} "
+                        "delivered by the PHY" if "sum_rate_bps" in m else "")
+                console.print(f"  {algo}: {m['met_both']}/{m['tasks']} tasks met both, mean SCC "
+                              f"{(m['mean_scc'] or 0):.3f}{rate}")
         console.print(f"report: {index}")
     return RunResult(summary=summary, out_dir=run_dir, aborted=aborted)

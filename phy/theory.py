@@ -28,6 +28,8 @@ from scipy import special
 from sagin_hil.phy.modulation import Constellation
 
 __all__ = [
+    "awgn",
+    "relay_snr_db",
     "ber_awgn",
     "ber_rician",
     "capacity_awgn",
@@ -259,12 +261,31 @@ def parse_code(spec: str | None):
     raise ValueError(f"unknown code {spec!r}; use none, nr:K:N (e.g. nr:1024:2048) or dvbs2:RATE:short (e.g. dvbs2:1/2:short)")
 
 
+def awgn(symbols: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """`symbols` (unit mean power) plus circular complex Gaussian noise of power N0 = 10^(-snr_db / 10):
+    the one AWGN channel of the project's symbol-level measurements (codec quality, BLER tables, BER)."""
+    n0 = 10 ** (-snr_db / 10)
+    x = np.asarray(symbols)
+    noise = np.sqrt(n0 / 2) * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
+    return (x + noise).astype(np.complex64 if x.dtype == np.complex64 else np.complex128)
+
+
+def relay_snr_db(hop_snr_db: list[float]) -> float:
+    """End-to-end SNR of analog symbols amplified and forwarded hop by hop, each relay renormalising the
+    noisy symbols to unit power: SNR' = SNR SNR_h / (SNR + SNR_h + 1) per added hop."""
+    acc = np.inf
+    for s_db in hop_snr_db:
+        s = 10 ** (s_db / 10)
+        acc = s if np.isinf(acc) else acc * s / (acc + s + 1)
+    return float(10 * np.log10(acc))
+
+
 def _channel(x: np.ndarray, esn0_db: float, channel: str, k_factor_db: float | None, rng) -> tuple[np.ndarray, np.ndarray]:
     """Received symbols equalised by the known channel, and the per-symbol noise variance."""
     n0 = 10 ** (-esn0_db / 10)
-    noise = np.sqrt(n0 / 2) * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
     if channel == "awgn":
-        return x + noise, np.full(x.shape, n0)
+        return awgn(x, esn0_db, rng), np.full(x.shape, n0)
+    noise = np.sqrt(n0 / 2) * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
     if channel != "rician":
         raise ValueError(f"unknown channel {channel!r}; choose awgn or rician")
     k = 0.0 if k_factor_db is None or not np.isfinite(k_factor_db) else 10 ** (k_factor_db / 10)

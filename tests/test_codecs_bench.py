@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sagin_hil.codecs import CodecError, get_codec
+from sagin_hil.codecs import Budget, CodecError, get_codec
 from sagin_hil.codecs.images import load_images
 from sagin_hil.codecs.metrics import psnr
 from sagin_hil.flowgraphs.codec_bench import DigitalImageLink, PilotChannel
@@ -33,7 +33,7 @@ def test_j2k_over_ldpc_round_trip_and_cliff(image):
     j2k = get_codec("jpeg2000")
     link = DigitalImageLink("qpsk-1/2", 4096)
     assert link.info_bits <= 4096 * 2 * 0.5
-    pay = j2k.encode(image, budget_bits=link.info_bits)
+    pay = j2k.encode(image, Budget(bits=link.info_bits))
     sym = link.transmit(pay.data)
     assert sym.size == 4096
     y, nv, _ = PilotChannel("awgn", 8.0, seed=3)(sym)
@@ -53,7 +53,7 @@ def test_jscc_through_pilots_and_channel(image):
     from sagin_hil.codecs.jscc import JsccCodec, JsccConfig
 
     codec = JsccCodec.from_config(JsccConfig(channels=8), device="cpu")
-    pay = codec.encode(image, snr_db=10)
+    pay = codec.encode(image, Budget(snr_db=10))
     y, _, snr_est = PilotChannel("rician", 10.0, seed=5)(pay.symbols, mmse=True)
     rec = codec.decode(pay.data, symbols=y, snr_db=snr_est)
     assert rec.shape == image.shape
@@ -84,7 +84,7 @@ def test_capacity_curve_is_j2k_at_the_capacity_budget():
     n_sym = 96 * 96 * 3 // 12
     curve = _capacity_curve(j2k, imgs, n_sym, [0.0, 10.0])
     # 0 dB: 1 bit per channel use; 10 dB: log2(11) = 3.46 bits
-    direct = psnr(imgs[0][1], j2k.decode(j2k.encode(imgs[0][1], budget_bits=n_sym).data))
+    direct = psnr(imgs[0][1], j2k.decode(j2k.encode(imgs[0][1], Budget(bits=n_sym)).data))
     assert curve["psnr"][0] == pytest.approx(direct) and curve["psnr"][1] > curve["psnr"][0] + 3.0
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sagin_hil.codecs import CodecError, get_codec
+from sagin_hil.codecs import Budget, CodecError, get_codec
 from sagin_hil.codecs.images import EVAL_NAMES, TRAIN_NAMES, load_images
 from sagin_hil.codecs.metrics import psnr
 
@@ -35,7 +35,7 @@ def test_images_deterministic_and_held_out():
 
 @pytest.mark.parametrize("budget_bits", [8_000, 32_768, 131_072])
 def test_budget_is_met_within_tolerance(j2k, image, budget_bits):
-    pay = j2k.encode(image, budget_bits=budget_bits)
+    pay = j2k.encode(image, Budget(bits=budget_bits))
     assert 0.85 * budget_bits <= pay.n_bits <= budget_bits
     assert pay.n_bits == 8 * len(pay.data)
     rec = j2k.decode(pay.data)
@@ -44,26 +44,26 @@ def test_budget_is_met_within_tolerance(j2k, image, budget_bits):
 
 
 def test_more_bits_more_quality(j2k, image):
-    q = [j2k.encode(image, budget_bits=b).metadata["psnr_db"] for b in (8_000, 32_000, 128_000)]
+    q = [j2k.encode(image, Budget(bits=b)).metadata["psnr_db"] for b in (8_000, 32_000, 128_000)]
     assert q[0] < q[1] < q[2]
 
 
 def test_psnr_target_reached_with_few_spare_bits(j2k, image):
-    pay = j2k.encode(image, target_psnr_db=30.0)
+    pay = j2k.encode(image, Budget(psnr_db=30.0))
     assert psnr(image, j2k.decode(pay.data)) >= 30.0
-    smaller = j2k.encode(image, budget_bits=int(pay.n_bits * 0.8))
+    smaller = j2k.encode(image, Budget(bits=int(pay.n_bits * 0.8)))
     assert smaller.metadata["psnr_db"] < 30.0  # the bisection did not leave >20 % of the bits unused
 
 
 def test_grey_image_round_trip(j2k, image):
     grey = np.ascontiguousarray(image[:, :, 0])
-    pay = j2k.encode(grey, budget_bits=20_000)
+    pay = j2k.encode(grey, Budget(bits=20_000))
     rec = j2k.decode(pay.data)
     assert rec.shape == grey.shape and psnr(grey, rec) > 22
 
 
 def test_truncation_keeps_arrived_layers(j2k, image):
-    pay = j2k.encode(image, budget_bits=32_768)
+    pay = j2k.encode(image, Budget(bits=32_768))
     full = psnr(image, j2k.decode(pay.data))
     q_half = psnr(image, j2k.decode(pay.data[: len(pay.data) // 2]))
     assert 15.0 < q_half < full
@@ -72,7 +72,7 @@ def test_truncation_keeps_arrived_layers(j2k, image):
 
 
 def test_corrupted_codestreams_never_crash(j2k, image):
-    pay = j2k.encode(image, budget_bits=16_384)
+    pay = j2k.encode(image, Budget(bits=16_384))
     rng = np.random.default_rng(7)
     outcomes = {"image": 0, "erasure": 0}
     for _ in range(60):
@@ -95,9 +95,9 @@ def test_corrupted_codestreams_never_crash(j2k, image):
 def test_bad_input_is_named(j2k, image):
     with pytest.raises(CodecError, match="exactly one"):
         j2k.encode(image)
-    with pytest.raises(CodecError, match="budget_bits=100"):
-        j2k.encode(image, budget_bits=100)
+    with pytest.raises(CodecError, match=r"Budget\(bits=100\)"):
+        j2k.encode(image, Budget(bits=100))
     with pytest.raises(CodecError, match="float64"):
-        j2k.encode(image.astype(float), budget_bits=10_000)
+        j2k.encode(image.astype(float), Budget(bits=10_000))
     with pytest.raises(ValueError, match="unknown codec 'jpg'"):
         get_codec("jpg")

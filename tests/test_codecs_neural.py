@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sagin_hil.codecs import CodecError
+from sagin_hil.codecs import Budget, CodecError
 from sagin_hil.codecs.images import load_images
 from sagin_hil.codecs.jscc import JsccCodec, JsccConfig, JsccNet, awgn, load_state, power_normalize, save_model
 from sagin_hil.codecs.metrics import psnr
@@ -28,7 +28,7 @@ def image():
 @pytest.mark.parametrize("ratio, per_pos", [("1/12", 4), ("1/6", 8)])
 def test_jscc_symbol_count_and_power(image, ratio, per_pos):
     codec = JsccCodec.from_config(JsccConfig(ratio=ratio, channels=16), device="cpu")
-    pay = codec.encode(image, snr_db=3.0)
+    pay = codec.encode(image, Budget(snr_db=3.0))
     assert pay.n_symbols == image.size * per_pos // 48 == codec.n_symbols(64, 64)  # k = ratio * 3HW
     assert pay.symbols.dtype == np.complex64
     assert np.mean(np.abs(pay.symbols) ** 2) == pytest.approx(1.0, rel=1e-5)
@@ -64,7 +64,7 @@ def test_power_normalize_and_awgn_statistics():
 
 def test_jscc_snr_conditioning_changes_the_code(image):
     codec = JsccCodec.from_config(JsccConfig(channels=8), device="cpu")
-    a, b = codec.encode(image, snr_db=-2.0).symbols, codec.encode(image, snr_db=20.0).symbols
+    a, b = codec.encode(image, Budget(snr_db=-2.0)).symbols, codec.encode(image, Budget(snr_db=20.0)).symbols
     assert not np.allclose(a, b)
 
 
@@ -160,7 +160,7 @@ def test_shipped_weights_reach_their_measured_quality():
     q = {}
     for snr in (0.0, 15.0):
         codec = get_codec("jscc-1/12", device="cpu")
-        pay = codec.encode(img, snr_db=snr)
+        pay = codec.encode(img, Budget(snr_db=snr))
         n0 = 10 ** (-snr / 10)
         noise = (rng.normal(size=pay.n_symbols) + 1j * rng.normal(size=pay.n_symbols)) * np.sqrt(n0 / 2)
         q[snr] = psnr(img, codec.decode(pay.data, symbols=pay.symbols + noise, snr_db=snr))

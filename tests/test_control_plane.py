@@ -13,10 +13,11 @@ import zmq
 from sagin_hil.controllers import Controller, get_controller
 from sagin_hil.controllers.messages import PROTOCOL_VERSION, Message, encode
 from sagin_hil.controllers.plane import ControlClient, ControlServer
-from sagin_hil.datatypes import Allocation, LinkReport, Task, to_dict
+from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, LinkReport, Plan, Route, Task, to_dict
 from sagin_hil.phy.mcs import MCS_TABLE, get_mcs
 
 ROUTE = ["leo0->uav0", "uav0->user0"]
+PATH = Route(("leo0", "uav0", "user0"))
 QUALITY = {"bpp": [0.05, 0.25, 1.0, 2.0], "psnr_db": [22.0, 28.0, 34.5, 38.0]}
 
 
@@ -32,23 +33,35 @@ class SlowController(Controller):
     def __init__(self, delay_s):
         self.delay_s = delay_s
 
-    def allocate(self, task, reports, state):
+    def allocate(self, state):
         time.sleep(self.delay_s)
-        return {h: Allocation(mcs="16qam-1/2", modulation="16qam", code_rate=0.5) for h in state["route"]}
+        return Plan({t.task_id: Allocation(t.task_id, PATH, hops={h: HopAllocation("16qam-1/2") for h in ROUTE})
+                     for t in state.tasks})
 
 
 class BrokenController(Controller):
-    def allocate(self, task, reports, state):
+    def allocate(self, state):
         raise RuntimeError("solver diverged")
 
 
 def _task(i=1):
-    return Task(task_id=i, image=None, source="leo0", destination="user0", deadline_s=5.0, quality_min_db=25.0)
+    return Task(task_id=i, image=None, source="leo0", destination="user0", deadline_s=5.0, quality_min_db=25.0,
+                shape=(256, 256, 3))
+
+
+def _state(*task_ids, snr=None):
+    """A ControllerState with one task per id on the LEO -> UAV -> user route; `snr` predicted on every hop."""
+    tasks = [_task(i) for i in task_ids or (1,)]
+    return ControllerState(tasks=tasks, routes={t.task_id: [PATH] for t in tasks},
+                           predicted_snr_db={h: snr for h in ROUTE} if snr is not None else {},
+                           bandwidth_hz={h: 10e6 for h in ROUTE}, propagation_delay_s={h: 1e-3 for h in ROUTE})
 
 
 @pytest.fixture
 def la():
-    return get_controller("link-adaptation", bler_table=StepBler(), quality_table=QUALITY)
+    from sagin_hil.controllers.link_adaptation import LinkAdaptation
+
+    return LinkAdaptation(bler_table=StepBler(), quality_table=QUALITY)  # objects, not options: built directly
 
 
 @pytest.fixture
@@ -65,10 +78,10 @@ def test_tcp_report_then_allocation_uses_measured_snr(served, la):
     assert srv.endpoint.startswith("tcp://127.0.0.1:") and not srv.endpoint.endswith(":0")
     assert cli.report(LinkReport("leo0->uav0", time_s=1.0, snr_db=14.0, bler=0.01))
     assert cli.report(LinkReport("uav0->user0", time_s=1.0, snr_db=2.0))
-    plan = cli.request_allocation(_task(), {"route": ROUTE})
-    assert plan["leo0->uav0"].mcs == la.choose_mcs(14.0).name
-    assert plan["uav0->user0"].mcs == la.choose_mcs(2.0).name
-    assert not any(a.fallback for a in plan.values())
+    alloc = cli.request_allocation(_state(1)).allocations[1]
+    assert alloc.hop("leo0->uav0").mcs == la.choose_mcs(14.0).name
+    assert alloc.hop("uav0->user0").mcs == la.choose_mcs(2.0).name
+    assert not alloc.fallback
     assert srv.reports["leo0->uav0"].bler == 0.01
     st = cli.stats()
     assert st["n_reports"] == 2 and st["n_allocations"] == 1 and st["n_errors"] == 0
@@ -79,8 +92,8 @@ def test_inproc_shares_the_context(la):
     ctx = zmq.Context()
     srv = ControlServer(la, endpoint="inproc://ctl-test", context=ctx).start()
     with ControlClient(srv.endpoint, timeout_s=2.0, context=ctx) as cli:
-        plan = cli.request_allocation(_task(), {"route": ROUTE, "predicted_snr_db": {h: 20.0 for h in ROUTE}})
-        assert all(a.mcs == la.choose_mcs(20.0).name for a in plan.values())
+        alloc = cli.request_allocation(_state(1, snr=20.0)).allocations[1]
+        assert all(h.mcs == la.choose_mcs(20.0).name for h in alloc.hops.values())
     with pytest.raises(ValueError, match="context"):
         ControlClient(srv.endpoint)
     srv.stop()
@@ -104,9 +117,11 @@ def _raw(cli, obj_or_bytes):
     ({"v": PROTOCOL_VERSION, "kind": "report", "id": 5,
       "body": {**to_dict(LinkReport("a->b", 0.0, 5.0)), "colour": "red"}}, "field", "colour"),
     ({"v": PROTOCOL_VERSION, "kind": "allocate", "id": 6,
-      "body": {"task": {**to_dict(_task()), "deadline_s": -1.0}, "state": {"route": ROUTE}}}, "field", "deadline_s"),
+      "body": {"state": {**_state(1).to_dict(), "tasks": [{**to_dict(_task()), "deadline_s": -1.0}]}}},
+     "field", "deadline_s"),
     ({"v": PROTOCOL_VERSION, "kind": "allocate", "id": 7,
-      "body": {"task": to_dict(_task()), "state": {"route": "leo0"}}}, "field", "route"),
+      "body": {"state": {**_state(1).to_dict(), "routes": {"1": [["leo0"]]}}}}, "field", "Route.nodes"),
+    ({"v": PROTOCOL_VERSION, "kind": "allocate", "id": 8, "body": {"task": to_dict(_task())}}, "field", "'state'"),
 ])
 def test_bad_messages_get_named_errors_and_are_counted(served, payload, code, words):
     srv, cli = served
@@ -124,30 +139,29 @@ def test_fuzzed_bytes_never_kill_the_server(served):
         reply = _raw(cli, rng.integers(0, 256, size=int(rng.integers(1, 64)), dtype=np.uint8).tobytes())
         assert reply.kind == "error"
     assert srv.stats["n_errors"] == 40
-    assert cli.request_allocation(_task(), {"route": ROUTE})[ROUTE[0]].fallback is False
+    assert cli.request_allocation(_state(1)).allocations[1].fallback is False
 
 
 def test_slow_controller_falls_back_and_the_run_carries_on():
     srv = ControlServer(SlowController(0.4), endpoint="tcp://127.0.0.1:0").start()
     with ControlClient(srv.endpoint, timeout_s=0.1) as cli:
         t0 = time.monotonic()
-        plan = cli.request_allocation(_task(1), {"route": ROUTE})
+        alloc = cli.request_allocation(_state(1)).allocations[1]
         assert time.monotonic() - t0 < 0.3
-        assert set(plan) == set(ROUTE) and all(a.fallback for a in plan.values())
-        assert all(a.mcs == MCS_TABLE[0].name for a in plan.values())
+        assert set(alloc.hops) == set(ROUTE) and alloc.fallback
+        assert all(h.mcs == MCS_TABLE[0].name for h in alloc.hops.values())
         assert cli.n_timeouts == 1 and cli.n_fallbacks == 1
         time.sleep(0.5)  # the late reply arrives now; it must not be taken for the next answer
         cli.timeout_s = 2.0
-        plan = cli.request_allocation(_task(2), {"route": ROUTE})
-        assert all(not a.fallback and a.mcs == "16qam-1/2" for a in plan.values())
+        alloc = cli.request_allocation(_state(2)).allocations[2]
+        assert not alloc.fallback and all(h.mcs == "16qam-1/2" for h in alloc.hops.values())
     srv.stop()
 
 
 def test_broken_controller_gets_error_reply_and_client_falls_back():
     srv = ControlServer(BrokenController(), endpoint="tcp://127.0.0.1:0").start()
     with ControlClient(srv.endpoint, timeout_s=2.0) as cli:
-        plan = cli.request_allocation(_task(), {"route": ROUTE})
-        assert all(a.fallback for a in plan.values())
+        assert cli.request_allocation(_state(1)).allocations[1].fallback
         assert "solver diverged" in cli.last_error
         assert srv.stats["errors"] == {"controller": 1}
     srv.stop()
@@ -157,19 +171,22 @@ def test_allocations_are_pushed_to_subscribers(served):
     srv, cli = served
     cli.subscribe()
     time.sleep(0.2)  # PUB/SUB join
-    plan = cli.request_allocation(_task(9), {"route": ROUTE})
-    got = cli.poll_update(2.0)
-    assert got is not None and got[0] == 9 and got[1] == plan
-    srv.publish({"uav0->user0": Allocation(mcs="qpsk-3/4", modulation="qpsk", code_rate=0.75)}, task_id=11)
-    task_id, pushed = cli.poll_update(2.0)
-    assert task_id == 11 and pushed["uav0->user0"].mcs == "qpsk-3/4"
+    plan = cli.request_allocation(_state(9))
+    got = cli.poll_update(2.0)  # every allocation is pushed too
+    assert got is not None and got == plan and 9 in got.allocations
+    srv.publish(Plan({11: Allocation(11, PATH, hops={"uav0->user0": HopAllocation("qpsk-3/4")})},
+                     waypoints_m={"uav0": (5.0, 0.0, 50.0)}))
+    pushed = cli.poll_update(2.0)
+    assert pushed is not None and pushed.allocations[11].hop("uav0->user0").mcs == "qpsk-3/4"
+    assert pushed.waypoints_m == {"uav0": (5.0, 0.0, 50.0)}
 
 
 def test_wire_round_trip_of_a_plan_message():
     from sagin_hil.controllers.messages import decode, plan_from_wire, plan_to_wire
 
-    plan = {"leo0->uav0": Allocation(mcs="8psk-2/3", modulation="8psk", code_rate=2 / 3, compression=0.3,
-                                     uav_positions_m={"uav0": (1.0, 2.0, 1000.0)})}
+    plan = Plan({3: Allocation(3, PATH, mode="jscc-1/12", bandwidth_ratio=1 / 12,
+                               hops={"leo0->uav0": HopAllocation("analog", power_w=0.5, bandwidth_hz=2e6)})},
+                waypoints_m={"uav0": (1.0, 2.0, 1000.0)}, trail={3: {"why": "test"}})
     msg = decode(encode(Message("allocation", 5, {"plan": plan_to_wire(plan)})))
     assert msg.id == 5 and plan_from_wire(msg.body["plan"]) == plan
 
@@ -193,8 +210,8 @@ def test_server_in_another_process(tmp_path):
                     break
             assert info is not None and info["algo"] == "fixed-robust"
             cli.timeout_s = 5.0
-            plan = cli.request_allocation(_task(), {"route": ROUTE})
-            assert all(not a.fallback and a.mcs == MCS_TABLE[0].name for a in plan.values())
+            alloc = cli.request_allocation(_state(1)).allocations[1]
+            assert not alloc.fallback and all(h.mcs == MCS_TABLE[0].name for h in alloc.hops.values())
         proc.terminate()  # SIGTERM: the server stops cleanly and prints its counters
         out = proc.communicate(timeout=10)[0].decode()
         assert "stopped; stats" in out and '"n_allocations": 1' in out
@@ -204,17 +221,17 @@ def test_server_in_another_process(tmp_path):
             proc.wait(10)
 
 
-def test_hops_missing_from_a_plan_fall_back(served):
+def test_tasks_missing_from_a_plan_fall_back(served):
     srv, cli = served
 
     class PartialController(Controller):
-        def allocate(self, task, reports, state):
-            return {"leo0->uav0": Allocation(mcs="qpsk-3/4", modulation="qpsk", code_rate=0.75)}
+        def allocate(self, state):
+            return Plan({1: Allocation(1, PATH, hops={"leo0->uav0": HopAllocation("qpsk-3/4")})})
 
     srv.controller = PartialController()
-    plan = cli.request_allocation(_task(), {"route": ROUTE})
-    assert plan["leo0->uav0"].mcs == "qpsk-3/4" and not plan["leo0->uav0"].fallback
-    assert plan["uav0->user0"].fallback and cli.n_fallbacks == 1
+    plan = cli.request_allocation(_state(1, 2))
+    assert plan.allocations[1].hop("leo0->uav0").mcs == "qpsk-3/4" and not plan.allocations[1].fallback
+    assert plan.allocations[2].fallback and cli.n_fallbacks == 1 and "lacks task(s) [2]" in cli.last_error
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -147,23 +147,96 @@ def test_similarity_is_the_logistic_the_solver_uses():
     assert np.allclose(S.sat_rate(x, c["G"], c["prm"]), expect, rtol=1e-12)
 
 
+def _relay_state(scn, rolloff=0.25):
+    """A ControllerState describing `scn`: one task per user, LEO "leo0", UAVs "uav{i}" at the centroids, the
+    satellite hops' SNR predicted from scn.sat_gain_db at the nominal power and bandwidth (Es/N0 at B / (1 +
+    rolloff))."""
+    from sagin_hil.datatypes import ControllerState, Route, link_id
+
+    n, m = scn.shape
+    n0 = 10 ** (scn.noise_psd_dbm_hz / 10) / 1000
+    tasks, routes, pos, kind, pred, bw = [], {}, {}, {}, {}, {}
+    for i in range(n):
+        uav = f"uav{i}"
+        pos[uav] = (*scn.centroids()[i], scn.uav_height_m)
+        sat_link = link_id("leo0", uav)
+        bw[sat_link] = scn.sat_bandwidth_hz
+        snr_b = scn.sat_power_w * 10 ** (scn.sat_gain_db[i] / 10) / (n0 * scn.sat_bandwidth_hz)
+        pred[sat_link] = 10 * math.log10(snr_b * (1 + rolloff))
+        for k in range(m):
+            user, tid = f"user{i}_{k}", i * m + k
+            pos[user] = (*scn.users_xy_m[i, k], 0.0)
+            kind[user] = "semantic" if scn.is_semantic[i, k] else "conventional"
+            bw[link_id(uav, user)] = scn.uav_bandwidth_hz
+            tasks.append(Task(task_id=tid, image=None, source="leo0", destination=user, deadline_s=5.0,
+                              quality_min_db=20.0, shape=(256, 256, 3)))
+            routes[tid] = [Route(("leo0", uav, user))]
+    return ControllerState(tasks=tasks, routes=routes, modes=["mode1", "mode3_2"], positions_m=pos,
+                           predicted_snr_db=pred, bandwidth_hz=bw, rolloff=rolloff,
+                           power_w={"leo0": scn.sat_power_w, **{f"uav{i}": scn.uav_power_w for i in range(n)}},
+                           user_kind=kind,
+                           context={"relay": {"noise_psd_dbm_hz": scn.noise_psd_dbm_hz, "beta0_db": scn.beta0_db}})
+
+
+def test_the_relay_system_is_read_back_from_the_controller_state():
+    from sagin_hil.controllers.ao import relay_system
+
+    scn = _scenario(seed=11)
+    back, uavs, clusters = relay_system(_relay_state(scn))
+    assert uavs == [f"uav{i}" for i in range(scn.shape[0])]
+    np.testing.assert_allclose(back.users_xy_m, scn.users_xy_m)
+    np.testing.assert_array_equal(back.is_semantic, scn.is_semantic)
+    np.testing.assert_allclose(back.sat_gain_db, scn.sat_gain_db, atol=1e-9)
+    assert back.uav_height_m == scn.uav_height_m and back.uav_bandwidth_hz == scn.uav_bandwidth_hz
+    assert back.sat_bandwidth_hz == scn.sat_bandwidth_hz and back.sat_power_w == scn.sat_power_w
+    assert [len(c) for c in clusters] == [scn.shape[1]] * scn.shape[0]
+
+
 def test_controller_plan_respects_the_budgets():
     ctl = get_controller("ao")
     scn = _scenario(seed=11)
-    task = Task(task_id=0, image=None, source="sat", destination="user0_0", deadline_s=5.0, quality_min_db=20.0)
-    plan = ctl.allocate(task, {}, {"relay_scenario": scn.to_dict()})
+    state = _relay_state(scn)
+    plan = ctl.allocate(state)
     n, m = scn.shape
-    assert len(plan) == n * (m + 1)
-    sat = [plan[f"sat->uav{i}"] for i in range(n)]
-    assert sum(a.bandwidth_hz for a in sat) <= scn.sat_bandwidth_hz * (1 + 1e-6)
-    assert sum(a.power_w for a in sat) <= scn.sat_power_w * (1 + 1e-6)
+    assert sorted(plan.allocations) == list(range(n * m))
+    assert ctl.last_result.sum_rate_bps == pytest.approx(AlternatingOptimizer(scn).run().sum_rate_bps, rel=1e-6)
+    sat_bw, sat_p = 0.0, 0.0
     for i in range(n):
-        users = [plan[f"uav{i}->user{i}_{k}"] for k in range(m)]
-        used = sat[i].bandwidth_hz + sum(a.bandwidth_hz for a in users if a.bandwidth_hz > 1.0)
+        allocs = [plan.allocations[i * m + k] for k in range(m)]
+        sat = allocs[0].hop(f"leo0->uav{i}")
+        assert all(a.hop(f"leo0->uav{i}") == sat for a in allocs)  # one satellite hop per cluster
+        sat_bw, sat_p = sat_bw + sat.bandwidth_hz, sat_p + sat.power_w
+        users = [a.hop(f"uav{i}->user{i}_{k}") for k, a in enumerate(allocs)]
+        used = sat.bandwidth_hz + sum(u.bandwidth_hz for u in users if u.bandwidth_hz > 1.0)
         assert used <= scn.uav_bandwidth_hz * (1 + 1e-6)
-        assert sum(a.power_w for a in users) <= scn.uav_power_w * (1 + 1e-6)
-        assert sat[i].uav_positions_m[f"uav{i}"][2] == scn.uav_height_m
-    assert ctl.last_result.sum_rate_bps > 0
+        assert sum(u.power_w for u in users) <= scn.uav_power_w * (1 + 1e-6)
+        assert plan.waypoints_m[f"uav{i}"][2] == scn.uav_height_m
+        for k, a in enumerate(allocs):
+            assert a.mode == ("mode3_2" if scn.is_semantic[i, k] else "mode1")
+            assert a.predicted["equivalent_rate_bps"] == pytest.approx(a.predicted["semantic_gain"] * a.predicted["rate_bps"])
+    assert sat_bw <= scn.sat_bandwidth_hz * (1 + 1e-6) and sat_p <= scn.sat_power_w * (1 + 1e-6)
+    total = sum(a.predicted["equivalent_rate_bps"] for a in plan.allocations.values())
+    assert total == pytest.approx(ctl.last_result.sum_rate_bps, rel=1e-9)
+
+
+def test_delivered_rates_at_the_models_own_hop_rates_give_the_ao_objective():
+    """The sum rate the runner measures goes through `delivered_rates`; fed the model's own Shannon hop rates
+    it must reproduce the AO's objective (so predicted and measured are judged alike)."""
+    from sagin_hil.controllers.ao import delivered_rates
+
+    scn = _scenario(seed=5)
+    res = AlternatingOptimizer(scn).run()
+    c = scn.constants(res.q)
+    n, m = scn.shape
+    x, bu = res.x, scn.uav_bandwidth_hz
+    b, p = x[:, 2:2 + m], x[:, 2 + m:2 + 2 * m]
+    r_user = np.where(b > 0, b * np.log2(1 + c["s"] * p / np.where(b > 0, b, 1)), 0) * bu
+    prm, g = c["prm"], c["G"] * x[:, 1]
+    r_sat = prm[0] * (prm[1] * x[:, 0] + prm[2] * x[:, 0] * g / (g + prm[3] * x[:, 0])) * bu
+    got = delivered_rates(scn, x, r_user, r_sat)
+    np.testing.assert_allclose(got, x[:, 2 + 2 * m:] * bu, rtol=1e-6, atol=1e-3)
+    assert (c["a"] * got).sum() == pytest.approx(res.sum_rate_bps, rel=1e-9)
+    assert delivered_rates(scn, x, r_user, np.zeros(n)).sum() == 0.0  # no satellite hop, nothing delivered
 
 
 def test_bad_scenarios_are_refused():
@@ -202,15 +275,12 @@ def test_measured_satellite_snr_recalibrates_the_gain():
 
     ctl = get_controller("ao")
     scn = _scenario(seed=2)
-    state = {"relay_scenario": scn.to_dict()}
-    task = Task(task_id=0, image=None, source="sat", destination="user0_0", deadline_s=5.0, quality_min_db=20.0)
-    first = ctl.allocate(task, {}, state)
-    a = first["sat->uav0"]
-    n0 = 10 ** (scn.noise_psd_dbm_hz / 10) / 1000
-    predicted_db = 10 * math.log10(a.power_w * 10 ** (scn.sat_gain_db[0] / 10) / (n0 * a.bandwidth_hz))
+    state = _relay_state(scn)
+    ctl.allocate(state)
     rate_before = ctl.last_result.sum_rate_bps
-    report = LinkReport("sat->uav0", time_s=1.0, snr_db=predicted_db - 10.0)  # 10 dB worse than the model
-    ctl.allocate(task, {"sat->uav0": report}, state)
+    worse = state.predicted_snr_db["leo0->uav0"] - 10.0  # the receiver measured 10 dB less than the model
+    state.reports = {"leo0->uav0": LinkReport("leo0->uav0", time_s=1.0, snr_db=worse)}
+    ctl.allocate(state)
     assert ctl.last_scenario.sat_gain_db[0] == pytest.approx(scn.sat_gain_db[0] - 10.0, abs=1e-9)
     assert ctl.last_scenario.sat_gain_db[1] == pytest.approx(scn.sat_gain_db[1])
     assert ctl.last_result.sum_rate_bps < rate_before

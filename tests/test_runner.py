@@ -73,7 +73,7 @@ def test_deep_jscc_crosses_the_sample_level_hops(tmp_path):
     information, the UAV amplifies and forwards, and the image arrives at the quality the mode table
     measured for that end-to-end SNR (AWGN at the symbol level) within 1.5 dB."""
     from sagin_hil.codecs.modes import load_mode_table
-    from sagin_hil.controllers.link_adaptation import relay_snr_db
+    from sagin_hil.phy.theory import relay_snr_db
 
     fg = tmp_path / "jscc.toml"
     fg.write_text('name = "jscc"\n[images]\ncount = 2\nsize_px = 128\n[controller]\nmodes = ["jscc-1/12"]\n')

@@ -95,6 +95,7 @@ class Scenario:
         self._user_ecef = {u.name: self._origin + np.asarray(u.position_m, float) @ self._basis for u in c.users}
         self._kinds = {**{n: "satellite" for n in self._sat_cfg}, **{n: "uav" for n in self._uav_cfg},
                        **{n: "user" for n in self._user_cfg}}
+        self._allocated: dict[tuple[str, str], tuple[float | None, float | None]] = {}
 
     # ------------------------------------------------------------------------------------------ building
     def _build_orbit(self, s: SatelliteConfig) -> CircularOrbit | TleOrbit:
@@ -209,6 +210,19 @@ class Scenario:
             raise ScenarioError(f"{self.source}: move_uav({name!r}): {exc}") from None
         return arrive
 
+    def set_link_allocation(self, tx: str, rx: str, power_w: float | None = None,
+                            bandwidth_hz: float | None = None) -> None:
+        """Transmit tx -> rx at `power_w` over `bandwidth_hz` instead of the configured values (None: the
+        configured one); the noise is taken over the allocated bandwidth. Both None clears the override."""
+        self.link_kind(tx, rx)  # validates the names
+        for name, v in (("power_w", power_w), ("bandwidth_hz", bandwidth_hz)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ScenarioError(f"set_link_allocation({tx!r}, {rx!r}): {name} = {v!r} must be > 0")
+        if power_w is None and bandwidth_hz is None:
+            self._allocated.pop((tx, rx), None)
+        else:
+            self._allocated[(tx, rx)] = (power_w, bandwidth_hz)
+
     def distance_m(self, a: str, b: str, t_s: float) -> float:
         return float(np.linalg.norm(self.state_eci(a, t_s)[0] - self.state_eci(b, t_s)[0]))
 
@@ -296,12 +310,13 @@ class Scenario:
         h = 0.05  # s; central difference of the exact range rate gives the Doppler rate
         rr_rate = (self._range_and_rate(tx, rx, t_s + h)[1] - self._range_and_rate(tx, rx, t_s - h)[1]) / (2 * h)
         txc = self._node_cfg(tx)
-        p_dbw = lb.linear_to_db(txc.tx_power_w)
+        power_w, alloc_bw = self._allocated.get((tx, rx), (None, None))
+        p_dbw = lb.linear_to_db(txc.tx_power_w if power_w is None else power_w)
         interference_w = 0.0
         v_max = max((u.max_speed_mps for u in c.uavs), default=0.0)
         if kind == "isl":
             cfg = c.isl
-            carrier, bw = cfg.carrier_hz, cfg.bandwidth_hz
+            carrier, bw = cfg.carrier_hz, alloc_bw or cfg.bandwidth_hz
             noise_dbw = lb.thermal_noise_dbw(bw, cfg.noise_temperature_k)
             path_loss = lb.free_space_path_loss_db(d, carrier) - cfg.antenna_gain_db
             k_db, elev = math.inf, math.nan
@@ -310,8 +325,9 @@ class Scenario:
             f_spread = 0.0
         else:
             cfg = c.space_air if kind == "space-air" else c.air_ground
-            carrier, bw = cfg.carrier_hz, cfg.bandwidth_hz
-            noise_dbw = (cfg.noise_dbm - 30.0 if cfg.noise_dbm is not None
+            carrier, bw = cfg.carrier_hz, alloc_bw or cfg.bandwidth_hz
+            # noise_dbm is stated over the configured bandwidth: the same density over the allocated one
+            noise_dbw = (cfg.noise_dbm - 30.0 + lb.linear_to_db(bw / cfg.bandwidth_hz) if cfg.noise_dbm is not None
                          else lb.thermal_noise_dbw(bw, cfg.noise_temperature_k))
             gains = txc.antenna_gain_db + cfg.rx_antenna_gain_db
             if kind == "air-ground":
