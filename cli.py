@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sagin_hil import __version__
+from sagin_hil.registry import Registry, RegistryError
 
 app = typer.Typer(
     name="sagin-hil",
@@ -37,12 +38,12 @@ _LAYER_COMMANDS = (
 )
 
 # Benchmark name -> "module:function"; each function takes quick: bool and returns the bench dict.
-BENCHMARKS = {
+BENCHMARKS = Registry("benchmark", {
     "ldpc": "sagin_hil.phy.bench:bench_ldpc",
     "channel": "sagin_hil.phy.channel.bench:bench_channel",
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",
-}
+})
 
 
 def _print_version(value: bool) -> None:
@@ -135,10 +136,9 @@ def bench(
         raise typer.Exit(2)
     results = []
     for n in names:
-        module, func = BENCHMARKS[n].split(":")
         try:
-            fn = getattr(importlib.import_module(module), func)
-        except (ImportError, AttributeError) as exc:
+            fn = BENCHMARKS.get(n)
+        except RegistryError as exc:
             err_console.print(f"[red]error:[/] {escape(f'benchmark {n!r} is not available: {exc}')}")
             raise typer.Exit(2) from None
         # one transient bar per benchmark, closed before its table prints so stdout and the bar never mix

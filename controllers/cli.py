@@ -66,11 +66,14 @@ def serve(
 
 @controller_app.command("list")
 def list_controllers() -> None:
-    """List the registered controllers."""
-    from sagin_hil.controllers import available_controllers
+    """List the registered controllers with their options (set them in a flowgraph's [controller.options])."""
+    from sagin_hil.controllers import available_controllers, controller_options
 
     for name in available_controllers():
+        model = controller_options(name)
         typer.echo(name)
+        for key, f in model.model_fields.items():
+            typer.echo(f"    {key} = {f.default!r}  {f.description or ''}")
 
 
 @controller_app.command("ao-sweep")

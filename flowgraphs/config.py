@@ -74,11 +74,25 @@ class PhyConfig(_Section):
     cfo_ppm: float = Field(0.5, ge=0, le=50, description="oscillator offset between the two ends of a hop")
 
 
+def run_radio_kinds() -> list[str]:
+    """Radio kinds a run can use: the software emulator and every registered radio (hil.radio.RADIOS) but the
+    replay radio, which plays a recording back instead of carrying the run's own transmissions."""
+    from sagin_hil.hil.radio import RADIOS
+
+    return ["emulated", *(k for k in RADIOS if k != "replay")]
+
+
 class RadioSection(_Section):
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["emulated", "pluto-emu", "pluto", "soapy", "zmq"] = Field(
-        "emulated", description="emulated = software channel emulator; others go through hil radios"
-    )
+    kind: str = Field("emulated", description="emulated = software channel emulator; others go through hil radios")
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_radio(cls, v: str) -> str:
+        kinds = run_radio_kinds()
+        if v not in kinds:
+            raise ValueError(f"unknown radio kind {v!r}; choose one of: {', '.join(map(repr, kinds))}")
+        return v
 
 
 class ControllerConfig(_Section):

@@ -248,6 +248,8 @@ class _Experiment:
     # -- a frame ------------------------------------------------------------------------------------------
     def state(self, tasks: list[Task], t_s: float) -> ControllerState:
         """Sound every candidate route's hops, then describe the world as the controller sees it."""
+        from sagin_hil.phy.channel import link_budget as lb
+
         sc = self.scenario
         routes = {t.task_id: [_route(sc, t.destination, t_s)] for t in tasks}
         links = sorted({(a, b) for rs in routes.values() for r in rs for a, b in zip(r.nodes, r.nodes[1:])})
@@ -266,14 +268,14 @@ class _Experiment:
         bw = {lid: rs * (1 + self.fg.phy.rolloff) for lid in bw}
         nodes = [*sc.uavs, *sc.users]
         ag = sc.config.air_ground
-        noise_dbm = ag.noise_dbm if ag.noise_dbm is not None else 10 * math.log10(1.380649e-23 * ag.noise_temperature_k * ag.bandwidth_hz) + 30
-        beta0 = ag.reference_gain_db if ag.reference_gain_db is not None else -20 * math.log10(4 * math.pi * ag.carrier_hz / 2.998e8)
+        noise_dbm = ag.noise_dbm if ag.noise_dbm is not None else lb.thermal_noise_dbw(ag.bandwidth_hz, ag.noise_temperature_k) + 30
+        beta0 = ag.reference_gain_db if ag.reference_gain_db is not None else -lb.free_space_path_loss_db(1.0, ag.carrier_hz)
         return ControllerState(
             time_s=t_s, tasks=tasks, routes=routes, modes=list(self.fg.controller.modes),
             positions_m={n: tuple(float(c) for c in sc.position_enu(n, t_s)) for n in nodes},
             visible=[(s, u) for s in sc.satellites for u in sc.uavs if sc.link_state(s, u, t_s).visible],
             reports={}, predicted_snr_db=predicted, propagation_delay_s=prop, bandwidth_hz=bw,
-            power_w={n: sc._node_cfg(n).tx_power_w for n in [*sc.satellites, *sc.uavs]},
+            power_w={n: sc.tx_power_w(n) for n in [*sc.satellites, *sc.uavs]},
             rolloff=self.fg.phy.rolloff,
             user_kind={u: "semantic" if u in self.fg.tasks.semantic_users else "conventional" for u in sc.users},
             context={"relay": {"noise_psd_dbm_hz": noise_dbm - 10 * math.log10(ag.bandwidth_hz), "beta0_db": beta0}},
@@ -447,7 +449,8 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
             records += frame_records
             frame_rates.append(_frame_rates(state, plan, frame_records))
     except (RadioError, KeyboardInterrupt) as exc:  # keep and report what was finished
-        aborted = f"{algo}: stopped after {len(records)} task(s): {exc or type(exc).__name__}"
+        total = sum(len(f) for f in frames)
+        aborted = f"{algo}: stopped at task {len(records)} of {total}: {exc or type(exc).__name__}"
     finally:
         exp.close()
         client.close()

@@ -22,11 +22,16 @@ def _load(scenario: Optional[Path]):
 
 
 def _split_link(link: str) -> tuple[str, str]:
-    if link.count(":") != 1 or not all(link.split(":")):
-        typer.secho(f"error: --link {link!r} must be TX:RX, e.g. leo0:uav0", fg="red", err=True)
-        raise typer.Exit(2)
-    tx, rx = link.split(":")
-    return tx, rx
+    """A link id as spelled everywhere in the project, "tx->rx"."""
+    from sagin_hil.datatypes import parse_link_id
+
+    try:
+        return parse_link_id(link)
+    except ValueError:
+        # "leo0-" is what the shell leaves of an unquoted leo0->uav0 (it reads > as a redirect)
+        hint = " (quote it: the shell reads > as a redirect)" if link.endswith("-") else ""
+        typer.secho(f"error: --link {link!r} must read TX->RX, e.g. --link 'leo0->uav0'{hint}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def _endpoint(text: str) -> str:
@@ -47,7 +52,7 @@ def serve(
     rx: str = typer.Option("tcp://127.0.0.1:5556", "--rx",
                            help="Endpoint this service binds for the receiver; a bare port means 127.0.0.1."),
     scenario: Optional[Path] = typer.Option(None, help="Scenario TOML (default: the packaged default)."),
-    link: str = typer.Option("leo0:uav0", help="The scenario link TX:RX to emulate."),
+    link: str = typer.Option("leo0->uav0", help="The scenario link TX->RX to emulate (quote it in a shell)."),
     pattern: str = typer.Option("push-pull", help="push-pull, pub-sub or req-rep (srsRAN style)."),
     control: Optional[str] = typer.Option(None, help="REP endpoint for JSON control, e.g. tcp://127.0.0.1:5560."),
     sample_rate: float = typer.Option(1e6, help="Sample rate of the IQ stream in samples/s."),
@@ -99,7 +104,7 @@ def serve(
 @emulator_app.command("link-budget")
 def link_budget(
     scenario: Optional[Path] = typer.Option(None, help="Scenario TOML (default: the packaged default)."),
-    link: str = typer.Option("leo0:uav0", help="TX:RX"),
+    link: str = typer.Option("leo0->uav0", help="The scenario link TX->RX (quote it in a shell)."),
     start: float = typer.Option(0.0, help="First time, s."),
     stop: float = typer.Option(240.0, help="Last time, s."),
     step: float = typer.Option(30.0, help="Time step, s."),

@@ -21,7 +21,9 @@ from typing import Any, Callable, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["Radio", "RadioConfig", "RadioError", "RxResult", "open_radio", "as_complex64", "GAIN_MODES"]
+from sagin_hil.registry import Registry
+
+__all__ = ["RADIOS", "Radio", "RadioConfig", "RadioError", "RxResult", "open_radio", "as_complex64", "GAIN_MODES"]
 
 RadioKind = Literal["pluto-emu", "pluto", "soapy", "zmq", "replay"]
 GAIN_MODES = ("manual", "slow_attack", "fast_attack", "hybrid")
@@ -313,6 +315,16 @@ def now_s() -> float:
     return time.time()
 
 
+# Radio drivers by kind, imported only when opened (pyadi-iio, SoapySDR and pyzmq stay optional).
+RADIOS: Registry[Radio] = Registry("radio", {
+    "pluto": "sagin_hil.hil.pluto:PlutoRadio",
+    "pluto-emu": "sagin_hil.hil.pluto:PlutoRadio",
+    "soapy": "sagin_hil.hil.soapy:SoapyRadio",
+    "zmq": "sagin_hil.hil.zmq_radio:ZmqRadio",
+    "replay": "sagin_hil.hil.recording:ReplayRadio",
+})
+
+
 def open_radio(cfg: RadioConfig | dict[str, Any]) -> Radio:
     """Open the radio a RadioConfig (or a mapping of its fields) names; apply its settings.
 
@@ -321,25 +333,7 @@ def open_radio(cfg: RadioConfig | dict[str, Any]) -> Radio:
     """
     if isinstance(cfg, dict):
         cfg = RadioConfig.parse(cfg)
-    radio: Radio
-    if cfg.kind in ("pluto", "pluto-emu"):
-        from sagin_hil.hil.pluto import PlutoRadio
-
-        radio = PlutoRadio(cfg)
-    elif cfg.kind == "soapy":
-        from sagin_hil.hil.soapy import SoapyRadio
-
-        radio = SoapyRadio(cfg)
-    elif cfg.kind == "zmq":
-        from sagin_hil.hil.zmq_radio import ZmqRadio
-
-        radio = ZmqRadio(cfg)
-    elif cfg.kind == "replay":
-        from sagin_hil.hil.recording import ReplayRadio
-
-        radio = ReplayRadio(cfg)
-    else:  # pragma: no cover - Literal already restricts it
-        raise RadioError(f"unknown radio kind {cfg.kind!r}")
+    radio: Radio = RADIOS.create(cfg.kind, config=cfg)
     if cfg.record_path:
         from sagin_hil.hil.recording import SigMFRecorder
 

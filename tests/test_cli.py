@@ -40,11 +40,8 @@ def test_unknown_benchmark_is_named():
 
 
 def test_every_registered_benchmark_points_at_a_function():
-    import importlib
-
-    for name, target in BENCHMARKS.items():
-        module, func = target.split(":")
-        assert callable(getattr(importlib.import_module(module), func)), name
+    for name in BENCHMARKS:
+        assert callable(BENCHMARKS.get(name)), name
 
 
 def test_bench_schema_validation_and_merge():

@@ -248,7 +248,7 @@ def test_cli_serve_streams_and_stops_on_control(ctx):
     push, pull, req = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL), ctx.socket(zmq.REQ)
     push.bind(e_tx)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagin_hil", "emulator", "serve", "--link", "uav0:user0", "--tx", e_tx, "--rx", e_out,
+        [sys.executable, "-m", "sagin_hil", "emulator", "serve", "--link", "uav0->user0", "--tx", e_tx, "--rx", e_out,
          "--control", e_ctl, "--sample-rate", str(FS), "--snr-db", "20", "--signal-power", "1.0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -277,12 +277,15 @@ def test_cli_errors_and_link_budget():
 
     runner = CliRunner()
     res = runner.invoke(app, ["emulator", "serve", "--tx", "tcp://127.0.0.1:1", "--rx", "tcp://127.0.0.1:2",
-                              "--link", "leo0-uav0"])
-    assert res.exit_code == 2 and "TX:RX" in res.output
+                              "--link", "leo0:uav0"])
+    assert res.exit_code == 2 and "TX->RX" in res.output
     res = runner.invoke(app, ["emulator", "serve", "--tx", "tcp://127.0.0.1:1", "--rx", "tcp://127.0.0.1:2",
-                              "--link", "leo0:user0"])
+                              "--link", "leo0-"])  # what the shell leaves of an unquoted leo0->uav0
+    assert res.exit_code == 2 and "quote it" in res.output
+    res = runner.invoke(app, ["emulator", "serve", "--tx", "tcp://127.0.0.1:1", "--rx", "tcp://127.0.0.1:2",
+                              "--link", "leo0->user0"])
     assert res.exit_code == 2 and "through a UAV" in res.output
-    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0:uav0", "--start", "120", "--stop", "120"])
+    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0->uav0", "--start", "120", "--stop", "120"])
     assert res.exit_code == 0 and "22.1" in res.output  # SNR overhead: 0 dBW + 40 dB - 177.9 dB + 160 dB
 
 
@@ -326,10 +329,10 @@ def test_cli_busy_port_names_the_option_and_link_budget_json():
         assert "pass a free port with --control" in res.output
     finally:
         holder.close(0)
-    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0:uav0", "--start", "0", "--stop", "60", "--json"])
+    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0->uav0", "--start", "0", "--stop", "60", "--json"])
     assert res.exit_code == 0
     rows = [json.loads(line) for line in res.output.splitlines()]
     assert [r["t_s"] for r in rows] == [0.0, 30.0, 60.0] and rows[0]["tx"] == "leo0" and rows[0]["visible"] is True
     assert rows[0]["snr_db"] == pytest.approx(Scenario.default().link_state("leo0", "uav0", 0.0).snr_db)
-    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0:uav0", "--start", "0", "--stop", "0"])
+    res = runner.invoke(app, ["emulator", "link-budget", "--link", "leo0->uav0", "--start", "0", "--stop", "0"])
     assert "Mbit/s" in res.output and "…" not in res.output  # piped: every column whole

@@ -210,6 +210,12 @@ class Scenario:
             raise ScenarioError(f"{self.source}: move_uav({name!r}): {exc}") from None
         return arrive
 
+    def tx_power_w(self, name: str) -> float:
+        """A satellite's or UAV's configured transmit power."""
+        if self.node_kind(name) == "user":
+            raise ScenarioError(f"{name!r} is a user; users do not transmit in this scenario")
+        return float(self._node_cfg(name).tx_power_w)
+
     def set_link_allocation(self, tx: str, rx: str, power_w: float | None = None,
                             bandwidth_hz: float | None = None) -> None:
         """Transmit tx -> rx at `power_w` over `bandwidth_hz` instead of the configured values (None: the
