@@ -156,13 +156,18 @@ class ModeSpec:
             return float(np.interp(snr_db, row["snr_db"], row["psnr_db"]))
         return float(row["psnr_db"])
 
-    def compute_time_s(self, table: dict[str, Any], bits_per_pixel: float | None = None) -> float:
-        """Measured encode + decode time on this machine (JPEG 2000 interpolated at bits_per_pixel)."""
+    def compute_time_s(self, table: dict[str, Any], bits_per_pixel: float | None = None,
+                       stages: tuple[str, ...] = ("encode", "decode")) -> float:
+        """Measured time of `stages` ("encode", "decode") on the table's machine (JPEG 2000 interpolated in
+        log-bpp at bits_per_pixel)."""
         if self.rate_adaptive and bits_per_pixel is not None:
             c = table["j2k_rate_quality"]
-            t = np.asarray(c["encode_time_s"]) + np.asarray(c["decode_time_s"])
+            t = sum(np.asarray(c[f"{s}_time_s"]) for s in stages)
             return float(np.interp(np.log(max(bits_per_pixel, 1e-12)), np.log(c["bpp"]), t))
-        return float(self.row(table)["compute_time_s"])
+        row = self.row(table)
+        if set(stages) == {"encode", "decode"}:
+            return float(row["compute_time_s"])
+        return float(sum(row[f"{s}_time_s"] for s in stages))
 
 
 MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (

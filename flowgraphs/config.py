@@ -118,21 +118,12 @@ class ControllerConfig(_Section):
                 raise ValueError(str(MODES.unknown(m)))
         return v
 
-    @field_validator("algo")
+    @field_validator("algo", "compare")
     @classmethod
-    def _registered_controller(cls, v: str) -> str:
+    def _registered_controllers(cls, v: str | list[str]) -> str | list[str]:
         from sagin_hil.controllers import CONTROLLERS
 
-        if v not in CONTROLLERS:
-            raise ValueError(str(CONTROLLERS.unknown(v)))
-        return v
-
-    @field_validator("compare")
-    @classmethod
-    def _registered_compare(cls, v: list[str]) -> list[str]:
-        from sagin_hil.controllers import CONTROLLERS
-
-        for name in v:
+        for name in [v] if isinstance(v, str) else v:
             if name not in CONTROLLERS:
                 raise ValueError(str(CONTROLLERS.unknown(name)))
         return v

@@ -165,18 +165,15 @@ class _Experiment:
         self.codecs: dict[str, Any] = {}
         self.hops: dict[tuple[str, float], Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
-        cfg = scenario.config
-        self.bandwidth_hz = {"space-air": cfg.space_air.bandwidth_hz, "air-ground": cfg.air_ground.bandwidth_hz,
-                             "isl": cfg.isl.bandwidth_hz}
 
     # -- hops ---------------------------------------------------------------------------------------------
-    def nominal_bandwidth_hz(self, tx: str, rx: str) -> float:
-        return self.bandwidth_hz[self.scenario.link_kind(tx, rx)]
-
     def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
-        """The hop tx -> rx at `bandwidth_hz` (None: the flowgraph's symbol rate), built once per bandwidth."""
+        """The hop tx -> rx at `bandwidth_hz` (None: the flowgraph's symbol rate), built once per bandwidth.
+        A bench's shared radios run at their configured sample rate, so there the allocation is not applied."""
         from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
 
+        if self.fg.radio.kind not in ("emulated", "pluto-emu"):
+            bandwidth_hz = None
         key = (link_id(tx, rx), round(bandwidth_hz or 0.0, 3))
         if key not in self.hops:
             phy = self.fg.phy
@@ -324,7 +321,7 @@ class _Experiment:
         except CodecError as exc:
             raise FlowgraphError(f"task {task.task_id} ({task.name}): {alloc.mode} cannot encode it: {exc}") from None
         bpp = 8 * len(payload.data) / pixels
-        encode_s = self._compute_s(spec, bpp, "encode_time_s", time.perf_counter() - wall)
+        encode_s = self._compute_s(spec, bpp, "encode", time.perf_counter() - wall)
         data, t, air, retx = payload.data, t_s + encode_s, 0.0, 0
         timeline = [{"stage": "encode", "start_s": t_s, "duration_s": encode_s}]
         symbols, gain, hop_snrs, hop_rates = payload.symbols, 1.0, [], {}
@@ -351,7 +348,7 @@ class _Experiment:
                 received = codec.decode(data)
         except CodecError:
             received = None  # an erasure: the user sees a grey frame
-        decode_s = self._compute_s(spec, bpp, "decode_time_s", time.perf_counter() - wall)
+        decode_s = self._compute_s(spec, bpp, "decode", time.perf_counter() - wall)
         timeline.append({"stage": "decode", "start_s": t, "duration_s": decode_s})
         delay_s = t + decode_s - task.arrival_s
         shown = received if received is not None else np.full_like(task.image, 128)
@@ -373,11 +370,7 @@ class _Experiment:
         table's measured time (the run is then reproducible from its seed)."""
         if self.fg.timing == "wall-clock" or self.mode_table is None:
             return wall_s
-        if spec.rate_adaptive:
-            c = self.mode_table["j2k_rate_quality"]
-            return float(np.interp(np.log(max(bpp, 1e-9)), np.log(c["bpp"]), c[which]))
-        row = spec.row(self.mode_table)
-        return float(row[which])
+        return spec.compute_time_s(self.mode_table, bpp, (which,))
 
     def _hop_rate_bps(self, res, hop, tx: str, rx: str) -> float:
         """What the hop carried per second of air time: its symbol rate x the MCS's information bits per
