@@ -435,8 +435,8 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
             for task in frame:
                 progress.update(bar, description=f"{algo}: task {task.task_id} ({escape(task.name)})")
                 task_start = max(t_go, task.arrival_s)
+                # carry() counts the delay from the task's arrival: waiting for the UAVs counts against D_max
                 rec = exp.carry(task, plan.allocations[task.task_id], task_start, plan.trail.get(task.task_id, {}))
-                rec.delay_s += task_start - task.arrival_s  # waiting for the UAVs counts against the deadline
                 frame_records.append(rec)
                 progress.advance(bar)
             records += frame_records

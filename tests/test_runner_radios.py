@@ -92,3 +92,18 @@ def test_an_unreachable_radio_is_named(tmp_path):
     res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs")])
     assert res.exit_code == 1
     assert "127.0.0.1:9" in res.output and "stopped at task 0 of 1" in res.output
+
+
+def test_a_zmq_radio_cabled_to_itself(tmp_path):
+    """kind = "zmq": a gr-zeromq style radio whose RX subscribes to its own TX (a software cable)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"tcp://127.0.0.1:{port}"
+    text = (SMALL.format(name="zmq") + '[phy]\nsymbol_rate_hz = 250e3\n'
+            + f'[radio]\nkind = "zmq"\nuri = "{uri}"\ntx_uri = "{uri}"\nsample_rate_hz = 1e6\n')
+    summary = _run(tmp_path, text)
+    _delivered(summary)
+    assert summary["radio"]["kind"] == "zmq" and summary["radio"]["tx_uri"] == uri
