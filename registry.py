@@ -80,17 +80,16 @@ class Registry(Generic[T]):
         return RegistryError(f"unknown {self.kind} {name!r}{hint} (choose one of: {', '.join(self.names())})")
 
     def get(self, name: str) -> Any:
-        """The entry's target, imported if it was given as a string."""
+        """The entry's target, imported if it was given as a string (looked up each time: after the first
+        import that is a dictionary lookup, and the module's current attribute is what runs)."""
         if name not in self._entries:
             raise self.unknown(name)
-        target, defaults = self._entries[name]
+        target = self._entries[name][0]
         if isinstance(target, str):
             try:
-                target = resolve(target)
+                return resolve(target)
             except (ImportError, AttributeError) as exc:
-                raise RegistryError(f"{self.kind} {name!r} cannot be loaded from {self._entries[name][0]!r}: "
-                                    f"{exc}") from exc
-            self._entries[name] = (target, defaults)
+                raise RegistryError(f"{self.kind} {name!r} cannot be loaded from {target!r}: {exc}") from exc
         return target
 
     def defaults(self, name: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from sagin_hil.controllers import ao_solvers as S
 from pydantic import BaseModel, ConfigDict, Field
 
 from sagin_hil.controllers.base import Controller
-from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route, link_id
+from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route, link_id, parse_link_id
 
 __all__ = ["RelayScenario", "AoResult", "AlternatingOptimizer", "BlockSolvers", "AoController", "AoOptions", "BLOCKS",
            "delivered_rates", "relay_system"]
@@ -462,8 +462,7 @@ class AoController(Controller):
         and inversely with the bandwidth (noise over a wider band)."""
         snr = state.snr_db(link)
         if snr is not None and power_w is not None:
-            tx = link.split("->")[0]
-            snr += 10 * math.log10(max(power_w, 1e-30) / state.power_w[tx])
+            snr += 10 * math.log10(max(power_w, 1e-30) / state.power_w[parse_link_id(link)[0]])
         if snr is not None and bandwidth_hz is not None:
             snr -= 10 * math.log10(bandwidth_hz / state.bandwidth_hz[link])
         return self.mcs_chooser.choose_mcs(snr).name
