@@ -282,7 +282,8 @@ class ControllerState:
     isl: (LEO, LEO) pairs with a usable inter-satellite link; reports: link id -> the latest LinkReport
     (the control plane fills these from what receivers published); predicted_snr_db: link id -> the
     ephemeris' Es/N0 prediction at the link's nominal power and bandwidth; propagation_delay_s: link id ->
-    seconds; bandwidth_hz: link id -> the nominal bandwidth; power_w: node -> its nominal transmit power;
+    seconds; bandwidth_hz: link id -> the nominal bandwidth; elevation_deg: LEO->UAV link id -> the
+    satellite's elevation seen from the UAV; power_w: node -> its nominal transmit power;
     rolloff: the PHY's roll-off (symbol rate = bandwidth / (1 + rolloff)); user_kind: user -> "semantic" or
     "conventional" (semantic-relay systems); context: facts of a particular system (JSON-safe).
     """
@@ -298,6 +299,7 @@ class ControllerState:
     predicted_snr_db: dict[str, float] = field(default_factory=dict)
     propagation_delay_s: dict[str, float] = field(default_factory=dict)
     bandwidth_hz: dict[str, float] = field(default_factory=dict)
+    elevation_deg: dict[str, float] = field(default_factory=dict)
     power_w: dict[str, float] = field(default_factory=dict)
     rolloff: float = 0.25
     user_kind: dict[str, str] = field(default_factory=dict)
@@ -312,7 +314,7 @@ class ControllerState:
         missing = sorted(ids - set(self.routes))
         if missing:
             raise ValueError(f"ControllerState: task(s) {missing} have no candidate route; give routes[task_id]")
-        for name in ("predicted_snr_db", "propagation_delay_s", "bandwidth_hz"):
+        for name in ("predicted_snr_db", "propagation_delay_s", "bandwidth_hz", "elevation_deg"):
             for link, v in getattr(self, name).items():
                 parse_link_id(link)
                 if not math.isfinite(float(v)):
@@ -342,7 +344,8 @@ class ControllerState:
             "visible": [list(p) for p in self.visible], "isl": [list(p) for p in self.isl],
             "reports": {k: to_dict(r) for k, r in self.reports.items()},
             "predicted_snr_db": dict(self.predicted_snr_db), "propagation_delay_s": dict(self.propagation_delay_s),
-            "bandwidth_hz": dict(self.bandwidth_hz), "power_w": dict(self.power_w), "rolloff": self.rolloff,
+            "bandwidth_hz": dict(self.bandwidth_hz), "elevation_deg": dict(self.elevation_deg),
+            "power_w": dict(self.power_w), "rolloff": self.rolloff,
             "user_kind": dict(self.user_kind), "context": self.context,
         }
 

@@ -72,6 +72,8 @@ class Controller(ABC):
 CONTROLLERS: Registry[Controller] = Registry("controller", {
     "link-adaptation": "sagin_hil.controllers.link_adaptation:LinkAdaptation",
     "fixed-robust": "sagin_hil.controllers.baselines:FixedRobust",
+    "random": "sagin_hil.controllers.baselines:RandomController",
+    "greedy": "sagin_hil.controllers.baselines:GreedyController",
     "ao": "sagin_hil.controllers.ao:AoController",
     "ao-fixed-bandwidth": "sagin_hil.controllers.baselines:AoFixedBandwidth",
     "ao-fixed-power": "sagin_hil.controllers.baselines:AoFixedPower",

@@ -83,7 +83,7 @@ def _default_table() -> dict[str, Any] | None:
 class LinkAdaptationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_bler: float = Field(0.01, gt=0, lt=1, description="code-block error rate an MCS may have at the hop's SNR")
+    target_bler: float = Field(0.1, gt=0, lt=1, description="code-block error rate an MCS may have at the hop's SNR")
     margin_db: float = Field(0.0, ge=0, le=30, description="SNR back-off for outdated measurements, dB")
     bler_table: str | None = Field(None, description="BLER table written by `sagin-hil calibrate bler` (default: shipped)")
     mode_table: str | None = Field(None, description="mode table JSON (default: codecs/weights/mode_table.json)")
@@ -108,7 +108,7 @@ class LinkAdaptation(Controller):
 
     Options = LinkAdaptationOptions
 
-    def __init__(self, target_bler: float = 0.01, margin_db: float = 0.0, bler_table: Any = None,
+    def __init__(self, target_bler: float = 0.1, margin_db: float = 0.0, bler_table: Any = None,
                  mode_table: dict[str, Any] | str | Path | None = None, compute_delay_s: float | None = None,
                  quality_table: Any = None, mcs_table: tuple[Mcs, ...] = MCS_TABLE):
         if not 0 < target_bler < 1:

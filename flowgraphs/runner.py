@@ -100,11 +100,30 @@ def _load_images(fg: Flowgraph) -> list[tuple[str, np.ndarray]]:
     return load_images(n=n, size=fg.images.size_px or 256, split="run")
 
 
-def _route(scenario, user: str, t_s: float) -> Route:
-    """LEO -> UAV -> user: the UAV nearest the user, the satellite highest above that UAV."""
-    uav = min(scenario.uavs, key=lambda u: scenario.link_state(u, user, t_s).distance_m)
-    sat = max(scenario.satellites, key=lambda s: scenario.link_state(s, uav, t_s).elevation_deg)
-    return Route((sat, uav, user))
+CANDIDATE_UAVS = 2  # the UAVs nearest each user that a task's candidate routes go through
+
+
+def _candidate_routes(scenario, source: str, user: str, t_s: float) -> list[Route]:
+    """The routes a controller may choose for a task from LEO `source` to `user`: through each of the
+    CANDIDATE_UAVS UAVs nearest the user, from each satellite that sees that UAV, reached from the source
+    directly or over one inter-satellite link (an ISL hand-off). The first is the default: the nearest UAV
+    and the satellite highest above it. A UAV no satellite sees still gets the highest one, so a task always
+    has a route (over a link below the minimum elevation the hop may fail, as it would)."""
+    uavs = sorted(scenario.uavs, key=lambda u: scenario.link_state(u, user, t_s).distance_m)[:CANDIDATE_UAVS]
+    routes = []
+    for uav in uavs:
+        sats = sorted(scenario.satellites, key=lambda s: -scenario.link_state(s, uav, t_s).elevation_deg)
+        seen = [s for s in sats if scenario.link_state(s, uav, t_s).visible] or sats[:1]
+        for sat in seen:
+            if sat == source:
+                routes.append(Route((sat, uav, user)))
+            elif scenario.link_state(source, sat, t_s).visible:  # the Earth does not block the ISL
+                routes.append(Route((source, sat, uav, user)))
+    if not routes:  # the source sees no satellite that sees a UAV: hand the task to the highest one regardless
+        uav = uavs[0]
+        sat = max(scenario.satellites, key=lambda s: scenario.link_state(s, uav, t_s).elevation_deg)
+        routes.append(Route((source, uav, user) if sat == source else (source, sat, uav, user)))
+    return routes
 
 
 def _make_frames(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario,
@@ -248,17 +267,19 @@ class _Experiment:
         from sagin_hil.phy.channel import link_budget as lb
 
         sc = self.scenario
-        routes = {t.task_id: [_route(sc, t.destination, t_s)] for t in tasks}
+        routes = {t.task_id: _candidate_routes(sc, t.source, t.destination, t_s) for t in tasks}
         links = sorted({(a, b) for rs in routes.values() for r in rs for a, b in zip(r.nodes, r.nodes[1:])})
         for a, b in links:
             self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
         rs = self.fg.phy.symbol_rate_hz
-        predicted, prop, bw = {}, {}, {}
+        predicted, prop, bw, elevation = {}, {}, {}, {}
         for a, b in links:
             st = sc.link_state(a, b, t_s)
             lid = link_id(a, b)
             bw[lid] = st.bandwidth_hz
             prop[lid] = st.delay_s
+            if st.kind == "space-air":
+                elevation[lid] = float(st.elevation_deg)
             if math.isfinite(st.snr_db):  # Es/N0 at the flowgraph's symbol rate
                 predicted[lid] = float(np.clip(st.snr_db + 10 * np.log10(st.bandwidth_hz / rs), -50, 100))
         # the flowgraph's symbol rate fixes the nominal bandwidth the controller plans with
@@ -271,7 +292,10 @@ class _Experiment:
             time_s=t_s, tasks=tasks, routes=routes, modes=list(self.fg.controller.modes),
             positions_m={n: tuple(float(c) for c in sc.position_enu(n, t_s)) for n in nodes},
             visible=[(s, u) for s in sc.satellites for u in sc.uavs if sc.link_state(s, u, t_s).visible],
+            isl=[(a, b) for a in sc.satellites for b in sc.satellites
+                 if a != b and sc.link_state(a, b, t_s).visible],
             reports={}, predicted_snr_db=predicted, propagation_delay_s=prop, bandwidth_hz=bw,
+            elevation_deg=elevation,
             power_w={n: sc.tx_power_w(n) for n in [*sc.satellites, *sc.uavs]},
             rolloff=self.fg.phy.rolloff,
             user_kind={u: "semantic" if u in self.fg.tasks.semantic_users else "conventional" for u in sc.users},

@@ -93,7 +93,7 @@ def test_own_images_any_size_grey_or_colour(tmp_path):
     (["--radio", "usrp"], ["with --radio usrp", "'radio.kind' = 'usrp'"]),
     (["--set", "controller.algo=aoo"], ["unknown controller 'aoo'", "did you mean 'ao'"]),
     (["--set", "controller.options.target_blr=0.1"], ["unknown option 'target_blr'", "did you mean 'target_bler'",
-                                                     "Its options: target_bler"]),
+                                                     "Its options: target_bler (default 0.1)"]),
     (["--set", "controller.modes=['mode4']"], ["unknown mode 'mode4'", "choose one of: mode1"]),
     (["--set", "nokey"], ["--set 'nokey': give key=value"]),
 ])
@@ -102,3 +102,49 @@ def test_bad_overrides_are_named_without_a_traceback(tmp_path, args, words):
     assert "Traceback" not in out
     for w in words:
         assert w in " ".join(out.split()), (w, out)
+
+
+def test_candidate_routes_hand_a_task_over_an_isl_when_its_satellite_has_set():
+    from sagin_hil.flowgraphs.runner import _candidate_routes
+    from sagin_hil.phy.channel.scenario import Scenario
+
+    sc = Scenario.default()
+    t_mid, t_late = 115.0, 243.0  # leo0 at zenith; leo0 set over uav0 (window ends ~227 s), leo1 still up
+    assert sc.link_state("leo0", "uav0", t_mid).visible and not sc.link_state("leo0", "uav0", t_late).visible
+    first = _candidate_routes(sc, "leo0", "user0", t_mid)[0]
+    assert first.nodes == ("leo0", "uav0", "user0") and first.isl_hops == []
+    late = _candidate_routes(sc, "leo0", "user0", t_late)
+    assert late and all(r.source == "leo0" and r.isl_hops and sc.link_state(r.leo, r.uav, t_late).visible
+                        for r in late)
+    assert {r.uav for r in late} == {"uav0", "uav1"}  # the two UAVs nearest user0
+
+
+def test_an_isl_hand_off_is_carried_at_sample_level(tmp_path):
+    """A frame after leo0 has set over the UAV: the image goes leo0 -> (ISL) -> a satellite that sees the UAV
+    -> UAV -> user, every hop at sample level, and arrives."""
+    s = _run(tmp_path, "--set", "tasks.arrival=frames", "--set", "images.interval_s=480", "--set",
+             "images.size_px=64", "--set", 'scenario.users=[{name = "user0", position_m = [120.0, 80.0, 0.0]}]',
+             "--set", "tasks.quality_min_db=[18.0, 20.0]")
+    (t,) = s["tasks"]
+    nodes = t["route"].split("->")
+    assert nodes[0] == "leo0" and nodes[1].startswith("leo") and len(nodes) == 4, t["route"]
+    assert len(t["mcs"].split(" / ")) == 3 and t["met_quality"], t
+    assert len(t["trail"]["routes_considered"]) >= 2
+    isl = next(lk for lk in s["links"] if lk["link"] == f"{nodes[0]}->{nodes[1]}")
+    assert isl["bler"] < 0.5
+
+
+def test_greedy_takes_the_nearest_uav_and_the_highest_satellite():
+    from sagin_hil.controllers import get_controller
+    from sagin_hil.datatypes import ControllerState, Route, Task
+
+    task = Task(task_id=0, image=None, source="leo0", destination="user0", deadline_s=5.0, quality_min_db=20.0,
+                shape=(64, 64, 3))
+    routes = [Route(("leo0", "uav1", "user0")), Route(("leo0", "leo1", "uav0", "user0")), Route(("leo0", "uav0", "user0"))]
+    links = sorted({h for r in routes for h in r.links})
+    state = ControllerState(tasks=[task], routes={0: routes}, predicted_snr_db={h: 15.0 for h in links},
+                            bandwidth_hz={h: 10e6 for h in links},
+                            positions_m={"user0": (0, 0, 0), "uav0": (100, 0, 50), "uav1": (3000, 0, 50)},
+                            elevation_deg={"leo0->uav0": 40.0, "leo1->uav0": 70.0, "leo0->uav1": 80.0})
+    alloc = get_controller("greedy").allocate(state).allocations[0]
+    assert alloc.route.nodes == ("leo0", "leo1", "uav0", "user0")  # nearest UAV; over it leo1 is the highest

@@ -139,7 +139,7 @@ def test_with_the_shipped_measured_tables():
     bler_mod = pytest.importorskip("sagin_hil.calibration.bler")
     try:
         table = bler_mod.BlerTable.load()
-        ctl = LinkAdaptation(bler_table=table)
+        ctl = LinkAdaptation(bler_table=table, target_bler=1e-2)
     except FileNotFoundError as exc:
         pytest.skip(f"tables not installed: {exc}")
     chosen = [ctl.choose_mcs(float(s)) for s in np.arange(-5.0, 30.0, 1.0)]
