@@ -285,7 +285,8 @@ class ControllerState:
     seconds; bandwidth_hz: link id -> the nominal bandwidth; elevation_deg: LEO->UAV link id -> the
     satellite's elevation seen from the UAV; power_w: node -> its nominal transmit power;
     rolloff: the PHY's roll-off (symbol rate = bandwidth / (1 + rolloff)); user_kind: user -> "semantic" or
-    "conventional" (semantic-relay systems); context: facts of a particular system (JSON-safe).
+    "conventional" (semantic-relay systems); uav_limits: UAV -> (altitude min m, altitude max m, v_max m/s);
+    context: facts of a particular system (JSON-safe).
     """
 
     time_s: float = 0.0
@@ -303,6 +304,7 @@ class ControllerState:
     power_w: dict[str, float] = field(default_factory=dict)
     rolloff: float = 0.25
     user_kind: dict[str, str] = field(default_factory=dict)
+    uav_limits: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -322,6 +324,7 @@ class ControllerState:
         self.visible = [tuple(p) for p in self.visible]
         self.isl = [tuple(p) for p in self.isl]
         self.positions_m = {k: tuple(float(c) for c in v) for k, v in self.positions_m.items()}
+        self.uav_limits = {k: tuple(float(c) for c in v) for k, v in self.uav_limits.items()}
 
     def symbol_rate_hz(self, link: str, bandwidth_hz: float | None = None) -> float:
         """The link's symbol rate at `bandwidth_hz` (default: its nominal bandwidth)."""
@@ -346,7 +349,8 @@ class ControllerState:
             "predicted_snr_db": dict(self.predicted_snr_db), "propagation_delay_s": dict(self.propagation_delay_s),
             "bandwidth_hz": dict(self.bandwidth_hz), "elevation_deg": dict(self.elevation_deg),
             "power_w": dict(self.power_w), "rolloff": self.rolloff,
-            "user_kind": dict(self.user_kind), "context": self.context,
+            "user_kind": dict(self.user_kind), "uav_limits": {k: list(v) for k, v in self.uav_limits.items()},
+            "context": self.context,
         }
 
     @classmethod

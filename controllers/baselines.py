@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sagin_hil.controllers.ao import AoController
 from sagin_hil.controllers.base import Controller, fallback_allocation
+from sagin_hil.controllers.constraints import Pairings
 from sagin_hil.controllers.link_adaptation import LinkAdaptation, LinkAdaptationOptions
 from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route
 from sagin_hil.phy.mcs import MCS_TABLE
@@ -38,10 +39,11 @@ class RandomController(Controller):
     def allocate(self, state: ControllerState) -> Plan:
         from sagin_hil.codecs.modes import MODES
 
-        plan = Plan()
+        plan, pairings = Plan(), Pairings()
         for t in state.tasks:
-            routes = state.routes[t.task_id]
+            routes = pairings.allowed(state.routes[t.task_id])
             route = routes[int(self.rng.integers(len(routes)))]
+            pairings.take(route)
             mode = state.modes[int(self.rng.integers(len(state.modes)))]
             spec = MODES.get(mode)
             hops = {h: HopAllocation("analog" if spec.analog else MCS_TABLE[int(self.rng.integers(len(MCS_TABLE)))].name)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sagin_hil.codecs.modes import MODES, ModeSpec, RateQualityTable, load_mode_table
 from sagin_hil.controllers.base import Controller
+from sagin_hil.controllers.constraints import Pairings
 from sagin_hil.controllers.scc import scc_weights
 from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan, Route, Task
 from sagin_hil.phy.mcs import MCS_TABLE, Mcs
@@ -246,13 +247,14 @@ class LinkAdaptation(Controller):
         return alloc, trail
 
     def allocate(self, state: ControllerState) -> Plan:
-        plan = Plan()
+        plan, pairings = Plan(), Pairings()  # task by task, keeping the pairings of (15a)-(15c)
         for task in state.tasks:
-            options = [self._route(task, r, state) for r in state.routes[task.task_id]]
+            options = [self._route(task, r, state) for r in pairings.allowed(state.routes[task.task_id])]
             alloc, trail = max(options, key=lambda o: (o[0].predicted["scc"], o[0].predicted["psnr_db"]))
             if len(options) > 1:
                 trail["routes_considered"] = [str(a.route) for a, _ in options]
             plan.allocations[task.task_id] = alloc
             plan.trail[task.task_id] = trail
+            pairings.take(alloc.route)
             self.last_decision = trail
         return plan

@@ -299,6 +299,7 @@ class _Experiment:
             power_w={n: sc.tx_power_w(n) for n in [*sc.satellites, *sc.uavs]},
             rolloff=self.fg.phy.rolloff,
             user_kind={u: "semantic" if u in self.fg.tasks.semantic_users else "conventional" for u in sc.users},
+            uav_limits={c.name: (c.altitude_min_m, c.altitude_max_m, c.max_speed_mps) for c in sc.config.uavs},
             context={"relay": {"noise_psd_dbm_hz": noise_dbm - 10 * math.log10(ag.bandwidth_hz), "beta0_db": beta0}},
         )
 
@@ -431,7 +432,8 @@ def _trace(scenario, tx: str, rx: str, fg: Flowgraph, t0: float | None = None, t
 def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_table: dict | None,
                     progress: Progress, bar) -> tuple[list[TaskRecord], dict[str, LinkTrace], dict[str, Any], str | None]:
     """Every frame under one controller, in a fresh copy of the world; (records, traces, metrics, aborted)."""
-    from sagin_hil.controllers import get_controller
+    from sagin_hil.controllers import fallback_plan, get_controller
+    from sagin_hil.controllers.constraints import plan_violations
     from sagin_hil.controllers.plane import ControlClient, ControlServer
     from sagin_hil.hil.radio import RadioError
 
@@ -446,6 +448,7 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
     exp = _Experiment(fg, scenario, client, traces, mode_table)
     records: list[TaskRecord] = []
     frame_rates: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     aborted = None
     try:
         for frame in frames:
@@ -453,6 +456,13 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
             progress.update(bar, description=f"{algo}: planning {len(frame)} task(s) at t = {t_plan:.0f} s")
             state = exp.state(frame, t_plan)
             plan = client.request_allocation(state)
+            broken = plan_violations(state, plan)
+            if broken:  # a plan that breaks (15a)-(15g) is not carried out: the safe default is, and it is said
+                rejected.append({"time_s": t_plan, "violations": broken})
+                plan = fallback_plan(state)
+                for tid in plan.allocations:
+                    plan.trail[tid] = {"route": str(plan.allocations[tid].route), "choice": "mode1",
+                                       "why": "the controller's plan was rejected: " + "; ".join(broken)}
             t_go = exp.fly(plan, t_plan) if plan.waypoints_m else t_plan
             t_go = min(t_go, t_plan + fg.images.interval_s / 2)  # the frame does not wait past half its slot
             frame_records = []
@@ -472,7 +482,9 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         exp.close()
         client.close()
         server.stop()
-    return records, traces, _controller_metrics(algo, records, frame_rates, client), aborted
+    metrics = _controller_metrics(algo, records, frame_rates, client)
+    metrics["rejected_plans"] = rejected
+    return records, traces, metrics, aborted
 
 
 def _frame_rates(state: ControllerState, plan: Plan, records: list[TaskRecord]) -> dict[str, Any]:

@@ -148,3 +148,70 @@ def test_greedy_takes_the_nearest_uav_and_the_highest_satellite():
                             elevation_deg={"leo0->uav0": 40.0, "leo1->uav0": 70.0, "leo0->uav1": 80.0})
     alloc = get_controller("greedy").allocate(state).allocations[0]
     assert alloc.route.nodes == ("leo0", "leo1", "uav0", "user0")  # nearest UAV; over it leo1 is the highest
+
+
+def _relay_like_state():
+    from sagin_hil.datatypes import ControllerState, Route, Task
+
+    tasks = [Task(task_id=i, image=None, source="leo0", destination=f"user{i}", deadline_s=5.0, quality_min_db=20.0)
+             for i in range(2)]
+    routes = {i: [Route(("leo0", "uav0", f"user{i}")), Route(("leo1", "uav0", f"user{i}")),
+                  Route(("leo0", "uav1", f"user{i}"))] for i in range(2)}
+    links = sorted({h for rs in routes.values() for r in rs for h in r.links})
+    return ControllerState(tasks=tasks, routes=routes, bandwidth_hz={h: 10e6 for h in links},
+                           power_w={"leo0": 1.0, "leo1": 1.0, "uav0": 0.2, "uav1": 0.2},
+                           positions_m={"uav0": (0, 0, 50), "uav1": (3000, 0, 50)},
+                           uav_limits={"uav0": (45.0, 60.0, 10.0), "uav1": (45.0, 60.0, 10.0)},
+                           context={"slot_s": 10.0})
+
+
+def test_plans_that_break_the_constraints_are_named():
+    from sagin_hil.controllers.constraints import plan_violations
+    from sagin_hil.datatypes import Allocation, HopAllocation, Plan, Route
+
+    state = _relay_like_state()
+    r = state.routes
+    ok = Plan({0: Allocation(0, r[0][0]), 1: Allocation(1, r[1][0])}, waypoints_m={"uav0": (50.0, 0.0, 55.0)})
+    assert plan_violations(state, ok) == []
+    bad = Plan({0: Allocation(0, r[0][0], hops={"uav0->user0": HopAllocation(power_w=5.0, bandwidth_hz=2e7)}),
+                1: Allocation(1, r[1][1])},
+               waypoints_m={"uav0": (0.0, 0.0, 200.0), "uav1": (3000.0, 500.0, 50.0), "uav9": (0.0, 0.0, 50.0)})
+    text = "\n".join(plan_violations(state, bad))
+    assert "(15a) uav0 is paired with leo0 and leo1" in text
+    assert "(15e) task 0: uav0->user0 power 5 W exceeds uav0's 0.2 W" in text and "bandwidth 2e+07 Hz" in text
+    assert "(15f) uav0 waypoint altitude 200 m is outside [45, 60] m" in text
+    assert "(15g) uav1 waypoint is 500 m away: more than v_max 10 m/s x 10 s" in text
+    assert "'uav9', which is not a UAV" in text
+    foreign = Plan({0: Allocation(0, Route(("leo3", "uav0", "user0")))})
+    assert "(15d) task 0: route leo3->uav0->user0 is not one of its candidates" in plan_violations(state, foreign)[0]
+
+
+def test_controllers_that_decide_task_by_task_keep_the_pairings():
+    from sagin_hil.controllers import get_controller
+    from sagin_hil.controllers.constraints import plan_violations
+
+    state = _relay_like_state()
+    for algo in ("random", "link-adaptation"):
+        for seed in range(5):
+            ctl = get_controller(algo, seed=seed) if algo == "random" else get_controller(algo)
+            assert plan_violations(state, ctl.allocate(state)) == [], algo
+
+
+def test_a_rejected_plan_is_not_carried_out_and_the_run_goes_on(tmp_path, monkeypatch):
+    from sagin_hil.controllers import CONTROLLERS
+    from sagin_hil.controllers.baselines import FixedRobust
+
+    class Climber(FixedRobust):
+        """Sends every UAV to 500 m, far above the scenario's 60 m ceiling."""
+
+        def allocate(self, state):
+            plan = super().allocate(state)
+            plan.waypoints_m = {u: (0.0, 0.0, 500.0) for u in state.uav_limits}
+            return plan
+
+    monkeypatch.setitem(CONTROLLERS._entries, "climber", (Climber, {}))
+    s = _run(tmp_path, "--set", "controller.algo=climber", flowgraph=SMALL)
+    rejected = s["controllers"]["climber"]["rejected_plans"]
+    assert len(rejected) == 2 and "(15f) uav0 waypoint altitude 500 m is outside [45, 60] m" in rejected[0]["violations"]
+    assert all(t["fallback"] and "was rejected" in t["trail"]["why"] for t in s["tasks"])
+    assert all(t["bits"] > 0 for t in s["tasks"])  # carried on the safe default
