@@ -46,9 +46,12 @@ class TasksConfig(_Section):
     deadline_s: tuple[float, float] = Field((2.0, 11.0), description="D_max drawn uniformly in [lo, hi] s")
     quality_min_db: tuple[float, float] = Field((24.0, 32.0), description="PSNR floor Q_min in [lo, hi] dB")
     weight_quality: float = Field(0.5, ge=0, le=1, description="SCC weight xi_q (xi_d = 1 - xi_q)")
-    arrival: Literal["pass", "frames"] = Field(
+    arrival: Literal["pass", "frames", "ftp3"] = Field(
         "pass", description="pass: one task per image, spread over the first satellite's pass; frames: every "
-        "user gets a task each frame, all planned together")
+        "user gets a task each frame, all planned together; ftp3: 3GPP FTP Model 3 (Poisson) arrivals at each "
+        "LEO, each task planned when it arrives")
+    count: int = Field(8, ge=1, le=10000, description="tasks G with arrival = ftp3 (images are reused in turn)")
+    rate_hz: float = Field(0.1, gt=0, le=100, description="FTP Model 3 arrival rate lambda per LEO, tasks/s")
     frames: int = Field(1, ge=1, le=100, description="frames (arrival = frames), one every images.interval_s")
     semantic_users: list[str] = Field(default_factory=list,
                                       description="users with semantic decoders (SemUsers); the others are ConUsers")

@@ -134,6 +134,16 @@ def _make_frames(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario,
     if not np.isfinite(t0):
         raise FlowgraphError(f"{fg.source}: {scenario.satellites[0]} never rises above the minimum elevation over "
                              f"{scenario.uavs[0]}; no task can be carried (check [scenario] min_elevation_deg and orbits)")
+    if fg.tasks.arrival == "ftp3":  # Poisson arrivals at every LEO from the start of the first pass
+        from sagin_hil.controllers.tasks import FtpModel3, TaskGenerator
+
+        gen = TaskGenerator(FtpModel3(fg.tasks.rate_hz), scenario.satellites, scenario.users, fg.tasks.deadline_s,
+                            fg.tasks.quality_min_db, fg.tasks.weight_quality, seed=int(rng.integers(2**31)))
+        tasks = gen.generate_n(fg.tasks.count, [img for _, img in images])
+        for t in tasks:
+            t.arrival_s += t0
+            t.name = images[t.task_id % len(images)][0]
+        return [[t] for t in tasks]
     if fg.tasks.arrival == "frames":
         slots = [(t0 + fg.images.interval_s * (k + 0.5), list(scenario.users)) for k in range(fg.tasks.frames)]
     else:
@@ -184,6 +194,7 @@ class _Experiment:
         self.codecs: dict[str, Any] = {}
         self.hops: dict[tuple[str, float], Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
+        self.busy_until_s: dict[str, float] = {}  # transmitter (or FDMA link) -> busy until then: the queues
 
     # -- hops ---------------------------------------------------------------------------------------------
     def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
@@ -352,17 +363,22 @@ class _Experiment:
         symbols, gain, hop_snrs, hop_rates = payload.symbols, 1.0, [], {}
         for (a, b), lid in zip(links, link_ids):  # decode (JSCC: amplify) and forward, hop by hop
             h = alloc.hop(lid)
-            start = t
+            # first come, first served: a transmitter sends one thing at a time on its band, unless the plan
+            # gave this hop its own share of the band (FDMA), which is then its own queue
+            queue = lid if h.bandwidth_hz is not None else a
+            start = max(t, self.busy_until_s.get(queue, -math.inf))
             if spec.analog:  # the codec header rides in the analog packet as protected side information
-                res = self._send(a, b, (symbols, data), "analog", t, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
+                res = self._send(a, b, (symbols, data), "analog", start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
                 power = max(float(np.mean(np.abs(res.analog) ** 2)), 1e-12)  # the relay renormalises ...
                 symbols, gain = res.analog / np.sqrt(power), gain * np.sqrt(power)  # ... the user undoes it
             else:
-                res = self._send(a, b, data, h.mcs, t, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
+                res = self._send(a, b, data, h.mcs, start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
             hop_snrs.append(res.report.snr_db)
             hop_rates[lid] = self._hop_rate_bps(res, h, a, b)
-            data, t, air, retx = res.payload, t + res.delay_s, air + res.air_time_s, retx + res.retransmissions
-            timeline.append({"stage": "hop", "link": lid, "start_s": start, "duration_s": res.delay_s,
+            self.busy_until_s[queue] = start + res.air_time_s
+            queue_s = start - t
+            data, t, air, retx = res.payload, start + res.delay_s, air + res.air_time_s, retx + res.retransmissions
+            timeline.append({"stage": "hop", "link": lid, "start_s": start, "duration_s": res.delay_s, "queue_s": queue_s,
                              "air_s": res.air_time_s, "propagation_s": self.scenario.link_state(a, b, start).delay_s,
                              "retransmissions": res.retransmissions, "mcs": h.mcs, "snr_db": res.report.snr_db})
         wall = time.perf_counter()

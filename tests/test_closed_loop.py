@@ -215,3 +215,19 @@ def test_a_rejected_plan_is_not_carried_out_and_the_run_goes_on(tmp_path, monkey
     assert len(rejected) == 2 and "(15f) uav0 waypoint altitude 500 m is outside [45, 60] m" in rejected[0]["violations"]
     assert all(t["fallback"] and "was rejected" in t["trail"]["why"] for t in s["tasks"])
     assert all(t["bits"] > 0 for t in s["tasks"])  # carried on the safe default
+
+
+def test_sagin_000_tasks_arrive_at_every_leo_and_queue(tmp_path):
+    """FTP Model 3 arrivals at every LEO of the reference SAGIN: tasks from LEOs that no longer see a UAV are
+    handed over ISLs, and a task never starts on a transmitter before the one ahead of it has finished."""
+    s = _run(tmp_path, "sagin-000", "--set", "tasks.count=4", "--set", "controller.compare=[]",
+             "--set", "images.size_px=64")
+    tasks = s["tasks"]
+    assert len(tasks) == 4 and len({t["route"].split("->")[0] for t in tasks}) >= 2  # several source LEOs
+    busy: dict[str, float] = {}
+    for t in sorted(tasks, key=lambda t: t["timeline"][0]["start_s"]):
+        for stage in t["timeline"]:
+            if stage["stage"] == "hop":
+                tx = stage["link"].split("->")[0]
+                assert stage["start_s"] >= busy.get(tx, -1.0) - 1e-9 and stage["queue_s"] >= 0
+                busy[tx] = stage["start_s"] + stage["air_s"]
