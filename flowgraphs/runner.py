@@ -30,7 +30,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sagin_hil.datatypes import Allocation, ControllerState, Plan, Route, Task, link_id
+from sagin_hil.controllers.world import candidate_routes
+from sagin_hil.datatypes import Allocation, ControllerState, Plan, Task, link_id
 from sagin_hil.flowgraphs.config import Flowgraph, FlowgraphError
 from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, write_report
 
@@ -98,32 +99,6 @@ def _load_images(fg: Flowgraph) -> list[tuple[str, np.ndarray]]:
 
     n = min(fg.images.count, len(image_names("run")))
     return load_images(n=n, size=fg.images.size_px or 256, split="run")
-
-
-CANDIDATE_UAVS = 2  # the UAVs nearest each user that a task's candidate routes go through
-
-
-def _candidate_routes(scenario, source: str, user: str, t_s: float) -> list[Route]:
-    """The routes a controller may choose for a task from LEO `source` to `user`: through each of the
-    CANDIDATE_UAVS UAVs nearest the user, from each satellite that sees that UAV, reached from the source
-    directly or over one inter-satellite link (an ISL hand-off). The first is the default: the nearest UAV
-    and the satellite highest above it. A UAV no satellite sees still gets the highest one, so a task always
-    has a route (over a link below the minimum elevation the hop may fail, as it would)."""
-    uavs = sorted(scenario.uavs, key=lambda u: scenario.link_state(u, user, t_s).distance_m)[:CANDIDATE_UAVS]
-    routes = []
-    for uav in uavs:
-        sats = sorted(scenario.satellites, key=lambda s: -scenario.link_state(s, uav, t_s).elevation_deg)
-        seen = [s for s in sats if scenario.link_state(s, uav, t_s).visible] or sats[:1]
-        for sat in seen:
-            if sat == source:
-                routes.append(Route((sat, uav, user)))
-            elif scenario.link_state(source, sat, t_s).visible:  # the Earth does not block the ISL
-                routes.append(Route((source, sat, uav, user)))
-    if not routes:  # the source sees no satellite that sees a UAV: hand the task to the highest one regardless
-        uav = uavs[0]
-        sat = max(scenario.satellites, key=lambda s: scenario.link_state(s, uav, t_s).elevation_deg)
-        routes.append(Route((source, uav, user) if sat == source else (source, sat, uav, user)))
-    return routes
 
 
 def _make_frames(fg: Flowgraph, images: list[tuple[str, np.ndarray]], scenario,
@@ -278,7 +253,7 @@ class _Experiment:
         from sagin_hil.phy.channel import link_budget as lb
 
         sc = self.scenario
-        routes = {t.task_id: _candidate_routes(sc, t.source, t.destination, t_s) for t in tasks}
+        routes = {t.task_id: candidate_routes(sc, t.source, t.destination, t_s) for t in tasks}
         links = sorted({(a, b) for rs in routes.values() for r in rs for a, b in zip(r.nodes, r.nodes[1:])})
         for a, b in links:
             self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)

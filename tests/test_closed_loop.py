@@ -105,15 +105,15 @@ def test_bad_overrides_are_named_without_a_traceback(tmp_path, args, words):
 
 
 def test_candidate_routes_hand_a_task_over_an_isl_when_its_satellite_has_set():
-    from sagin_hil.flowgraphs.runner import _candidate_routes
+    from sagin_hil.controllers.world import candidate_routes
     from sagin_hil.phy.channel.scenario import Scenario
 
     sc = Scenario.default()
     t_mid, t_late = 115.0, 243.0  # leo0 at zenith; leo0 set over uav0 (window ends ~227 s), leo1 still up
     assert sc.link_state("leo0", "uav0", t_mid).visible and not sc.link_state("leo0", "uav0", t_late).visible
-    first = _candidate_routes(sc, "leo0", "user0", t_mid)[0]
+    first = candidate_routes(sc, "leo0", "user0", t_mid)[0]
     assert first.nodes == ("leo0", "uav0", "user0") and first.isl_hops == []
-    late = _candidate_routes(sc, "leo0", "user0", t_late)
+    late = candidate_routes(sc, "leo0", "user0", t_late)
     assert late and all(r.source == "leo0" and r.isl_hops and sc.link_state(r.leo, r.uav, t_late).visible
                         for r in late)
     assert {r.uav for r in late} == {"uav0", "uav1"}  # the two UAVs nearest user0
