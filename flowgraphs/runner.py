@@ -588,7 +588,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
             results[algo] = _run_controller(fg, algo, frames, mode_table, progress, bar)
     records, traces, _, aborted = results[fg.controller.algo]
     aborted = "; ".join(a for *_, a in results.values() if a) or None
-    links = [traces[k] for k in sorted(traces)]
+    # the links that carried data; the links only sounded (candidate routes not taken) stay out of the report
+    links = [traces[k] for k in sorted(traces) if traces[k].bler_points]
     meta = {
         "description": fg.description,
         "flowgraph": fg.source,
