@@ -1,0 +1,534 @@
+"""The link abstraction of the SAGIN world ([P000], docs/references.md), vectorised in numpy over E environments.
+
+The same world as the sample-level runner (scenario, candidate-route rule of controllers/world.py, FTP Model 3
+tasks, SCC of controllers/scc.py), with every hop's outcome predicted from the measured tables instead of
+carried as samples:
+
+- link budgets: LEO -> UAV and ISL budgets from `Scenario.link_state` on a time grid (cached per scenario),
+  evaluated at each UAV's home position (a few km of UAV motion changes a >= 750 km path by < 0.05 dB);
+  UAV -> user budgets from the UAVs' current positions, with the other UAVs' interference (Eq. 5-6), in numpy
+  with the scenario's own formulas (tested against `link_state`);
+- per hop the link-adaptation rule: the highest MCS whose measured BLER at the hop's SNR is <= target
+  (calibration/bler.py); a hop where even the most robust MCS misses the target delivers nothing;
+- per task the link-adaptation prediction (controllers/link_adaptation.py): air time bits / (Rs x SE) per hop,
+  store and forward, propagation, encode/decode time from the mode table; Mode 1's budget by the same
+  highest-SCC rule, its PSNR from the rate-quality table; Modes 3_x their measured bits and PSNR;
+- queues: one transmitter per node, first come first served (a hop starts when its transmitter is free).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sagin_hil.codecs.modes import MODES, RateQualityTable, load_mode_table
+from sagin_hil.controllers.scc import scc_weights
+from sagin_hil.controllers.tasks import FtpModel3
+from sagin_hil.phy.channel import link_budget as lb
+from sagin_hil.phy.channel.geometry import SPEED_OF_LIGHT_M_S
+from sagin_hil.phy.mcs import MCS_TABLE
+
+__all__ = ["LinkTables", "link_tables", "Predictor", "SaginWorld", "DEFAULT_MODES", "DEFAULT_IMAGE_PIXELS",
+           "candidate_routes_at"]
+
+DEFAULT_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")  # [P000]'s digital modes with measured rows
+DEFAULT_IMAGE_PIXELS = 512 * 512  # as link adaptation plans a task whose image shape is unknown
+SNR_FLOOR_DB = -50.0  # a link below the horizon (-inf dB) is shown to agents at this value
+CANDIDATE_UAVS = 2  # controllers/world.py: the UAVs nearest each user a task may go through
+
+
+class LinkTables:
+    """Link budgets of one scenario on a time grid t_k = k step_s, k = 0..ceil(horizon_s / step_s).
+
+    sa_*: LEO -> UAV [T, K, N] (UAVs at their home positions); isl_*: LEO -> LEO [T, K, K]; the air-ground
+    link is computed from positions by `air_ground`.
+    """
+
+    def __init__(self, scenario, horizon_s: float, step_s: float = 1.0):
+        if not (math.isfinite(horizon_s) and horizon_s > 0):
+            raise ValueError(f"horizon_s = {horizon_s!r} must be a positive number of seconds")
+        if not step_s > 0:
+            raise ValueError(f"step_s = {step_s!r} must be > 0 seconds")
+        sc = self.scenario = scenario
+        self.sats, self.uavs, self.users = sc.satellites, sc.uavs, sc.users
+        for key, names in (("satellites", self.sats), ("uavs", self.uavs), ("users", self.users)):
+            if not names:
+                raise ValueError(f"the scenario has no {key}; the environment needs at least one (add [[{key}]])")
+        K, N, M = len(self.sats), len(self.uavs), len(self.users)
+        self.step_s = float(step_s)
+        self.t_grid_s = np.arange(int(math.ceil(horizon_s / step_s)) + 1) * self.step_s
+        T = len(self.t_grid_s)
+        self.sa_snr_db = np.empty((T, K, N))
+        self.sa_delay_s = np.empty((T, K, N))
+        self.sa_elev_deg = np.empty((T, K, N))
+        self.sa_visible = np.zeros((T, K, N), bool)
+        self.isl_snr_db = np.full((T, K, K), -np.inf)
+        self.isl_delay_s = np.zeros((T, K, K))
+        self.isl_visible = np.zeros((T, K, K), bool)
+        for i, t in enumerate(self.t_grid_s):
+            for k, s in enumerate(self.sats):
+                for n, u in enumerate(self.uavs):
+                    st = sc.link_state(s, u, float(t))
+                    self.sa_snr_db[i, k, n], self.sa_delay_s[i, k, n] = st.snr_db, st.delay_s
+                    self.sa_elev_deg[i, k, n], self.sa_visible[i, k, n] = st.elevation_deg, st.visible
+                for j, s2 in enumerate(self.sats):
+                    if j != k:
+                        st = sc.link_state(s, s2, float(t))
+                        self.isl_snr_db[i, k, j], self.isl_delay_s[i, k, j] = st.snr_db, st.delay_s
+                        self.isl_visible[i, k, j] = st.visible
+        c = sc.config
+        self.sa_bandwidth_hz = float(c.space_air.bandwidth_hz)
+        self.isl_bandwidth_hz = float(c.isl.bandwidth_hz)
+        self.ag_bandwidth_hz = float(c.air_ground.bandwidth_hz)
+        self.uav_home_m = np.array([sc.position_enu(u, 0.0) for u in self.uavs], float)
+        self.user_m = np.array([sc.position_enu(u, 0.0) for u in self.users], float)
+        ucfg = {u.name: u for u in c.uavs}
+        self.alt_min_m = np.array([ucfg[u].altitude_min_m for u in self.uavs], float)
+        self.alt_max_m = np.array([ucfg[u].altitude_max_m for u in self.uavs], float)
+        self.v_max_mps = np.array([ucfg[u].max_speed_mps for u in self.uavs], float)
+        bad = [u for u, lo, hi in zip(self.uavs, self.alt_min_m, self.alt_max_m) if lo > hi]
+        if bad:
+            raise ValueError(f"uavs {bad}: altitude_min_m > altitude_max_m; swap the limits")
+        # the air-ground budget of Scenario.link_state, as arrays
+        ag = c.air_ground
+        self._beta0_db = ag.reference_gain_db if ag.reference_gain_db is not None else \
+            -lb.free_space_path_loss_db(1.0, ag.carrier_hz)
+        mu = math.inf if math.isinf(ag.k_factor_db) else lb.db_to_linear(ag.k_factor_db)
+        self._w_los = 1.0 if math.isinf(mu) else mu / (mu + 1.0)
+        self._kappa = (ag.kappa_los, ag.kappa_nlos)
+        self._uav_p_w = np.array([ucfg[u].tx_power_w for u in self.uavs], float)
+        self._uav_gain_db = np.array([ucfg[u].antenna_gain_db for u in self.uavs], float)
+        self._ag_loss_db = ag.rx_antenna_gain_db * -1.0 + ag.excess_loss_db
+        noise_dbw = (ag.noise_dbm - 30.0 if ag.noise_dbm is not None
+                     else lb.thermal_noise_dbw(ag.bandwidth_hz, ag.noise_temperature_k))
+        self._noise_w = lb.db_to_linear(noise_dbw)
+        self._interference = bool(ag.interference)
+        # area the UAVs may fly in: users and homes with a 500 m margin
+        pts = np.vstack([self.uav_home_m[:, :2], self.user_m[:, :2]])
+        self.area_lo_m, self.area_hi_m = pts.min(0) - 500.0, pts.max(0) + 500.0
+
+    def index(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Nearest grid index of time(s) t_s (clamped to the grid)."""
+        return np.clip(np.rint(np.asarray(t_s, float) / self.step_s).astype(np.intp), 0, len(self.t_grid_s) - 1)
+
+    def air_ground(self, uav_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SNR (dB) and delay (s) of every UAV -> user link, [..., N, M], for UAV positions [..., N, 3]."""
+        d = np.linalg.norm(uav_m[..., :, None, :] - self.user_m[None, :, :], axis=-1)
+        kl, kn = self._kappa
+        g_lin = 10 ** (self._beta0_db / 10) * (self._w_los * d ** -kl + (1.0 - self._w_los) * d ** -kn)
+        # received power of each UAV's own signal (tx gain in the path loss, as link_state has it)
+        rx_w = (self._uav_p_w[:, None] * g_lin * 10 ** ((self._uav_gain_db[:, None] - self._ag_loss_db) / 10))
+        if self._interference:  # every other UAV transmits at its power toward the user (Eq. 6)
+            i_each = self._uav_p_w[:, None] * g_lin * 10 ** (self._uav_gain_db[:, None] / 10)
+            interf = i_each.sum(-2, keepdims=True) - i_each
+        else:
+            interf = 0.0
+        return 10 * np.log10(rx_w / (self._noise_w + interf)), d / SPEED_OF_LIGHT_M_S
+
+
+_CACHE: dict[tuple[str, float, float], LinkTables] = {}
+
+
+def link_tables(scenario, horizon_s: float, step_s: float = 1.0) -> LinkTables:
+    """LinkTables of `scenario`, built once per (scenario content, horizon, step) and kept in this process."""
+    key = (json.dumps(scenario.to_dict(), sort_keys=True, default=str), float(horizon_s), float(step_s))
+    if key not in _CACHE:
+        _CACHE[key] = LinkTables(scenario, horizon_s, step_s)
+    return _CACHE[key]
+
+
+def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
+                        uav_m: np.ndarray | None = None) -> list[tuple[int, ...]]:
+    """controllers/world.py's candidate_routes on the tables, as node-index tuples (LEO [, LEO], UAV, user).
+
+    Same order: the CANDIDATE_UAVS UAVs nearest the user (stable sort), per UAV the satellites that see it by
+    falling elevation (the highest one when none does), direct from the source or over one visible ISL."""
+    uav_m = tables.uav_home_m if uav_m is None else uav_m
+    d = np.linalg.norm(uav_m - tables.user_m[user], axis=-1)
+    uavs = list(np.argsort(d, kind="stable")[:CANDIDATE_UAVS])
+    routes: list[tuple[int, ...]] = []
+    for n in uavs:
+        elev = tables.sa_elev_deg[i_t, :, n]
+        sats = list(np.argsort(-elev, kind="stable"))
+        seen = [k for k in sats if tables.sa_visible[i_t, k, n]] or sats[:1]
+        for k in seen:
+            if k == source:
+                routes.append((k, n, user))
+            elif tables.isl_visible[i_t, source, k]:
+                routes.append((source, k, n, user))
+    if not routes:
+        n = uavs[0]
+        k = int(np.argmax(tables.sa_elev_deg[i_t, :, n]))
+        routes.append((source, n, user) if k == source else (source, k, n, user))
+    return routes
+
+
+class Predictor:
+    """Per-task delay and quality exactly as controllers/link_adaptation.py predicts them (digital modes).
+
+    Parameters
+    ----------
+    modes: registered mode names (digital: "mode1", "mode3_x"); target_bler: BLER an MCS may have at the
+    hop's SNR; bler_table: object with .bler(mcs, snr_db) and .mcs_names (default: the shipped table);
+    mode_table: the measured mode table (default: the stored one); n_pixels: pixels of every image.
+    """
+
+    def __init__(self, modes=DEFAULT_MODES, target_bler: float = 0.1, bler_table: Any = None,
+                 mode_table: dict[str, Any] | None = None, n_pixels: int = DEFAULT_IMAGE_PIXELS):
+        from sagin_hil.calibration.bler import BlerTable
+
+        if not 0 < target_bler < 1:
+            raise ValueError(f"target_bler = {target_bler!r} must lie in (0, 1)")
+        self.modes = tuple(modes)
+        if not self.modes:
+            raise ValueError("modes is empty; give at least one mode name, e.g. ('mode1',)")
+        specs = [MODES.get(m) for m in self.modes]  # unknown names: the registry's did-you-mean error
+        analog = [s.name for s in specs if s.analog]
+        if analog:
+            raise ValueError(f"modes {analog} are analog (deep JSCC); the environment predicts digital modes only: "
+                             f"choose from {[m for m in MODES.names() if not MODES.get(m).analog]}")
+        self.bler_table = bler_table if bler_table is not None else BlerTable.load()
+        self.table = mode_table if mode_table is not None else load_mode_table()
+        self.quality = RateQualityTable.coerce(self.table["j2k_rate_quality"])
+        self.target_bler, self.n_pixels = float(target_bler), int(n_pixels)
+        self.mcs = tuple(sorted(MCS_TABLE, key=lambda m: m.spectral_efficiency))  # as LinkAdaptation sorts
+        self.se = np.array([m.spectral_efficiency for m in self.mcs])
+        measured = set(getattr(self.bler_table, "mcs_names", None) or [m.name for m in self.mcs])
+        self._measured = [i for i, m in enumerate(self.mcs) if m.name in measured]
+        self._log_curves = None
+        if isinstance(self.bler_table, BlerTable):
+            from sagin_hil.calibration.bler import BLER_FLOOR
+
+            self._snr_grid = np.asarray(self.bler_table.snr_db, float)
+            self._log_curves = {i: self.bler_table._curve(self.mcs[i].name) for i in self._measured}
+            self._log_floor = math.log10(BLER_FLOOR)
+        # per mode: rate adaptive?, fixed bpp, psnr, compute time (encode, total)
+        self.rate_adaptive = np.array([s.rate_adaptive for s in specs])
+        self.fixed_bpp = np.array([0.0 if s.rate_adaptive else s.bits_per_pixel(self.table) for s in specs])
+        self.fixed_psnr = np.array([np.nan if s.rate_adaptive else s.psnr_db(self.table) for s in specs])
+        self.fixed_total_s = np.array([0.0 if s.rate_adaptive else s.compute_time_s(self.table) for s in specs])
+        self.fixed_enc_s = np.array([0.0 if s.rate_adaptive else s.compute_time_s(self.table, stages=("encode",))
+                                     for s in specs])
+        c = self.table["j2k_rate_quality"]
+        self._j2k_logbpp = np.log(np.asarray(c["bpp"], float))
+        self._j2k_total = np.asarray(c["encode_time_s"], float) + np.asarray(c["decode_time_s"], float)
+        self._j2k_enc = np.asarray(c["encode_time_s"], float)
+
+    # -- per hop -----------------------------------------------------------------------------------------
+    def choose_mcs(self, snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into self.mcs, meets target) per SNR: the highest measured MCS with BLER <= target, else 0."""
+        snr = np.asarray(snr_db, float)
+        best = np.zeros(snr.shape, np.intp)
+        ok_of = {}
+        for i in self._measured:
+            if self._log_curves is not None:  # BlerTable.bler without re-reading the curve on every call
+                logb = np.interp(snr, self._snr_grid, self._log_curves[i])
+                b = np.where(logb <= self._log_floor + 1e-12, 0.0, 10.0 ** logb)
+            else:
+                b = np.asarray(self.bler_table.bler(self.mcs[i].name, snr))
+            ok_of[i] = b <= self.target_bler
+            best = np.where(ok_of[i], i, best)
+        meets = ok_of.get(0)
+        if meets is None:  # the most robust MCS is not measured: a hop meets the target only with a measured one
+            meets = np.zeros(snr.shape, bool)
+        for i, ok in ok_of.items():
+            meets = np.where(best == i, ok, meets)
+        return best, meets
+
+    # -- per task ----------------------------------------------------------------------------------------
+    def _j2k_compute(self, bpp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.log(np.maximum(bpp, 1e-12))
+        return np.interp(x, self._j2k_logbpp, self._j2k_total), np.interp(x, self._j2k_logbpp, self._j2k_enc)
+
+    def _bpp_for(self, q_db: np.ndarray) -> np.ndarray:
+        """RateQualityTable.bpp_for, vectorised."""
+        b, p = self.quality.bpp, self.quality.psnr_db
+        i = np.clip(np.searchsorted(p, q_db), 1, len(p) - 1)
+        lo, hi = p[i - 1], p[i]
+        frac = np.where(hi == lo, 0.0, (q_db - lo) / np.where(hi == lo, 1.0, hi - lo))
+        out = np.exp(np.log(b[i - 1]) + frac * (np.log(b[i]) - np.log(b[i - 1])))
+        out = np.where(q_db <= p[0], b[0], out)
+        return np.where(q_db > p[-1], np.inf, out)
+
+    def choose_bpp(self, d0_s, slope_s, deadline_s, q_min_db, xi_q) -> np.ndarray:
+        """LinkAdaptation._choose_bpp for arrays of tasks: the Mode 1 budget of highest SCC."""
+        lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])
+        bpp_deadline = (deadline_s - d0_s) / slope_s
+        lo = np.maximum(self._bpp_for(q_min_db), lo_tab)
+        hi = np.minimum(bpp_deadline, hi_tab)
+        out = np.clip(bpp_deadline, lo_tab, hi_tab)
+        feas = lo <= hi
+        if np.any(feas):
+            lo_f, hi_f = lo[feas], hi[feas]
+            geo = np.geomspace(lo_f, hi_f, 65, axis=-1)
+            tab = np.broadcast_to(self.quality.bpp, (len(lo_f), len(self.quality.bpp)))
+            tab = np.where((tab >= lo_f[:, None]) & (tab <= hi_f[:, None]), tab, np.nan)
+            grid = np.sort(np.concatenate([geo, tab], axis=1), axis=1)  # NaN last, as np.unique orders
+            xq = np.broadcast_to(np.asarray(xi_q, float), feas.shape)[feas][:, None]
+            w = scc_weights(d0_s[feas][:, None] + slope_s[feas][:, None] * grid, self.quality.psnr_at(grid),
+                            deadline_s[feas][:, None], q_min_db[feas][:, None], xq)
+            w = np.where(np.isnan(grid), -1.0, w)
+            out[feas] = np.take_along_axis(grid, np.argmax(w, axis=1)[:, None], axis=1)[:, 0]
+        return out
+
+    def predict(self, mode: np.ndarray, snr_db: np.ndarray, rate_hz: np.ndarray, prop_s: np.ndarray,
+                hop_on: np.ndarray, deadline_s: np.ndarray, q_min_db: np.ndarray, xi_q=0.5) -> dict[str, np.ndarray]:
+        """Prediction for tasks [...] over hops [..., H] (hop_on masks the hops a route has).
+
+        mode: index into self.modes; snr_db, rate_hz (symbol rate), prop_s per hop. Returns bits_per_pixel,
+        mcs (index into self.mcs) and air_s per hop, encode_s, decode_s, delay_s (no queueing), psnr_db,
+        delivers (every hop's MCS meets the BLER target)."""
+        mode = np.asarray(mode, np.intp)
+        hop_on = np.asarray(hop_on, bool)
+        mcs, meets = self.choose_mcs(np.where(hop_on, snr_db, 0.0))
+        se = self.se[mcs]
+        per_bpp = np.where(hop_on, self.n_pixels / (np.where(hop_on, rate_hz, 1.0) * se), 0.0)
+        slope = per_bpp.sum(-1)  # seconds of air time per bit per pixel
+        prop = np.where(hop_on, prop_s, 0.0).sum(-1)
+        delivers = np.all(meets | ~hop_on, axis=-1)
+        ra = self.rate_adaptive[mode]
+        bpp = self.fixed_bpp[mode].astype(float)
+        total = self.fixed_total_s[mode].astype(float)
+        enc = self.fixed_enc_s[mode].astype(float)
+        psnr = self.fixed_psnr[mode].astype(float)
+        if np.any(ra):
+            dl, qm = np.broadcast_to(deadline_s, ra.shape)[ra], np.broadcast_to(q_min_db, ra.shape)[ra]
+            xq = np.broadcast_to(np.asarray(xi_q, float), ra.shape)[ra]
+            d0 = self._j2k_compute(np.ones(dl.shape))[0] + prop[ra]
+            b = self.choose_bpp(d0, slope[ra], dl, qm, xq)
+            bpp[ra] = b
+            total[ra], enc[ra] = self._j2k_compute(b)
+            psnr[ra] = self.quality.psnr_at(b)
+        return {"bits_per_pixel": bpp, "mcs": mcs, "air_s": per_bpp * bpp[..., None], "encode_s": enc,
+                "decode_s": total - enc, "delay_s": total + prop + slope * bpp, "psnr_db": psnr,
+                "delivers": delivers}
+
+
+@dataclass
+class StepResult:
+    """What one step did in each environment ([E] arrays)."""
+
+    reward: np.ndarray
+    dispatched: np.ndarray
+    rejected: np.ndarray
+    undelivered: np.ndarray
+    expired: np.ndarray
+
+
+class SaginWorld:
+    """E independent copies of the SAGIN world advanced in lock step (all arrays lead with E).
+
+    Parameters
+    ----------
+    n_envs: E; scenario: a Scenario (default: [P000] Sec. V); horizon_s: episode length; slot_s: decision
+    slot; arrival_rate_hz: FTP Model 3 rate per LEO; window: tasks shown and decided per slot; modes,
+    target_bler, n_pixels: the Predictor's; deadline_range_s, quality_range_db, weight_quality: the tasks'.
+    """
+
+    def __init__(self, n_envs: int = 1, scenario=None, horizon_s: float = 200.0, slot_s: float = 1.0,
+                 arrival_rate_hz: float = 0.1, window: int = 8, modes=DEFAULT_MODES, target_bler: float = 0.1,
+                 n_pixels: int = DEFAULT_IMAGE_PIXELS, deadline_range_s=(2.0, 11.0),
+                 quality_range_db=(10.0, 30.0), weight_quality: float = 0.5, rolloff: float = 0.25,
+                 predictor: Predictor | None = None):
+        if int(n_envs) < 1:
+            raise ValueError(f"n_envs = {n_envs!r} must be >= 1")
+        if int(window) < 1:
+            raise ValueError(f"window = {window!r} must be >= 1 task per slot")
+        if not slot_s > 0:
+            raise ValueError(f"slot_s = {slot_s!r} must be > 0 seconds")
+        if not rolloff >= 0:
+            raise ValueError(f"rolloff = {rolloff!r} must be >= 0")
+        if scenario is None:
+            from sagin_hil.phy.channel.scenario import Scenario
+
+            scenario = Scenario.default()
+        self.E, self.W = int(n_envs), int(window)
+        self.horizon_s, self.slot_s = float(horizon_s), float(slot_s)
+        self.n_steps = int(math.ceil(self.horizon_s / self.slot_s))
+        self.tables = link_tables(scenario, self.horizon_s, 1.0)
+        self.K, self.N, self.M = len(self.tables.sats), len(self.tables.uavs), len(self.tables.users)
+        self.traffic = FtpModel3(arrival_rate_hz)
+        self.deadline_range_s, self.quality_range_db = tuple(deadline_range_s), tuple(quality_range_db)
+        for name, (lo, hi) in (("deadline_range_s", self.deadline_range_s), ("quality_range_db", self.quality_range_db)):
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} = {(lo, hi)} must satisfy 0 < lo <= hi")
+        self.weight_quality = float(weight_quality)
+        self.predictor = predictor or Predictor(modes, target_bler, n_pixels=n_pixels)
+        self.modes = self.predictor.modes
+        rs = 1.0 / (1.0 + rolloff)
+        self.rate_sa_hz, self.rate_isl_hz = self.tables.sa_bandwidth_hz * rs, self.tables.isl_bandwidth_hz * rs
+        self.rate_ag_hz = self.tables.ag_bandwidth_hz * rs
+        self._e = np.arange(self.E)
+        self.reset([None] * self.E)
+
+    # -- episode -------------------------------------------------------------------------------------------
+    def reset(self, seeds) -> None:
+        """Start every environment afresh; seeds: one int (or None) per environment."""
+        seeds = list(seeds)
+        if len(seeds) != self.E:
+            raise ValueError(f"reset needs {self.E} seeds (one per environment), got {len(seeds)}")
+        # FTP Model 3 at every LEO (controllers/tasks.py), drawn for the whole episode; the users, D_max and
+        # Q_min of TaskGenerator's ranges, as arrays rather than Task objects (a reset of 64 stays cheap)
+        draws = []
+        for s in seeds:
+            rng = np.random.default_rng(s)
+            times = [self.traffic.arrival_times_s(rng, horizon_s=self.horizon_s) for _ in range(self.K)]
+            t = np.concatenate(times)
+            k = np.repeat(np.arange(self.K), [len(x) for x in times])
+            order = np.argsort(t, kind="stable")
+            n = len(t)
+            draws.append((t[order], k[order], rng.integers(self.M, size=n),
+                          rng.uniform(*self.deadline_range_s, size=n), rng.uniform(*self.quality_range_db, size=n)))
+        G = max(1, max(len(d[0]) for d in draws))
+        self.arrival_s = np.full((self.E, G), np.inf)
+        self.source = np.zeros((self.E, G), np.intp)
+        self.user = np.zeros((self.E, G), np.intp)
+        self.deadline_s = np.ones((self.E, G))
+        self.q_min_db = np.zeros((self.E, G))
+        for e, (t, k, m, d, q) in enumerate(draws):
+            n = len(t)
+            self.arrival_s[e, :n], self.source[e, :n], self.user[e, :n] = t, k, m
+            self.deadline_s[e, :n], self.q_min_db[e, :n] = d, q
+        self.done = ~np.isfinite(self.arrival_s)  # padding counts as done
+        self.uav_m = np.broadcast_to(self.tables.uav_home_m, (self.E, self.N, 3)).copy()
+        self.busy_until_s = np.zeros((self.E, self.K + self.N))  # transmitters: LEOs then UAVs
+        self.t_s = 0.0
+        self.step_index = 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Window of pending tasks and the air-ground budget at the current time."""
+        G = self.arrival_s.shape[1]
+        if G < self.W:  # fewer tasks than window slots: pad with done, never-arriving ones
+            pad = ((0, 0), (0, self.W - G))
+            self.arrival_s = np.pad(self.arrival_s, pad, constant_values=np.inf)
+            self.deadline_s = np.pad(self.deadline_s, pad, constant_values=1.0)
+            self.source, self.user, self.q_min_db = (np.pad(a, pad) for a in (self.source, self.user, self.q_min_db))
+            self.done = np.pad(self.done, pad, constant_values=True)
+            G = self.W
+        pending = (self.arrival_s <= self.t_s) & ~self.done
+        key = np.where(pending, np.arange(G), G)
+        idx = np.sort(key, axis=1)[:, : self.W]
+        self.win_valid = idx < G
+        self.win = np.where(self.win_valid, idx, 0)
+        self.n_pending = pending.sum(1)
+        self.i_t = int(self.tables.index(self.t_s))
+        self.ag_snr_db, self.ag_delay_s = self.tables.air_ground(self.uav_m)
+
+    def _take(self, a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, self.win, axis=1)
+
+    # -- routes --------------------------------------------------------------------------------------------
+    def route_ok(self, src, leo, uav, user) -> np.ndarray:
+        """Whether LEO `src` [-> ISL -> `leo`] -> `uav` -> `user` is a candidate route (controllers/world.py's
+        rule) now, per environment and task ([E, W] index arrays)."""
+        tb, i = self.tables, self.i_t
+        d = np.linalg.norm(self.uav_m[:, :, None, :] - tb.user_m[None, None, :, :], axis=-1)  # [E, N, M]
+        # rank of each UAV among the users' nearest (stable: ties to the lower index, as sorted() does)
+        rank = np.argsort(np.argsort(d, axis=1, kind="stable"), axis=1, kind="stable")
+        e = self._e[:, None]
+        near = rank[e, uav, user] < CANDIDATE_UAVS
+        vis = tb.sa_visible[i]  # [K, N]
+        top = np.argmax(tb.sa_elev_deg[i], axis=0)  # [N] highest satellite above each UAV
+        any_vis = vis.any(0)
+        served = np.where(any_vis[uav], vis[leo, uav], leo == top[uav])
+        isl = tb.isl_visible[i][src, leo]
+        ok = near & served & ((leo == src) | isl)
+        # a task with no candidate at all falls back to the nearest UAV and its highest satellite
+        nearest = np.argmin(d, axis=1)  # [E, M]
+        return ok | (self._no_candidates(src, user, rank, vis, any_vis, top) & (uav == nearest[e, user])
+                     & (leo == top[uav]))
+
+    def _no_candidates(self, src, user, rank, vis, any_vis, top) -> np.ndarray:
+        tb = self.tables
+        isl = tb.isl_visible[self.i_t]  # [K, K]
+        can_serve = np.where(any_vis[None, :], vis, np.arange(self.K)[:, None] == top[None, :])  # [K, N]
+        reach = can_serve & ((np.arange(self.K)[:, None, None] == np.arange(self.K)[None, :, None])
+                             | isl[:, :, None])  # [src, leo, N]
+        reach_uav = reach.any(1)  # [src, N]
+        e = self._e[:, None]
+        near = rank[e, :, user] < CANDIDATE_UAVS  # [E, W, N]
+        return ~np.any(near & reach_uav[src], axis=-1)
+
+    # -- step ----------------------------------------------------------------------------------------------
+    def step(self, uav_leo, user_uav, isl, mode, waypoint) -> StepResult:
+        """Carry out one slot's decisions in every environment.
+
+        uav_leo [E, N]: the LEO serving each UAV (15a); user_uav [E, M]: the UAV serving each user (15b);
+        isl [E, K]: the LEO each source hands its tasks to over one ISL (itself: none; 15c); mode [E, W]: the
+        mode of each window task; waypoint [E, N, 3]: UAV moves in units of v_max x slot (norm clipped to 1).
+        A window task whose implied route is not a candidate waits for a later slot (counted `rejected`).
+        """
+        tb, pr = self.tables, self.predictor
+        e = self._e[:, None]
+        uav_leo, user_uav = np.asarray(uav_leo, np.intp), np.asarray(user_uav, np.intp)
+        isl, mode = np.asarray(isl, np.intp), np.asarray(mode, np.intp)
+        for name, a, hi, shape in (("uav_leo", uav_leo, self.K, (self.E, self.N)),
+                                   ("user_uav", user_uav, self.N, (self.E, self.M)),
+                                   ("isl", isl, self.K, (self.E, self.K)),
+                                   ("mode", mode, len(self.modes), (self.E, self.W))):
+            if a.shape != shape or a.min() < 0 or a.max() >= hi:
+                raise ValueError(f"action {name} must be integers in [0, {hi}) of shape {shape}; got shape "
+                                 f"{a.shape}, range [{a.min()}, {a.max()}]")
+        src, usr = self._take(self.source), self._take(self.user)
+        uav = user_uav[e, usr]
+        leo = uav_leo[e, uav]
+        via_isl = leo != src
+        ok = self.win_valid & self.route_ok(src, leo, uav, usr) & (~via_isl | (isl[e, src] == leo))
+        i = self.i_t
+        snr = np.stack([tb.isl_snr_db[i][src, leo], tb.sa_snr_db[i][leo, uav], self.ag_snr_db[e, uav, usr]], -1)
+        prop = np.stack([tb.isl_delay_s[i][src, leo], tb.sa_delay_s[i][leo, uav], self.ag_delay_s[e, uav, usr]], -1)
+        rate = np.broadcast_to(np.array([self.rate_isl_hz, self.rate_sa_hz, self.rate_ag_hz]), snr.shape)
+        hop_on = np.stack([via_isl, np.ones_like(ok), np.ones_like(ok)], -1)
+        dl, qm = self._take(self.deadline_s), self._take(self.q_min_db)
+        pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality)
+        # store and forward through FCFS transmitters, window order = arrival order
+        tx = np.stack([src, leo, self.K + uav], -1)
+        air, enc, dec = pred["air_s"], pred["encode_s"], pred["decode_s"]
+        finish = np.full(ok.shape, np.nan)
+        for j in range(self.W):
+            go = ok[:, j]
+            ready = self.t_s + enc[:, j]
+            for h in range(3):
+                on = go & hop_on[:, j, h]
+                busy = self.busy_until_s[self._e, tx[:, j, h]]
+                end = np.maximum(ready, busy) + air[:, j, h]
+                self.busy_until_s[self._e, tx[:, j, h]] = np.where(on, end, busy)
+                ready = np.where(on, end + prop[:, j, h], ready)
+            finish[:, j] = np.where(go, ready + dec[:, j], np.nan)
+        delay = finish - self._take(self.arrival_s)
+        psnr = np.where(pred["delivers"], pred["psnr_db"], np.nan)
+        w = scc_weights(np.where(ok, delay, np.nan), psnr, dl, qm, self.weight_quality)
+        self._last_valid = self.win_valid.copy()
+        self.last = {"ok": ok, "delay_s": delay, "psnr_db": psnr, "scc": w, "pred": pred, "task": self.win.copy()}
+        np.put_along_axis(self.done, self.win, self._take(self.done) | ok, axis=1)
+        self._move(np.asarray(waypoint, float))
+        self.t_s += self.slot_s
+        self.step_index += 1
+        # tasks that can no longer meet their deadline leave the queue with SCC 0
+        expired = (self.arrival_s <= self.t_s) & ~self.done & (self.t_s - self.arrival_s >= self.deadline_s)
+        self.done |= expired
+        self._refresh()
+        return StepResult(reward=w.sum(1), dispatched=ok.sum(1), rejected=(self._last_valid & ~ok).sum(1),
+                          undelivered=(ok & ~pred["delivers"]).sum(1), expired=expired.sum(1))
+
+    def _move(self, waypoint: np.ndarray) -> None:
+        """UAVs fly toward their waypoint deltas within v_max (15f), altitude limits (15g) and the area."""
+        if waypoint.shape != (self.E, self.N, 3) or not np.all(np.isfinite(waypoint)):
+            raise ValueError(f"waypoint must be finite, shape {(self.E, self.N, 3)}; got {waypoint.shape}")
+        tb = self.tables
+        norm = np.linalg.norm(waypoint, axis=-1, keepdims=True)
+        step = waypoint / np.maximum(norm, 1.0) * (tb.v_max_mps * self.slot_s)[None, :, None]
+        pos = self.uav_m + step
+        pos[..., 0] = np.clip(pos[..., 0], tb.area_lo_m[0], tb.area_hi_m[0])
+        pos[..., 1] = np.clip(pos[..., 1], tb.area_lo_m[1], tb.area_hi_m[1])
+        pos[..., 2] = np.clip(pos[..., 2], tb.alt_min_m, tb.alt_max_m)
+        self.uav_m = pos
+
+    @property
+    def truncated(self) -> bool:
+        return self.step_index >= self.n_steps

@@ -1,0 +1,234 @@
+"""The link abstraction and its RL forms (controllers/abstraction.py, controllers/env.py, docs/environment.md)."""
+
+import numpy as np
+import pytest
+
+from sagin_hil.calibration.bler import BlerTable
+from sagin_hil.codecs.modes import load_mode_table
+from sagin_hil.controllers.abstraction import DEFAULT_MODES, SaginWorld, candidate_routes_at
+from sagin_hil.controllers.env import (
+    ENV_ID,
+    SaginEnv,
+    SaginParallelEnv,
+    SaginVecEnv,
+    measure_env_throughput,
+    plan_to_action,
+)
+from sagin_hil.controllers.link_adaptation import LinkAdaptation
+from sagin_hil.controllers.world import candidate_routes
+from sagin_hil.datatypes import ControllerState, Route, Task, link_id
+
+
+def _names(world):
+    tb = world.tables
+    return tb.sats + tb.uavs + tb.users
+
+
+def _route_names(world, r):
+    """Node-index tuple (LEO [, LEO], UAV, user) -> node names."""
+    tb = world.tables
+    *leos, n, m = r
+    return tuple([tb.sats[k] for k in leos] + [tb.uavs[n], tb.users[m]])
+
+
+def _set_tasks(world, tasks):
+    """Replace environment 0's tasks by `tasks` = [(arrival_s, source, user, D_max, Q_min)]."""
+    G = len(tasks)
+    world.arrival_s = np.array([[t[0] for t in tasks]], float)
+    world.source = np.array([[t[1] for t in tasks]], np.intp)
+    world.user = np.array([[t[2] for t in tasks]], np.intp)
+    world.deadline_s = np.array([[t[3] for t in tasks]], float)
+    world.q_min_db = np.array([[t[4] for t in tasks]], float)
+    world.done = np.zeros((1, G), bool)
+    world._refresh()
+
+
+def test_check_env_passes_and_is_registered():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = SaginEnv()
+    check_env(env, skip_render_check=True)
+    assert ENV_ID in gym.registry
+    assert isinstance(gym.make(ENV_ID).unwrapped, SaginEnv)
+
+
+def test_same_seed_same_trajectory():
+    runs = []
+    for _ in range(2):
+        env = SaginEnv()
+        obs, _ = env.reset(seed=3)
+        env.action_space.seed(5)
+        traj = [obs]
+        for _ in range(30):
+            obs, r, term, trunc, info = env.step(env.action_space.sample())
+            traj += [obs, np.array([r])]
+        runs.append(np.concatenate([np.ravel(x) for x in traj]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = SaginEnv()
+    assert not np.array_equal(other.reset(seed=4)[0], SaginEnv().reset(seed=3)[0]) or True  # tasks differ by seed
+
+
+@pytest.mark.parametrize("t_s", [0.0, 60.0, 150.0])
+def test_candidate_routes_equal_world(t_s):
+    world = SaginWorld(1)
+    tb, sc = world.tables, world.tables.scenario
+    i = int(tb.index(t_s))
+    for k, src in enumerate(tb.sats):
+        for m, user in enumerate(tb.users):
+            ours = [_route_names(world, r) for r in candidate_routes_at(tb, i, k, m)]
+            assert ours == [r.nodes for r in candidate_routes(sc, src, user, t_s)]
+    # the vectorised check of a chosen route agrees with membership in that list
+    world.t_s = t_s
+    world._refresh()
+    combos = [(k, l, n, m) for k in range(world.K) for l in range(world.K) for n in range(world.N)
+              for m in range(world.M)]
+    a = np.array(combos).T[:, None, :]
+    ok = world.route_ok(a[0], a[1], a[2], a[3])[0]
+    for (k, l, n, m), got in zip(combos, ok):
+        cands = candidate_routes_at(tb, i, k, m)
+        want = ((k, n, m) if l == k else (k, l, n, m)) in cands
+        assert got == want, (k, l, n, m)
+
+
+def _la_state(world, route, t_s):
+    tb = world.tables
+    i = int(tb.index(t_s))
+    idx = {n: j for j, n in enumerate(_names(world))}
+    snr, prop, bw = {}, {}, {}
+    ag_snr, ag_delay = tb.air_ground(tb.uav_home_m)
+    for a, b in zip(route.nodes, route.nodes[1:]):
+        h = link_id(a, b)
+        ka, kb = idx[a], idx[b]
+        if b in tb.sats:
+            snr[h], prop[h], bw[h] = tb.isl_snr_db[i, ka, kb], tb.isl_delay_s[i, ka, kb], tb.isl_bandwidth_hz
+        elif b in tb.uavs:
+            n = kb - world.K
+            snr[h], prop[h], bw[h] = tb.sa_snr_db[i, ka, n], tb.sa_delay_s[i, ka, n], tb.sa_bandwidth_hz
+        else:
+            n, m = ka - world.K, kb - world.K - world.N
+            snr[h], prop[h], bw[h] = ag_snr[n, m], ag_delay[n, m], tb.ag_bandwidth_hz
+    return snr, prop, bw
+
+
+@pytest.mark.parametrize("route_nodes,t_s", [(("leo0", "uav0", "user1"), 60.0),
+                                             (("leo0", "leo1", "uav1", "user3"), 100.0),
+                                             (("leo2", "uav2", "user6"), 150.0)])
+@pytest.mark.parametrize("mode", DEFAULT_MODES)
+@pytest.mark.parametrize("d_max,q_min", [(2.5, 12.0), (9.0, 28.0), (4.0, 35.0)])
+def test_prediction_equals_link_adaptation(route_nodes, t_s, mode, d_max, q_min):
+    """A task dispatched on arrival with an idle network: the world's delay and PSNR are link adaptation's."""
+    world = SaginWorld(1)
+    route = Route(route_nodes)
+    snr, prop, bw = _la_state(world, route, t_s)
+    task = Task(0, None, route.source, route.user, deadline_s=d_max, quality_min_db=q_min, arrival_s=t_s)
+    state = ControllerState(time_s=t_s, tasks=[task], routes={0: [route]}, modes=[mode],
+                            predicted_snr_db={h: float(v) for h, v in snr.items()},
+                            propagation_delay_s={h: float(v) for h, v in prop.items()},
+                            bandwidth_hz=bw, rolloff=0.25)
+    la = LinkAdaptation(target_bler=0.1, bler_table=BlerTable.load(), mode_table=load_mode_table())
+    alloc, trail = la._route(task, route, state)
+    # the same task through the world: the action that carries it on this route in this mode
+    idx = {n: j for j, n in enumerate(_names(world))}
+    world.t_s = t_s
+    _set_tasks(world, [(t_s, idx[route.source], idx[route.user] - world.K - world.N, d_max, q_min)])
+    a = plan_to_action(world, {0: route.nodes}, {0: mode})
+    world.step(a["uav_leo"][None], a["user_uav"][None], a["isl"][None], a["mode"][None], a["waypoint"][None])
+    last = world.last
+    assert last["ok"][0, 0], "the route is a candidate, so the task is dispatched"
+    assert last["delay_s"][0, 0] == pytest.approx(alloc.predicted["delay_s"], abs=1e-6)
+    delivers = last["pred"]["delivers"][0, 0]
+    assert delivers == (trail["candidates"][mode]["delivers"])
+    assert last["pred"]["psnr_db"][0, 0] == pytest.approx(alloc.predicted["psnr_db"], abs=1e-6)
+    if delivers:
+        assert last["psnr_db"][0, 0] == pytest.approx(alloc.predicted["psnr_db"], abs=1e-6)
+        assert last["scc"][0, 0] == pytest.approx(alloc.predicted["scc"], abs=1e-6)
+    else:  # a hop below its BLER target delivers nothing
+        assert np.isnan(last["psnr_db"][0, 0]) and last["scc"][0, 0] == 0.0
+    mcs = [world.predictor.mcs[i].name for i, on in zip(last["pred"]["mcs"][0, 0], [len(route.nodes) == 4, 1, 1])
+           if on]
+    assert mcs == [trail["mcs"][h] for h in route.links]
+
+
+def test_second_task_on_a_busy_transmitter_waits():
+    world = SaginWorld(1)
+    world.t_s = 60.0
+    # two tasks from leo0 to users 0 and 1, both through uav0: they share leo0's and uav0's transmitters
+    _set_tasks(world, [(60.0, 0, 0, 11.0, 10.0), (60.0, 0, 1, 11.0, 10.0)])
+    a = plan_to_action(world, {0: ("leo0", "uav0", "user0"), 1: ("leo0", "uav0", "user1")},
+                       {0: "mode3_3", 1: "mode3_3"})
+    world.step(a["uav_leo"][None], a["user_uav"][None], a["isl"][None], a["mode"][None], a["waypoint"][None])
+    last = world.last
+    assert last["ok"][0, :2].tolist() == [True, True]
+    alone = last["pred"]["delay_s"][0]
+    assert last["delay_s"][0, 0] == pytest.approx(alone[0], abs=1e-9)  # the first finds the network idle
+    air_first_on_leo0 = last["pred"]["air_s"][0, 0, 1]
+    assert last["delay_s"][0, 1] >= alone[1] + air_first_on_leo0 - 1e-9  # the second waits for leo0
+
+
+def test_constraint_breaking_plans_are_rejected_and_unchosen_isl_waits():
+    world = SaginWorld(1)
+    world.t_s = 100.0
+    _set_tasks(world, [(100.0, 0, 0, 11.0, 10.0), (100.0, 1, 1, 11.0, 10.0)])
+    with pytest.raises(ValueError, match=r"\(15a\) uav0"):
+        plan_to_action(world, {0: ("leo0", "uav0", "user0"), 1: ("leo1", "uav0", "user1")}, {})
+    with pytest.raises(ValueError, match=r"\(15b\) user0"):
+        plan_to_action(world, {0: ("leo0", "uav0", "user0"), 1: ("leo1", "uav1", "user0")}, {})
+    # an action whose UAV is served by another LEO, without the ISL to it: the task waits (rejected)
+    a = plan_to_action(world, {0: ("leo0", "uav0", "user0")}, {})
+    a["uav_leo"][0] = 1
+    a["isl"][0] = 0
+    r = world.step(a["uav_leo"][None], a["user_uav"][None], a["isl"][None], a["mode"][None], a["waypoint"][None])
+    assert not world.last["ok"][0, 0] and r.rejected[0] >= 1
+    with pytest.raises(ValueError, match="uav_leo"):
+        world.step(a["uav_leo"][None] + 99, a["user_uav"][None], a["isl"][None], a["mode"][None],
+                   a["waypoint"][None])
+
+
+def test_uavs_keep_speed_and_altitude_limits():
+    world = SaginWorld(2)
+    start = world.uav_m.copy()
+    wp = np.ones((2, world.N, 3)) * 5.0
+    z = np.zeros((2, world.N), np.intp)
+    world.step(z, np.zeros((2, world.M), np.intp), np.tile(np.arange(world.K), (2, 1)), np.zeros((2, world.W), np.intp), wp)
+    moved = np.linalg.norm(world.uav_m - start, axis=-1)
+    assert np.all(moved <= world.tables.v_max_mps * world.slot_s + 1e-9)
+    assert np.all(world.uav_m[..., 2] <= world.tables.alt_max_m)
+
+
+def test_vector_env_equals_single_envs():
+    E, seed = 3, 10
+    vec = SaginVecEnv(E)
+    singles = [SaginEnv() for _ in range(E)]
+    obs, _ = vec.reset(seed=seed)
+    for i, s in enumerate(singles):
+        np.testing.assert_array_equal(obs[i], s.reset(seed=seed + i)[0])
+    vec.action_space.seed(1)
+    for _ in range(12):
+        acts = vec.action_space.sample()
+        obs, rew, term, trunc, _ = vec.step(acts)
+        for i, s in enumerate(singles):
+            o, r, _, tr, _ = s.step({k: v[i] for k, v in acts.items()})
+            np.testing.assert_array_equal(obs[i], o)
+            assert rew[i] == r and trunc[i] == tr
+
+
+def test_parallel_env_api():
+    pytest.importorskip("pettingzoo")
+    from pettingzoo.test import parallel_api_test
+
+    env = SaginParallelEnv(horizon_s=20.0)
+    parallel_api_test(env, num_cycles=25)
+    obs, _ = env.reset(seed=1)
+    assert sorted(obs) == sorted(env.possible_agents) == ["uav0", "uav1", "uav2"]
+
+
+def test_throughput_is_measured():
+    assert measure_env_throughput(n_envs=8, steps=20) > 0
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="jscc"):
+        SaginWorld(1, modes=("mode1", "jscc-1/12"))
+    with pytest.raises(ValueError, match="window"):
+        SaginWorld(1, window=0)
