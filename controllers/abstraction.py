@@ -394,6 +394,9 @@ class SaginWorld:
             self.arrival_s[e, :n], self.source[e, :n], self.user[e, :n] = t, k, m
             self.deadline_s[e, :n], self.q_min_db[e, :n] = d, q
         self.done = ~np.isfinite(self.arrival_s)  # padding counts as done
+        # a dispatched task's outcome is known at dispatch; its SCC is paid in the slot in which it finishes
+        self.finish_s = np.full(self.arrival_s.shape, np.inf)
+        self.scc = np.zeros(self.arrival_s.shape)
         self.uav_m = np.broadcast_to(self.tables.uav_home_m, (self.E, self.N, 3)).copy()
         self.busy_until_s = np.zeros((self.E, self.K + self.N))  # transmitters: LEOs then UAVs
         self.t_s = 0.0
@@ -409,6 +412,8 @@ class SaginWorld:
             self.deadline_s = np.pad(self.deadline_s, pad, constant_values=1.0)
             self.source, self.user, self.q_min_db = (np.pad(a, pad) for a in (self.source, self.user, self.q_min_db))
             self.done = np.pad(self.done, pad, constant_values=True)
+            self.finish_s = np.pad(self.finish_s, pad, constant_values=np.inf)
+            self.scc = np.pad(self.scc, pad)
             G = self.W
         pending = (self.arrival_s <= self.t_s) & ~self.done
         key = np.where(pending, np.arange(G), G)
@@ -506,6 +511,8 @@ class SaginWorld:
         self._last_valid = self.win_valid.copy()
         self.last = {"ok": ok, "delay_s": delay, "psnr_db": psnr, "scc": w, "pred": pred, "task": self.win.copy()}
         np.put_along_axis(self.done, self.win, self._take(self.done) | ok, axis=1)
+        np.put_along_axis(self.finish_s, self.win, np.where(ok, finish, self._take(self.finish_s)), axis=1)
+        np.put_along_axis(self.scc, self.win, np.where(ok, w, self._take(self.scc)), axis=1)
         self._move(np.asarray(waypoint, float))
         self.t_s += self.slot_s
         self.step_index += 1
@@ -513,7 +520,11 @@ class SaginWorld:
         expired = (self.arrival_s <= self.t_s) & ~self.done & (self.t_s - self.arrival_s >= self.deadline_s)
         self.done |= expired
         self._refresh()
-        return StepResult(reward=w.sum(1), dispatched=ok.sum(1), rejected=(self._last_valid & ~ok).sum(1),
+        # Eq. 18: the SCC of the tasks finishing in this slot (at the horizon, of every task still in flight)
+        due = self.finish_s < (np.inf if self.truncated else self.t_s)
+        reward = np.where(due, self.scc, 0.0).sum(1)
+        self.finish_s[due] = np.inf
+        return StepResult(reward=reward, dispatched=ok.sum(1), rejected=(self._last_valid & ~ok).sum(1),
                           undelivered=(ok & ~pred["delivers"]).sum(1), expired=expired.sum(1))
 
     def _move(self, waypoint: np.ndarray) -> None:
