@@ -185,7 +185,13 @@ class SaginVecEnv(gym.vector.VectorEnv):
         return obs, r.reward, np.zeros(self.num_envs, bool), trunc, info
 
 
-class SaginParallelEnv:
+try:  # a real pettingzoo.ParallelEnv when PettingZoo is installed (pyproject.toml lists it); same API without
+    from pettingzoo import ParallelEnv as _ParallelBase
+except ImportError:  # pragma: no cover
+    _ParallelBase = object
+
+
+class SaginParallelEnv(_ParallelBase):
     """PettingZoo ParallelEnv: one agent per UAV, all sharing the reward of Eq. 18 (MAPPO's setting).
 
     Agent n's action (Dict): "leo" Discrete(K), the LEO it takes (15a); "users" MultiBinary(M), the users it
@@ -277,15 +283,6 @@ class SaginParallelEnv:
 
     def close(self) -> None:
         return None
-
-
-try:  # a real ParallelEnv when PettingZoo is installed (pyproject.toml lists it); the API is the same without
-    from pettingzoo import ParallelEnv as _ParallelEnv
-
-    SaginParallelEnv = type("SaginParallelEnv", (SaginParallelEnv, _ParallelEnv),  # type: ignore[misc]
-                            {"__doc__": SaginParallelEnv.__doc__, "__module__": __name__})
-except ImportError:  # pragma: no cover
-    pass
 
 
 def measure_env_throughput(n_envs: int = 64, steps: int = 400, seed: int = 0, **world_kwargs: Any) -> float:

@@ -247,3 +247,31 @@ def test_bad_settings_are_named():
         SaginWorld(1, modes=("mode1", "jscc-1/12"))
     with pytest.raises(ValueError, match="window"):
         SaginWorld(1, window=0)
+
+
+def test_air_ground_budget_follows_moved_uavs_like_link_state():
+    from sagin_hil.phy.channel.scenario import Scenario
+
+    world = SaginWorld(1)
+    sc = Scenario.default()  # a fresh copy: move_uav changes it
+    targets = {"uav0": (150.0, -80.0, 58.0), "uav2": (-40.0, 2700.0, 46.0)}
+    for name, pos in targets.items():
+        sc.move_uav(name, pos, 0.0)
+    t = 1000.0  # every UAV has arrived and hovers
+    pos = np.array([targets.get(u, tuple(world.tables.uav_home_m[n])) for n, u in enumerate(sc.uavs)])
+    snr, delay = world.tables.air_ground(pos)
+    for n, u in enumerate(sc.uavs):
+        for m, user in enumerate(sc.users):
+            st = sc.link_state(u, user, t)
+            assert snr[n, m] == pytest.approx(st.snr_db, abs=1e-6)
+            assert delay[n, m] == pytest.approx(st.delay_s, rel=1e-9)
+
+
+def test_importing_controllers_does_not_load_the_environment():
+    import subprocess
+    import sys
+
+    code = ("import sys, sagin_hil.controllers; "
+            "bad = [m for m in ('gymnasium', 'pettingzoo', 'sagin_hil.controllers.env') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
