@@ -77,8 +77,8 @@ class PlutoRF:
         start_time_s: float = 0.0,
         tx_peer: PlutoRF | None = None,
     ):
-        if attenuation_db < 0:
-            raise ValueError(f"attenuation_db = {attenuation_db} must be >= 0 (a loss in dB)")
+        if not 0 <= attenuation_db <= 300:  # the channel's gain_db is bounded at -300 dB
+            raise ValueError(f"attenuation_db = {attenuation_db} must be in [0, 300] (a loss in dB)")
         self.device = device
         self.attenuation_db = float(attenuation_db)
         self.channel_factory = channel_factory
