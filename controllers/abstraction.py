@@ -4,10 +4,10 @@ The same world as the sample-level runner (scenario, candidate-route rule of con
 tasks, SCC of controllers/scc.py), with every hop's outcome predicted from the measured tables instead of
 carried as samples:
 
-- link budgets: LEO -> UAV and ISL budgets from `Scenario.link_state` on a time grid (cached per scenario),
-  evaluated at each UAV's home position (a few km of UAV motion changes a >= 750 km path by < 0.05 dB);
-  UAV -> user budgets from the UAVs' current positions, with the other UAVs' interference (Eq. 5-6), in numpy
-  with the scenario's own formulas (tested against `link_state`);
+- link budgets: ISL budgets, satellite positions and LEO -> UAV budgets at the UAVs' home positions from
+  `Scenario.link_state` on a time grid (cached per scenario); LEO -> UAV (Eq. 1, elevation, visibility) and
+  UAV -> user budgets (Eq. 5 with the other UAVs' interference, Eq. 6) from the UAVs' current positions in
+  numpy with the scenario's own formulas (tested against `link_state` for moved UAVs);
 - per hop the link-adaptation rule: the highest MCS whose measured BLER at the hop's SNR is <= target
   (calibration/bler.py); a hop where even the most robust MCS misses the target delivers nothing;
 - per task the link-adaptation prediction (controllers/link_adaptation.py): air time bits / (Rs x SE) per hop,
@@ -29,7 +29,7 @@ from sagin_hil.codecs.modes import MODES, RateQualityTable, load_mode_table
 from sagin_hil.controllers.scc import scc_weights
 from sagin_hil.controllers.tasks import FtpModel3
 from sagin_hil.phy.channel import link_budget as lb
-from sagin_hil.phy.channel.geometry import SPEED_OF_LIGHT_M_S
+from sagin_hil.phy.channel.geometry import SPEED_OF_LIGHT_M_S, enu_basis, enu_to_ecef
 from sagin_hil.phy.mcs import MCS_TABLE
 
 __all__ = ["LinkTables", "link_tables", "Predictor", "SaginWorld", "DEFAULT_MODES", "DEFAULT_IMAGE_PIXELS",
@@ -44,8 +44,8 @@ CANDIDATE_UAVS = 2  # controllers/world.py: the UAVs nearest each user a task ma
 class LinkTables:
     """Link budgets of one scenario on a time grid t_k = k step_s, k = 0..ceil(horizon_s / step_s).
 
-    sa_*: LEO -> UAV [T, K, N] (UAVs at their home positions); isl_*: LEO -> LEO [T, K, K]; the air-ground
-    link is computed from positions by `air_ground`.
+    sa_*: LEO -> UAV [T, K, N] with the UAVs at their home positions; isl_*: LEO -> LEO [T, K, K]; the budgets
+    of UAVs elsewhere come from `space_air` and `air_ground`.
     """
 
     def __init__(self, scenario, horizon_s: float, step_s: float = 1.0):
@@ -81,6 +81,20 @@ class LinkTables:
                         self.isl_snr_db[i, k, j], self.isl_delay_s[i, k, j] = st.snr_db, st.delay_s
                         self.isl_visible[i, k, j] = st.visible
         c = sc.config
+        # what space_air needs: satellite positions (ECI) and the Earth's angle on the grid, the UAV frame
+        self.sat_eci_m = np.array([[sc.state_eci(s, float(t))[0] for s in self.sats] for t in self.t_grid_s])
+        self.theta_rad = np.array([sc.earth_angle_rad(float(t)) for t in self.t_grid_s])
+        self._enu_basis = enu_basis(c.reference_lat_deg, c.reference_lon_deg)
+        self._enu_origin = enu_to_ecef(c.reference_lat_deg, c.reference_lon_deg, np.zeros(3))
+        sa = c.space_air
+        scfg = {s.name: s for s in c.satellites}
+        sa_noise_dbw = (sa.noise_dbm - 30.0 if sa.noise_dbm is not None
+                        else lb.thermal_noise_dbw(sa.bandwidth_hz, sa.noise_temperature_k))
+        # SNR = P + G_tx + G_rx - excess - noise - FSPL(d): all but the FSPL per satellite
+        self._sa_const_db = np.array([lb.linear_to_db(scfg[s].tx_power_w) + scfg[s].antenna_gain_db
+                                      + sa.rx_antenna_gain_db - sa.excess_loss_db - sa_noise_dbw for s in self.sats])
+        self._sa_fspl_k = 4.0 * math.pi * sa.carrier_hz / SPEED_OF_LIGHT_M_S
+        self.min_elevation_deg = float(c.min_elevation_deg)
         self.sa_bandwidth_hz = float(c.space_air.bandwidth_hz)
         self.isl_bandwidth_hz = float(c.isl.bandwidth_hz)
         self.ag_bandwidth_hz = float(c.air_ground.bandwidth_hz)
@@ -115,6 +129,21 @@ class LinkTables:
         """Nearest grid index of time(s) t_s (clamped to the grid)."""
         return np.clip(np.rint(np.asarray(t_s, float) / self.step_s).astype(np.intp), 0, len(self.t_grid_s) - 1)
 
+    def space_air(self, i_t: int, uav_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """SNR (dB), delay (s), elevation (deg) and visibility of every LEO -> UAV link, [..., K, N], at grid
+        index i_t for UAV positions [..., N, 3] (Scenario.link_state's space-air budget)."""
+        ecef = self._enu_origin + uav_m @ self._enu_basis
+        c, s = math.cos(self.theta_rad[i_t]), math.sin(self.theta_rad[i_t])
+        eci = np.stack([c * ecef[..., 0] - s * ecef[..., 1], s * ecef[..., 0] + c * ecef[..., 1], ecef[..., 2]], -1)
+        los = self.sat_eci_m[i_t][:, None, :] - eci[..., None, :, :]  # [..., K, N, 3]
+        d = np.sqrt(np.einsum("...i,...i->...", los, los))
+        up = eci / np.linalg.norm(eci, axis=-1, keepdims=True)
+        sin_el = np.einsum("...kni,...ni->...kn", los, up) / d
+        elev = np.degrees(np.arcsin(np.clip(sin_el, -1.0, 1.0)))
+        snr = self._sa_const_db[:, None] - 20.0 * np.log10(self._sa_fspl_k * d)
+        snr = np.where(elev < 0, -np.inf, snr)  # below the horizon the Earth blocks it
+        return snr, d / SPEED_OF_LIGHT_M_S, elev, elev >= self.min_elevation_deg
+
     def air_ground(self, uav_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SNR (dB) and delay (s) of every UAV -> user link, [..., N, M], for UAV positions [..., N, 3]."""
         d = np.linalg.norm(uav_m[..., :, None, :] - self.user_m[None, :, :], axis=-1)
@@ -147,14 +176,16 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
 
     Same order: the CANDIDATE_UAVS UAVs nearest the user (stable sort), per UAV the satellites that see it by
     falling elevation (the highest one when none does), direct from the source or over one visible ISL."""
-    uav_m = tables.uav_home_m if uav_m is None else uav_m
+    if uav_m is None:
+        uav_m, sa_elev, sa_vis = tables.uav_home_m, tables.sa_elev_deg[i_t], tables.sa_visible[i_t]
+    else:
+        _, _, sa_elev, sa_vis = tables.space_air(i_t, np.asarray(uav_m, float))
     d = np.linalg.norm(uav_m - tables.user_m[user], axis=-1)
     uavs = list(np.argsort(d, kind="stable")[:CANDIDATE_UAVS])
     routes: list[tuple[int, ...]] = []
     for n in uavs:
-        elev = tables.sa_elev_deg[i_t, :, n]
-        sats = list(np.argsort(-elev, kind="stable"))
-        seen = [k for k in sats if tables.sa_visible[i_t, k, n]] or sats[:1]
+        sats = list(np.argsort(-sa_elev[:, n], kind="stable"))
+        seen = [k for k in sats if sa_vis[k, n]] or sats[:1]
         for k in seen:
             if k == source:
                 routes.append((k, n, user))
@@ -162,7 +193,7 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
                 routes.append((source, k, n, user))
     if not routes:
         n = uavs[0]
-        k = int(np.argmax(tables.sa_elev_deg[i_t, :, n]))
+        k = int(np.argmax(sa_elev[:, n]))
         routes.append((source, n, user) if k == source else (source, k, n, user))
     return routes
 
@@ -422,7 +453,8 @@ class SaginWorld:
         self.win = np.where(self.win_valid, idx, 0)
         self.n_pending = pending.sum(1)
         self.i_t = int(self.tables.index(self.t_s))
-        self.ag_snr_db, self.ag_delay_s = self.tables.air_ground(self.uav_m)
+        self.ag_snr_db, self.ag_delay_s = self.tables.air_ground(self.uav_m)  # [E, N, M]
+        self.sa_snr_db, self.sa_delay_s, self.sa_elev_deg, self.sa_visible = self.tables.space_air(self.i_t, self.uav_m)
 
     def _take(self, a: np.ndarray) -> np.ndarray:
         return np.take_along_axis(a, self.win, axis=1)
@@ -437,27 +469,27 @@ class SaginWorld:
         rank = np.argsort(np.argsort(d, axis=1, kind="stable"), axis=1, kind="stable")
         e = self._e[:, None]
         near = rank[e, uav, user] < CANDIDATE_UAVS
-        vis = tb.sa_visible[i]  # [K, N]
-        top = np.argmax(tb.sa_elev_deg[i], axis=0)  # [N] highest satellite above each UAV
-        any_vis = vis.any(0)
-        served = np.where(any_vis[uav], vis[leo, uav], leo == top[uav])
+        vis = self.sa_visible  # [E, K, N]
+        top = np.argmax(self.sa_elev_deg, axis=1)  # [E, N] highest satellite above each UAV
+        any_vis = vis.any(1)  # [E, N]
+        served = np.where(any_vis[e, uav], vis[e, leo, uav], leo == top[e, uav])
         isl = tb.isl_visible[i][src, leo]
         ok = near & served & ((leo == src) | isl)
         # a task with no candidate at all falls back to the nearest UAV and its highest satellite
         nearest = np.argmin(d, axis=1)  # [E, M]
         return ok | (self._no_candidates(src, user, rank, vis, any_vis, top) & (uav == nearest[e, user])
-                     & (leo == top[uav]))
+                     & (leo == top[e, uav]))
 
     def _no_candidates(self, src, user, rank, vis, any_vis, top) -> np.ndarray:
         tb = self.tables
         isl = tb.isl_visible[self.i_t]  # [K, K]
-        can_serve = np.where(any_vis[None, :], vis, np.arange(self.K)[:, None] == top[None, :])  # [K, N]
-        reach = can_serve & ((np.arange(self.K)[:, None, None] == np.arange(self.K)[None, :, None])
-                             | isl[:, :, None])  # [src, leo, N]
-        reach_uav = reach.any(1)  # [src, N]
+        ks = np.arange(self.K)
+        can_serve = np.where(any_vis[:, None, :], vis, ks[None, :, None] == top[:, None, :])  # [E, K, N]
+        hand = (ks[:, None] == ks[None, :]) | isl  # [src, leo]: directly or over a visible ISL
+        reach_uav = (can_serve[:, None, :, :] & hand[None, :, :, None]).any(2)  # [E, src, N]
         e = self._e[:, None]
         near = rank[e, :, user] < CANDIDATE_UAVS  # [E, W, N]
-        return ~np.any(near & reach_uav[src], axis=-1)
+        return ~np.any(near & reach_uav[e, src], axis=-1)
 
     # -- step ----------------------------------------------------------------------------------------------
     def step(self, uav_leo, user_uav, isl, mode, waypoint) -> StepResult:
@@ -485,8 +517,8 @@ class SaginWorld:
         via_isl = leo != src
         ok = self.win_valid & self.route_ok(src, leo, uav, usr) & (~via_isl | (isl[e, src] == leo))
         i = self.i_t
-        snr = np.stack([tb.isl_snr_db[i][src, leo], tb.sa_snr_db[i][leo, uav], self.ag_snr_db[e, uav, usr]], -1)
-        prop = np.stack([tb.isl_delay_s[i][src, leo], tb.sa_delay_s[i][leo, uav], self.ag_delay_s[e, uav, usr]], -1)
+        snr = np.stack([tb.isl_snr_db[i][src, leo], self.sa_snr_db[e, leo, uav], self.ag_snr_db[e, uav, usr]], -1)
+        prop = np.stack([tb.isl_delay_s[i][src, leo], self.sa_delay_s[e, leo, uav], self.ag_delay_s[e, uav, usr]], -1)
         rate = np.broadcast_to(np.array([self.rate_isl_hz, self.rate_sa_hz, self.rate_ag_hz]), snr.shape)
         hop_on = np.stack([via_isl, np.ones_like(ok), np.ones_like(ok)], -1)
         dl, qm = self._take(self.deadline_s), self._take(self.q_min_db)

@@ -45,8 +45,8 @@ def _observe(world: SaginWorld) -> np.ndarray:
     xy = (world.uav_m[..., :2] - mid) / span
     z = (world.uav_m[..., 2:] - tb.alt_min_m[:, None]) / np.maximum(tb.alt_max_m - tb.alt_min_m, 1e-9)[:, None]
     pos = np.concatenate([xy, z], -1).reshape(E, -1)
-    sa = np.broadcast_to(np.maximum(tb.sa_snr_db[i], SNR_FLOOR_DB).ravel() / SNR_SCALE_DB, (E, world.K * world.N))
-    vis = np.broadcast_to(tb.sa_visible[i].ravel().astype(float), sa.shape)
+    sa = np.maximum(world.sa_snr_db, SNR_FLOOR_DB).reshape(E, -1) / SNR_SCALE_DB
+    vis = world.sa_visible.reshape(E, -1).astype(float)
     isl = np.where(tb.isl_visible[i], tb.isl_snr_db[i], SNR_FLOOR_DB).ravel() / SNR_SCALE_DB
     isl = np.broadcast_to(isl, (E, isl.size))
     ag = world.ag_snr_db.reshape(E, -1) / SNR_SCALE_DB
@@ -93,7 +93,7 @@ def plan_to_action(world: SaginWorld, routes: dict[int, tuple[str, ...]], modes:
     ValueError naming the constraint: the action encoding cannot express it."""
     tb = world.tables
     idx = {n: i for i, n in enumerate(tb.sats + tb.uavs + tb.users)}
-    uav_leo = np.argmax(tb.sa_elev_deg[world.i_t], axis=0)
+    uav_leo = np.argmax(world.sa_elev_deg[e], axis=0)
     d = np.linalg.norm(world.uav_m[e][:, None, :] - tb.user_m[None], axis=-1)
     user_uav = np.argmin(d, axis=0)
     isl = np.arange(world.K)
@@ -239,7 +239,7 @@ class SaginParallelEnv(_ParallelBase):
     def joint_action(self, actions: dict[str, dict]) -> dict[str, np.ndarray]:
         """The SaginEnv Dict action the agents' actions amount to (rules in the class docstring)."""
         w, tb = self.world, self.world.tables
-        uav_leo = np.argmax(tb.sa_elev_deg[w.i_t], axis=0)
+        uav_leo = np.argmax(w.sa_elev_deg[0], axis=0)
         d = np.linalg.norm(w.uav_m[0][:, None, :] - tb.user_m[None], axis=-1)
         user_uav = np.argmin(d, axis=0)
         claimed = np.zeros(w.M, bool)

@@ -275,3 +275,33 @@ def test_importing_controllers_does_not_load_the_environment():
             "bad = [m for m in ('gymnasium', 'pettingzoo', 'sagin_hil.controllers.env') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_space_links_and_candidate_routes_follow_moved_uavs():
+    from sagin_hil.phy.channel.scenario import Scenario
+
+    world = SaginWorld(1)
+    tb = world.tables
+    i = int(tb.index(100.0))
+    snr, delay, elev, vis = tb.space_air(i, tb.uav_home_m)  # at home: the link_state tables
+    np.testing.assert_allclose(snr, tb.sa_snr_db[i], atol=1e-6)
+    np.testing.assert_allclose(elev, tb.sa_elev_deg[i], atol=1e-6)
+    assert np.array_equal(vis, tb.sa_visible[i])
+    sc = Scenario.default()
+    targets = {"uav0": (250.0, -150.0, 60.0), "uav1": (2800.0, 150.0, 45.0)}  # < 300 m: arrived by t = 30 s
+    for name, pos in targets.items():
+        sc.move_uav(name, pos, 0.0)
+    pos = np.array([targets.get(u, tuple(tb.uav_home_m[n])) for n, u in enumerate(sc.uavs)])
+    for t_s in (60.0, 150.0):  # every UAV has arrived
+        i = int(tb.index(t_s))
+        snr, delay, elev, vis = tb.space_air(i, pos)
+        for k, s in enumerate(sc.satellites):
+            for n, u in enumerate(sc.uavs):
+                st = sc.link_state(s, u, t_s)
+                assert snr[k, n] == pytest.approx(st.snr_db, abs=1e-6)
+                assert delay[k, n] == pytest.approx(st.delay_s, rel=1e-9)
+                assert elev[k, n] == pytest.approx(st.elevation_deg, abs=1e-6) and vis[k, n] == st.visible
+        for k, src in enumerate(sc.satellites):
+            for m, user in enumerate(sc.users):
+                ours = [_route_names(world, r) for r in candidate_routes_at(tb, i, k, m, pos)]
+                assert ours == [r.nodes for r in candidate_routes(sc, src, user, t_s)]
