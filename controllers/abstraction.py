@@ -237,6 +237,8 @@ class Predictor:
             self._snr_grid = np.asarray(self.bler_table.snr_db, float)
             self._log_curves = {i: self.bler_table._curve(self.mcs[i].name) for i in self._measured}
             self._log_floor = math.log10(BLER_FLOOR)
+        self.threshold_db = self._thresholds_db()
+        self._mcs_index = np.arange(len(self.mcs))
         # per mode: rate adaptive?, fixed bpp, psnr, compute time (encode, total)
         self.rate_adaptive = np.array([s.rate_adaptive for s in specs])
         self.fixed_bpp = np.array([0.0 if s.rate_adaptive else s.bits_per_pixel(self.table) for s in specs])
@@ -250,18 +252,50 @@ class Predictor:
         self._j2k_enc = np.asarray(c["encode_time_s"], float)
 
     # -- per hop -----------------------------------------------------------------------------------------
+    def _meets_target(self, i: int, snr: np.ndarray) -> np.ndarray:
+        """BLER of MCS i at snr <= target, as BlerTable.bler computes it (without re-reading the curve)."""
+        if self._log_curves is not None:
+            logb = np.interp(snr, self._snr_grid, self._log_curves[i])
+            b = np.where(logb <= self._log_floor + 1e-12, 0.0, 10.0 ** logb)
+        else:
+            b = np.asarray(self.bler_table.bler(self.mcs[i].name, snr))
+        return b <= self.target_bler
+
+    def _thresholds_db(self) -> np.ndarray:
+        """Per MCS the smallest SNR (a float) meeting the target (inf: never, or not measured). BLER falls with
+        SNR, so "meets the target" is exactly "SNR >= threshold"; bisection to adjacent floats finds it."""
+        thr = np.full(len(self.mcs), np.inf)
+        for i in self._measured:
+            lo, hi = -1e3, 1e3
+            if self._meets_target(i, np.array(lo)):
+                thr[i] = -np.inf
+                continue
+            if not self._meets_target(i, np.array(hi)):
+                continue
+            while True:
+                mid = 0.5 * (lo + hi)
+                if not lo < mid < hi:
+                    break
+                if self._meets_target(i, np.array(mid)):
+                    hi = mid
+                else:
+                    lo = mid
+            thr[i] = hi
+        return thr
+
     def choose_mcs(self, snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index into self.mcs, meets target) per SNR: the highest measured MCS with BLER <= target, else 0."""
+        ok = np.asarray(snr_db, float)[..., None] >= self.threshold_db  # [..., n_mcs]
+        best = np.where(ok, self._mcs_index, 0).max(-1)
+        return best, ok.any(-1)
+
+    def choose_mcs_by_table(self, snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """choose_mcs evaluating the BLER table at every SNR (the reference the thresholds are tested against)."""
         snr = np.asarray(snr_db, float)
         best = np.zeros(snr.shape, np.intp)
         ok_of = {}
         for i in self._measured:
-            if self._log_curves is not None:  # BlerTable.bler without re-reading the curve on every call
-                logb = np.interp(snr, self._snr_grid, self._log_curves[i])
-                b = np.where(logb <= self._log_floor + 1e-12, 0.0, 10.0 ** logb)
-            else:
-                b = np.asarray(self.bler_table.bler(self.mcs[i].name, snr))
-            ok_of[i] = b <= self.target_bler
+            ok_of[i] = self._meets_target(i, snr)
             best = np.where(ok_of[i], i, best)
         meets = ok_of.get(0)
         if meets is None:  # the most robust MCS is not measured: a hop meets the target only with a measured one
@@ -307,12 +341,13 @@ class Predictor:
         return out
 
     def predict(self, mode: np.ndarray, snr_db: np.ndarray, rate_hz: np.ndarray, prop_s: np.ndarray,
-                hop_on: np.ndarray, deadline_s: np.ndarray, q_min_db: np.ndarray, xi_q=0.5) -> dict[str, np.ndarray]:
+                hop_on: np.ndarray, deadline_s: np.ndarray, q_min_db: np.ndarray, xi_q=0.5,
+                active: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Prediction for tasks [...] over hops [..., H] (hop_on masks the hops a route has).
 
         mode: index into self.modes; snr_db, rate_hz (symbol rate), prop_s per hop. Returns bits_per_pixel,
         mcs (index into self.mcs) and air_s per hop, encode_s, decode_s, delay_s (no queueing), psnr_db,
-        delivers (every hop's MCS meets the BLER target)."""
+        delivers (every hop's MCS meets the BLER target). Tasks outside `active` get no Mode 1 budget search."""
         mode = np.asarray(mode, np.intp)
         hop_on = np.asarray(hop_on, bool)
         mcs, meets = self.choose_mcs(np.where(hop_on, snr_db, 0.0))
@@ -321,7 +356,7 @@ class Predictor:
         slope = per_bpp.sum(-1)  # seconds of air time per bit per pixel
         prop = np.where(hop_on, prop_s, 0.0).sum(-1)
         delivers = np.all(meets | ~hop_on, axis=-1)
-        ra = self.rate_adaptive[mode]
+        ra = self.rate_adaptive[mode] if active is None else self.rate_adaptive[mode] & active
         bpp = self.fixed_bpp[mode].astype(float)
         total = self.fixed_total_s[mode].astype(float)
         enc = self.fixed_enc_s[mode].astype(float)
@@ -457,7 +492,7 @@ class SaginWorld:
         self.sa_snr_db, self.sa_delay_s, self.sa_elev_deg, self.sa_visible = self.tables.space_air(self.i_t, self.uav_m)
 
     def _take(self, a: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(a, self.win, axis=1)
+        return a[self._e[:, None], self.win]
 
     # -- routes --------------------------------------------------------------------------------------------
     def route_ok(self, src, leo, uav, user) -> np.ndarray:
@@ -522,7 +557,7 @@ class SaginWorld:
         rate = np.broadcast_to(np.array([self.rate_isl_hz, self.rate_sa_hz, self.rate_ag_hz]), snr.shape)
         hop_on = np.stack([via_isl, np.ones_like(ok), np.ones_like(ok)], -1)
         dl, qm = self._take(self.deadline_s), self._take(self.q_min_db)
-        pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality)
+        pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality, active=ok)
         # store and forward through FCFS transmitters, window order = arrival order
         tx = np.stack([src, leo, self.K + uav], -1)
         air, enc, dec = pred["air_s"], pred["encode_s"], pred["decode_s"]
@@ -542,9 +577,11 @@ class SaginWorld:
         w = scc_weights(np.where(ok, delay, np.nan), psnr, dl, qm, self.weight_quality)
         self._last_valid = self.win_valid.copy()
         self.last = {"ok": ok, "delay_s": delay, "psnr_db": psnr, "scc": w, "pred": pred, "task": self.win.copy()}
-        np.put_along_axis(self.done, self.win, self._take(self.done) | ok, axis=1)
-        np.put_along_axis(self.finish_s, self.win, np.where(ok, finish, self._take(self.finish_s)), axis=1)
-        np.put_along_axis(self.scc, self.win, np.where(ok, w, self._take(self.scc)), axis=1)
+        ei, ji = np.nonzero(ok)  # only dispatched slots are written (empty slots alias task 0)
+        gi = self.win[ei, ji]
+        self.done[ei, gi] = True
+        self.finish_s[ei, gi] = finish[ei, ji]
+        self.scc[ei, gi] = w[ei, ji]
         self._move(np.asarray(waypoint, float))
         self.t_s += self.slot_s
         self.step_index += 1

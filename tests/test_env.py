@@ -305,3 +305,22 @@ def test_space_links_and_candidate_routes_follow_moved_uavs():
             for m, user in enumerate(sc.users):
                 ours = [_route_names(world, r) for r in candidate_routes_at(tb, i, k, m, pos)]
                 assert ours == [r.nodes for r in candidate_routes(sc, src, user, t_s)]
+
+
+def test_mcs_thresholds_equal_the_bler_table():
+    pr = SaginWorld(1).predictor
+    snr = np.concatenate([np.linspace(-20, 40, 4001), pr.threshold_db[np.isfinite(pr.threshold_db)],
+                          np.nextafter(pr.threshold_db[np.isfinite(pr.threshold_db)], -np.inf), [-np.inf]])
+    fast, ref = pr.choose_mcs(snr), pr.choose_mcs_by_table(snr)
+    assert np.array_equal(fast[0], ref[0]) and np.array_equal(fast[1], ref[1])
+
+
+def test_a_dispatched_task_is_dispatched_once():
+    world = SaginWorld(1)
+    world.t_s = 60.0
+    _set_tasks(world, [(60.0, 0, 0, 11.0, 10.0)])  # task 0 with empty window slots behind it
+    a = plan_to_action(world, {0: ("leo0", "uav0", "user0")}, {0: "mode3_1"})
+    args = (a["uav_leo"][None], a["user_uav"][None], a["isl"][None], a["mode"][None], a["waypoint"][None])
+    paid = world.step(*args).reward[0] + sum(world.step(*args).reward[0] for _ in range(15))
+    assert world.done[0, 0] and world.last["ok"].sum() == 0
+    assert paid == pytest.approx(world.scc[0, 0]) and paid > 0
