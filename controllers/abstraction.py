@@ -425,6 +425,7 @@ class SaginWorld:
         self.weight_quality = float(weight_quality)
         self.predictor = predictor or Predictor(modes, target_bler, n_pixels=n_pixels)
         self.modes = self.predictor.modes
+        self.rolloff = float(rolloff)
         rs = 1.0 / (1.0 + rolloff)
         self.rate_sa_hz, self.rate_isl_hz = self.tables.sa_bandwidth_hz * rs, self.tables.isl_bandwidth_hz * rs
         self.rate_ag_hz = self.tables.ag_bandwidth_hz * rs
@@ -608,6 +609,55 @@ class SaginWorld:
         pos[..., 1] = np.clip(pos[..., 1], tb.area_lo_m[1], tb.area_hi_m[1])
         pos[..., 2] = np.clip(pos[..., 2], tb.alt_min_m, tb.alt_max_m)
         self.uav_m = pos
+
+    def controller_state(self, e: int = 0):
+        """Environment e now as a ControllerState, so the project's controllers can plan on the abstraction:
+        the window tasks (task_id = window slot; deadline = what is left of D_max), their candidate routes,
+        the predicted SNR, delay and bandwidth of every candidate link, positions, visibility, usable ISLs and
+        the UAV limits; turn the Plan into an action with controllers.env.plan_to_action."""
+        from sagin_hil.datatypes import ControllerState, Route, Task, link_id
+
+        tb, i = self.tables, self.i_t
+        tasks, routes = [], {}
+        snr, prop, bw, elev = {}, {}, {}, {}
+        for j in np.nonzero(self.win_valid[e])[0]:
+            g = self.win[e, j]
+            k, m = int(self.source[e, g]), int(self.user[e, g])
+            left_s = max(float(self.deadline_s[e, g] - (self.t_s - self.arrival_s[e, g])), 1e-6)
+            tasks.append(Task(int(j), None, tb.sats[k], tb.users[m], deadline_s=left_s,
+                              quality_min_db=float(self.q_min_db[e, g]), arrival_s=float(self.arrival_s[e, g]),
+                              weight_quality=self.weight_quality, weight_delay=1.0 - self.weight_quality))
+            cands = candidate_routes_at(tb, i, k, m, self.uav_m[e])
+            routes[int(j)] = []
+            for r in cands:
+                *leos, n, mm = r
+                names = [tb.sats[x] for x in leos] + [tb.uavs[n], tb.users[mm]]
+                routes[int(j)].append(Route(tuple(names)))
+                if len(leos) == 2:
+                    h = link_id(names[0], names[1])
+                    snr[h], prop[h], bw[h] = tb.isl_snr_db[i, leos[0], leos[1]], tb.isl_delay_s[i, leos[0], leos[1]], \
+                        tb.isl_bandwidth_hz
+                h = link_id(names[-3], names[-2])
+                snr[h], prop[h], bw[h] = self.sa_snr_db[e, leos[-1], n], self.sa_delay_s[e, leos[-1], n], \
+                    tb.sa_bandwidth_hz
+                elev[h] = self.sa_elev_deg[e, leos[-1], n]
+                h = link_id(names[-2], names[-1])
+                snr[h], prop[h], bw[h] = self.ag_snr_db[e, n, mm], self.ag_delay_s[e, n, mm], tb.ag_bandwidth_hz
+        snr = {h: max(float(v), -50.0) for h, v in snr.items()}  # below the horizon: the LinkReport floor
+        cfg = tb.scenario.config
+        power = {s.name: float(s.tx_power_w) for s in cfg.satellites} | {u.name: float(u.tx_power_w) for u in cfg.uavs}
+        return ControllerState(
+            time_s=float(self.t_s), tasks=tasks, routes=routes, modes=list(self.modes),
+            positions_m={**{u: tuple(self.uav_m[e, n]) for n, u in enumerate(tb.uavs)},
+                         **{u: tuple(tb.user_m[m]) for m, u in enumerate(tb.users)}},
+            visible=[(tb.sats[k], tb.uavs[n]) for k, n in zip(*np.nonzero(self.sa_visible[e]))],
+            isl=[(tb.sats[a], tb.sats[b]) for a, b in zip(*np.nonzero(tb.isl_visible[i]))],
+            predicted_snr_db=snr, propagation_delay_s={h: float(v) for h, v in prop.items()},
+            bandwidth_hz={h: float(v) for h, v in bw.items()}, elevation_deg={h: float(v) for h, v in elev.items()},
+            power_w=power, rolloff=self.rolloff,
+            uav_limits={u: (float(tb.alt_min_m[n]), float(tb.alt_max_m[n]), float(tb.v_max_mps[n]))
+                        for n, u in enumerate(tb.uavs)},
+            context={"slot_s": self.slot_s, "fidelity": "link-abstraction"})
 
     @property
     def truncated(self) -> bool:

@@ -85,12 +85,20 @@ def _info(world: SaginWorld, r=None, e: int | None = None) -> dict[str, Any]:
     return out
 
 
-def plan_to_action(world: SaginWorld, routes: dict[int, tuple[str, ...]], modes: dict[int, str],
+def plan_to_action(world: SaginWorld, routes, modes: dict[int, str] | None = None,
                    e: int = 0) -> dict[str, np.ndarray]:
     """The Dict action of environment `e` that carries window tasks along `routes` (window slot -> node names,
     LEO [-> LEO] -> UAV -> user) in `modes` (window slot -> mode name); other entries keep defaults (each UAV's
-    highest LEO, each user's nearest UAV, no ISL, the first mode, hover). A plan breaking (15a)-(15c) raises
-    ValueError naming the constraint: the action encoding cannot express it."""
+    highest LEO, each user's nearest UAV, no ISL, the first mode, hover). `routes` may instead be a Plan made
+    on `world.controller_state(e)` (task ids = window slots; its waypoints become moves toward them). A plan
+    breaking (15a)-(15c) raises ValueError naming the constraint: the action encoding cannot express it."""
+    waypoints = {}
+    if hasattr(routes, "allocations"):  # a datatypes.Plan
+        plan = routes
+        routes = {j: a.route.nodes for j, a in plan.allocations.items()}
+        modes = {j: a.mode for j, a in plan.allocations.items()}
+        waypoints = plan.waypoints_m
+    modes = modes or {}
     tb = world.tables
     idx = {n: i for i, n in enumerate(tb.sats + tb.uavs + tb.users)}
     uav_leo = np.argmax(world.sa_elev_deg[e], axis=0)
@@ -115,10 +123,16 @@ def plan_to_action(world: SaginWorld, routes: dict[int, tuple[str, ...]], modes:
         if len(nodes) == 4:
             isl[idx[src]] = idx[leo]
     for j, m in modes.items():
+        if m not in world.modes:
+            raise ValueError(f"mode {m!r} of window task {j} is not offered; the environment's modes: {world.modes}")
         mode[j] = world.modes.index(m)
+    move = np.zeros((world.N, 3), np.float32)
+    for u, target in waypoints.items():
+        n = idx[u] - world.K
+        step_m = world.tables.v_max_mps[n] * world.slot_s
+        move[n] = np.clip((np.asarray(target, float) - world.uav_m[e, n]) / step_m, -1.0, 1.0)
     return {"uav_leo": uav_leo.astype(np.int64), "user_uav": user_uav.astype(np.int64),
-            "isl": isl.astype(np.int64), "mode": mode.astype(np.int64),
-            "waypoint": np.zeros((world.N, 3), np.float32)}
+            "isl": isl.astype(np.int64), "mode": mode.astype(np.int64), "waypoint": move}
 
 
 class SaginEnv(gym.Env):

@@ -353,3 +353,19 @@ def test_a_sensible_policy_beats_random():
             ret += r
         returns[name] = ret
     assert returns["greedy"] > 2 * returns["random"] + 1.0, returns
+
+
+def test_link_adaptation_plans_on_the_abstraction():
+    """controller_state -> LinkAdaptation.allocate -> plan_to_action: the world realises what it predicted."""
+    world = SaginWorld(1)
+    world.t_s = 100.0
+    _set_tasks(world, [(100.0, 1, 4, 6.0, 20.0)])
+    state = world.controller_state(0)
+    assert [t.task_id for t in state.tasks] == [0] and state.routes[0]
+    plan = LinkAdaptation(bler_table=BlerTable.load(), mode_table=load_mode_table()).allocate(state)
+    alloc = plan.allocations[0]
+    world.step(*(v[None] for v in plan_to_action(world, plan).values()))
+    last = world.last
+    assert last["ok"][0, 0]
+    assert last["delay_s"][0, 0] == pytest.approx(alloc.predicted["delay_s"], abs=1e-6)
+    assert last["scc"][0, 0] == pytest.approx(alloc.predicted["scc"], abs=1e-6)
