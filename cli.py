@@ -43,6 +43,7 @@ BENCHMARKS = Registry("benchmark", {
     "channel": "sagin_hil.phy.channel.bench:bench_channel",
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",
+    "world": "sagin_hil.flowgraphs.world_bench:bench_world",
 })
 
 
