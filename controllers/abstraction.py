@@ -419,7 +419,8 @@ class SaginWorld:
         self.K, self.N, self.M = len(self.tables.sats), len(self.tables.uavs), len(self.tables.users)
         self.traffic = FtpModel3(arrival_rate_hz)
         self.deadline_range_s, self.quality_range_db = tuple(deadline_range_s), tuple(quality_range_db)
-        for name, (lo, hi) in (("deadline_range_s", self.deadline_range_s), ("quality_range_db", self.quality_range_db)):
+        for name, (lo, hi) in (("deadline_range_s", self.deadline_range_s),
+                               ("quality_range_db", self.quality_range_db)):
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} = {(lo, hi)} must satisfy 0 < lo <= hi")
         self.weight_quality = float(weight_quality)

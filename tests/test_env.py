@@ -205,7 +205,8 @@ def test_uavs_keep_speed_and_altitude_limits():
     start = world.uav_m.copy()
     wp = np.ones((2, world.N, 3)) * 5.0
     z = np.zeros((2, world.N), np.intp)
-    world.step(z, np.zeros((2, world.M), np.intp), np.tile(np.arange(world.K), (2, 1)), np.zeros((2, world.W), np.intp), wp)
+    world.step(z, np.zeros((2, world.M), np.intp), np.tile(np.arange(world.K), (2, 1)),
+               np.zeros((2, world.W), np.intp), wp)
     moved = np.linalg.norm(world.uav_m - start, axis=-1)
     assert np.all(moved <= world.tables.v_max_mps * world.slot_s + 1e-9)
     assert np.all(world.uav_m[..., 2] <= world.tables.alt_max_m)
