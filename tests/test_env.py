@@ -370,3 +370,14 @@ def test_link_adaptation_plans_on_the_abstraction():
     assert last["ok"][0, 0]
     assert last["delay_s"][0, 0] == pytest.approx(alloc.predicted["delay_s"], abs=1e-6)
     assert last["scc"][0, 0] == pytest.approx(alloc.predicted["scc"], abs=1e-6)
+
+
+def test_vector_env_resets_in_the_step_that_ends_the_episode():
+    vec = SaginVecEnv(2, horizon_s=3.0)
+    vec.reset(seed=0)
+    vec.action_space.seed(0)
+    for k in range(3):
+        obs, _, term, trunc, info = vec.step(vec.action_space.sample())
+    assert trunc.all() and not term.any()
+    t_field = slice(0, 1)  # obs_layout starts with time / horizon
+    assert np.allclose(info["final_obs"][:, t_field], 1.0) and np.allclose(obs[:, t_field], 0.0)
