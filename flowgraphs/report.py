@@ -698,6 +698,56 @@ def _plot_user_rates(controllers: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_map(world: dict[str, Any], tasks: list[dict[str, Any]], path: Path) -> None:
+    """Left: the satellites' ground tracks over the run (km) around the UAV area. Right: the UAV area (m):
+    users, UAV paths, and for each task a line from its UAV to its user, coloured by mode, labelled with
+    the satellite (and ISL) that served it."""
+    fig, (ax_w, ax_l) = plt.subplots(1, 2, figsize=(13, 5.8), gridspec_kw={"width_ratios": [1, 1.25]})
+    cmap = plt.get_cmap("tab10")
+    for i, (sat, pts) in enumerate(sorted(world.get("leo_tracks", {}).items())):
+        p = np.asarray(pts, float)
+        ax_w.plot(p[:, 1] / 1e3, p[:, 2] / 1e3, color=cmap(i % 10), lw=1.6, label=sat)
+        ax_w.annotate("", xy=p[-1, 1:] / 1e3, xytext=p[-2, 1:] / 1e3, arrowprops={"arrowstyle": "->", "color": cmap(i % 10)})
+    area = np.asarray([v[:2] for v in world.get("users", {}).values()] or [[0.0, 0.0]], float)
+    ax_w.scatter(area[:, 0] / 1e3, area[:, 1] / 1e3, s=12, color="k", zorder=3, label="users and UAVs")
+    ax_w.set(xlabel="east (km)", ylabel="north (km)", title="satellite ground tracks during the run")
+    ax_w.set_aspect("equal", adjustable="datalim")
+    ax_w.grid(alpha=0.3)
+    ax_w.legend(fontsize=7, loc="best")
+    for name, (x, y) in world.get("users", {}).items():
+        ax_l.scatter([x], [y], marker="s", s=28, color="0.25", zorder=4)
+        ax_l.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for name, path_pts in world.get("uav_paths", {}).items():
+        p = np.asarray(path_pts, float)
+        ax_l.plot(p[:, 1], p[:, 2], color="tab:blue", lw=1.2, alpha=0.7)
+        ax_l.scatter([p[0, 1]], [p[0, 2]], marker="^", s=50, facecolor="none", edgecolor="tab:blue", zorder=5)
+        ax_l.scatter([p[-1, 1]], [p[-1, 2]], marker="^", s=60, color="tab:blue", zorder=5)
+        ax_l.annotate(name, (p[-1, 1], p[-1, 2]), textcoords="offset points", xytext=(5, -10), fontsize=8,
+                      color="tab:blue")
+    modes = sorted({t["mode"] for t in tasks})
+    colour = {m: cmap((i + 3) % 10) for i, m in enumerate(modes)}
+    where = {n: np.asarray(p, float)[-1, 1:3] for n, p in world.get("uav_paths", {}).items()}
+    users = {n: np.asarray(v[:2], float) for n, v in world.get("users", {}).items()}
+    for t in tasks:
+        nodes = str(t["route"]).split("->")
+        if len(nodes) < 3 or nodes[-2] not in where or nodes[-1] not in users or t.get("mcs") == "not served":
+            continue
+        a, b = where[nodes[-2]], users[nodes[-1]]
+        ax_l.plot([a[0], b[0]], [a[1], b[1]], color=colour[t["mode"]], lw=1.4, alpha=0.8)
+        mid = (a + b) / 2
+        ax_l.annotate("->".join(nodes[:-2]), mid, fontsize=6, color=colour[t["mode"]], alpha=0.9)
+    for m in modes:
+        ax_l.plot([], [], color=colour[m], lw=2, label=f"task in {m}")
+    ax_l.plot([], [], color="tab:blue", marker="^", lw=1.2, label="UAV path (hollow: start)")
+    ax_l.set(xlabel="east (m)", ylabel="north (m)", title="who served whom: UAV -> user, labelled with the LEO (and ISL)")
+    ax_l.set_aspect("equal", adjustable="datalim")
+    ax_l.grid(alpha=0.3)
+    ax_l.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _draw(path: Path, fn, *args) -> bool:
     """Draw one plot (`fn(*args)` writes `path`); a plot that fails is logged and skipped, never the run.
     True when the file exists."""
@@ -1166,6 +1216,9 @@ def write_report(
     if _draw(out_dir / "pass.png", _plot_pass, links, out_dir / "pass.png", records):
         plots.append(("pass.png", "Es/N0 (predicted line, measured dots) and Doppler over the satellite's visibility "
                                   "window; dotted lines: when tasks were carried"))
+    if summary.get("map") and _draw(out_dir / "map.png", _plot_map, summary["map"], summary["tasks"], out_dir / "map.png"):
+        plots.append(("map.png", "The world: satellite ground tracks during the run; UAV paths, users, and which "
+                                 "satellite, UAV and mode served each task"))
     if _draw(out_dir / "tasks.png", _plot_tasks, records, out_dir / "tasks.png"):
         plots.append(("tasks.png", "Per task: delay against deadline, PSNR against floor (red: missed)"))
     if _draw(out_dir / "images.png", _plot_images, records, out_dir / "images.png"):

@@ -420,6 +420,18 @@ def _trace(scenario, tx: str, rx: str, fg: Flowgraph, t0: float | None = None, t
     )
 
 
+def _world_map(scenario, t0: float, t1: float) -> dict[str, Any]:
+    """What the report's map draws: users, UAV paths and satellite ground tracks over [t0, t1] (local m)."""
+    grid = np.linspace(t0, t1, 60)
+    return {
+        "users": {u: [float(c) for c in scenario.position_enu(u, t0)[:2]] for u in scenario.users},
+        "uav_paths": {u: [[float(t), *map(float, scenario.position_enu(u, float(t)))] for t in grid]
+                      for u in scenario.uavs},
+        "leo_tracks": {s: [[float(t), *map(float, scenario.ground_track_enu(s, float(t)))] for t in grid]
+                       for s in scenario.satellites},
+    }
+
+
 def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_table: dict | None,
                     progress: Progress, bar) -> tuple[list[TaskRecord], dict[str, LinkTrace], dict[str, Any], str | None]:
     """Every frame under one controller, in a fresh copy of the world; (records, traces, metrics, aborted)."""
@@ -475,6 +487,9 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         server.stop()
     metrics = _controller_metrics(algo, records, frame_rates, client)
     metrics["rejected_plans"] = rejected
+    if records:
+        metrics["map"] = _world_map(scenario, min(r.timeline[0]["start_s"] if r.timeline else 0.0 for r in records) - 5.0,
+                                    max(r.timeline[-1]["start_s"] if r.timeline else 0.0 for r in records) + 5.0)
     return records, traces, metrics, aborted
 
 
@@ -601,7 +616,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         "wall_time_s": time.perf_counter() - started,
         "radio": fg.radio.model_dump(mode="json"),
         "controller": fg.controller.algo,
-        "controllers": {algo: r[2] for algo, r in results.items()},
+        "map": results[fg.controller.algo][2].pop("map", None),
+        "controllers": {algo: {k: v for k, v in r[2].items() if k != "map"} for algo, r in results.items()},
         "symbol_rate_hz": fg.phy.symbol_rate_hz,
         "aborted": aborted,
     }

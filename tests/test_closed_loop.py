@@ -231,3 +231,7 @@ def test_sagin_000_tasks_arrive_at_every_leo_and_queue(tmp_path):
                 tx = stage["link"].split("->")[0]
                 assert stage["start_s"] >= busy.get(tx, -1.0) - 1e-9 and stage["queue_s"] >= 0
                 busy[tx] = stage["start_s"] + stage["air_s"]
+    # the report's map: every satellite's ground track, the UAV paths and the users
+    assert set(s["map"]["leo_tracks"]) == {f"leo{k}" for k in range(5)} and len(s["map"]["users"]) == 8
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "map.png").read_bytes()[:4] == b"\x89PNG" and "map.png" in (run_dir / "index.html").read_text()

@@ -175,6 +175,18 @@ class Scenario:
             wx, wy = wx - EARTH_ROTATION_RAD_S * py, wy + EARTH_ROTATION_RAD_S * px
         return np.array([px, py, z]), np.array([wx, wy, vz])
 
+    def ground_track_enu(self, sat: str, t_s: float) -> np.ndarray:
+        """The satellite's sub-satellite point at t_s in the local east/north plane (m): its position rotated
+        into the Earth-fixed frame, projected to the Earth's surface along the radius (maps, not geometry)."""
+        if self.node_kind(sat) != "satellite":
+            raise ScenarioError(f"{sat!r} is a {self.node_kind(sat)}; ground tracks are of satellites")
+        r = self._orbits[sat].state(t_s)[0]
+        theta = self.earth_angle_rad(t_s)
+        c, s = math.cos(theta), math.sin(theta)
+        ecef = np.array([c * r[0] + s * r[1], -s * r[0] + c * r[1], r[2]])  # inverse of state_eci's rotation
+        surface = ecef * (np.linalg.norm(self._origin) / np.linalg.norm(ecef))
+        return ((surface - self._origin) @ self._basis.T)[:2]
+
     def position_enu(self, name: str, t_s: float) -> np.ndarray:
         """A UAV's or user's local position (m, east/north/up)."""
         if self.node_kind(name) == "uav":
