@@ -424,7 +424,7 @@ class CliService:
         self.req.setsockopt(zmq.REQ_RELAXED, 1)
         self.push.bind(self.e_tx)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sagin_hil", "emulator", "serve", "--link", "uav0:user0", "--tx", self.e_tx,
+            [sys.executable, "-m", "sagin_hil", "emulator", "serve", "--link", "uav0->user0", "--tx", self.e_tx,
              "--rx", self.e_out, "--control", self.e_ctl, "--sample-rate", str(FS), "--snr-db", "20",
              "--signal-power", "1.0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.pull.connect(self.e_out)
