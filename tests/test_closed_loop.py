@@ -235,3 +235,17 @@ def test_sagin_000_tasks_arrive_at_every_leo_and_queue(tmp_path):
     assert set(s["map"]["leo_tracks"]) == {f"leo{k}" for k in range(5)} and len(s["map"]["users"]) == 8
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "map.png").read_bytes()[:4] == b"\x89PNG" and "map.png" in (run_dir / "index.html").read_text()
+
+
+@pytest.mark.parametrize("flowgraph, words", [
+    ('[[scenario.satellites]]\nname = "leo0"\naltitude_km = 750.0\ninclination_deg = 53.0\nzenith_time_s = 5000.0\n',
+     ["leo0 never rises above the minimum elevation over uav0", "min_elevation_deg"]),
+    ('[[scenario.uavs]]\nname = "uav0"\nposition_m = [0.0, 0.0, 50.0]\naltitude_min_m = 60.0\naltitude_max_m = 45.0\n',
+     ["altitude_min_m = 60.0 is above altitude_max_m = 45.0"]),
+    ('[scenario]\nusers = []\n', ["needs at least one satellite, UAV and user", "5, 3 and 0"]),
+])
+def test_a_world_that_cannot_carry_a_task_is_named(tmp_path, flowgraph, words):
+    out = " ".join(_run(tmp_path, "--images", "1", flowgraph=flowgraph, expect=2).split())
+    assert "Traceback" not in out
+    for w in words:
+        assert w in out, (w, out)

@@ -89,6 +89,9 @@ class UavConfig(_Model):
 
     @model_validator(mode="after")
     def _one_path(self) -> "UavConfig":
+        if self.altitude_min_m > self.altitude_max_m:
+            raise ValueError(f"altitude_min_m = {self.altitude_min_m} is above altitude_max_m = {self.altitude_max_m}; "
+                             "give the limits as min <= max")
         if (self.position_m is None) == (self.waypoints is None):
             raise ValueError("give either position_m = [x, y, z] (hovering) or waypoints = [[t, x, y, z], ...]")
         return self
