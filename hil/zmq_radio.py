@@ -80,7 +80,6 @@ class ZmqRadio(Radio):
         self._tx_offset = 0
         self._rx_next_offset: int | None = None
         self._pending_req = False
-        self._cyclic = CyclicTx()
 
     def _apply(self, cfg: RadioConfig) -> None:
         """Settings travel with the samples' metadata; the stream itself has no tuner."""
