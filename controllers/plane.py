@@ -191,7 +191,10 @@ class ControlServer:
                 try:
                     plan = self.controller.allocate(state)
                 except Exception as exc:  # the controller's bug must not kill the plane
-                    return self._error("controller", f"{type(exc).__name__}: {exc}", msg_id)
+                    # the controller's own words for its author; the exception's class only when it said nothing
+                    why = str(exc) or f"raised {type(exc).__name__} without a message"
+                    return self._error("controller", f"controller {self.controller.name!r} failed on this state: {why}",
+                                       msg_id)
                 self.stats["n_allocations"] += 1
                 return Message("allocation", msg_id, {"plan": plan_to_wire(plan)})
             if msg.kind == "ping":
