@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,10 @@ class LinkReport:
     def __post_init__(self) -> None:
         if not self.link_id:
             raise ValueError("LinkReport.link_id is empty; name the link, e.g. 'leo0->uav0'")
+        for name in ("time_s", "snr_db", "evm_rms", "cfo_hz", "ber", "bler", "delay_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"LinkReport.{name} = {v!r} must be a number")
         for name in ("snr_db", "time_s"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"LinkReport.{name} = {getattr(self, name)!r} must be a finite number")

@@ -55,6 +55,8 @@ def test_link_report_rejects_bad_values():
         LinkReport("a->b", 0.0, 3.0, bler=1.5)
     with pytest.raises(ValueError, match="snr_db"):
         LinkReport("a->b", 0.0, float("inf"))
+    with pytest.raises(ValueError, match="LinkReport.snr_db = 'x' must be a number"):
+        LinkReport("a->b", 0.0, "x")
 
 
 def test_from_dict_names_unknown_type_and_field():
