@@ -58,7 +58,7 @@ class LinkTables:
         for key, names in (("satellites", self.sats), ("uavs", self.uavs), ("users", self.users)):
             if not names:
                 raise ValueError(f"the scenario has no {key}; the environment needs at least one (add [[{key}]])")
-        K, N, M = len(self.sats), len(self.uavs), len(self.users)
+        K, N = len(self.sats), len(self.uavs)
         self.step_s = float(step_s)
         self.t_grid_s = np.arange(int(math.ceil(horizon_s / step_s)) + 1) * self.step_s
         T = len(self.t_grid_s)

@@ -426,7 +426,7 @@ class AoController(Controller):
         res = ao.run()
         self.last_scenario, self.last_result = scn, res
         n, m = scn.shape
-        bu, bs = scn.uav_bandwidth_hz, scn.sat_bandwidth_hz
+        bu = scn.uav_bandwidth_hz
         a = scn.constants(res.q)["a"]
         semantic = self.semantic_mode if self.semantic_mode in state.modes else next(
             (md for md in state.modes if md != "mode1"), "mode1")

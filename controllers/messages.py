@@ -17,7 +17,6 @@ Any request may instead get ``error`` {"code": str, "message": str}; codes are l
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -176,7 +176,7 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
     import torch
 
     from sagin_hil.benchmarks import benchmark_entry
-    from sagin_hil.codecs import CodecError, get_codec
+    from sagin_hil.codecs import get_codec
     from sagin_hil.codecs.images import load_images
     from sagin_hil.phy.mcs import MCS_TABLE
 
