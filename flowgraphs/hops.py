@@ -20,6 +20,7 @@ import numpy as np
 from sagin_hil.datatypes import LinkReport, SampleBlock
 from sagin_hil.phy.channel.emulator import ChannelEmulator
 from sagin_hil.phy.link import ANALOG, LinkConfig, PacketReceiver, PacketTransmitter
+from sagin_hil.phy.pulse import RrcInterpolator
 from sagin_hil.phy.sync import Rotator
 
 __all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult"]
@@ -222,7 +223,14 @@ class Hop:
 
 
 class EmulatedHop(Hop):
-    """A hop through the software channel emulator, driven by the scenario in virtual time."""
+    """A hop through the software channel emulator, driven by the scenario in virtual time.
+
+    On a UAV -> user hop of a scenario with `air_ground.interference`, the other UAVs interfere at sample
+    level (Eq. 6 of [P000]): each sends its own random QPSK waveform, shaped like ours, through its own
+    channel to this user (its delay, Doppler, fading), at its power relative to ours, and the receiver gets
+    the sum; the emulator's noise then leaves their power out (the link budget's SINR is the noise-floor
+    form of the same sum). As in Eq. 6, the other UAVs are taken to transmit all the time.
+    """
 
     def __init__(self, scenario, tx: str, rx: str, phy, seed: int = 0) -> None:
         super().__init__(scenario, tx, rx, phy, seed)
@@ -230,13 +238,34 @@ class EmulatedHop(Hop):
         # rate fs. Declaring the unit-power modem output as fs / B keeps the noise density N0 of the budget,
         # so the receiver's Es/N0 = SNR_B * B / symbol rate, as on the real link.
         bandwidth_hz = scenario.link_state(tx, rx, 0.0).bandwidth_hz
+        signals = (scenario.config.air_ground.interference and scenario.node_kind(tx) == "uav"
+                   and scenario.node_kind(rx) == "user")
         self.emulator = ChannelEmulator.for_link(
             scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed,
-            signal_power=self.sample_rate_hz / bandwidth_hz,
+            signal_power=self.sample_rate_hz / bandwidth_hz, interference=not signals,
         )
+        self.interferers = []
+        for k, other in enumerate(u for u in scenario.uavs if signals and u != tx):
+            channel = ChannelEmulator.for_link(  # noiseless: the noise is the desired link's emulator's
+                scenario, other, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed * 7919 + k + 1,
+                signal_power=1.0, snr_db=200.0, interference=False,
+            )
+            self.interferers.append((other, channel, RrcInterpolator(phy.sps, phy.rolloff),
+                                     np.random.default_rng(seed * 7919 + k + 1)))
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
-        return self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
+        out = self.emulator.process(SampleBlock(stream, self.sample_rate_hz, start_time_s=t_s)).samples
+        if self.interferers:
+            # each interferer's power relative to ours is the ratio of the two links' SNRs (same noise)
+            snr_db = self.scenario.link_state(self.tx, self.rx, t_s, interference=False).snr_db
+            n_sym = -(-len(stream) // self.phy.sps)
+            for other, channel, shaper, rng in self.interferers:
+                bits = rng.integers(0, 2, (n_sym, 2))
+                wave = shaper(((2 * bits[:, 0] - 1) + 1j * (2 * bits[:, 1] - 1)) / np.sqrt(2))[: len(stream)]
+                heard = channel.process(SampleBlock(wave, self.sample_rate_hz, start_time_s=t_s)).samples
+                rel_db = self.scenario.link_state(other, self.rx, t_s, interference=False).snr_db - snr_db
+                out = out + np.float32(10 ** (rel_db / 20)) * heard
+        return out.astype(np.complex64)
 
 
 def open_hop_radio(radio: dict, sample_rate_hz: float, scenario=None, link: str | None = None, seed: int = 0):

@@ -434,7 +434,7 @@ class ChannelEmulator:
     def for_link(
         cls, scenario: Any, tx: str, rx: str, sample_rate_hz: float, carrier_hz: float | None = None,
         seed: int = 0, realtime: bool = False, update_interval_s: float = 0.01, doppler_scale: float = 1.0,
-        **overrides: Any,
+        interference: bool = True, **overrides: Any,
     ) -> "ScenarioChannel":
         """An emulator whose delay, Doppler, SNR and fading follow `scenario.link_state(tx, rx, t)`.
 
@@ -442,12 +442,13 @@ class ChannelEmulator:
         stream (at fixed sample indices, so chunking does not change the output), the delay and Doppler
         moving linearly in between. doppler_scale is the fraction of the carrier Doppler applied (0 = the
         receiver pre-compensates it; keep |Doppler| + bandwidth/2 below sample_rate_hz/2 otherwise).
-        `overrides` fix ChannelParams fields (e.g. cfo_ppm, tdl, snr_db).
+        `overrides` fix ChannelParams fields (e.g. cfo_ppm, tdl, snr_db). interference=False leaves the other
+        UAVs' power out of a UAV -> user link's SNR, for a caller that adds their signals itself.
         """
         from sagin_hil.phy.channel.link_emulator import ScenarioChannel
 
         return ScenarioChannel(scenario, tx, rx, sample_rate_hz, carrier_hz, seed, realtime, update_interval_s,
-                               overrides, doppler_scale)
+                               overrides, doppler_scale, interference)
 
 
 def warm_up() -> float:

@@ -60,6 +60,8 @@ class ScenarioChannel(ChannelEmulator):
     update_interval_s: parameters are refreshed at sample indices that are multiples of this interval.
     doppler_scale: fraction of the carrier Doppler applied (0 = pre-compensated by the receiver).
     overrides: ChannelParams fields held fixed (they win over the scenario's values).
+    interference: False leaves the other UAVs' power out of the SNR of a UAV -> user link (the caller adds
+    their signals).
 
     Input
     -----
@@ -72,11 +74,12 @@ class ScenarioChannel(ChannelEmulator):
 
     def __init__(self, scenario: Any, tx: str, rx: str, sample_rate_hz: float, carrier_hz: float | None,
                  seed: int, realtime: bool, update_interval_s: float, overrides: dict[str, Any],
-                 doppler_scale: float = 1.0) -> None:
+                 doppler_scale: float = 1.0, interference: bool = True) -> None:
         self.scenario, self.tx, self.rx = scenario, tx, rx
+        self.interference = bool(interference)  # False: the other UAVs' power stays out of this link's SNR
         self.doppler_scale = float(doppler_scale)
         self.overrides = dict(overrides)
-        st = scenario.link_state(tx, rx, 0.0)  # validates the link names
+        st = scenario.link_state(tx, rx, 0.0, self.interference)  # validates the link names
         self.link_carrier_hz = st.carrier_hz
         if not update_interval_s > 0:
             raise ValueError(f"update_interval_s = {update_interval_s} must be > 0 s")
@@ -88,7 +91,7 @@ class ScenarioChannel(ChannelEmulator):
         self._fresh = False  # refresh at the first sample with the block's own time
 
     def _refresh(self, t_s: float) -> None:
-        st = self.scenario.link_state(self.tx, self.rx, t_s)
+        st = self.scenario.link_state(self.tx, self.rx, t_s, self.interference)
         self.last_state = st
         self._configure(params_from_link_state(st, self._params, self.doppler_scale, **self.overrides))
 

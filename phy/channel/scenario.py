@@ -320,8 +320,9 @@ class Scenario:
             beta0 = -lb.free_space_path_loss_db(1.0, ag.carrier_hz)
         return lb.air_to_ground_gain_db(d_m, ag.k_factor_db, ag.kappa_los, ag.kappa_nlos, beta0)
 
-    def link_state(self, tx: str, rx: str, t_s: float) -> lb.LinkState:
-        """The link budget of tx -> rx at scenario time t_s (see `LinkState`)."""
+    def link_state(self, tx: str, rx: str, t_s: float, interference: bool = True) -> lb.LinkState:
+        """The link budget of tx -> rx at scenario time t_s (see `LinkState`). interference=False leaves the
+        other UAVs' power out of a UAV -> user link's SNR (for a channel that mixes their signals instead)."""
         kind = self.link_kind(tx, rx)
         c = self.config
         d, rr = self._range_and_rate(tx, rx, t_s)
@@ -354,7 +355,7 @@ class Scenario:
                 ground, air = (rx, tx) if self.node_kind(rx) == "user" else (tx, rx)
                 elev = elevation_deg(self.state_eci(ground, t_s)[0], self.state_eci(air, t_s)[0])
                 visible = True
-                if cfg.interference and self.node_kind(rx) == "user":
+                if cfg.interference and interference and self.node_kind(rx) == "user":
                     for other in c.uavs:
                         if other.name != tx:
                             g_db = self._ag_gain_db(self.distance_m(other.name, rx, t_s))
