@@ -258,18 +258,17 @@ class _Experiment:
         for a, b in links:
             self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
         rs = self.fg.phy.symbol_rate_hz
-        predicted, prop, bw, elevation = {}, {}, {}, {}
+        predicted, prop, elevation = {}, {}, {}
         for a, b in links:
             st = sc.link_state(a, b, t_s)
             lid = link_id(a, b)
-            bw[lid] = st.bandwidth_hz
             prop[lid] = st.delay_s
             if st.kind == "space-air":
                 elevation[lid] = float(st.elevation_deg)
             if math.isfinite(st.snr_db):  # Es/N0 at the flowgraph's symbol rate
                 predicted[lid] = float(np.clip(st.snr_db + 10 * np.log10(st.bandwidth_hz / rs), -50, 100))
         # the flowgraph's symbol rate fixes the nominal bandwidth the controller plans with
-        bw = {lid: rs * (1 + self.fg.phy.rolloff) for lid in bw}
+        bw = {lid: rs * (1 + self.fg.phy.rolloff) for lid in prop}
         nodes = [*sc.uavs, *sc.users]
         ag = sc.config.air_ground
         noise_dbm = ag.noise_dbm if ag.noise_dbm is not None else lb.thermal_noise_dbw(ag.bandwidth_hz, ag.noise_temperature_k) + 30
@@ -349,7 +348,7 @@ class _Experiment:
             else:
                 res = self._send(a, b, data, h.mcs, start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
             hop_snrs.append(res.report.snr_db)
-            hop_rates[lid] = self._hop_rate_bps(res, h, a, b)
+            hop_rates[lid] = self._hop_rate_bps(res, h)
             self.busy_until_s[queue] = start + res.air_time_s
             queue_s = start - t
             data, t, air, retx = res.payload, start + res.delay_s, air + res.air_time_s, retx + res.retransmissions
@@ -388,7 +387,7 @@ class _Experiment:
             return wall_s
         return spec.compute_time_s(self.mode_table, bpp, (which,))
 
-    def _hop_rate_bps(self, res, hop, tx: str, rx: str) -> float:
+    def _hop_rate_bps(self, res, hop) -> float:
         """What the hop carried per second of air time: its symbol rate x the MCS's information bits per
         symbol x the blocks that passed (analog hops: channel symbols per second)."""
         from sagin_hil.phy.mcs import get_mcs
@@ -399,16 +398,15 @@ class _Experiment:
         return rs * ok if hop.mcs == "analog" else rs * get_mcs(hop.mcs).spectral_efficiency * ok
 
 
-def _trace(scenario, tx: str, rx: str, fg: Flowgraph, t0: float | None = None, t1: float | None = None) -> LinkTrace:
+def _trace(scenario, tx: str, rx: str, fg: Flowgraph) -> LinkTrace:
     """The scenario's prediction for one link as Es/N0 at the flowgraph's symbol rate (the budget's SNR is over
     the link bandwidth), over the satellite's whole visibility window when it has one."""
-    if t0 is None or t1 is None:
-        sat = tx if scenario.node_kind(tx) == "satellite" else None
-        uav = rx if sat else (tx if scenario.node_kind(tx) == "uav" else None)
-        t0, t1 = (scenario.visibility_window(sat, uav) if sat and uav and scenario.node_kind(uav) == "uav"
-                  else (0.0, scenario.config.duration_s))
-        if not (np.isfinite(t0) and np.isfinite(t1)):
-            t0, t1 = 0.0, scenario.config.duration_s
+    sat = tx if scenario.node_kind(tx) == "satellite" else None
+    uav = rx if sat else (tx if scenario.node_kind(tx) == "uav" else None)
+    t0, t1 = (scenario.visibility_window(sat, uav) if sat and uav and scenario.node_kind(uav) == "uav"
+              else (0.0, scenario.config.duration_s))
+    if not (np.isfinite(t0) and np.isfinite(t1)):
+        t0, t1 = 0.0, scenario.config.duration_s
     grid = np.linspace(t0, t1, 160)
     states = [scenario.link_state(tx, rx, float(t)) for t in grid]
     rs = fg.phy.symbol_rate_hz
@@ -487,9 +485,10 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         server.stop()
     metrics = _controller_metrics(algo, records, frame_rates, client)
     metrics["rejected_plans"] = rejected
-    if records:
-        metrics["map"] = _world_map(scenario, min(r.timeline[0]["start_s"] if r.timeline else 0.0 for r in records) - 5.0,
-                                    max(r.timeline[-1]["start_s"] if r.timeline else 0.0 for r in records) + 5.0)
+    carried = [r.timeline for r in records if r.timeline]  # a task not served has no timeline
+    if carried:
+        metrics["map"] = _world_map(scenario, min(tl[0]["start_s"] for tl in carried) - 5.0,
+                                    max(tl[-1]["start_s"] for tl in carried) + 5.0)
     return records, traces, metrics, aborted
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from sagin_hil.controllers import Controller, get_controller
+from sagin_hil.controllers import Controller
 from sagin_hil.controllers.messages import PROTOCOL_VERSION, Message, encode
 from sagin_hil.controllers.plane import ControlClient, ControlServer
 from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, LinkReport, Plan, Route, Task, to_dict
