@@ -568,9 +568,10 @@ def _controller_metrics(algo: str, records: list[TaskRecord], frames: list[dict[
 
 
 def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None,
-                  run_id: str | None = None) -> RunResult:
+                  run_id: str | None = None, report: bool = True) -> RunResult:
     """Run `fg` end to end under its controller (and those it compares); write out_dir/<run id>/ and return
-    the summary. The same flowgraph and seed give the same tasks.csv (with timing = "measured")."""
+    the summary. The same flowgraph and seed give the same tasks.csv (with timing = "measured").
+    report=False writes nothing (a sweep point keeps only its summary: the report is most of a small run)."""
     from sagin_hil import __version__
     from sagin_hil.codecs.modes import load_mode_table
 
@@ -622,6 +623,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     }
     summary = build_summary(fg.name, records, links, meta)
     run_dir = Path(out_dir) / meta["run_id"]
+    if not report:
+        return RunResult(summary=summary, out_dir=run_dir, aborted=aborted)
     index = write_report(run_dir, summary, records, links, fg.report.max_constellation_points)
     if console is not None:
         _print_table(console, records, f"tasks ({fg.controller.algo})")
