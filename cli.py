@@ -35,6 +35,7 @@ _LAYER_COMMANDS = (
     "sagin_hil.codecs.cli",
     "sagin_hil.controllers.cli",
     "sagin_hil.calibration.cli",
+    "sagin_hil.flowgraphs.sweep_cli",
 )
 
 # Benchmark name -> "module:function"; each function takes quick: bool and returns the bench dict.
@@ -44,6 +45,7 @@ BENCHMARKS = Registry("benchmark", {
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",
     "world": "sagin_hil.flowgraphs.world_bench:bench_world",
+    "sweep": "sagin_hil.flowgraphs.sweep_bench:bench_sweep",
 })
 
 

@@ -80,14 +80,25 @@ def list_controllers() -> None:
 def ao_sweep(
     out: Path = typer.Option(Path("ao-sweep"), "--out", help="Folder for the plots (png) and sweep.json."),
     seeds: int = typer.Option(3, min=1, help="User layouts averaged per point."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="tcp://HOST:PORT of a running `dask scheduler`; default: a local cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Local cluster: worker processes (default: one per CPU core)."),
 ) -> None:
-    """Sum rate vs UAV bandwidth and UAV power: proposed AO against the three baselines (paper 001 Fig. 5)."""
+    """Sum rate vs UAV bandwidth and UAV power: proposed AO against the three baselines (paper 001 Fig. 5).
+    Runs on the sweep engine (docs/sweeps.md); AO runs already in OUT/points are not run again."""
     from sagin_hil.controllers.sweep import run_sweeps
+    from sagin_hil.flowgraphs.sweep_engine import SweepError
     from sagin_hil.progress import advance_callback, progress_bar
 
-    with progress_bar() as bar:
-        task = bar.add_task("AO runs (sweeps x seeds x points x schemes)", total=None)
-        res = run_sweeps(out, n_seeds=seeds, progress=advance_callback(bar, task))
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("AO runs (sweeps x seeds x points x schemes)", total=None)
+            res = run_sweeps(out, n_seeds=seeds, progress=advance_callback(bar, task), scheduler=scheduler,
+                             workers=workers)
+    except SweepError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     for name, sweep in res.items():
         typer.echo(f"{name}: proposed >= every baseline at every point: {sweep['ordering_holds']}")
     typer.echo(f"plots and sweep.json written to {out}")
