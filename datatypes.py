@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Task", "LinkReport", "Route", "HopAllocation", "Allocation", "Plan", "ControllerState", "SampleBlock",
+__all__ = ["Task", "QualityProfile", "LinkReport", "Route", "HopAllocation", "Allocation", "Plan", "ControllerState", "SampleBlock",
            "link_id", "parse_link_id", "to_dict", "from_dict"]
 
 
@@ -42,6 +42,43 @@ def _check_range(owner: str, name: str, value: float, lo: float, hi: float, fix:
         raise ValueError(f"{owner}.{name} = {value!r} is outside [{lo}, {hi}]{hint}")
 
 
+@dataclass(frozen=True)
+class QualityProfile:
+    """One image's own quality per mode, measured where the image is (the transmitter) before it is sent.
+
+    Images differ: at 1 bit per pixel JPEG 2000 gives one image 30 dB and another 40 dB, so a controller that
+    plans with the mean curve of other images misjudges every task. bpp, psnr_db: this image's JPEG 2000
+    rate-quality curve (bits per pixel increasing, PSNR made non-decreasing); mode_psnr_db: mode name -> the
+    PSNR a fixed-size digital mode (VQ, Modes 3_x) delivers for it when every bit arrives.
+    """
+
+    bpp: tuple[float, ...]
+    psnr_db: tuple[float, ...]
+    mode_psnr_db: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bpp = tuple(float(b) for b in self.bpp)
+        psnr = tuple(float(q) for q in self.psnr_db)
+        if len(bpp) < 2 or len(bpp) != len(psnr) or any(b <= 0 for b in bpp) or any(
+                b1 <= b0 for b0, b1 in zip(bpp, bpp[1:])):
+            raise ValueError(f"QualityProfile needs >= 2 increasing bpp > 0 with one PSNR each; got bpp {bpp}, "
+                             f"psnr_db {psnr}")
+        if not all(math.isfinite(q) for q in psnr + tuple(self.mode_psnr_db.values())):
+            raise ValueError(f"QualityProfile PSNRs must be finite; got {psnr}, {self.mode_psnr_db}")
+        object.__setattr__(self, "bpp", bpp)
+        object.__setattr__(self, "psnr_db", tuple(np.maximum.accumulate(psnr).tolist()))
+        object.__setattr__(self, "mode_psnr_db", {str(k): float(v) for k, v in self.mode_psnr_db.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bpp": list(self.bpp), "psnr_db": list(self.psnr_db), "mode_psnr_db": dict(self.mode_psnr_db)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QualityProfile:
+        if not isinstance(data, dict) or not {"bpp", "psnr_db"} <= set(data):
+            raise ValueError(f"QualityProfile must be a map with 'bpp' and 'psnr_db'; got {data!r:.80}")
+        return cls(tuple(data["bpp"]), tuple(data["psnr_db"]), dict(data.get("mode_psnr_db", {})))
+
+
 @dataclass
 class Task:
     """An image to deliver from a source node to a destination node.
@@ -57,6 +94,7 @@ class Task:
     weight_quality, weight_delay: SCC weights xi_q and xi_d, summing to 1.
     name: a human label (the image's name).
     shape: the image's shape, kept when the image itself is not (the wire form).
+    quality: the image's own QualityProfile when the transmitter measured one (None: plan with mean tables).
     """
 
     task_id: int
@@ -70,8 +108,11 @@ class Task:
     weight_delay: float = 0.5
     name: str = ""
     shape: tuple[int, ...] = ()
+    quality: QualityProfile | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.quality, dict):
+            self.quality = QualityProfile.from_dict(self.quality)
         _check_range("Task", "deadline_s", self.deadline_s, 1e-6, 1e6, "a positive delay limit in seconds")
         _check_range("Task", "quality_min_db", self.quality_min_db, 0.0, 100.0, "a PSNR floor in dB")
         _check_range("Task", "weight_quality", self.weight_quality, 0.0, 1.0)
@@ -420,6 +461,7 @@ def to_dict(obj: Task | LinkReport) -> dict[str, Any]:
     out = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "image"}
     if isinstance(obj, Task):
         out["shape"] = list(obj.shape)
+        out["quality"] = None if obj.quality is None else obj.quality.to_dict()
     out["type"] = type(obj).__name__
     return out
 

@@ -17,12 +17,13 @@ import numpy as np
 
 from sagin_hil.codecs.base import Budget
 from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, ModeSpec
+from sagin_hil.codecs.profile import PROFILE_BPP_GRID, build_image_profiles
 from sagin_hil.phy.theory import awgn
 
 __all__ = ["BPP_GRID", "JSCC_SNR_GRID_DB", "build_mode_table", "measure_jscc", "measure_j2k_rate_quality"]
 
 JSCC_SNR_GRID_DB = (-4.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0)
-BPP_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+BPP_GRID = PROFILE_BPP_GRID  # the per-image profiles share the mean curve's grid
 MODE1_BPP = 1.0  # the Mode 1 operating point reported in the mode table (the controller may pick any rate)
 
 
@@ -108,7 +109,8 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
     """Measure the mode table (every registered mode) and the JPEG 2000 rate-quality curve.
 
     Modes 3_x need the trained VQ weights (`sagin-hil train vq`), JSCC modes the JSCC weights (`sagin-hil
-    train jscc`); vq=False / jscc=False leave those out. Writes codecs/weights/mode_table.json when `write`.
+    train jscc`); vq=False / jscc=False leave those out. Writes codecs/weights/mode_table.json when `write`,
+    and beside it the same images' per-image quality profiles (codecs/profile.py).
     """
     imgs = _eval_images(n_images, size)
     modes = {}
@@ -125,4 +127,5 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
     if write:
         MODE_TABLE_PATH.parent.mkdir(parents=True, exist_ok=True)
         MODE_TABLE_PATH.write_text(json.dumps(table, indent=1))
+        build_image_profiles(n_images, size, write=True)
     return table

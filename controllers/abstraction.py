@@ -12,7 +12,10 @@ carried as samples:
   (calibration/bler.py); a hop where even the most robust MCS misses the target delivers nothing;
 - per task the link-adaptation prediction (controllers/link_adaptation.py): air time bits / (Rs x SE) per hop,
   store and forward, propagation, encode/decode time from the mode table; Mode 1's budget by the same
-  highest-SCC rule, its PSNR from the rate-quality table; Modes 3_x their measured bits and PSNR;
+  highest-SCC rule, its PSNR from the task image's own rate-quality curve (codecs/profile.py; each task's
+  image drawn from a pool of held-out images); Modes 3_x their measured bits and the image's own PSNR;
+  analog modes (deep JSCC) ratio x 3 x P channel uses per hop, their PSNR-vs-SNR curve at the route's
+  amplify-and-forward SNR;
 - queues: one transmitter per node, first come first served (a hop starts when its transmitter is free).
 """
 
@@ -199,11 +202,11 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
 
 
 class Predictor:
-    """Per-task delay and quality exactly as controllers/link_adaptation.py predicts them (digital modes).
+    """Per-task delay and quality exactly as controllers/link_adaptation.py predicts them (margin_db = 0).
 
     Parameters
     ----------
-    modes: registered mode names (digital: "mode1", "mode3_x"); target_bler: BLER an MCS may have at the
+    modes: registered mode names ("mode1", "mode3_x", "jscc-1/12", ...); target_bler: BLER an MCS may have at the
     hop's SNR; bler_table: object with .bler(mcs, snr_db) and .mcs_names (default: the shipped table);
     mode_table: the measured mode table (default: the stored one); n_pixels: pixels of every image.
     """
@@ -218,10 +221,6 @@ class Predictor:
         if not self.modes:
             raise ValueError("modes is empty; give at least one mode name, e.g. ('mode1',)")
         specs = [MODES.get(m) for m in self.modes]  # unknown names: the registry's did-you-mean error
-        analog = [s.name for s in specs if s.analog]
-        if analog:
-            raise ValueError(f"modes {analog} are analog (deep JSCC); the environment predicts digital modes only: "
-                             f"choose from {[m for m in MODES.names() if not MODES.get(m).analog]}")
         self.bler_table = bler_table if bler_table is not None else BlerTable.load()
         self.table = mode_table if mode_table is not None else load_mode_table()
         self.quality = RateQualityTable.coerce(self.table["j2k_rate_quality"])
@@ -242,7 +241,13 @@ class Predictor:
         # per mode: rate adaptive?, fixed bpp, psnr, compute time (encode, total)
         self.rate_adaptive = np.array([s.rate_adaptive for s in specs])
         self.fixed_bpp = np.array([0.0 if s.rate_adaptive else s.bits_per_pixel(self.table) for s in specs])
-        self.fixed_psnr = np.array([np.nan if s.rate_adaptive else s.psnr_db(self.table) for s in specs])
+        self.fixed_psnr = np.array([np.nan if s.rate_adaptive or s.analog else s.psnr_db(self.table) for s in specs])
+        # analog modes (deep JSCC): channel uses per hop, and PSNR against the end-to-end SNR
+        self.analog = np.array([s.analog for s in specs])
+        self.analog_symbols = np.array([s.symbols(self.n_pixels) if s.analog else 0 for s in specs], float)
+        self._analog_curves = {i: (np.asarray(s.row(self.table)["snr_db"], float),
+                                   np.asarray(s.row(self.table)["psnr_db"], float))
+                               for i, s in enumerate(specs) if s.analog}
         self.fixed_total_s = np.array([0.0 if s.rate_adaptive else s.compute_time_s(self.table) for s in specs])
         self.fixed_enc_s = np.array([0.0 if s.rate_adaptive else s.compute_time_s(self.table, stages=("encode",))
                                      for s in specs])
@@ -309,21 +314,42 @@ class Predictor:
         x = np.log(np.maximum(bpp, 1e-12))
         return np.interp(x, self._j2k_logbpp, self._j2k_total), np.interp(x, self._j2k_logbpp, self._j2k_enc)
 
-    def _bpp_for(self, q_db: np.ndarray) -> np.ndarray:
-        """RateQualityTable.bpp_for, vectorised."""
-        b, p = self.quality.bpp, self.quality.psnr_db
-        i = np.clip(np.searchsorted(p, q_db), 1, len(p) - 1)
-        lo, hi = p[i - 1], p[i]
+    def _curves(self, curve_db: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        """Per-task JPEG 2000 curves [*shape, G] on the table's bpp grid: `curve_db` (the images' own) or the mean."""
+        if curve_db is None:
+            return np.broadcast_to(self.quality.psnr_db, (*shape, len(self.quality.bpp)))
+        curve = np.maximum.accumulate(np.asarray(curve_db, float), axis=-1)
+        if curve.shape[-1] != len(self.quality.bpp):
+            raise ValueError(f"curve_db has {curve.shape[-1]} points per task; the mode table's JPEG 2000 grid has "
+                             f"{len(self.quality.bpp)} (bpp {self.quality.bpp.tolist()})")
+        return np.broadcast_to(curve, (*shape, curve.shape[-1]))
+
+    def _psnr_at(self, bpp: np.ndarray, curve: np.ndarray) -> np.ndarray:
+        """RateQualityTable.psnr_at row by row: bpp [F, P] on curves [F, G] (linear in log bpp, clamped)."""
+        xp = np.log(self.quality.bpp)
+        x = np.log(np.maximum(bpp, 1e-12))
+        i = np.clip(np.searchsorted(xp, x, side="right"), 1, len(xp) - 1)
+        t = np.clip((x - xp[i - 1]) / (xp[i] - xp[i - 1]), 0.0, 1.0)
+        f0, f1 = np.take_along_axis(curve, i - 1, axis=-1), np.take_along_axis(curve, i, axis=-1)
+        return f0 + t * (f1 - f0)
+
+    def _bpp_for(self, q_db: np.ndarray, curve: np.ndarray) -> np.ndarray:
+        """RateQualityTable.bpp_for row by row: the smallest bpp reaching q_db [F] on curves [F, G]."""
+        b = self.quality.bpp
+        i = np.clip((curve < q_db[:, None]).sum(-1), 1, len(b) - 1)
+        lo, hi = np.take_along_axis(curve, i[:, None] - 1, -1)[:, 0], np.take_along_axis(curve, i[:, None], -1)[:, 0]
         frac = np.where(hi == lo, 0.0, (q_db - lo) / np.where(hi == lo, 1.0, hi - lo))
         out = np.exp(np.log(b[i - 1]) + frac * (np.log(b[i]) - np.log(b[i - 1])))
-        out = np.where(q_db <= p[0], b[0], out)
-        return np.where(q_db > p[-1], np.inf, out)
+        out = np.where(q_db <= curve[:, 0], b[0], out)
+        return np.where(q_db > curve[:, -1], np.inf, out)
 
-    def choose_bpp(self, d0_s, slope_s, deadline_s, q_min_db, xi_q) -> np.ndarray:
-        """LinkAdaptation._choose_bpp for arrays of tasks: the Mode 1 budget of highest SCC."""
+    def choose_bpp(self, d0_s, slope_s, deadline_s, q_min_db, xi_q, curve_db=None) -> np.ndarray:
+        """LinkAdaptation._choose_bpp for arrays of tasks [F]: the Mode 1 budget of highest SCC on each task's
+        curve (curve_db [F, G], the images' own; default: the mean curve)."""
+        curve = self._curves(curve_db, np.shape(d0_s))
         lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])
         bpp_deadline = (deadline_s - d0_s) / slope_s
-        lo = np.maximum(self._bpp_for(q_min_db), lo_tab)
+        lo = np.maximum(self._bpp_for(q_min_db, curve), lo_tab)
         hi = np.minimum(bpp_deadline, hi_tab)
         out = np.clip(bpp_deadline, lo_tab, hi_tab)
         feas = lo <= hi
@@ -334,7 +360,7 @@ class Predictor:
             tab = np.where((tab >= lo_f[:, None]) & (tab <= hi_f[:, None]), tab, np.nan)
             grid = np.sort(np.concatenate([geo, tab], axis=1), axis=1)  # NaN last, as np.unique orders
             xq = np.broadcast_to(np.asarray(xi_q, float), feas.shape)[feas][:, None]
-            w = scc_weights(d0_s[feas][:, None] + slope_s[feas][:, None] * grid, self.quality.psnr_at(grid),
+            w = scc_weights(d0_s[feas][:, None] + slope_s[feas][:, None] * grid, self._psnr_at(grid, curve[feas]),
                             deadline_s[feas][:, None], q_min_db[feas][:, None], xq)
             w = np.where(np.isnan(grid), -1.0, w)
             out[feas] = np.take_along_axis(grid, np.argmax(w, axis=1)[:, None], axis=1)[:, 0]
@@ -342,12 +368,15 @@ class Predictor:
 
     def predict(self, mode: np.ndarray, snr_db: np.ndarray, rate_hz: np.ndarray, prop_s: np.ndarray,
                 hop_on: np.ndarray, deadline_s: np.ndarray, q_min_db: np.ndarray, xi_q=0.5,
-                active: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                active: np.ndarray | None = None, curve_db: np.ndarray | None = None,
+                mode_psnr_db: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Prediction for tasks [...] over hops [..., H] (hop_on masks the hops a route has).
 
         mode: index into self.modes; snr_db, rate_hz (symbol rate), prop_s per hop. Returns bits_per_pixel,
         mcs (index into self.mcs) and air_s per hop, encode_s, decode_s, delay_s (no queueing), psnr_db,
-        delivers (every hop's MCS meets the BLER target). Tasks outside `active` get no Mode 1 budget search."""
+        delivers (every hop's MCS meets the BLER target). Tasks outside `active` get no Mode 1 budget search.
+        The images' own quality (Task.quality), where known: curve_db [..., G] their JPEG 2000 PSNR on the
+        table's bpp grid, mode_psnr_db [..., len(modes)] each mode's PSNR (NaN: use the table's mean)."""
         mode = np.asarray(mode, np.intp)
         hop_on = np.asarray(hop_on, bool)
         mcs, meets = self.choose_mcs(np.where(hop_on, snr_db, 0.0))
@@ -361,17 +390,34 @@ class Predictor:
         total = self.fixed_total_s[mode].astype(float)
         enc = self.fixed_enc_s[mode].astype(float)
         psnr = self.fixed_psnr[mode].astype(float)
+        if mode_psnr_db is not None:
+            own = np.take_along_axis(np.asarray(mode_psnr_db, float), mode[..., None], -1)[..., 0]
+            psnr = np.where(np.isnan(own), psnr, own)
+        air = per_bpp * bpp[..., None]
+        delay = total + prop + slope * bpp
+        an = self.analog[mode]
+        if np.any(an):  # amplify and forward: 1 + 1/SNR_e2e = prod_h (1 + 1/SNR_h) (phy.theory.relay_snr_db)
+            inv = np.where(hop_on, 10.0 ** (-np.asarray(snr_db, float) / 10.0), 0.0)
+            e2e_db = -10.0 * np.log10(np.prod(1.0 + inv, axis=-1) - 1.0)
+            for i, (grid, curve) in self._analog_curves.items():
+                psnr = np.where(mode == i, np.interp(e2e_db, grid, curve), psnr)
+            n_sym = self.analog_symbols[mode]
+            air = np.where(an[..., None], np.where(hop_on, n_sym[..., None] / np.where(hop_on, rate_hz, 1.0), 0.0), air)
+            delay = np.where(an, total + prop + air.sum(-1), delay)
+            delivers = delivers | an
         if np.any(ra):
             dl, qm = np.broadcast_to(deadline_s, ra.shape)[ra], np.broadcast_to(q_min_db, ra.shape)[ra]
             xq = np.broadcast_to(np.asarray(xi_q, float), ra.shape)[ra]
+            curve = self._curves(curve_db, ra.shape)[ra]
             d0 = self._j2k_compute(np.ones(dl.shape))[0] + prop[ra]
-            b = self.choose_bpp(d0, slope[ra], dl, qm, xq)
+            b = self.choose_bpp(d0, slope[ra], dl, qm, xq, curve)
             bpp[ra] = b
             total[ra], enc[ra] = self._j2k_compute(b)
-            psnr[ra] = self.quality.psnr_at(b)
-        return {"bits_per_pixel": bpp, "mcs": mcs, "air_s": per_bpp * bpp[..., None], "encode_s": enc,
-                "decode_s": total - enc, "delay_s": total + prop + slope * bpp, "psnr_db": psnr,
-                "delivers": delivers}
+            psnr[ra] = self._psnr_at(b[:, None], curve)[:, 0]
+            air[ra] = per_bpp[ra] * b[:, None]
+            delay[ra] = total[ra] + prop[ra] + slope[ra] * b
+        return {"bits_per_pixel": bpp, "mcs": mcs, "air_s": air, "encode_s": enc, "decode_s": total - enc,
+                "delay_s": delay, "psnr_db": psnr, "delivers": delivers}
 
 
 @dataclass
@@ -392,14 +438,16 @@ class SaginWorld:
     ----------
     n_envs: E; scenario: a Scenario (default: [P000] Sec. V); horizon_s: episode length; slot_s: decision
     slot; arrival_rate_hz: FTP Model 3 rate per LEO; window: tasks shown and decided per slot; modes,
-    target_bler, n_pixels: the Predictor's; deadline_range_s, quality_range_db, weight_quality: the tasks'.
+    target_bler, n_pixels: the Predictor's; deadline_range_s, quality_range_db, weight_quality: the tasks';
+    image_profiles: image name -> QualityProfile, the pool each task's image is drawn from uniformly (default:
+    the held-out images' stored profiles, codecs/profile.py; {} plans every task as the table's mean image).
     """
 
     def __init__(self, n_envs: int = 1, scenario=None, horizon_s: float = 200.0, slot_s: float = 1.0,
                  arrival_rate_hz: float = 0.1, window: int = 8, modes=DEFAULT_MODES, target_bler: float = 0.1,
                  n_pixels: int = DEFAULT_IMAGE_PIXELS, deadline_range_s=(2.0, 11.0),
                  quality_range_db=(10.0, 30.0), weight_quality: float = 0.5, rolloff: float = 0.25,
-                 predictor: Predictor | None = None):
+                 predictor: Predictor | None = None, image_profiles: dict | None = None):
         if int(n_envs) < 1:
             raise ValueError(f"n_envs = {n_envs!r} must be >= 1")
         if int(window) < 1:
@@ -426,12 +474,40 @@ class SaginWorld:
         self.weight_quality = float(weight_quality)
         self.predictor = predictor or Predictor(modes, target_bler, n_pixels=n_pixels)
         self.modes = self.predictor.modes
+        self._image_pool(image_profiles)
         self.rolloff = float(rolloff)
         rs = 1.0 / (1.0 + rolloff)
         self.rate_sa_hz, self.rate_isl_hz = self.tables.sa_bandwidth_hz * rs, self.tables.isl_bandwidth_hz * rs
         self.rate_ag_hz = self.tables.ag_bandwidth_hz * rs
         self._e = np.arange(self.E)
         self.reset([None] * self.E)
+
+    def _image_pool(self, profiles: dict | None) -> None:
+        """Per pool image its JPEG 2000 curve on the predictor's grid [I, G] and each mode's PSNR [I, modes]."""
+        if profiles is None:
+            from sagin_hil.codecs.profile import image_profiles
+
+            try:
+                profiles = image_profiles()
+            except FileNotFoundError:
+                profiles = {}
+        grid = self.predictor.quality.bpp
+        self.image_names = list(profiles) or ["(mean image)"]
+        if not profiles:
+            self.pool_curve_db = self.predictor.quality.psnr_db[None, :].copy()
+            self.pool_mode_psnr_db = self.predictor.fixed_psnr[None, :].copy()
+            self.pool_psnr_1bpp_db = self.predictor.quality.psnr_at(np.array([1.0]))
+            self.pool_profiles = [None]
+            return
+        for name, prof in profiles.items():
+            if not np.allclose(prof.bpp, grid):
+                raise ValueError(f"image profile {name!r} is measured at bpp {list(prof.bpp)}; the mode table's "
+                                 f"grid is {grid.tolist()}: rebuild both with `sagin-hil train modes`")
+        self.pool_profiles = list(profiles.values())
+        self.pool_curve_db = np.array([p.psnr_db for p in self.pool_profiles])
+        self.pool_mode_psnr_db = np.array([[p.mode_psnr_db.get(m, np.nan) for m in self.modes]
+                                           for p in self.pool_profiles])
+        self.pool_psnr_1bpp_db = self.predictor._psnr_at(np.ones((len(self.pool_profiles), 1)), self.pool_curve_db)[:, 0]
 
     # -- episode -------------------------------------------------------------------------------------------
     def reset(self, seeds) -> None:
@@ -450,17 +526,19 @@ class SaginWorld:
             order = np.argsort(t, kind="stable")
             n = len(t)
             draws.append((t[order], k[order], rng.integers(self.M, size=n),
-                          rng.uniform(*self.deadline_range_s, size=n), rng.uniform(*self.quality_range_db, size=n)))
+                          rng.uniform(*self.deadline_range_s, size=n), rng.uniform(*self.quality_range_db, size=n),
+                          rng.integers(len(self.image_names), size=n)))
         G = max(1, max(len(d[0]) for d in draws))
         self.arrival_s = np.full((self.E, G), np.inf)
         self.source = np.zeros((self.E, G), np.intp)
         self.user = np.zeros((self.E, G), np.intp)
         self.deadline_s = np.ones((self.E, G))
         self.q_min_db = np.zeros((self.E, G))
-        for e, (t, k, m, d, q) in enumerate(draws):
+        self.image = np.zeros((self.E, G), np.intp)  # index into the image pool
+        for e, (t, k, m, d, q, img) in enumerate(draws):
             n = len(t)
             self.arrival_s[e, :n], self.source[e, :n], self.user[e, :n] = t, k, m
-            self.deadline_s[e, :n], self.q_min_db[e, :n] = d, q
+            self.deadline_s[e, :n], self.q_min_db[e, :n], self.image[e, :n] = d, q, img
         self.done = ~np.isfinite(self.arrival_s)  # padding counts as done
         # a dispatched task's outcome is known at dispatch; its SCC is paid in the slot in which it finishes
         self.finish_s = np.full(self.arrival_s.shape, np.inf)
@@ -478,7 +556,8 @@ class SaginWorld:
             pad = ((0, 0), (0, self.W - G))
             self.arrival_s = np.pad(self.arrival_s, pad, constant_values=np.inf)
             self.deadline_s = np.pad(self.deadline_s, pad, constant_values=1.0)
-            self.source, self.user, self.q_min_db = (np.pad(a, pad) for a in (self.source, self.user, self.q_min_db))
+            self.source, self.user, self.q_min_db, self.image = (
+                np.pad(a, pad) for a in (self.source, self.user, self.q_min_db, self.image))
             self.done = np.pad(self.done, pad, constant_values=True)
             self.finish_s = np.pad(self.finish_s, pad, constant_values=np.inf)
             self.scc = np.pad(self.scc, pad)
@@ -559,7 +638,9 @@ class SaginWorld:
         rate = np.broadcast_to(np.array([self.rate_isl_hz, self.rate_sa_hz, self.rate_ag_hz]), snr.shape)
         hop_on = np.stack([via_isl, np.ones_like(ok), np.ones_like(ok)], -1)
         dl, qm = self._take(self.deadline_s), self._take(self.q_min_db)
-        pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality, active=ok)
+        img = self._take(self.image)
+        pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality, active=ok,
+                          curve_db=self.pool_curve_db[img], mode_psnr_db=self.pool_mode_psnr_db[img])
         # store and forward through FCFS transmitters, window order = arrival order
         tx = np.stack([src, leo, self.K + uav], -1)
         air, enc, dec = pred["air_s"], pred["encode_s"], pred["decode_s"]
@@ -625,9 +706,11 @@ class SaginWorld:
             g = self.win[e, j]
             k, m = int(self.source[e, g]), int(self.user[e, g])
             left_s = max(float(self.deadline_s[e, g] - (self.t_s - self.arrival_s[e, g])), 1e-6)
+            img = int(self.image[e, g])
             tasks.append(Task(int(j), None, tb.sats[k], tb.users[m], deadline_s=left_s,
                               quality_min_db=float(self.q_min_db[e, g]), arrival_s=float(self.arrival_s[e, g]),
-                              weight_quality=self.weight_quality, weight_delay=1.0 - self.weight_quality))
+                              weight_quality=self.weight_quality, weight_delay=1.0 - self.weight_quality,
+                              name=self.image_names[img], quality=self.pool_profiles[img]))
             cands = candidate_routes_at(tb, i, k, m, self.uav_m[e])
             routes[int(j)] = []
             for r in cands:

@@ -32,7 +32,7 @@ def _obs_layout(world: SaginWorld) -> dict[str, tuple[int, ...]]:
     K, N, M, W = world.K, world.N, world.M, world.W
     return {"time": (1,), "uav_position": (N, 3), "leo_uav_snr": (K, N), "leo_uav_visible": (K, N),
             "isl_snr": (K, K), "uav_user_snr": (N, M), "task_valid": (W,), "task_source": (W, K),
-            "task_user": (W, M), "task_q_min": (W,), "task_deadline": (W,), "task_waited": (W,),
+            "task_user": (W, M), "task_q_min": (W,), "task_image_psnr": (W,), "task_deadline": (W,), "task_waited": (W,),
             "backlog": (K + N,), "queue": (1,)}
 
 
@@ -54,11 +54,12 @@ def _observe(world: SaginWorld) -> np.ndarray:
     src = np.where(valid[..., None], np.eye(world.K)[world._take(world.source)], 0.0).reshape(E, -1)
     usr = np.where(valid[..., None], np.eye(world.M)[world._take(world.user)], 0.0).reshape(E, -1)
     qm = np.where(valid, world._take(world.q_min_db) / SNR_SCALE_DB, 0.0)
+    img = np.where(valid, world.pool_psnr_1bpp_db[world._take(world.image)] / SNR_SCALE_DB, 0.0)
     dl = np.where(valid, world._take(world.deadline_s) / DELAY_SCALE_S, 0.0)
     waited = np.where(valid, (world.t_s - world._take(world.arrival_s)) / DELAY_SCALE_S, 0.0)
     backlog = np.maximum(world.busy_until_s - world.t_s, 0.0) / DELAY_SCALE_S
     queue = (world.n_pending / (4.0 * world.W))[:, None]
-    out = np.concatenate([t, pos, sa, vis, isl, ag, valid.astype(float), src, usr, qm, dl, waited, backlog, queue],
+    out = np.concatenate([t, pos, sa, vis, isl, ag, valid.astype(float), src, usr, qm, img, dl, waited, backlog, queue],
                          axis=1)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 

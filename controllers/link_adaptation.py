@@ -8,9 +8,11 @@ For every task of the ControllerState and each of its candidate routes:
    most robust MCS);
 2. every allowed mode (codecs.modes.MODES) is predicted from the measured mode table:
    - Mode 1 (JPEG 2000, rate adaptive): delay D(bpp) = compute + propagation + sum_h bpp P / (Rs_h SE_h),
-     quality from the measured rate-quality curve; among budgets with Q >= Q_min and D <= D_max the one of
+     quality from the task image's own rate-quality curve (Task.quality, measured at the transmitter) or else
+     the measured mean curve; among budgets with Q >= Q_min and D <= D_max the one of
      highest SCC, else the deadline wins (the largest budget that meets D_max, else the smallest);
-   - fixed-size digital modes (VQ, Modes 3_x): their measured bits, PSNR and compute time, the same MCS;
+   - fixed-size digital modes (VQ, Modes 3_x): their measured bits and compute time, the image's own PSNR
+     (else the table's mean), the same MCS;
    - analog modes (deep JSCC): quality from the PSNR-vs-SNR curve at the route's amplify-and-forward SNR
      (phy.theory.relay_snr_db), delay from ratio x 3 x P channel uses per hop;
 3. the mode (and route) of highest predicted SCC wins; digital modes compete only where every hop's MCS
@@ -161,16 +163,20 @@ class LinkAdaptation(Controller):
         return float(scc_weights(np.array([delay_s]), np.array([psnr_db]), np.array([task.deadline_s]),
                                  np.array([task.quality_min_db]), task.weight_quality)[0])
 
-    def _choose_bpp(self, task: Task, d0: float, slope: float) -> float:
-        lo_tab, hi_tab = float(self.quality.bpp[0]), float(self.quality.bpp[-1])
+    def _quality_of(self, task: Task) -> RateQualityTable:
+        """The task image's own JPEG 2000 curve when the transmitter measured one, else the table's mean."""
+        return RateQualityTable(task.quality.bpp, task.quality.psnr_db) if task.quality is not None else self.quality
+
+    def _choose_bpp(self, task: Task, d0: float, slope: float, quality: RateQualityTable) -> float:
+        lo_tab, hi_tab = float(quality.bpp[0]), float(quality.bpp[-1])
         bpp_deadline = (task.deadline_s - d0) / slope
-        bpp_quality = self.quality.bpp_for(task.quality_min_db)
+        bpp_quality = quality.bpp_for(task.quality_min_db)
         lo, hi = max(bpp_quality, lo_tab), min(bpp_deadline, hi_tab)
         if lo > hi:  # cannot meet both: keep the deadline if possible, with the best quality it allows
             return float(np.clip(bpp_deadline, lo_tab, hi_tab))
-        grid = np.unique(np.concatenate([np.geomspace(lo, hi, 65), self.quality.bpp[(self.quality.bpp >= lo)
-                                                                                   & (self.quality.bpp <= hi)]]))
-        w = scc_weights(d0 + slope * grid, self.quality.psnr_at(grid), np.full(grid.shape, task.deadline_s),
+        grid = np.unique(np.concatenate([np.geomspace(lo, hi, 65), quality.bpp[(quality.bpp >= lo)
+                                                                              & (quality.bpp <= hi)]]))
+        w = scc_weights(d0 + slope * grid, quality.psnr_at(grid), np.full(grid.shape, task.deadline_s),
                         np.full(grid.shape, task.quality_min_db), task.weight_quality)
         return float(grid[int(np.argmax(w))])
 
@@ -178,10 +184,11 @@ class LinkAdaptation(Controller):
                  rates: dict[str, float], e2e_db: float | None, delivers: bool) -> dict[str, Any] | None:
         """Predicted budget, delay, quality and SCC of one mode on one route (None: cannot be predicted)."""
         if spec.rate_adaptive:
+            quality = self._quality_of(task)
             d0 = self._compute_s(spec, 1.0) + prop_s
-            bpp = self._choose_bpp(task, d0, slope)
+            bpp = self._choose_bpp(task, d0, slope, quality)
             delay = self._compute_s(spec, bpp) + prop_s + slope * bpp
-            psnr = float(self.quality.psnr_at(bpp))
+            psnr = float(quality.psnr_at(bpp))
             return {"bits_per_pixel": bpp, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
                     "delivers": delivers}
         if self.table is None or spec.table_key not in self.table["modes"]:
@@ -196,7 +203,8 @@ class LinkAdaptation(Controller):
                     "scc": self._scc(task, delay, psnr), "delivers": True, "e2e_snr_db": e2e_db}
         bpp = spec.bits_per_pixel(self.table)
         delay = self._compute_s(spec) + prop_s + slope * bpp
-        psnr = spec.psnr_db(self.table)
+        own = task.quality.mode_psnr_db.get(spec.name) if task.quality is not None else None
+        psnr = spec.psnr_db(self.table) if own is None else own
         return {"bits_per_pixel": bpp, "delay_s": delay, "psnr_db": psnr, "scc": self._scc(task, delay, psnr),
                 "delivers": delivers}
 

@@ -55,6 +55,9 @@ class TasksConfig(_Section):
     frames: int = Field(1, ge=1, le=100, description="frames (arrival = frames), one every images.interval_s")
     semantic_users: list[str] = Field(default_factory=list,
                                       description="users with semantic decoders (SemUsers); the others are ConUsers")
+    quality_profile: bool = Field(
+        True, description="the transmitter measures each image's own quality per mode (JPEG 2000 at every rate of "
+        "the grid, each VQ mode once) and controllers plan with it; false: plan with the mode table's mean image")
 
     @field_validator("deadline_s", "quality_min_db")
     @classmethod

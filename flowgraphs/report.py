@@ -59,6 +59,7 @@ class TaskRecord:
     hop_rate_bps: dict[str, float] = field(default_factory=dict)  # what each hop carried per second of air time
     hop_snr_db: dict[str, float] = field(default_factory=dict)  # each hop's measured Es/N0
     fallback: bool = False  # the plane's safe default was used (no controller answer)
+    quality_profile: dict[str, Any] | None = None  # the image's own quality per mode the controller planned with
 
     def row(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in TASK_COLUMNS}
@@ -285,7 +286,7 @@ def timeline_numbers(timeline: list[dict[str, Any]] | None, delay_s: float | Non
 
 def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], meta: dict[str, Any]) -> dict:
     tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "predicted": r.predicted, "trail": r.trail,
-              "timeline": r.timeline, "fallback": r.fallback} for r in records]
+              "timeline": r.timeline, "fallback": r.fallback, "quality_profile": r.quality_profile} for r in records]
     n = max(len(records), 1)
     totals = {
         "tasks": len(records),

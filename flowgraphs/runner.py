@@ -472,6 +472,7 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
                 task_start = max(t_go, task.arrival_s)
                 # carry() counts the delay from the task's arrival: waiting for the UAVs counts against D_max
                 rec = exp.carry(task, plan.allocations[task.task_id], task_start, plan.trail.get(task.task_id, {}))
+                rec.quality_profile = None if task.quality is None else task.quality.to_dict()
                 frame_records.append(rec)
                 progress.advance(bar)
             records += frame_records
@@ -586,6 +587,11 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     except ValueError as exc:
         raise FlowgraphError(f"{fg.source}: [images] {exc}") from None
     frames = _make_frames(fg, images, scenario, rng)
+    if fg.tasks.quality_profile:  # the transmitter measures each image's own quality per mode (cached per image)
+        from sagin_hil.codecs.profile import measure_quality_profile
+
+        for task in (t for f in frames for t in f):
+            task.quality = measure_quality_profile(task.image, fg.controller.modes)
     try:
         mode_table = load_mode_table()
     except FileNotFoundError:

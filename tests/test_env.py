@@ -31,9 +31,11 @@ def _route_names(world, r):
     return tuple([tb.sats[k] for k in leos] + [tb.uavs[n], tb.users[m]])
 
 
-def _set_tasks(world, tasks):
-    """Replace environment 0's tasks by `tasks` = [(arrival_s, source, user, D_max, Q_min)]."""
+def _set_tasks(world, tasks, image=0):
+    """Replace environment 0's tasks by `tasks` = [(arrival_s, source, user, D_max, Q_min)], all of pool image
+    `image`."""
     G = len(tasks)
+    world.image = np.full((1, G), image, np.intp)
     world.arrival_s = np.array([[t[0] for t in tasks]], float)
     world.source = np.array([[t[1] for t in tasks]], np.intp)
     world.user = np.array([[t[2] for t in tasks]], np.intp)
@@ -129,14 +131,18 @@ def _la_state(world, route, t_s):
 @pytest.mark.parametrize("route_nodes,t_s", [(("leo0", "uav0", "user1"), 60.0),
                                              (("leo0", "leo1", "uav1", "user3"), 100.0),
                                              (("leo2", "uav2", "user6"), 150.0)])
-@pytest.mark.parametrize("mode", DEFAULT_MODES)
+@pytest.mark.parametrize("mode", DEFAULT_MODES + ("jscc-1/12", "jscc-1/6"))
 @pytest.mark.parametrize("d_max,q_min", [(2.5, 12.0), (9.0, 28.0), (4.0, 35.0)])
-def test_prediction_equals_link_adaptation(route_nodes, t_s, mode, d_max, q_min):
-    """A task dispatched on arrival with an idle network: the world's delay and PSNR are link adaptation's."""
-    world = SaginWorld(1)
+@pytest.mark.parametrize("image", [0, 2])
+def test_prediction_equals_link_adaptation(route_nodes, t_s, mode, d_max, q_min, image):
+    """A task dispatched on arrival with an idle network: the world's delay and PSNR are link adaptation's,
+    both planning with the task image's own quality profile; analog (JSCC) modes at the amplify-and-forward SNR."""
+    world = SaginWorld(1, modes=DEFAULT_MODES + ("jscc-1/12", "jscc-1/6"))
+    assert len(world.pool_profiles) >= 3, "the shipped held-out image profiles are the pool"
     route = Route(route_nodes)
     snr, prop, bw = _la_state(world, route, t_s)
-    task = Task(0, None, route.source, route.user, deadline_s=d_max, quality_min_db=q_min, arrival_s=t_s)
+    task = Task(0, None, route.source, route.user, deadline_s=d_max, quality_min_db=q_min, arrival_s=t_s,
+                quality=world.pool_profiles[image])
     state = ControllerState(time_s=t_s, tasks=[task], routes={0: [route]}, modes=[mode],
                             predicted_snr_db={h: float(v) for h, v in snr.items()},
                             propagation_delay_s={h: float(v) for h, v in prop.items()},
@@ -146,8 +152,9 @@ def test_prediction_equals_link_adaptation(route_nodes, t_s, mode, d_max, q_min)
     # the same task through the world: the action that carries it on this route in this mode
     idx = {n: j for j, n in enumerate(_names(world))}
     world.t_s = t_s
-    _set_tasks(world, [(t_s, idx[route.source], idx[route.user] - world.K - world.N, d_max, q_min)])
+    _set_tasks(world, [(t_s, idx[route.source], idx[route.user] - world.K - world.N, d_max, q_min)], image)
     a = plan_to_action(world, {0: route.nodes}, {0: mode})
+    assert world.modes[a["mode"][0]] == mode
     world.step(a["uav_leo"][None], a["user_uav"][None], a["isl"][None], a["mode"][None], a["waypoint"][None])
     last = world.last
     assert last["ok"][0, 0], "the route is a candidate, so the task is dispatched"
@@ -244,8 +251,8 @@ def test_throughput_is_measured():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match="jscc"):
-        SaginWorld(1, modes=("mode1", "jscc-1/12"))
+    with pytest.raises(ValueError, match="jscc-1/13"):  # the registry's did-you-mean names the spelling
+        SaginWorld(1, modes=("mode1", "jscc-1/13"))
     with pytest.raises(ValueError, match="window"):
         SaginWorld(1, window=0)
 

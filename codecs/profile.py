@@ -1,0 +1,100 @@
+"""Per-image quality profiles: what each mode would deliver for *this* image, measured at the transmitter.
+
+The mode table holds mean quality over held-out images, but images differ by up to 10 dB at one JPEG 2000
+rate (a smooth sky against a textured scene). The transmitter holds the image, so it can measure the truth:
+JPEG 2000 at every budget of the rate grid and each fixed-size digital mode (VQ) once, decoded locally, as
+the receiver would decode an error-free copy. Controllers and the link abstraction then predict quality per
+image instead of per mean image. Analog modes (deep JSCC) keep the table's PSNR-vs-SNR curve: their quality
+depends on the channel, which the transmitter does not know in advance.
+
+`measure_quality_profile` measures one image (cached by content); `image_profiles` returns the profiles of
+the held-out images stored in codecs/weights/image_profiles.json (`sagin-hil train modes` writes them),
+the pool the SAGIN environment draws its tasks' images from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sagin_hil.codecs.base import Budget
+from sagin_hil.codecs.modes import MIN_MODE1_BITS, MODES
+from sagin_hil.datatypes import QualityProfile
+
+__all__ = ["PROFILE_BPP_GRID", "IMAGE_PROFILES_PATH", "measure_quality_profile", "image_profiles",
+           "build_image_profiles"]
+
+# The mode table's JPEG 2000 grid (calibration.quality.BPP_GRID), so profiles and the mean curve interpolate alike
+PROFILE_BPP_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+IMAGE_PROFILES_PATH = Path(__file__).parent / "weights" / "image_profiles.json"
+_CACHE: dict[tuple, QualityProfile] = {}
+
+
+def _fixed_modes(modes) -> list[str]:
+    """The fixed-size digital modes among `modes` (those a profile measures besides JPEG 2000)."""
+    out = []
+    for name in modes:
+        spec = MODES.get(name)
+        if not spec.analog and not spec.rate_adaptive:
+            out.append(name)
+    return out
+
+
+def measure_quality_profile(image: np.ndarray, modes=("mode1",), bpp_grid=PROFILE_BPP_GRID) -> QualityProfile:
+    """The QualityProfile of `image` (uint8 HxW[x3]): JPEG 2000 PSNR at each bpp of `bpp_grid` (budgets below
+    MIN_MODE1_BITS are measured at that floor, as the runner would send them) and the PSNR of each fixed-size
+    digital mode in `modes` whose codec can be loaded (one whose weights are missing is left out, and the
+    controllers use its table mean). Cached by the image's bytes, so repeated images cost nothing."""
+    from sagin_hil.codecs.metrics import psnr
+    from sagin_hil.codecs.registry import get_codec
+
+    img = np.ascontiguousarray(image)
+    fixed = _fixed_modes(modes)
+    key = (hashlib.sha1(img.tobytes()).hexdigest(), img.shape, tuple(bpp_grid), tuple(fixed))
+    if key in _CACHE:
+        return _CACHE[key]
+    n_pixels = img.shape[0] * img.shape[1]
+    j2k = get_codec("jpeg2000")
+    curve = []
+    for bpp in bpp_grid:
+        pay = j2k.encode(img, Budget(bits=max(int(bpp * n_pixels), MIN_MODE1_BITS)))
+        curve.append(float(psnr(img, j2k.decode(pay.data))))
+    mode_psnr = {}
+    for name in fixed:
+        try:
+            codec = get_codec(MODES.get(name).codec)
+            pay = codec.encode(img, Budget())
+        except (FileNotFoundError, ValueError, ImportError):  # weights missing or the image too small for it
+            continue
+        mode_psnr[name] = float(psnr(img, codec.decode(pay.data)))
+    profile = QualityProfile(tuple(bpp_grid), tuple(curve), mode_psnr)
+    _CACHE[key] = profile
+    return profile
+
+
+def build_image_profiles(n_images: int = 8, size: int = 256, write: bool = True) -> dict[str, Any]:
+    """Profiles of the held-out images (every digital mode of MODES) at `size`; written to
+    IMAGE_PROFILES_PATH when `write`. Output: {"size", "measured_utc", "images": {name: profile dict}}."""
+    from sagin_hil.codecs.images import load_images
+
+    modes = [m for m in MODES.names() if not MODES.get(m).analog]
+    imgs = load_images(n=n_images, size=size, split="eval")
+    out = {"size": size, "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "images": {name: measure_quality_profile(img, modes).to_dict() for name, img in imgs}}
+    if write:
+        IMAGE_PROFILES_PATH.parent.mkdir(parents=True, exist_ok=True)
+        IMAGE_PROFILES_PATH.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def image_profiles(path: str | Path | None = None) -> dict[str, QualityProfile]:
+    """Image name -> QualityProfile of the stored held-out profiles; regenerate them with `sagin-hil train modes`."""
+    p = Path(path) if path is not None else IMAGE_PROFILES_PATH
+    if not p.exists():
+        raise FileNotFoundError(f"no image profiles at {p}; create them with `sagin-hil train modes`")
+    return {name: QualityProfile.from_dict(d) for name, d in json.loads(p.read_text())["images"].items()}

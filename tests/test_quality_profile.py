@@ -1,0 +1,91 @@
+"""Per-image quality profiles: measured at the transmitter, carried on the wire, planned with at both fidelities."""
+
+import numpy as np
+import pytest
+
+from sagin_hil.codecs.base import Budget
+from sagin_hil.codecs.images import load_images
+from sagin_hil.codecs.metrics import psnr
+from sagin_hil.codecs.profile import PROFILE_BPP_GRID, image_profiles, measure_quality_profile
+from sagin_hil.codecs.registry import get_codec
+from sagin_hil.datatypes import QualityProfile, Task, from_dict, to_dict
+
+
+@pytest.fixture(scope="module")
+def two_images():
+    return load_images(n=2, size=128, split="eval")
+
+
+def test_profile_is_the_codecs_own_quality(two_images):
+    (_, img), (_, other) = two_images
+    prof = measure_quality_profile(img, modes=("mode1",))
+    codec = get_codec("jpeg2000")
+    measured = []
+    for bpp in PROFILE_BPP_GRID:  # at the grid points: exactly what the codec delivers (below 2048 bits, the floor)
+        bits = max(int(bpp * img.shape[0] * img.shape[1]), 2048)
+        measured.append(psnr(img, codec.decode(codec.encode(img, Budget(bits=bits)).data)))
+    assert np.allclose(prof.psnr_db, np.maximum.accumulate(measured), atol=1e-9)
+    assert measure_quality_profile(img, modes=("mode1",)) is prof  # cached by content
+    other_prof = measure_quality_profile(other, modes=("mode1",))
+    assert max(abs(a - b) for a, b in zip(prof.psnr_db, other_prof.psnr_db)) > 1.0, "images differ: that is the point"
+
+
+def test_profile_travels_on_the_wire():
+    prof = QualityProfile((0.1, 1.0, 3.0), (20.0, 30.0, 29.0), {"mode3_2": 24.5})
+    assert prof.psnr_db == (20.0, 30.0, 30.0)  # made non-decreasing, like the mean curve
+    task = Task(3, None, "leo0", "user1", deadline_s=4.0, quality_min_db=20.0, quality=prof)
+    back = from_dict(to_dict(task))
+    assert back.quality == prof
+    with pytest.raises(ValueError, match="increasing bpp"):
+        QualityProfile((1.0, 0.5), (20.0, 30.0))
+    with pytest.raises(ValueError, match="'bpp' and 'psnr_db'"):
+        QualityProfile.from_dict({"psnr_db": [1, 2]})
+
+
+def test_link_adaptation_plans_with_the_images_own_curve():
+    from sagin_hil.controllers.link_adaptation import LinkAdaptation
+    from sagin_hil.datatypes import ControllerState, Route
+
+    profiles = image_profiles()
+    easy, hard = max(profiles.values(), key=lambda p: p.psnr_db[8]), min(profiles.values(), key=lambda p: p.psnr_db[8])
+    route = Route(("leo0", "uav0", "user0"))
+    state = ControllerState(time_s=0.0, tasks=[], routes={0: [route]}, modes=["mode1", "mode3_2"],
+                            predicted_snr_db={h: 12.0 for h in route.links},
+                            bandwidth_hz={h: 10e6 for h in route.links}, rolloff=0.25)
+    la = LinkAdaptation()
+    preds = {}
+    for name, prof in (("easy", easy), ("hard", hard), ("mean", None)):
+        task = Task(0, None, "leo0", "user0", deadline_s=0.05, quality_min_db=10.0, quality=prof)
+        _, trail = la._route(task, route, state)
+        preds[name] = trail["candidates"]
+    mode1 = {k: v["mode1"] for k, v in preds.items()}
+    assert mode1["easy"]["psnr_db"] == pytest.approx(
+        float(np.interp(np.log(mode1["easy"]["bits_per_pixel"]), np.log(easy.bpp), easy.psnr_db)), abs=1e-3)
+    assert mode1["easy"]["psnr_db"] > mode1["mean"]["psnr_db"] > mode1["hard"]["psnr_db"]
+    assert preds["hard"]["mode3_2"]["psnr_db"] == pytest.approx(hard.mode_psnr_db["mode3_2"])
+
+
+def test_environment_draws_images_from_the_pool():
+    from sagin_hil.controllers.abstraction import SaginWorld
+    from sagin_hil.controllers.env import SaginEnv, SNR_SCALE_DB
+
+    world = SaginWorld(4)
+    world.reset([0, 1, 2, 3])
+    drawn = world.image[np.isfinite(world.arrival_s)]
+    assert len(set(drawn.tolist())) == len(world.image_names) >= 3, "every pool image is drawn"
+    assert world.controller_state(0).tasks == [] or all(
+        t.quality is not None for t in world.controller_state(0).tasks)
+    env = SaginEnv()
+    obs, _ = env.reset(seed=0)
+    w = env.unwrapped.world
+    start = 0
+    for name, shape in env.unwrapped.obs_layout.items():
+        size = int(np.prod(shape))
+        if name == "task_image_psnr":
+            field = obs[start:start + size]
+            break
+        start += size
+    want = np.where(w.win_valid[0], w.pool_psnr_1bpp_db[w.image[0, w.win[0]]] / SNR_SCALE_DB, 0.0)
+    assert np.allclose(field, want, atol=1e-6)
+    mean_world = SaginWorld(1, image_profiles={})  # no pool: every task is the mean image
+    assert mean_world.image_names == ["(mean image)"]
