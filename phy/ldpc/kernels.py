@@ -1,7 +1,9 @@
 """Numba kernels of the LDPC decoders (float32 LLRs, llr = log P(b=0)/P(b=1)).
 
 Three kernels share one calling convention: a batch of mother-code LLRs in, hard decisions of the
-mother code, the iteration count and the convergence flag out, early stop on the syndrome.
+mother code, the iteration count and the convergence flag out, early stop on the syndrome (or, with
+early_stop False, a fixed iteration count and one syndrome check at the end). The int16 fast path is in
+kernels_int16.py.
 
 - `qc_layered_min_sum`: layered min-sum on a quasi-cyclic code (5G NR; DVB-S2 in its Z = 360 form).
   LLRs live as [base column, Z]; for each base-graph row the Z check nodes are processed together, a
@@ -206,9 +208,10 @@ def _qc_row_special(L, R, T, Rs, e0, d, cols, shifts, brk, dup, Z, mode, scale, 
 
 @njit(cache=True, fastmath=True)
 def qc_layered_min_sum(
-    llr, row_ptr, cols, shifts, brk, dup, Z, max_iter, mode, scale, offset, hard_out, iters_out, conv_out
+    llr, row_ptr, cols, shifts, brk, dup, Z, max_iter, early_stop, mode, scale, offset, hard_out, iters_out, conv_out
 ):
-    """Layered min-sum on a QC code; llr [B, n_cols*Z] (mother order), hard_out [B, n_cols*Z] uint8."""
+    """Layered min-sum on a QC code; llr [B, n_cols*Z] (mother order), hard_out [B, n_cols*Z] uint8.
+    early_stop False: run max_iter iterations and check the syndrome once at the end."""
     B = llr.shape[0]
     n_cols = llr.shape[1] // Z
     max_deg = 0
@@ -243,7 +246,7 @@ def qc_layered_min_sum(
                     _qc_row_special(L, R, T, Rs, e0, d, cols, shifts, brk, dup, Z, mode, scale, offset, min1, min2, sgn)
                 else:
                     _qc_row(L, R, T, e0, d, cols, shifts, Z, mode, scale, offset, min1, min2, sgn)
-            if _qc_syndrome_ok(L, row_ptr, cols, shifts, brk, Z, hard, acc):
+            if (early_stop or it == max_iter) and _qc_syndrome_ok(L, row_ptr, cols, shifts, brk, Z, hard, acc):
                 ok = True
                 break
         ob = hard_out[b]
@@ -266,7 +269,7 @@ def _syndrome_ok(hard, row_ptr, var_idx):
 
 
 @njit(cache=True, fastmath=True)
-def layered_min_sum(llr, row_ptr, var_idx, max_iter, mode, scale, offset, hard_out, iters_out, conv_out):
+def layered_min_sum(llr, row_ptr, var_idx, max_iter, early_stop, mode, scale, offset, hard_out, iters_out, conv_out):
     """Layered min-sum on any sparse H given as CSR (row_ptr, var_idx); llr [B, n]."""
     B, n = llr.shape
     L = np.empty(n, np.float32)
@@ -317,6 +320,8 @@ def layered_min_sum(llr, row_ptr, var_idx, max_iter, mode, scale, offset, hard_o
                     msg = -sgn * mag if t < 0.0 else sgn * mag
                     R[e0 + j] = msg
                     L[var_idx[e0 + j]] = t + msg
+            if not early_stop and it < max_iter:
+                continue
             for v in range(n):
                 hard[v] = 1 if L[v] < 0.0 else 0
             if _syndrome_ok(hard, row_ptr, var_idx):
@@ -337,7 +342,7 @@ def _phi(x):
 
 
 @njit(cache=True)
-def flooding_spa(llr, row_ptr, var_idx, max_iter, hard_out, iters_out, conv_out):
+def flooding_spa(llr, row_ptr, var_idx, max_iter, early_stop, hard_out, iters_out, conv_out):
     """Flooding sum-product (phi-domain box-plus, float64) on any sparse H in CSR form; llr [B, n]."""
     B, n = llr.shape
     n_e = var_idx.size
@@ -374,7 +379,7 @@ def flooding_spa(llr, row_ptr, var_idx, max_iter, hard_out, iters_out, conv_out)
                 total[var_idx[e]] += c2v[e]
             for v in range(n):
                 hard[v] = 1 if total[v] < 0.0 else 0
-            if _syndrome_ok(hard, row_ptr, var_idx):
+            if (early_stop or it == max_iter) and _syndrome_ok(hard, row_ptr, var_idx):
                 ok = True
                 break
         for v in range(n):
