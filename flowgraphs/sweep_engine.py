@@ -94,6 +94,14 @@ def read_point(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "result" in data else None
 
 
+def _reachable(address: str) -> None:
+    """Raise OSError when nothing listens at tcp://HOST:PORT; ValueError when the address has no port."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("give it as tcp://HOST:PORT")
+    socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+
+
 def open_client(scheduler: str | None = None, workers: int | None = None):
     """(client, cluster): a Client of the scheduler at `scheduler` (cluster None), or of a new LocalCluster
     of `workers` single-threaded processes (default: one per CPU core). Close both when done."""
@@ -104,8 +112,9 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
         raise SweepError(f"sweeps need dask.distributed ({exc}); install it: pip install 'dask[distributed]'") from None
     if scheduler is not None:
         try:
+            _reachable(scheduler)  # a refused port fails now, not after the client's connect timeout
             return Client(scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise SweepError(f"no Dask scheduler answers at {scheduler!r} ({exc}); start one with `dask scheduler` "
                              "and give its tcp://HOST:PORT, or leave out --scheduler for a local cluster") from None
     n = workers or os.cpu_count() or 1
