@@ -37,7 +37,7 @@ def test_int16_matches_float_quality_in_the_waterfall():
     code = nr_code(1024, 2048)
     rng = np.random.default_rng(7)
     u = rng.integers(0, 2, (300, code.k), dtype=np.uint8)
-    llr = awgn_llr(code.encode(u), 2.0, code.rate, rng)
+    llr = awgn_llr(code.encode(u), 1.4, code.rate, rng)
     err = {}
     for alg in ("layered-nms", "layered-nms-int16"):
         res = LdpcDecoder(code, alg, iterations=10, early_stop=False)(llr)
