@@ -88,7 +88,7 @@ def ao_sweep(
     """Sum rate vs UAV bandwidth and UAV power: proposed AO against the three baselines (paper 001 Fig. 5).
     Runs on the sweep engine (docs/sweeps.md); AO runs already in OUT/points are not run again."""
     from sagin_hil.controllers.sweep import run_sweeps
-    from sagin_hil.flowgraphs.sweep_engine import SweepError
+    from sagin_hil.sweep_engine import SweepError
     from sagin_hil.progress import advance_callback, progress_bar
 
     try:

@@ -3,7 +3,7 @@
 `run_sweeps(out_dir)` writes sweep_uav_bandwidth.png, sweep_uav_power.png and sweep.json; each point is
 the mean over `n_seeds` user layouts, and `ordering_holds` says whether the proposed scheme is at least
 as good as every baseline at every point of every layout. Every AO run (value x layout x scheme) is one
-point on the sweep engine (flowgraphs/sweep_engine.py: a local Dask cluster, or `scheduler`), kept in
+point on the sweep engine (sweep_engine.py: a local Dask cluster, or `scheduler`), kept in
 out_dir/points as it finishes, so an interrupted sweep resumes where it stopped.
 """
 
@@ -54,7 +54,7 @@ def sweep(param: str, values: np.ndarray, n_seeds: int = 3, progress: Callable[[
     ------
     {"param", "values", "mean": {scheme: [...]}, "per_seed": {scheme: [[...] per seed]}, "ordering_holds"}
     """
-    from sagin_hil.flowgraphs.sweep_engine import SweepError, run_points
+    from sagin_hil.sweep_engine import SweepError, run_points
 
     runs = {(s, j, name): _point_id(param, v, s, name, scenario)
             for s in range(n_seeds) for j, v in enumerate(values) for name in SCHEMES}
@@ -101,7 +101,7 @@ def run_sweeps(out_dir: str | Path, n_seeds: int = 3, progress: Callable[[int, i
                scheduler: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Both sweeps, their plots and sweep.json in `out_dir` (the AO runs in out_dir/points); `progress(done,
     total)` counts the AO runs of both sweeps together. One Dask cluster serves both."""
-    from sagin_hil.flowgraphs.sweep_engine import open_client
+    from sagin_hil.sweep_engine import open_client
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def load_input(path: str | Path) -> dict[str, Any]:
     """One input: {"path", "kind": "run" | "sweep", "points", "controllers": pooled, "modes": pooled}."""
     p = Path(path)
     if p.is_dir() and (p / "sweep.json").is_file():
-        from sagin_hil.flowgraphs.sweep_engine import read_point
+        from sagin_hil.sweep_engine import read_point
 
         definition = _read(p / "sweep.json")
         records = [read_point(p / "points" / f"{pid}.json") for pid in definition.get("points", [])]

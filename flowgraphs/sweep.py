@@ -186,7 +186,7 @@ def run_sweep(fg: Flowgraph, grid: dict[str, list[str]], seeds: int, out_dir: st
     """Run every point (grid x seeds, `sets` at all of them) on the sweep engine, then write the summary;
     returns summary.json's content. Points already in out_dir/points are not run again; failures are in
     summary["failed"]. client: an open dask Client (else scheduler, else a local cluster of `workers`)."""
-    from sagin_hil.flowgraphs.sweep_engine import run_points
+    from sagin_hil.sweep_engine import run_points
     from sagin_hil.flowgraphs.sweep_report import write_summary
 
     out = Path(out_dir)

@@ -36,7 +36,7 @@ def _points(fg, seeds: int, fidelity: str) -> dict[str, dict[str, Any]]:
 
 
 def _timed(points: dict[str, dict[str, Any]], client, cheap: bool) -> dict[str, float]:
-    from sagin_hil.flowgraphs.sweep_engine import run_points
+    from sagin_hil.sweep_engine import run_points
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -51,7 +51,7 @@ def _timed(points: dict[str, dict[str, Any]], client, cheap: bool) -> dict[str, 
 
 def bench_sweep(quick: bool = False) -> dict[str, Any]:
     from sagin_hil.flowgraphs.config import load_flowgraph
-    from sagin_hil.flowgraphs.sweep_engine import open_client
+    from sagin_hil.sweep_engine import open_client
 
     sample_fg = load_flowgraph(None).with_overrides(
         sets=["images.count=1", "images.size_px=128"] if quick else ["images.count=4"])

@@ -46,7 +46,7 @@ def sweep(
 
     from sagin_hil.flowgraphs.config import FlowgraphError, load_flowgraph
     from sagin_hil.flowgraphs.sweep import parse_grid, run_sweep
-    from sagin_hil.flowgraphs.sweep_engine import SweepError
+    from sagin_hil.sweep_engine import SweepError
     from sagin_hil.flowgraphs.sweep_report import summary_table_rows
     from sagin_hil.phy.channel.scenario import ScenarioError
     from sagin_hil.progress import advance_callback, progress_bar
