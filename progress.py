@@ -6,7 +6,9 @@ is left behind once the work is done. Rich draws nothing when stderr is not a te
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
@@ -19,7 +21,29 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["progress_bar", "advance_callback"]
+__all__ = ["progress_bar", "advance_callback", "StageClock"]
+
+
+class StageClock:
+    """Wall seconds per named stage, summed over every `with clock("stage"):` (where a run's time goes)."""
+
+    def __init__(self) -> None:
+        self.wall_s: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.wall_s[stage] = self.wall_s.get(stage, 0.0) + seconds
+
+    def merge(self, other: StageClock) -> None:
+        for stage, seconds in other.wall_s.items():
+            self.add(stage, seconds)
 
 
 def progress_bar(console: Console | None = None, disable: bool = False) -> Progress:

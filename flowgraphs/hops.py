@@ -22,6 +22,7 @@ from sagin_hil.phy.channel.emulator import ChannelEmulator
 from sagin_hil.phy.link import ANALOG, LinkConfig, PacketReceiver, PacketTransmitter
 from sagin_hil.phy.pulse import RrcInterpolator
 from sagin_hil.phy.sync import Rotator
+from sagin_hil.progress import StageClock
 
 __all__ = ["Hop", "EmulatedHop", "RadioHop", "HopResult"]
 
@@ -70,6 +71,7 @@ class Hop:
         self.modulator = PacketTransmitter(self.link)
         self.demodulator = PacketReceiver(self.link)
         self._seq = 0
+        self.clock = StageClock()  # wall time in "transmit", "channel" and "receive"
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
         """The stream as received (time aligned: sample k left the transmitter at t_s + k / fs)."""
@@ -93,7 +95,13 @@ class Hop:
         predicted = self.scenario.link_state(self.tx, self.rx, t_s + self.phy.ephemeris_time_error_s)
         tail = int(math.ceil((max(state.delay_s, predicted.delay_s) + 2 * WINDOW_MARGIN_S) * self.sample_rate_hz))
         tail += 2 * WINDOW_MARGIN_SYMBOLS * self.phy.sps
-        out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
+        with self.clock("channel"):
+            out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
+        with self.clock("receive"):
+            return self._receive(out, waves, seqs, offsets, state, predicted, pos)
+
+    def _receive(self, out, waves, seqs, offsets, state, predicted, pos):
+        """The receiver's side of a round: undo the predicted Doppler, then demodulate each packet's window."""
         margin = max(int(WINDOW_MARGIN_S * self.sample_rate_hz), WINDOW_MARGIN_SYMBOLS * self.phy.sps)
         if self.follows_scenario:
             fs = self.sample_rate_hz  # mix out the predicted Doppler f(t) = f0 + rate * t
@@ -129,7 +137,8 @@ class Hop:
             if round_no:
                 retx += len(pending)
             seqs = [self._next_seq() for _ in pending]
-            waves = [self.modulator.modulate(chunks[i], mcs, seq) for i, seq in zip(pending, seqs)]
+            with self.clock("transmit"):
+                waves = [self.modulator.modulate(chunks[i], mcs, seq) for i, seq in zip(pending, seqs)]
             results, round_air, prop_s = self._round(waves, seqs, t_s + elapsed)
             air += round_air
             elapsed += round_air + prop_s + (prop_s if round_no else 0.0)  # data + (NACK before a resend)
@@ -193,7 +202,9 @@ class Hop:
         measurements; blocks count the bursts."""
         seq = self._next_seq()
         sym = np.asarray(symbols, np.complex64)
-        [(pkt, lo)], air, prop_s = self._round([self.modulator.modulate_symbols(sym, seq, side)], [seq], t_s)
+        with self.clock("transmit"):
+            wave = self.modulator.modulate_symbols(sym, seq, side)
+        [(pkt, lo)], air, prop_s = self._round([wave], [seq], t_s)
         heard = pkt is not None and pkt.header_ok and pkt.mcs == ANALOG and pkt.analog is not None
         n_bursts = pkt.n_bursts if heard else 1
         lost = int(np.count_nonzero(~pkt.block_ok)) if heard else 1

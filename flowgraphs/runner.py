@@ -17,6 +17,7 @@ every run gets its own folder (a run id, not the time of day).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import secrets
 import time
@@ -34,6 +35,7 @@ from sagin_hil.controllers.world import candidate_routes
 from sagin_hil.datatypes import Allocation, ControllerState, Plan, Task, link_id
 from sagin_hil.flowgraphs.config import Flowgraph, FlowgraphError
 from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, write_report
+from sagin_hil.progress import StageClock
 
 __all__ = ["run_flowgraph", "RunResult", "new_run_id"]
 
@@ -170,6 +172,7 @@ class _Experiment:
         self.hops: dict[tuple[str, float], Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
         self.busy_until_s: dict[str, float] = {}  # transmitter (or FDMA link) -> busy until then: the queues
+        self.clock = StageClock()  # this controller's wall time: sounding, planning, encode, hops, decode
 
     # -- hops ---------------------------------------------------------------------------------------------
     def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
@@ -255,8 +258,9 @@ class _Experiment:
         sc = self.scenario
         routes = {t.task_id: candidate_routes(sc, t.source, t.destination, t_s) for t in tasks}
         links = sorted({(a, b) for rs in routes.values() for r in rs for a, b in zip(r.nodes, r.nodes[1:])})
-        for a, b in links:
-            self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
+        with self.clock("sounding"):
+            for a, b in links:
+                self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
         rs = self.fg.phy.symbol_rate_hz
         predicted, prop, elevation = {}, {}, {}
         for a, b in links:
@@ -331,6 +335,7 @@ class _Experiment:
         except CodecError as exc:
             raise FlowgraphError(f"task {task.task_id} ({task.name}): {alloc.mode} cannot encode it: {exc}") from None
         bpp = 8 * len(payload.data) / pixels
+        self.clock.add("encode", time.perf_counter() - wall)
         encode_s = self._compute_s(spec, bpp, "encode", time.perf_counter() - wall)
         data, t, air, retx = payload.data, t_s + encode_s, 0.0, 0
         timeline = [{"stage": "encode", "start_s": t_s, "duration_s": encode_s}]
@@ -341,12 +346,14 @@ class _Experiment:
             # gave this hop its own share of the band (FDMA), which is then its own queue
             queue = lid if h.bandwidth_hz is not None else a
             start = max(t, self.busy_until_s.get(queue, -math.inf))
+            hop_wall = time.perf_counter()
             if spec.analog:  # the codec header rides in the analog packet as protected side information
                 res = self._send(a, b, (symbols, data), "analog", start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
                 power = max(float(np.mean(np.abs(res.analog) ** 2)), 1e-12)  # the relay renormalises ...
                 symbols, gain = res.analog / np.sqrt(power), gain * np.sqrt(power)  # ... the user undoes it
             else:
                 res = self._send(a, b, data, h.mcs, start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
+            self.clock.add("hops", time.perf_counter() - hop_wall)
             hop_snrs.append(res.report.snr_db)
             hop_rates[lid] = self._hop_rate_bps(res, h)
             self.busy_until_s[queue] = start + res.air_time_s
@@ -363,6 +370,7 @@ class _Experiment:
                 received = codec.decode(data)
         except CodecError:
             received = None  # an erasure: the user sees a grey frame
+        self.clock.add("decode", time.perf_counter() - wall)
         decode_s = self._compute_s(spec, bpp, "decode", time.perf_counter() - wall)
         timeline.append({"stage": "decode", "start_s": t, "duration_s": decode_s})
         delay_s = t + decode_s - task.arrival_s
@@ -456,7 +464,8 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
             t_plan = frame[0].arrival_s
             progress.update(bar, description=f"{algo}: planning {len(frame)} task(s) at t = {t_plan:.0f} s")
             state = exp.state(frame, t_plan)
-            plan = client.request_allocation(state)
+            with exp.clock("planning"):
+                plan = client.request_allocation(state)
             broken = plan_violations(state, plan)
             if broken:  # a plan that breaks (15a)-(15g) is not carried out: the safe default is, and it is said
                 rejected.append({"time_s": t_plan, "violations": broken})
@@ -486,6 +495,10 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         server.stop()
     metrics = _controller_metrics(algo, records, frame_rates, client)
     metrics["rejected_plans"] = rejected
+    phy = StageClock()  # the PHY's share of sounding and hops, from every hop's own clock
+    for h in exp.hops.values():
+        phy.merge(h.clock)
+    metrics["clocks"] = (exp.clock, phy)
     carried = [r.timeline for r in records if r.timeline]  # a task not served has no timeline
     if carried:
         metrics["map"] = _world_map(scenario, min(tl[0]["start_s"] for tl in carried) - 5.0,
@@ -568,6 +581,17 @@ def _controller_metrics(algo: str, records: list[TaskRecord], frames: list[dict[
     return out
 
 
+def _account_wall_time(summary: dict[str, Any], clock: StageClock, total_s: float, path: Path | None) -> None:
+    """Complete the run's wall-time split once the report is written (its own time included), the rest as
+    "other" (controller start-up, progress display), and store it in summary.json again."""
+    from sagin_hil.flowgraphs.report import clean_json
+
+    summary["wall_time_s"] = total_s
+    summary["wall_time_by_stage_s"] = {**clock.wall_s, "other": max(total_s - sum(clock.wall_s.values()), 0.0)}
+    if path is not None and path.exists():
+        path.write_text(json.dumps(clean_json(summary), indent=2))
+
+
 def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None,
                   run_id: str | None = None, report: bool = True) -> RunResult:
     """Run `fg` end to end under its controller (and those it compares); write out_dir/<run id>/ and return
@@ -577,6 +601,7 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     from sagin_hil.codecs.modes import load_mode_table
 
     started = time.perf_counter()
+    clock = StageClock()
     rng = np.random.default_rng(fg.seed)
     scenario = _load_scenario(fg)
     if not scenario.uavs or not scenario.users or not scenario.satellites:
@@ -587,15 +612,17 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     except ValueError as exc:
         raise FlowgraphError(f"{fg.source}: [images] {exc}") from None
     frames = _make_frames(fg, images, scenario, rng)
-    if fg.tasks.quality_profile:  # the transmitter measures each image's own quality per mode (cached per image)
-        from sagin_hil.codecs.profile import measure_quality_profile
-
-        for task in (t for f in frames for t in f):
-            task.quality = measure_quality_profile(task.image, fg.controller.modes)
     try:
         mode_table = load_mode_table()
     except FileNotFoundError:
         mode_table = None
+    clock.add("setup", time.perf_counter() - started)
+    if fg.tasks.quality_profile:  # the transmitter measures each image's own quality per mode (cached per image)
+        from sagin_hil.codecs.profile import measure_quality_profile
+
+        with clock("quality profiles"):
+            for task in (t for f in frames for t in f):
+                task.quality = measure_quality_profile(task.image, fg.controller.modes)
     algos = [fg.controller.algo] + [c for c in fg.controller.compare if c != fg.controller.algo]
     n_tasks = sum(len(f) for f in frames)
     progress = Progress(
@@ -609,6 +636,11 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
             results[algo] = _run_controller(fg, algo, frames, mode_table, progress, bar)
     records, traces, _, aborted = results[fg.controller.algo]
     aborted = "; ".join(a for *_, a in results.values() if a) or None
+    phy = StageClock()
+    for r in results.values():
+        stages, phy_stages = r[2].pop("clocks")
+        clock.merge(stages)
+        phy.merge(phy_stages)
     # the links that carried data; the links only sounded (candidate routes not taken) stay out of the report
     links = [traces[k] for k in sorted(traces) if traces[k].bler_points]
     meta = {
@@ -620,6 +652,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         "timing": fg.timing,
         "resolved_flowgraph": fg.model_dump(mode="json"),
         "wall_time_s": time.perf_counter() - started,
+        "wall_time_by_stage_s": clock.wall_s,
+        "phy_wall_time_s": phy.wall_s,
         "radio": fg.radio.model_dump(mode="json"),
         "controller": fg.controller.algo,
         "map": results[fg.controller.algo][2].pop("map", None),
@@ -630,8 +664,11 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     summary = build_summary(fg.name, records, links, meta)
     run_dir = Path(out_dir) / meta["run_id"]
     if not report:
+        _account_wall_time(summary, clock, time.perf_counter() - started, None)
         return RunResult(summary=summary, out_dir=run_dir, aborted=aborted)
-    index = write_report(run_dir, summary, records, links, fg.report.max_constellation_points)
+    with clock("report"):
+        index = write_report(run_dir, summary, records, links, fg.report.max_constellation_points)
+    _account_wall_time(summary, clock, time.perf_counter() - started, run_dir / "summary.json")
     if console is not None:
         _print_table(console, records, f"tasks ({fg.controller.algo})")
         tot = summary["totals"]

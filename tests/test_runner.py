@@ -58,6 +58,24 @@ def test_report_folder_and_table(small_run):
     assert np.isclose(on_disk["totals"]["mean_psnr_db"], np.mean([t["psnr_db"] for t in on_disk["tasks"]]))
 
 
+def test_wall_time_is_split_by_stage(small_run):
+    """Where a run's wall time went: every stage measured, the remainder named "other", the PHY's share split
+    into transmit, channel and receive; the same in --json and in the report folder's summary.json."""
+    tmp, _ = small_run
+    summary = json.loads((tmp / "s.json").read_text())
+    stages = summary["wall_time_by_stage_s"]
+    for stage in ("setup", "quality profiles", "sounding", "planning", "encode", "hops", "decode", "report", "other"):
+        assert stages[stage] >= 0.0, stage
+    assert stages["hops"] > 0 and stages["sounding"] > 0
+    assert sum(stages.values()) == pytest.approx(summary["wall_time_s"], rel=1e-9)
+    phy = summary["phy_wall_time_s"]
+    assert set(phy) == {"transmit", "channel", "receive"} and all(v > 0 for v in phy.values())
+    # the hop clocks run inside the sounding and hop stages
+    assert sum(phy.values()) <= stages["hops"] + stages["sounding"] + 1e-6
+    (run_dir,) = list((tmp / "runs").iterdir())
+    assert json.loads((run_dir / "summary.json").read_text())["wall_time_by_stage_s"] == stages
+
+
 def test_constellations_are_plotted_without_arq(tmp_path):
     fg = tmp_path / "noarq.toml"
     fg.write_text('name = "noarq"\n[images]\ncount = 1\nsize_px = 64\n[phy]\nmax_retransmissions = 0\n')
