@@ -142,7 +142,7 @@ class LdpcDecoder:
             q = code.qc
             ql = kernels_int16.ql_for_scale(self.scale)
             kernels_int16.qc_layered_min_sum_int16(
-                kernels_int16.quantise(mother, ql), q.row_ptr, q.cols, q.shifts, q.Z, self.iterations, self.early_stop,
+                mother, q.row_ptr, q.cols, q.shifts, q.Z, self.iterations, self.early_stop,
                 kernels_int16.SCALE_SHIFTS[self.scale], ql, hard, iters, conv,
             )  # fmt: skip
         else:

@@ -92,32 +92,45 @@ def _row(L, R, T, e0, d, cols, shifts, Z, k, ql, min1, min2, sgn):
             Lb[z] = min(max(np.int16(Tb[z] + Rb[z]), lo), hi)
 
 
-@njit(cache=True)
-def _syndrome_ok(L, row_ptr, cols, shifts, Z, acc):
+@njit(cache=True, fastmath=True)
+def _syndrome_ok(L, row_ptr, cols, shifts, Z, hard, acc):
+    for c in range(L.shape[0]):
+        Lc = L[c]
+        hc = hard[c]
+        for z in range(Z):
+            hc[z] = 1 if Lc[z] < 0 else 0
     for r in range(row_ptr.size - 1):
         for z in range(Z):
             acc[z] = 0
         for e in range(row_ptr[r], row_ptr[r + 1]):
             s = shifts[e]
-            Lc = L[cols[e]]
-            for z in range(Z):
-                acc[z] ^= Lc[(z + s) % Z] < 0
+            n1 = Z - s
+            ha = hard[cols[e]][s:]
+            hb = hard[cols[e]][:s]
+            ab = acc[n1:]
+            for z in range(n1):  # the shift as two segments: no modulo in the loop
+                acc[z] ^= ha[z]
+            for z in range(s):
+                ab[z] ^= hb[z]
+        bad = 0
         for z in range(Z):
-            if acc[z]:
-                return False
+            bad |= acc[z]
+        if bad:
+            return False
     return True
 
 
 @njit(cache=True, fastmath=True)
-def qc_layered_min_sum_int16(llr_q, row_ptr, cols, shifts, Z, max_iter, early_stop, k, ql, hard_out, iters_out,
+def qc_layered_min_sum_int16(llr, row_ptr, cols, shifts, Z, max_iter, early_stop, k, ql, hard_out, iters_out,
                              conv_out):
     """Layered NMS (scale 0.75 for k = 2, 0.875 for k = 3) on a QC code without DVB-S2's broken or repeated circulants.
 
-    llr_q int16 [B, n_cols*Z] (mother order, |x| <= ql); hard_out uint8 [B, n_cols*Z]. early_stop: stop a
+    llr float32 [B, n_cols*Z] (mother order, quantised here to int16 steps); hard_out uint8 [B, n_cols*Z]. early_stop: stop a
     block once its syndrome is zero (conv_out then says so); otherwise run max_iter and check once at the end.
     """
-    B = llr_q.shape[0]
-    n_cols = llr_q.shape[1] // Z
+    B = llr.shape[0]
+    n_cols = llr.shape[1] // Z
+    steps = np.float32(LLR_STEPS)
     max_deg = 0
     for r in range(row_ptr.size - 1):
         max_deg = max(max_deg, row_ptr[r + 1] - row_ptr[r])
@@ -127,12 +140,13 @@ def qc_layered_min_sum_int16(llr_q, row_ptr, cols, shifts, Z, max_iter, early_st
     min1 = np.empty(Z, np.int16)
     min2 = np.empty(Z, np.int16)
     sgn = np.empty(Z, np.int16)
-    acc = np.empty(Z, np.bool_)
+    acc = np.empty(Z, np.uint8)
+    hard = np.empty((n_cols, Z), np.uint8)
     for b in range(B):
         Lf = L.reshape(n_cols * Z)
-        lb = llr_q[b]
-        for v in range(n_cols * Z):
-            Lf[v] = lb[v]
+        lb = llr[b]
+        for v in range(n_cols * Z):  # quantise: `quantise` in one pass
+            Lf[v] = min(max(round(lb[v] * steps), -ql), ql)
         R[:, :] = 0
         it = 0
         ok = False
@@ -140,11 +154,11 @@ def qc_layered_min_sum_int16(llr_q, row_ptr, cols, shifts, Z, max_iter, early_st
             it += 1
             for r in range(row_ptr.size - 1):
                 _row(L, R, T, row_ptr[r], row_ptr[r + 1] - row_ptr[r], cols, shifts, Z, k, ql, min1, min2, sgn)
-            if early_stop and _syndrome_ok(L, row_ptr, cols, shifts, Z, acc):
+            if early_stop and _syndrome_ok(L, row_ptr, cols, shifts, Z, hard, acc):
                 ok = True
                 break
         if not early_stop:
-            ok = _syndrome_ok(L, row_ptr, cols, shifts, Z, acc)
+            ok = _syndrome_ok(L, row_ptr, cols, shifts, Z, hard, acc)
         ob = hard_out[b]
         for v in range(n_cols * Z):
             ob[v] = 1 if Lf[v] < 0 else 0
