@@ -145,3 +145,19 @@ def test_cli_sweep_names_a_bad_grid_value_and_an_absent_scheduler(tmp_path):
     assert res.exit_code == 2 and "--fidelity 'exact'" in res.output and "abstraction" in res.output
     res = runner.invoke(app, ["sweep", "default", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no Dask scheduler answers at 'tcp://127.0.0.1:9'" in res.output
+
+
+def test_a_point_that_kills_every_worker_it_runs_on_is_given_up_and_named(tmp_path):
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    from sagin_hil.sweep_engine import run_points
+
+    # os._exit(status=1) as the point: its worker process dies each time; one death per task allowed here
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        out = run_points("os:_exit", {"a": {"status": 1}, "b": {"status": 1}}, tmp_path, client=client, batch_size=2)
+    # the batch of both died, then each point alone: both named, nothing stored
+    assert set(out.failed) == {"a", "b"} and all("worker died" in e for e in out.failed.values())
+    assert out.results == {} and list(tmp_path.glob("*.json")) == []
