@@ -95,6 +95,29 @@ def _demap_kernel(y, n0, pts, bit_table, exact, out):
 
 
 @numba.njit(cache=True, fastmath=True)
+def _demap_qam_maxlog_kernel(y, n0, levels, zeros, ones, out):
+    """Max-log LLRs of a square Gray QAM, one axis at a time: the I axis carries the even label bits, the
+    Q axis the odd ones, so a symbol needs the sqrt(M) distances of each axis instead of all M points.
+    zeros[b] / ones[b]: the levels whose axis bit b is 0 / 1."""
+    n_sym, n_lev, m_axis, half = y.shape[0], levels.shape[0], zeros.shape[0], zeros.shape[1]
+    d = np.empty(n_lev)
+    for i in range(n_sym):
+        inv = 1.0 / max(n0[i], 1e-30)
+        for axis in range(2):
+            v = y[i].real if axis == 0 else y[i].imag
+            for lv in range(n_lev):
+                dv = v - levels[lv]
+                d[lv] = -(dv * dv) * inv
+            for b in range(m_axis):
+                best0 = d[zeros[b, 0]]
+                best1 = d[ones[b, 0]]
+                for j in range(1, half):
+                    best0 = max(best0, d[zeros[b, j]])
+                    best1 = max(best1, d[ones[b, j]])
+                out[i, 2 * b + axis] = best0 - best1
+
+
+@numba.njit(cache=True, fastmath=True)
 def _nearest_kernel(y, pts, out):
     for i in range(y.size):
         best, arg = 1e300, 0
@@ -154,6 +177,21 @@ class Constellation:
         labels = np.arange(self.points.size)
         self.bit_table = ((labels[:, None] >> np.arange(self.bits_per_symbol - 1, -1, -1)) & 1).astype(np.uint8)
         self._weights = (1 << np.arange(self.bits_per_symbol - 1, -1, -1)).astype(np.int64)
+        self._axis = self._qam_axis() if name in ("qpsk", "16qam", "64qam") else None
+
+    def _qam_axis(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Levels of one axis and, per axis bit (even label bits on I, odd on Q, the same labels), the levels
+        where it is 0 and where it is 1."""
+        levels = np.unique(np.round(self.points_f64.real, 12))
+        bits = np.zeros((levels.size, self.bits_per_symbol // 2), np.uint8)
+        for p, pt in enumerate(self.points_f64):
+            bits[np.argmin(np.abs(levels - pt.real))] = self.bit_table[p, 0::2]
+        for p, pt in enumerate(self.points_f64):  # the Q axis must use the same labels (TS 38.211 QAM does)
+            if not np.array_equal(bits[np.argmin(np.abs(levels - pt.imag))], self.bit_table[p, 1::2]):
+                raise RuntimeError(f"{self.name} is not a separable Gray QAM; demap it point by point")
+        zeros = np.stack([np.flatnonzero(bits[:, b] == 0) for b in range(bits.shape[1])])
+        ones = np.stack([np.flatnonzero(bits[:, b] == 1) for b in range(bits.shape[1])])
+        return levels.astype(np.float32).astype(np.float64), zeros, ones  # the levels as complex64 points hold them
 
     def __repr__(self) -> str:
         return f"Constellation({self.name!r}, m={self.bits_per_symbol})"
@@ -191,8 +229,11 @@ class Constellation:
         n0 = np.broadcast_to(n0, y.shape).ravel()
         yf = np.ascontiguousarray(y.ravel(), dtype=np.complex128)
         out = np.empty((yf.size, self.bits_per_symbol), dtype=np.float64)
-        _demap_kernel(yf, np.ascontiguousarray(n0), self.points.astype(np.complex128), self.bit_table,
-                      method == "exact", out)
+        if self._axis is not None and method == "maxlog":
+            _demap_qam_maxlog_kernel(yf, np.ascontiguousarray(n0), *self._axis, out)
+        else:
+            _demap_kernel(yf, np.ascontiguousarray(n0), self.points.astype(np.complex128), self.bit_table,
+                          method == "exact", out)
         return out.astype(np.float32).reshape(*y.shape[:-1], -1) if y.ndim else out.astype(np.float32).ravel()
 
     def hard_decide(self, symbols: np.ndarray) -> np.ndarray:
