@@ -41,6 +41,7 @@ _LAYER_COMMANDS = (
 # Benchmark name -> "module:function"; each function takes quick: bool and returns the bench dict.
 BENCHMARKS = Registry("benchmark", {
     "ldpc": "sagin_hil.phy.bench:bench_ldpc",
+    "rx": "sagin_hil.phy.rx_bench:bench_rx",
     "channel": "sagin_hil.phy.channel.bench:bench_channel",
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",

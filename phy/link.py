@@ -38,6 +38,7 @@ from sagin_hil.phy.frame import (
 from sagin_hil.phy.mcs import BITS_PER_SYMBOL, get_mcs
 from sagin_hil.phy.modulation import Constellation
 from sagin_hil.phy.pulse import RrcInterpolator
+from sagin_hil.phy.stage_clock import StageClock
 from sagin_hil.phy.sync import BurstDetector, BurstSynchronizer
 
 __all__ = ["LinkConfig", "PacketTransmitter", "PacketReceiver", "RxPacket", "PacketPlan", "AnalogPlan", "ANALOG"]
@@ -274,6 +275,7 @@ class PacketTransmitter:
         self.cfg = cfg or LinkConfig()
         self.fmt = self.cfg.frame
         self.header_codec = HeaderCodec()
+        self.clock = StageClock()  # enable it to split the wall time by stage (sagin-hil bench rx)
 
     def plan(self, n_bytes: int, mcs: str) -> PacketPlan:
         return PacketPlan.make(self.cfg, mcs, n_bytes)
@@ -310,11 +312,12 @@ class PacketTransmitter:
 
     def _shape(self, bursts: list[np.ndarray]) -> np.ndarray:
         """Bursts, each followed by its guard, through the RRC pulse shaper; mean power 1."""
-        guard = np.zeros(self.cfg.guard_symbols, np.complex64)
-        stream = [part for b in bursts for part in (b, guard)]
-        stream.append(np.zeros(self.cfg.span_symbols // 2, np.complex64))  # flush the pulse tails
-        x = RrcInterpolator(self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols)(np.concatenate(stream))
-        return (x / np.sqrt(np.mean(np.abs(x) ** 2))).astype(np.complex64)
+        with self.clock("pulse_shaping"):
+            guard = np.zeros(self.cfg.guard_symbols, np.complex64)
+            stream = [part for b in bursts for part in (b, guard)]
+            stream.append(np.zeros(self.cfg.span_symbols // 2, np.complex64))  # flush the pulse tails
+            x = RrcInterpolator(self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols)(np.concatenate(stream))
+            return (x / np.sqrt(np.mean(np.abs(x) ** 2))).astype(np.complex64)
 
     def modulate_symbols(self, symbols: np.ndarray, seq: int, side: bytes = b"") -> np.ndarray:
         """Analog payload: complex `symbols` (e.g. deep JSCC's, unit mean power) sent as they are, after the
@@ -325,12 +328,14 @@ class PacketTransmitter:
             raise ValueError(f"analog symbols must be a finite 1-D complex array, got {sym.dtype} {sym.shape}")
         self._check_seq(seq)
         plan = AnalogPlan.make(self.cfg, sym.size, len(side))
-        side_sym = _side_codec(len(side)).encode(bytes(side)) if side else np.zeros(0, np.float32)
-        bursts = []
-        for i in range(plan.frag_count):
-            hdr = BurstHeader(ANALOG, CODE_RATES[0], plan.side_len, seq, i, plan.frag_count, plan.frag_len(i), plan.total_len)
-            data = np.concatenate([self.header_codec.encode(hdr), side_sym, sym[plan.frag_slice(i)]])
-            bursts.append(self.fmt.assemble(data))
+        with self.clock("header_framing"):
+            side_sym = _side_codec(len(side)).encode(bytes(side)) if side else np.zeros(0, np.float32)
+            bursts = []
+            for i in range(plan.frag_count):
+                hdr = BurstHeader(ANALOG, CODE_RATES[0], plan.side_len, seq, i, plan.frag_count, plan.frag_len(i),
+                                  plan.total_len)
+                data = np.concatenate([self.header_codec.encode(hdr), side_sym, sym[plan.frag_slice(i)]])
+                bursts.append(self.fmt.assemble(data))
         return self._shape(bursts)
 
     def modulate(self, payload: bytes, mcs: str, seq: int) -> np.ndarray:
@@ -339,15 +344,19 @@ class PacketTransmitter:
         self._check_seq(seq)
         payload = bytes(payload)
         plan = self.plan(len(payload), mcs)
-        cw = self.encode_blocks(payload, plan, seq)
+        with self.clock("crc_ldpc_scrambling"):
+            cw = self.encode_blocks(payload, plan, seq)
         const = Constellation(plan.modulation, plan.constellation_rate)
         bursts = []
         for i in range(plan.frag_count):
-            hdr = BurstHeader(plan.modulation, plan.code_rate, plan.k, seq, i, plan.frag_count, plan.frag_len(i), plan.total_len)
-            bits = cw[plan.frag_blocks(i)].ravel()
-            pad = (-bits.size) % const.bits_per_symbol
-            syms = const.map(np.concatenate([bits, np.zeros(pad, np.uint8)]))
-            bursts.append(self.fmt.assemble(np.concatenate([self.header_codec.encode(hdr), syms])))
+            with self.clock("mapping"):
+                bits = cw[plan.frag_blocks(i)].ravel()
+                pad = (-bits.size) % const.bits_per_symbol
+                syms = const.map(np.concatenate([bits, np.zeros(pad, np.uint8)]))
+            with self.clock("header_framing"):
+                hdr = BurstHeader(plan.modulation, plan.code_rate, plan.k, seq, i, plan.frag_count, plan.frag_len(i),
+                                  plan.total_len)
+                bursts.append(self.fmt.assemble(np.concatenate([self.header_codec.encode(hdr), syms])))
         return self._shape(bursts)
 
 
@@ -426,13 +435,16 @@ class PacketReceiver:
         self.header_codec = HeaderCodec()
         self.detector = BurstDetector(self.fmt.preamble, self.cfg.sps, self.cfg.detection_threshold)
         self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock)
+        self.clock = self.sync.clock = StageClock()  # enable it to split the wall time by stage (bench rx)
         # the header stage assumes at least one more pilot block after the header
         self._hdr_n_data = HEADER_CODED_BITS + self.fmt.pilot_spacing
 
     def _read_burst(self, x: np.ndarray, det) -> tuple[_Burst, float]:
-        t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
+        with self.clock("synchronisation"):
+            t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
         hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
-        header = self.header_codec.decode((4.0 * hb.data.real / max(hb.noise_var, 1e-9)).astype(np.float32))
+        with self.clock("header"):
+            header = self.header_codec.decode((4.0 * hb.data.real / max(hb.noise_var, 1e-9)).astype(np.float32))
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         if header.modulation == ANALOG:
             return self._read_analog(x, header, t0, cfo, tx_delay)
@@ -446,8 +458,9 @@ class PacketReceiver:
         sb = self.sync.symbols(x, t0, cfo, n_data)
         const = Constellation(plan.modulation, plan.constellation_rate)
         n_blk = len(plan.frag_blocks(header.frag_index))
-        llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
-        llr = np.nan_to_num(np.clip(llr[: n_blk * plan.n], -1e3, 1e3)).reshape(n_blk, plan.n)  # garbage-proof
+        with self.clock("demapping"):
+            llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
+            llr = np.nan_to_num(np.clip(llr[: n_blk * plan.n], -1e3, 1e3)).reshape(n_blk, plan.n)  # garbage-proof
         payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
         burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
@@ -466,7 +479,8 @@ class PacketReceiver:
         side = b"" if not plan.side_len else None
         if plan.side_len:
             try:
-                side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / max(sb.noise_var, 1e-9))
+                with self.clock("header"):
+                    side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / max(sb.noise_var, 1e-9))
             except HeaderError:
                 pass  # another burst's copy may decode
         burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,
@@ -477,12 +491,14 @@ class PacketReceiver:
         x = np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"samples must be a 1-D complex array, got shape {x.shape}")
-        x = np.nan_to_num(x.astype(np.complex128), nan=0.0, posinf=0.0, neginf=0.0)
-        r = oaconvolve(x, self.sync.taps)[: x.size]  # the causal matched filter, by FFT blocks
+        with self.clock("detection"):
+            x = np.nan_to_num(x.astype(np.complex128), nan=0.0, posinf=0.0, neginf=0.0)
+            r = oaconvolve(x, self.sync.taps)[: x.size]  # the causal matched filter, by FFT blocks
         bursts, errors, start, pos = [], [], None, 0
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         while True:
-            det = self.detector.find(r, pos)
+            with self.clock("detection"):
+                det = self.detector.find(r, pos)
             if det is None:
                 break
             if start is None:
@@ -502,7 +518,12 @@ class PacketReceiver:
         if not bursts:
             return RxPacket(b"", np.zeros(0, bool), False, "", -1, float("nan"), float("nan"), float("nan"),
                             float("nan"), 1.0, 0, start, header_errors=errors)  # fmt: skip
-        return self._assemble(bursts, errors)
+        with self.clock("crc_reassembly"):  # LDPC's own share is taken out of it below
+            t_ldpc = self.clock.seconds.get("ldpc", 0.0)
+            packet = self._assemble(bursts, errors)
+        if self.clock.enabled:
+            self.clock.seconds["crc_reassembly"] -= self.clock.seconds.get("ldpc", 0.0) - t_ldpc
+        return packet
 
     def _assemble(self, bursts: list[_Burst], errors: list) -> RxPacket:
         # several packets in one buffer: keep the one with the most bursts heard, the earliest among equals
@@ -562,7 +583,8 @@ class PacketReceiver:
             flip = np.stack([_scrambling(_scramble_seed(self.cfg, seq, blk), plan.n) for blk in idx])
             llr = np.where(flip == 1, -llr, llr).astype(np.float32)
             dec = LdpcDecoder(nr_code(plan.k, plan.n), algorithm=self.cfg.decoder, iterations=self.cfg.iterations)
-            res = dec(llr)
+            with self.clock("ldpc"):
+                res = dec(llr)
             ok = crc_check(res.info_bits, CRC_NAME)
             block_ok[idx] = ok
             data = res.info_bits[:, : plan.block_bytes * 8]

@@ -64,33 +64,49 @@ class Rotator:
         return (x * np.exp(1j * (self.phase_rad + 2 * np.pi * np.mod(cycles, 1.0)))).astype(np.complex64)
 
 
-@numba.njit(cache=True, fastmath=True)
-def _detect_kernel(r, pre, seg, sps, start, stop, stride, metric, dsum):
-    n_pre = pre.size
+@numba.njit(cache=True)
+def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, stride, n_pos, metric, dsum_r, dsum_i):
+    """Metric at positions m * stride of (rr, ri), m < n_pos, all inside: vectorised over blocks of
+    positions (SIMD), each position summed in a fixed order (no fastmath), so a position's metric does not
+    depend on which call or block computed it."""
+    n_pre = pre_r.size
     k_seg = n_pre // seg
-    span = (n_pre - 1) * sps
-    j = 0
-    for n in range(start, stop, stride):
-        if n < 0 or n + span >= r.size:
-            metric[j] = 0.0
-            dsum[j] = 0.0
-            j += 1
-            continue
-        energy = 0.0
-        acc = 0j
-        prev = 0j
+    blk = 64
+    cr, ci = np.empty(blk), np.empty(blk)
+    pr_, pi_ = np.empty(blk), np.empty(blk)
+    ar, ai, en = np.empty(blk), np.empty(blk), np.empty(blk)
+    for m0 in range(0, n_pos, blk):
+        mb = min(blk, n_pos - m0)
+        for m in range(mb):
+            ar[m] = 0.0
+            ai[m] = 0.0
+            en[m] = 0.0
         for k in range(k_seg):
-            c = 0j
+            for m in range(mb):
+                cr[m] = 0.0
+                ci[m] = 0.0
             for i in range(seg):
-                v = r[n + (k * seg + i) * sps]
-                c += v * pre[k * seg + i]
-                energy += v.real * v.real + v.imag * v.imag
-            if k > 0:
-                acc += c * np.conj(prev)
-            prev = c
-        metric[j] = abs(acc) / (seg * energy) * k_seg / (k_seg - 1) if energy > 0 else 0.0
-        dsum[j] = acc
-        j += 1
+                j = k * seg + i
+                off = m0 * stride + j * sps
+                p_r, p_i = pre_r[j], pre_i[j]
+                for m in range(mb):
+                    vr = rr[off + m * stride]
+                    vi = ri[off + m * stride]
+                    cr[m] += vr * p_r - vi * p_i
+                    ci[m] += vr * p_i + vi * p_r
+                    en[m] += vr * vr + vi * vi
+            if k > 0:  # differential combining: c_k conj(c_{k-1})
+                for m in range(mb):
+                    ar[m] += cr[m] * pr_[m] + ci[m] * pi_[m]
+                    ai[m] += ci[m] * pr_[m] - cr[m] * pi_[m]
+            for m in range(mb):
+                pr_[m] = cr[m]
+                pi_[m] = ci[m]
+        for m in range(mb):
+            e = en[m]
+            metric[m0 + m] = np.hypot(ar[m], ai[m]) / (seg * e) * k_seg / (k_seg - 1) if e > 0 else 0.0
+            dsum_r[m0 + m] = ar[m]
+            dsum_i[m0 + m] = ai[m]
 
 
 @dataclass
@@ -137,25 +153,42 @@ class BurstDetector:
         if preamble.size % segment or preamble.size // segment < 4:
             raise ValueError(f"preamble length {preamble.size} must be a multiple of segment={segment}, >= 4 segments")
         self.pre = np.ascontiguousarray(np.conj(preamble), dtype=np.complex128)
+        self._pre_r, self._pre_i = self.pre.real.copy(), self.pre.imag.copy()
         self.sps, self.threshold, self.segment, self.window = int(sps), float(threshold), int(segment), int(window)
 
     def metric(self, r: np.ndarray, start: int = 0, stop: int | None = None, stride: int = 1):
         """Metric float64 [m] and differential sums complex128 [m] at n = start, start+stride, ... < stop."""
-        r = np.ascontiguousarray(r, dtype=np.complex128)
+        r = np.asarray(r)
         stop = r.size if stop is None else stop
         m = len(range(start, stop, stride))
         metric, dsum = np.zeros(m), np.zeros(m, dtype=np.complex128)
-        _detect_kernel(r, self.pre, self.segment, self.sps, start, stop, stride, metric, dsum)
+        span = (self.pre.size - 1) * self.sps
+        first = 0 if start >= 0 else -(-(-start) // stride)  # positions before the stream's start stay 0
+        n_in = len(range(start + first * stride, min(stop, r.size - span), stride))
+        if n_in > 0:
+            a = start + first * stride
+            seg = r[a : a + (n_in - 1) * stride + span + 1]
+            d_r, d_i = np.zeros(n_in), np.zeros(n_in)
+            _detect_kernel(np.ascontiguousarray(seg.real, dtype=np.float64), np.ascontiguousarray(seg.imag, dtype=np.float64),
+                           self._pre_r, self._pre_i, self.segment, self.sps, stride, n_in, metric[first : first + n_in],
+                           d_r, d_i)
+            dsum[first : first + n_in] = d_r + 1j * d_i
         return metric, dsum
 
-    def find(self, r: np.ndarray, start: int = 0) -> Detection | None:
-        """The first preamble at or after sample `start` of the stream `r`, or None."""
-        r = np.ascontiguousarray(r, dtype=np.complex128)
+    def find(self, r: np.ndarray, start: int = 0, stop: int | None = None) -> Detection | None:
+        """The first preamble at or after sample `start` of the stream `r`, or None.
+
+        Candidates are searched on the grid start, start + 2, ... below `stop` (default: the last start with
+        the whole preamble inside r); the peak search around a candidate may read up to two preamble lengths
+        beyond it. A stream searched piece by piece (stop, then on from the next grid point) finds what
+        one search of the whole finds, as long as r holds those two preamble lengths beyond each stop.
+        """
         last = r.size - (self.pre.size - 1) * self.sps  # last start with the whole preamble inside
+        end = last if stop is None else min(int(stop), last)
         pos = max(int(start), 0)
         step = 512  # grows: a burst usually follows the previous one within a guard interval
-        while pos < last:
-            stop = min(pos + step, last)
+        while pos < end:
+            stop = min(pos + step, end)
             step = min(2 * step, self.window)
             coarse, _ = self.metric(r, pos, stop, 2)  # every other sample: the peak is > 1 sample wide
             hits = np.flatnonzero(coarse > self.threshold)
@@ -437,7 +470,9 @@ class BurstSynchronizer:
 
     def __init__(self, fmt, sps: int, rolloff: float, span_symbols: int = 16, track_clock: bool = True):
         from sagin_hil.phy.pulse import rrc_taps
+        from sagin_hil.phy.stage_clock import StageClock
 
+        self.clock = StageClock()  # the receiver shares its own: synchronisation vs equalisation time
         self.fmt, self.sps, self.track_clock = fmt, int(sps), bool(track_clock)
         self.taps = rrc_taps(rolloff, sps, span_symbols)
         self.mf_delay = (self.taps.size - 1) // 2
@@ -478,6 +513,14 @@ class BurstSynchronizer:
         if n_used < n_data:  # the header stage: keep only blocks that exist whatever n_data is
             pilot_pos = pilot_pos[pilot_pos + fmt.pilot_len <= last]
         n_sym = int(max(last, pilot_pos.max() + fmt.pilot_len if pilot_pos.size else 0))
+        with self.clock("synchronisation"):
+            s, offset, drift, blocks_pos, known = self._timed_symbols(raw, t0_raw, cfo_cpsym, pilot_pos, n_sym)
+        with self.clock("equalisation"):
+            return self._equalise(s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym)
+
+    def _timed_symbols(self, raw, t0_raw, cfo_cpsym, pilot_pos, n_sym):
+        """Matched-filtered symbols [n_sym] at the timing (offset, clock drift) measured on the known blocks."""
+        fmt, sps = self.fmt, self.sps
         y, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym + 4)
         pre, pil = fmt.preamble.astype(np.complex128), fmt.pilots.astype(np.complex128)
         blocks_pos = np.concatenate([[0], pilot_pos])
@@ -485,8 +528,12 @@ class BurstSynchronizer:
         offset, drift = 0.0, 0.0
         if self.track_clock and pilot_pos.size >= 2:
             offset, drift = estimate_clock_drift(y, t0, sps, blocks_pos, known)
+        s = interpolate_cubic(y, t0 + offset + np.arange(n_sym) * sps * (1 + drift))
+        return s, offset, drift, blocks_pos, known
+
+    def _equalise(self, s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym):
+        """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
         pos = np.arange(n_sym)
-        s = interpolate_cubic(y, t0 + offset + pos * sps * (1 + drift))
         centres = np.array([p + kb.size / 2 - 0.5 for p, kb in zip(blocks_pos, known)])
         gains = np.array([np.vdot(kb, s[p : p + kb.size]) / kb.size for p, kb in zip(blocks_pos, known)])
         tracker = PhaseTracker(2).fit(centres, gains)
