@@ -261,6 +261,14 @@ def pilot_symbols(length: int) -> np.ndarray:
     return (((1 - 2 * bits[:, 0]) + 1j * (1 - 2 * bits[:, 1])) / np.sqrt(2)).astype(np.complex64)
 
 
+@lru_cache(maxsize=16)
+def _cached(make, length: int) -> np.ndarray:
+    """The known symbols, generated once per format (a receiver reads them for every burst); read-only."""
+    out = np.array(make() if make is preamble_symbols else make(length))
+    out.flags.writeable = False
+    return out
+
+
 @dataclass(frozen=True)
 class FrameFormat:
     """Where preamble, pilots and data symbols sit in a burst.
@@ -277,11 +285,11 @@ class FrameFormat:
 
     @property
     def preamble(self) -> np.ndarray:
-        return preamble_symbols()
+        return _cached(preamble_symbols, 0)
 
     @property
     def pilots(self) -> np.ndarray:
-        return pilot_symbols(self.pilot_len)
+        return _cached(pilot_symbols, self.pilot_len)
 
     def n_pilot_blocks(self, n_data: int) -> int:
         return -(-n_data // self.pilot_spacing) + 1

@@ -234,6 +234,11 @@ class AnalogPlan:
         return HEADER_CODED_BITS + self.side_symbols + self.frag_len(i)
 
 
+@lru_cache(maxsize=32)
+def _constellation(modulation: str, rate: str | None) -> Constellation:
+    return Constellation(modulation, rate)  # built once: a receiver needs one per burst
+
+
 @lru_cache(maxsize=8)
 def _side_codec(n_bytes: int) -> SideInfoCodec:
     return SideInfoCodec(n_bytes)
@@ -346,7 +351,7 @@ class PacketTransmitter:
         plan = self.plan(len(payload), mcs)
         with self.clock("crc_ldpc_scrambling"):
             cw = self.encode_blocks(payload, plan, seq)
-        const = Constellation(plan.modulation, plan.constellation_rate)
+        const = _constellation(plan.modulation, plan.constellation_rate)
         bursts = []
         for i in range(plan.frag_count):
             with self.clock("mapping"):
@@ -456,7 +461,7 @@ class PacketReceiver:
             raise HeaderError("plan", f"header {header} does not match this receiver's LinkConfig (ldpc_k={plan.k})")
         n_data = plan.n_data(header.frag_index)
         sb = self.sync.symbols(x, t0, cfo, n_data)
-        const = Constellation(plan.modulation, plan.constellation_rate)
+        const = _constellation(plan.modulation, plan.constellation_rate)
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
             llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)

@@ -31,15 +31,21 @@ __all__ = ["StreamReceiver", "fir_range"]
 
 @numba.njit(cache=True)
 def _fir_kernel(xf, taps, a, b, outf):
-    # on float views (re, im interleaved) with the tap loop outside, so the inner loop runs over output
-    # samples in SIMD; no fastmath, so every sample sums its taps in the same order whichever call made it
-    for j in range(2 * a, 2 * b):
-        outf[j] = 0.0
-    for k in range(taps.size):
-        t = taps[k]
-        lo = max(2 * a, 2 * k)  # x before the stream's first sample is zero
-        for j in range(lo, 2 * b):
-            outf[j] = outf[j] + t * xf[j - 2 * k]
+    # on float views (re, im interleaved), in blocks that stay in L1, the tap loop outside so the inner loop
+    # is a SIMD multiply-add; no fastmath, so every sample sums its taps in the same order whatever the call
+    for b0 in range(2 * a, 2 * b, 2048):
+        b1 = min(b0 + 2048, 2 * b)
+        for j in range(b0, b1):
+            outf[j] = 0.0
+        for k in range(taps.size):
+            t = taps[k]
+            lo = max(b0, 2 * k)  # x before the stream's first sample is zero
+            if b1 <= lo:
+                continue
+            o = outf[lo:b1]
+            x = xf[lo - 2 * k : b1 - 2 * k]
+            for j in range(b1 - lo):
+                o[j] = o[j] + t * x[j]
 
 
 def fir_range(x: np.ndarray, taps: np.ndarray, a: int, b: int, out: np.ndarray) -> None:
@@ -74,6 +80,7 @@ class StreamReceiver:
         self._taps = np.ascontiguousarray(sync.taps, dtype=np.float64)
         pre_samples = fmt.preamble.size * sps
         self._lookahead = 2 * pre_samples + 16  # what the detector's peak search reads beyond a candidate
+        self._search_samples = 4096
         self._before = sync.mf_delay + sync.taps.size + 32  # window start before a detection
         # the longest burst, from its detection to its last sample and the synchroniser's margins
         self._burst_extent = (fmt.burst_len(self.cfg.max_burst_symbols) + 8) * sps + 2 * sync.taps.size + 64
@@ -138,13 +145,15 @@ class StreamReceiver:
             if self._waiting is not None and self._waiting[0] == self._pos:
                 d_abs, det = self._waiting[1:]  # found before, waiting for its samples: the same answer
             else:
+                # search a stretch at a time, so the filter runs only where the search goes
+                part = min(stop, self._pos + self._search_samples)
                 with self.clock("detection"):
-                    self._filtered(self._pos - 8, stop + span + self._lookahead)
+                    self._filtered(self._pos - 8, part + span + self._lookahead)
                     b = self._base
-                    det = self.rx.detector.find(self._r[: self._r_hi - b], self._pos - b, stop - b)
+                    det = self.rx.detector.find(self._r[: self._r_hi - b], self._pos - b, part - b)
                 if det is None:
-                    self._pos += 2 * -(-(stop - self._pos) // 2)  # on along the same grid
-                    break
+                    self._pos += 2 * -(-(part - self._pos) // 2)  # on along the same grid
+                    continue
                 d_abs = det.index + b
                 self._waiting = (self._pos, d_abs, det)
             if not self._flushing and d_abs + self._burst_extent > end:

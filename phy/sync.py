@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.signal import oaconvolve
 
 __all__ = [
     "Rotator",
@@ -420,11 +419,48 @@ class PhaseTracker:
 
 @numba.njit(cache=True, fastmath=True)
 def _derotate(raw, a, t_ref, f_cps, out):
-    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), the phase reduced modulo one cycle."""
-    for i in range(out.size):
-        cyc = f_cps * (a + i - t_ref)
+    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)): exact cos/sin every 64 samples (the phase reduced
+    modulo one cycle), a complex rotation by one sample's step in between."""
+    step_ph = -2.0 * np.pi * f_cps
+    step = complex(np.cos(step_ph), np.sin(step_ph))
+    for i0 in range(0, out.size, 64):
+        cyc = f_cps * (a + i0 - t_ref)
         ph = -2.0 * np.pi * (cyc - np.floor(cyc))
-        out[i] = raw[a + i] * complex(np.cos(ph), np.sin(ph))
+        w = complex(np.cos(ph), np.sin(ph))
+        for i in range(i0, min(i0 + 64, out.size)):
+            out[i] = raw[a + i] * w
+            w *= step
+
+
+@numba.njit(cache=True)
+def _fir_same_kernel(xf, taps, delay, outf):
+    # "same"-mode FIR on float views (re, im interleaved): blocks of output that stay in L1, the tap loop
+    # outside the sample loop so the inner loop is a SIMD multiply-add over contiguous views
+    n2 = outf.size
+    for b0 in range(0, n2, 2048):
+        b1 = min(b0 + 2048, n2)
+        for j in range(b0, b1):
+            outf[j] = 0.0
+        for k in range(taps.size):
+            t = taps[k]
+            sh = 2 * (delay - k)  # out[n] += taps[k] x[n + delay - k]
+            lo = max(b0, -sh)
+            hi = min(b1, n2 - sh)
+            if hi <= lo:
+                continue
+            o = outf[lo:hi]
+            x = xf[lo + sh : hi + sh]
+            for j in range(hi - lo):
+                o[j] = o[j] + t * x[j]
+
+
+def fir_same(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """np.convolve(x, taps, mode="same") for complex128 x and real odd-length taps, in SIMD."""
+    out = np.empty(x.size, np.complex128)
+    if x.size:
+        _fir_same_kernel(np.ascontiguousarray(x).view(np.float64), np.ascontiguousarray(taps, dtype=np.float64),
+                         (taps.size - 1) // 2, out.view(np.float64))
+    return out
 
 
 @dataclass
@@ -484,8 +520,7 @@ class BurstSynchronizer:
         b = min(int(np.ceil(t0_raw + n_symbols * self.sps * (1 + 1e-3))) + pad, raw.size)
         seg = np.empty(max(b - a, 0), dtype=np.complex128)
         _derotate(raw, a, t0_raw, cfo_cps, seg)
-        filt = np.convolve if self.taps.size <= seg.size < 16384 else oaconvolve  # direct wins on short ones
-        return filt(seg, self.taps, mode="same"), t0_raw - a
+        return fir_same(seg, self.taps), t0_raw - a
 
     def acquire(self, raw: np.ndarray, index_mf: int, frac: float, cfo_cpsym: float) -> tuple[float, float]:
         """Fine carrier offset and preamble timing from a detection at causal-matched-filter index
