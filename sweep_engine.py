@@ -121,7 +121,8 @@ def open_client(scheduler: str | None = None, workers: int | None = None):
     if n < 1:
         raise SweepError(f"workers = {n}: give at least 1")
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        # the scheduler's status page on a free port of 127.0.0.1: two local sweeps at once never clash
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                                silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
