@@ -35,6 +35,7 @@ _LAYER_COMMANDS = (
     "sagin_hil.codecs.cli",
     "sagin_hil.controllers.cli",
     "sagin_hil.calibration.cli",
+    "sagin_hil.controllers.rl.cli",
     "sagin_hil.flowgraphs.sweep_cli",
 )
 
@@ -42,6 +43,7 @@ _LAYER_COMMANDS = (
 BENCHMARKS = Registry("benchmark", {
     "ldpc": "sagin_hil.phy.bench:bench_ldpc",
     "rx": "sagin_hil.phy.rx_bench:bench_rx",
+    "emulator": "sagin_hil.hil.pace_bench:bench_emulator",
     "channel": "sagin_hil.phy.channel.bench:bench_channel",
     "codec": "sagin_hil.flowgraphs.codec_bench:bench_codec",
     "controller": "sagin_hil.controllers.bench:bench_controller",

@@ -63,6 +63,7 @@ def serve(
     signal_power: Optional[float] = typer.Option(None, help="Reference input power for the SNR (default: measured)."),
     pass_tags: bool = typer.Option(False, "--pass-tags", help="Messages carry the gr-zeromq tag header."),
     seed: int = typer.Option(0, help="Seed of the fading and noise."),
+    workers: int = typer.Option(1, help="2: sockets and channel in two threads (two cores; for rates like 61.44 MS/s)."),
 ) -> None:
     """Take IQ from --tx, impair it as the scenario link does, give it to --rx (gr-zeromq compatible)."""
     from sagin_hil.hil.emulator_service import PATTERNS, BindError, EmulatorService
@@ -80,7 +81,7 @@ def serve(
     try:
         em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,
                                       doppler_scale=doppler_scale, **overrides)
-        svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time)
+        svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time, workers=workers)
     except (ScenarioError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -98,7 +99,13 @@ def serve(
     except Exception as exc:  # other zmq errors, e.g. a malformed --tx
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
-    typer.echo(str({k: v for k, v in svc.stats().items() if k != "emulator"}))
+    stats = svc.stats()
+    typer.echo(str({k: v for k, v in stats.items() if k != "emulator"}))
+    rt = stats.get("realtime")
+    if rt and rt["late_blocks"]:
+        typer.secho(f"warning: fell behind real time: {rt['late_blocks']} late blocks, up to "
+                    f"{1e3 * rt['max_lag_s']:.1f} ms behind; lower --sample-rate or use --workers 2", fg="yellow",
+                    err=True)
 
 
 @emulator_app.command("link-budget")

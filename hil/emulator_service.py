@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import queue
 import re
 import threading
 import time
@@ -90,6 +91,11 @@ class EmulatorService:
     upstream_timeout_ms: req-rep only: how long to wait for the transmitter before answering zeros.
     send_timeout_ms: push-pull: how long to wait for a receiver before dropping (and counting) a message.
     request_items: req-rep: the block asked for by a request that names no count (srsRAN); default 1 ms.
+    workers: 2 runs the channel in a thread of its own beside the socket thread (push-pull and pub-sub), so
+        the service uses two cores: what 61.44 MS/s in real time needs. 1 does everything in one thread.
+
+    A real-time emulator (`realtime=True`) that falls behind says so: `stats()["realtime"]` holds the lag
+    behind the wall clock, its maximum and the late blocks, and a warning is logged (at most once a second).
 
     Use start()/stop() to run it in a background thread, or run() to block (the CLI does).
     """
@@ -98,7 +104,7 @@ class EmulatorService:
         self, emulator: Any, tx_endpoint: str, rx_endpoint: str, pattern: str = "push-pull",
         control_endpoint: str | None = None, pass_tags: bool = False, start_time_s: float = 0.0,
         upstream_timeout_ms: int = 1000, send_timeout_ms: int = 5000, poll_ms: int = 20,
-        request_items: int | None = None,
+        request_items: int | None = None, workers: int = 1,
     ) -> None:
         if pattern not in PATTERNS:
             raise ValueError(f"pattern = {pattern!r}; choose one of {sorted(PATTERNS)}")
@@ -116,6 +122,11 @@ class EmulatorService:
         if not 1 <= self.request_items <= MAX_REQUEST_ITEMS:
             raise ValueError(f"request_items = {request_items} must be in [1, {MAX_REQUEST_ITEMS}]")
         self.poll_ms = poll_ms
+        if workers not in (1, 2):
+            raise ValueError(f"workers = {workers!r}: 1 (one thread) or 2 (sockets and channel apart)")
+        self.workers = workers
+        self._queue: queue.Queue = queue.Queue(maxsize=8)  # workers=2: blocks on their way to the channel
+        self._late_seen, self._late_logged_at = 0, 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -136,9 +147,20 @@ class EmulatorService:
         uptime = time.perf_counter() - self._t0_wall
         out = {**self.counters, "pattern": self.pattern, "tx_endpoint": self.tx_endpoint,
                "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject, "last_error": self.last_error,
-               "uptime_s": uptime,
-               "msps": self.counters["samples_out"] / uptime / 1e6, "emulator": em}
+               "uptime_s": uptime, "workers": self.workers,
+               "msps": self.counters["samples_out"] / uptime / 1e6, "emulator": em,
+               "realtime": em.get("realtime")}
         return _sanitize(out)
+
+    def _check_pace(self) -> None:
+        """Log when a real-time emulator has fallen behind since the last look (once a second at most)."""
+        late = getattr(self.emulator, "late_blocks", 0)
+        now = time.perf_counter()
+        if late > self._late_seen and now - self._late_logged_at >= 1.0:
+            log.warning("emulator service: behind real time by %.1f ms (max %.1f ms, %d late blocks at %.4g MS/s)",
+                        1e3 * self.emulator.lag_s, 1e3 * self.emulator.max_lag_s, late,
+                        self.emulator.sample_rate_hz / 1e6)
+            self._late_seen, self._late_logged_at = late, now
 
     def update(self, **changes: Any) -> dict[str, Any]:
         """Change channel parameters (ChannelParams fields) from the next sample on."""
@@ -221,6 +243,7 @@ class EmulatorService:
         ctx = zmq.Context.instance()
         in_type, out_type = (getattr(zmq, n) for n in PATTERNS[self.pattern])
         sin, sout, sctl = ctx.socket(in_type), ctx.socket(out_type), None
+        worker = None
         try:
             for s in (sin, sout):
                 s.setsockopt(zmq.LINGER, 0)
@@ -244,6 +267,10 @@ class EmulatorService:
                 _bind(sctl, self.control_endpoint, "control_endpoint (--control)")
                 poller.register(sctl, zmq.POLLIN)
             poller.register(sout if self.pattern == "req-rep" else sin, zmq.POLLIN)
+            if self.workers == 2 and self.pattern != "req-rep":
+                worker = threading.Thread(target=self._channel_worker, args=(sout,), name="emulator-channel",
+                                          daemon=True)
+                worker.start()
             self._ready.set()
             offset = 0
             while not self._stop.is_set():
@@ -254,12 +281,18 @@ class EmulatorService:
                     if sout in events:
                         offset = self._serve_request(sout, sin, offset)
                 elif sin in events:
-                    offset = self._forward(sin, sout, offset)
+                    if worker is not None:
+                        self._enqueue(sin)
+                    else:
+                        offset = self._forward(sin, sout, offset)
         except BaseException as exc:  # noqa: BLE001 (reported by stop()/the CLI)
             self._error = exc
             self._ready.set()
             raise
         finally:
+            self._stop.set()
+            if worker is not None:
+                worker.join(5.0)
             for s in (sin, sout, sctl):
                 if s is not None:
                     s.close(0)
@@ -275,6 +308,29 @@ class EmulatorService:
             data = json.dumps({"ok": False, "error": "internal error: the reply could not be encoded"}).encode()
         sctl.send(data)
 
+    def _enqueue(self, sin: Any) -> None:
+        """workers=2, socket thread: one message in, handed to the channel thread (waits while it is busy:
+        back-pressure reaches the transmitter through ZeroMQ's queue, nothing is dropped here)."""
+        got = self._accept(sin.recv_multipart())
+        if got is None or len(got[0]) == 0:
+            return
+        while not self._stop.is_set():
+            try:
+                self._queue.put(got, timeout=self.poll_ms / 1000)
+                return
+            except queue.Full:
+                continue
+
+    def _channel_worker(self, sout: Any) -> None:
+        """workers=2, channel thread: impair each queued block and send it on."""
+        offset = 0
+        while not (self._stop.is_set() and self._queue.empty()):
+            try:
+                got = self._queue.get(timeout=self.poll_ms / 1000)
+            except queue.Empty:
+                continue
+            offset = self._impair_and_send(got, sout, offset)
+
     def _forward(self, sin: Any, sout: Any, offset: int) -> int:
         """push-pull / pub-sub: one message in, its impaired samples out."""
         frames = sin.recv_multipart()
@@ -282,8 +338,16 @@ class EmulatorService:
             got = self._accept(frames)
             if got is None or len(got[0]) == 0:
                 return offset
+        except Exception as exc:  # noqa: BLE001 (a bug must cost one message, not the stream)
+            self._internal(exc)
+            return offset
+        return self._impair_and_send(got, sout, offset)
+
+    def _impair_and_send(self, got: tuple, sout: Any, offset: int) -> int:
+        try:
             samples, tags, key = got
             out = self._process(samples)
+            self._check_pace()
             try:
                 frames_out = self._encode(out, tags, offset, key)
             except ZmqIqError as exc:  # a tag that parsed but cannot be written back (a symbol past 64 KiB)
@@ -354,6 +418,7 @@ class EmulatorService:
                 self.counters["gaps"] += 1
                 samples = np.zeros(n, np.complex64)
             out = self._process(samples)
+            self._check_pace()
             reply = self._encode(out, [], offset, None)
         except Exception as exc:  # noqa: BLE001 (REP still owes an answer)
             self._internal(exc)

@@ -130,6 +130,7 @@ PARAM_BOUNDS: dict[str, tuple[float, float, str, str]] = {
 MAX_DELAY_SAMPLES = 1 << 24  # history the emulator keeps (delay + longest tap): a ring of 256 MiB at most
 MAX_PN_STEP_RAD = 0.1  # per-sample phase-noise step the kernel's second-order rotator stays accurate for
 MAX_ABS_SAMPLE = 1e15  # input I/Q beyond this are clipped (and counted): outputs stay finite in float32
+LATE_AFTER_S = 0.02  # real time: a block finished this long after its last sample's due time is late
 
 
 class _State:
@@ -157,7 +158,9 @@ class ChannelEmulator:
     params: a `ChannelParams` (default: a transparent channel).
     seed: seeds the fading sinusoids, the noise and the phase noise (separate streams).
     realtime: pace `process` to the sample rate (sleep until the wall clock reaches the samples' end);
-        otherwise run as fast as possible (virtual time).
+        otherwise run as fast as possible (virtual time). A real-time emulator that cannot keep up does not
+        slip silently: `lag_s` (how far behind the wall clock the last block finished), `max_lag_s` and
+        `late_blocks` (blocks more than LATE_AFTER_S behind) say so, in `stats()["realtime"]` too.
 
     Input
     -----
@@ -184,6 +187,8 @@ class ChannelEmulator:
         self.nonfinite_samples = 0  # NaN/inf input samples, zeroed
         self.clipped_samples = 0  # input samples with |I| or |Q| > MAX_ABS_SAMPLE, clipped
         self._wall0: float | None = None
+        self.lag_s = self.max_lag_s = 0.0
+        self.late_blocks = 0
         self._params = params or ChannelParams()
         self._seg: dict[str, float] = {"n_seg": 0, "tau0": 0.0, "tau_rate": 0.0, "phi": 0.0, "f": 0.0, "r": 0.0}
         self._fad: dict[str, Any] = {}
@@ -375,9 +380,13 @@ class ChannelEmulator:
         )
         self._n += n
         if self.realtime:
-            wait = self._wall0 + self._n / self.sample_rate_hz - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
+            lag = time.perf_counter() - (self._wall0 + self._n / self.sample_rate_hz)
+            self.lag_s = max(lag, 0.0)
+            self.max_lag_s = max(self.max_lag_s, lag)
+            if lag > LATE_AFTER_S:
+                self.late_blocks += 1  # behind the wall clock: counted, never hidden
+            elif lag < 0:
+                time.sleep(-lag)
         return out
 
     def _sanitize(self, x: np.ndarray) -> np.ndarray:
@@ -427,6 +436,8 @@ class ChannelEmulator:
             "clipped_samples": self.clipped_samples,
             "delay_s": self.current_delay_s(),
             "params": {k: v for k, v in dataclasses.asdict(self._params).items()},
+            "realtime": {"lag_s": self.lag_s, "max_lag_s": self.max_lag_s, "late_blocks": self.late_blocks,
+                         "late_after_s": LATE_AFTER_S} if self.realtime else None,
         }
 
     # ------------------------------------------------------------------------------------------ scenario

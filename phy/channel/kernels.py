@@ -44,7 +44,7 @@ def sos_value(phases: np.ndarray, l: int) -> complex:
     return complex(re, im) / math.sqrt(m)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)  # nogil: the service overlaps it with its socket thread
 def channel_kernel(
     x, out, ring, n0,
     tau0, tau_rate, n_seg, tau_max, tap_delay,
