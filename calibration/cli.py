@@ -5,7 +5,8 @@ from typing import Optional
 
 import typer
 
-calibrate = typer.Typer(help="Measure calibration tables (BLER vs SNR per MCS) at sample level.", no_args_is_help=True)
+calibrate = typer.Typer(help="Calibrate against measurements: channel fits from recordings, their twin, BLER tables.",
+                        no_args_is_help=True)
 
 
 @calibrate.command("bler")
@@ -50,6 +51,99 @@ def bler(
     for name in table.mcs_names:
         console.print(f"{name:>10}: Es/N0 {table.required_snr_db(name, 0.1):6.2f} dB at BLER 0.1")
     console.print(escape(f"table written to {out}; use it with the controller option bler_table={out}"))
+
+@calibrate.command("channel")
+def channel_cmd(
+    recordings: list[Path] = typer.Argument(..., help="SigMF recordings (NAME.sigmf-meta) of bursts with a known preamble."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the fit: {key: {value, ci95}} (several "
+                                             "recordings: {recording: fit})."),
+    profile: Optional[Path] = typer.Option(None, help="Write the calibrated twin as TOML (several recordings: "
+                                           "one per recording, numbered)."),
+    boot: int = typer.Option(200, min=10, help="Bootstrap resamples for the SNR, K and fading-Doppler intervals."),
+) -> None:
+    """Fit SNR, CFO, Doppler and its rate, delay, Rician K and the fading's maximum Doppler, each with a 95 %
+    interval, from recorded bursts (runs write them with `sagin-hil run --record DIR`)."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from sagin_hil.calibration.channel_fit import fit_channel, measure_bursts, read_recording
+    from sagin_hil.calibration.profile import write_profile
+    from sagin_hil.progress import progress_bar
+
+    console, fits = Console(), {}
+    with progress_bar() as bar:
+        task = bar.add_task("fitting", total=len(recordings))
+        for i, path in enumerate(recordings):
+            bar.update(task, description=escape(f"fitting {path.name}"))
+            try:
+                rec = read_recording(path)
+                fit = fit_channel(rec, measure_bursts(rec), n_boot=boot)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+            fits[str(path)] = fit
+            if profile is not None:
+                out = profile if len(recordings) == 1 else profile.with_name(f"{profile.stem}-{i}{profile.suffix}")
+                write_profile(out, fit, rec)
+                console.print(escape(f"profile written to {out}"))
+            bar.advance(task)
+    for path, fit in fits.items():
+        table = Table(title=escape(f"{path}: {fit.bursts} bursts over {fit.duration_s:.2f} s"))
+        for col in ("parameter", "value", "95 % interval"):
+            table.add_column(col)
+        for key, v in fit.values.items():
+            ci = "-" if v["ci95"] is None else f"[{v['ci95'][0]:.4g}, {v['ci95'][1]:.4g}]"
+            table.add_row(key, "not identifiable" if v["value"] is None else f"{v['value']:.6g}", ci)
+        console.print(table)
+        for note in fit.notes:
+            console.print(escape(f"note: {note}"))
+    if json_path is not None:
+        doc = (next(iter(fits.values())).to_json() if len(fits) == 1
+               else {"recordings": {p: f.to_json() for p, f in fits.items()}})
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(doc, indent=2))
+        console.print(escape(f"fit written to {json_path}"))
+
+
+@calibrate.command("verify")
+def verify_cmd(
+    profile: Path = typer.Argument(..., help="Calibration profile (TOML) from `calibrate channel --profile`."),
+    recordings: list[Path] = typer.Argument(..., help="Recordings the twin should reproduce."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON."),
+    seed: int = 1,
+) -> None:
+    """Send the recordings' bursts through the profile's twin and compare EVM and BLER with the recordings';
+    the gaps are in dB (BLER: the Es/N0 offset at which the twin's BLER equals the recording's)."""
+    import json
+    import tempfile
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from sagin_hil.calibration.profile import load_profile
+    from sagin_hil.calibration.verify import verify_profile
+
+    try:
+        prof = load_profile(profile)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = verify_profile(prof, recordings, tmp, seed=seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console = Console()
+    for path, row in res.items():
+        line = f"{path}: EVM {row['evm_recording']:.4f} recorded, {row['evm_twin']:.4f} twin ({row['evm_gap_db']:+.2f} dB)"
+        if "bler_recording" in row:
+            gap = row["bler_gap_db"]
+            line += (f"; BLER {row['bler_recording']:.3f} recorded over {row['blocks']} blocks, twin "
+                     f"{row['bler_twin']['+0.0 dB']:.3f}; gap " + ("not bracketed" if gap is None else f"{gap:+.2f} dB"))
+        console.print(escape(line))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(res, indent=2))
+        console.print(escape(f"comparison written to {json_path}"))
+
 
 def modes_cmd(
     images: int = typer.Option(8, help="Held-out images to measure on."),
