@@ -465,7 +465,9 @@ class PacketReceiver:
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
             llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
-            llr = np.nan_to_num(np.clip(llr[: n_blk * plan.n], -1e3, 1e3)).reshape(n_blk, plan.n)  # garbage-proof
+            llr = np.clip(llr[: n_blk * plan.n], -1e3, 1e3).reshape(n_blk, plan.n)  # garbage-proof
+            if not np.isfinite(llr).all():
+                llr = np.nan_to_num(llr)
         payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
         burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps

@@ -4,7 +4,8 @@ One benchmark per MCS and one for analog (deep JSCC) bursts. The signal is what 
 one packet (2048 bytes, or 8192 analog symbols with 16 bytes of side information) at Es/N0 = 25 dB with a
 small carrier offset, after 2000 samples of noise, cut into 16384-sample buffers and fed to the streaming
 receiver (`StreamReceiver`, what sits between radios); the one-shot `PacketReceiver.demodulate` is timed on
-the same samples beside it. Figures are MS/s on one core (best of several runs).
+the same samples beside it. Figures are MS/s per CPU-second of this process (best of several runs): the
+chains run on one thread, so that is per core, and other jobs on a shared machine do not count.
 
 The peers are the radios' sample rates (2, 10 and 61.44 MS/s), so each ratio is a real-time factor: above
 1 the chain keeps up. With samples per symbol fixed (LinkConfig's 4) the work per sample does not depend on
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.benchmarks import benchmark_entry, best_time_s, report_progress
+from sagin_hil.benchmarks import benchmark_entry, report_progress
+from sagin_hil.phy.bench import best_cpu_time_s
 
 __all__ = ["bench_rx", "RATES_MSPS", "received_signal"]
 
@@ -70,9 +72,9 @@ def _entry(mcs: str, repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     packets = _stream_once(cfg, y)
     ok = len(packets) == 1 and (
         np.allclose(packets[0].analog, sent, atol=0.2) if mcs == ANALOG else packets[0].payload == sent)
-    t_stream = best_time_s(lambda: _stream_once(cfg, y), repeats=repeats)
+    t_stream = best_cpu_time_s(lambda: _stream_once(cfg, y), repeats=repeats)
     one_shot = PacketReceiver(cfg)
-    t_one = best_time_s(lambda: one_shot.demodulate(y), repeats=repeats)
+    t_one = best_cpu_time_s(lambda: one_shot.demodulate(y), repeats=repeats)
     if mcs == ANALOG:
         def send():
             return tx.modulate_symbols(sent, 7, side=bytes(range(SIDE_BYTES)))
@@ -80,7 +82,7 @@ def _entry(mcs: str, repeats: int, rng: np.random.Generator) -> dict[str, Any]:
         def send():
             return tx.modulate(sent, mcs, 7)
     n_tx = send().size
-    t_tx = best_time_s(send, repeats=repeats)
+    t_tx = best_cpu_time_s(send, repeats=repeats)
     # the stage split: one more run of each chain with its clock on
     srx = StreamReceiver(cfg)
     srx.clock.enabled = True
@@ -105,7 +107,7 @@ def _entry(mcs: str, repeats: int, rng: np.random.Generator) -> dict[str, Any]:
     peers = {name: {"msps": rate} for name, rate in RATES_MSPS.items()}
     ratio = {name: msps / rate for name, rate in RATES_MSPS.items()}
     return benchmark_entry(mcs, ours, peers, ratio, settings={
-        "what": "ratio = real-time factor: the streaming receive chain's MS/s on one core over the radio's "
+        "what": "ratio = real-time factor: the streaming receive chain's MS/s per CPU-second over the radio's "
                 "sample rate (like with like: samples per second); at a fixed 4 samples per symbol the work per "
                 "sample is the same at every rate, so one measurement serves the three",
         "esn0_db": ESN0_DB, "cfo_cpsym": CFO_CPSYM, "chunk_samples": CHUNK_SAMPLES, "sps": cfg.sps,

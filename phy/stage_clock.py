@@ -1,4 +1,6 @@
-"""Wall time per stage of a chain (detection, synchronisation, LDPC, ...), for `sagin-hil bench rx`.
+"""CPU time per stage of a chain (detection, synchronisation, LDPC, ...), for `sagin-hil bench rx`.
+
+Thread CPU time, not wall time: on a shared machine other jobs must not move the split.
 
 A chain holds a StageClock and wraps each stage in `with clock("name"):`; a disabled clock (the default)
 costs one attribute test per stage, so the chains carry it always.
@@ -21,15 +23,15 @@ class _Span:
         self.clock, self.name = clock, name
 
     def __enter__(self):
-        self.t0 = time.perf_counter()
+        self.t0 = time.thread_time()
 
     def __exit__(self, *exc):
         s = self.clock.seconds
-        s[self.name] = s.get(self.name, 0.0) + time.perf_counter() - self.t0
+        s[self.name] = s.get(self.name, 0.0) + time.thread_time() - self.t0
 
 
 class StageClock:
-    """Accumulated seconds per stage name; `enabled` False makes every span a no-op.
+    """Accumulated CPU seconds per stage name; `enabled` False makes every span a no-op.
 
     A span nested in another counts in both: name stages so that they do not nest (the chains here don't).
     """

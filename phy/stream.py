@@ -112,8 +112,10 @@ class StreamReceiver:
                 size = max(2 * self._buf.size, self._n + c.size)
                 self._buf = np.concatenate([self._buf[: self._n], np.zeros(size - self._n, np.complex128)])
                 self._r = np.concatenate([self._r, np.zeros(size - self._r.size, np.complex128)])
-            self._buf[self._n : self._n + c.size] = c
-            np.nan_to_num(self._buf[self._n : self._n + c.size], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            new = self._buf[self._n : self._n + c.size]
+            new[:] = c
+            if not np.isfinite(new).all():  # NaN and inf samples count as silence
+                np.nan_to_num(new, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self._n += c.size
         return self._run()
 

@@ -346,7 +346,7 @@ def estimate_clock_drift(
         return 0.0, 0.0
     sizes = np.array([kb.size for kb in known_blocks])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    sym = np.concatenate([p + np.arange(n) for p, n in zip(block_pos, sizes)]).astype(np.float64)
+    sym = np.repeat(block_pos - starts, sizes) + np.arange(sizes.sum())  # symbol index of every known symbol
     ref = np.conj(np.concatenate(known_blocks)).astype(np.complex128)
     x = (block_pos + sizes / 2) * sps
     offset, drift = _sequential_timing(
@@ -380,6 +380,13 @@ def _unwrap_predicted(centres, phase, memory=4):
     return out
 
 
+def _weighted_polyfit(x: np.ndarray, y: np.ndarray, order: int, w: np.ndarray) -> np.ndarray:
+    """np.polyfit(x, y, order, w=w) (highest power first) for a small order, without its overhead: the
+    weighted least-squares problem solved by lstsq on the (well-scaled: |x| <= 1) Vandermonde matrix."""
+    a = np.vander(x, order + 1) * w[:, None]
+    return np.linalg.lstsq(a, y * w, rcond=None)[0]
+
+
 class PhaseTracker:
     """Pilot-aided carrier phase and gain: a polynomial fit of unwrapped block phases over the burst.
 
@@ -406,7 +413,7 @@ class PhaseTracker:
         self.centre = float(centres.mean())
         self.scale = float(max(np.ptp(centres), 1.0))
         x = (centres - self.centre) / self.scale
-        self.coef = np.polyfit(x, phase, order, w=w + 1e-12) if order >= 1 else np.array([phase.mean()])
+        self.coef = _weighted_polyfit(x, phase, order, w + 1e-12) if order >= 1 else np.array([phase.mean()])
         return self
 
     def phase(self, k: np.ndarray) -> np.ndarray:
