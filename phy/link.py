@@ -121,6 +121,7 @@ class LinkConfig:
         return FrameFormat(self.pilot_len, self.pilot_spacing)
 
 
+@lru_cache(maxsize=64)
 def _rate_str(rate: float) -> str:
     s = str(Fraction(rate).limit_denominator(20))
     if s not in CODE_RATES:

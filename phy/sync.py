@@ -441,24 +441,37 @@ def _derotate(raw, a, t_ref, f_cps, out):
 
 @numba.njit(cache=True)
 def _fir_same_kernel(xf, taps, delay, outf):
-    # "same"-mode FIR on float views (re, im interleaved): blocks of output that stay in L1, the tap loop
-    # outside the sample loop so the inner loop is a SIMD multiply-add over contiguous views
+    # "same"-mode FIR on float views (re, im interleaved), in blocks of output that stay in L1; four taps per
+    # pass (one store per four multiply-adds), the tap loop outside the sample loop so the inner loop is SIMD
     n2 = outf.size
+    n_t = taps.size
     for b0 in range(0, n2, 2048):
         b1 = min(b0 + 2048, n2)
         for j in range(b0, b1):
             outf[j] = 0.0
-        for k in range(taps.size):
-            t = taps[k]
-            sh = 2 * (delay - k)  # out[n] += taps[k] x[n + delay - k]
-            lo = max(b0, -sh)
-            hi = min(b1, n2 - sh)
-            if hi <= lo:
-                continue
-            o = outf[lo:hi]
-            x = xf[lo + sh : hi + sh]
-            for j in range(hi - lo):
-                o[j] = o[j] + t * x[j]
+        for k in range(0, n_t, 4):
+            kk = min(k + 4, n_t)
+            # out[n] += taps[k] x[n + delay - k]: sample n exists for max(0, k - delay) <= n < n2/2 + k - delay
+            lo = max(b0, 2 * (kk - 1 - delay))
+            hi = min(b1, n2 + 2 * (k - delay))
+            if kk - k == 4 and hi > lo:
+                o = outf[lo:hi]
+                x0 = xf[lo + 2 * (delay - k) : hi + 2 * (delay - k)]
+                x1 = xf[lo + 2 * (delay - k - 1) : hi + 2 * (delay - k - 1)]
+                x2 = xf[lo + 2 * (delay - k - 2) : hi + 2 * (delay - k - 2)]
+                x3 = xf[lo + 2 * (delay - k - 3) : hi + 2 * (delay - k - 3)]
+                t0, t1, t2, t3 = taps[k], taps[k + 1], taps[k + 2], taps[k + 3]
+                for j in range(hi - lo):
+                    o[j] = o[j] + (t0 * x0[j] + t1 * x1[j] + t2 * x2[j] + t3 * x3[j])
+            else:
+                lo = hi = b0
+            for q in range(k, kk):  # the edges a group does not cover, one tap at a time
+                sh = 2 * (delay - q)
+                a, b = max(b0, -sh), min(b1, n2 - sh)
+                for j in range(a, min(b, lo)):
+                    outf[j] = outf[j] + taps[q] * xf[j + sh]
+                for j in range(max(a, hi), b):
+                    outf[j] = outf[j] + taps[q] * xf[j + sh]
 
 
 def fir_same(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
