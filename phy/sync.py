@@ -589,11 +589,14 @@ class BurstSynchronizer:
     def _equalise(self, s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym):
         """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
         pos = np.arange(n_sym)
-        centres = np.array([p + kb.size / 2 - 0.5 for p, kb in zip(blocks_pos, known)])
-        gains = np.array([np.vdot(kb, s[p : p + kb.size]) / kb.size for p, kb in zip(blocks_pos, known)])
+        # known[0] is the preamble at 0, the rest are equal pilot blocks: their gains in one product
+        pre, pil = known[0], known[1] if len(known) > 1 else known[0][:0]
+        pil_idx = blocks_pos[1:, None].astype(np.int64) + np.arange(pil.size)
+        centres = np.concatenate([[pre.size / 2 - 0.5], blocks_pos[1:] + pil.size / 2 - 0.5])
+        gains = np.concatenate([[np.vdot(pre, s[: pre.size]) / pre.size], s[pil_idx] @ np.conj(pil) / max(pil.size, 1)])
         tracker = PhaseTracker(2).fit(centres, gains)
         eq = s * np.exp(-1j * tracker.phase(pos)) / max(tracker.gain, 1e-30)
-        known_idx = np.concatenate([np.arange(p, p + kb.size) for p, kb in zip(blocks_pos, known)])
+        known_idx = np.concatenate([np.arange(pre.size), pil_idx.ravel()])
         from sagin_hil.phy.estimation import snr_data_aided
 
         est = snr_data_aided(eq[known_idx], np.concatenate(known))
