@@ -97,6 +97,9 @@ def run(
     set_: Optional[list[str]] = typer.Option(
         None, "--set", help="Set any flowgraph key, e.g. --set controller.algo=ao --set tasks.frames=2 (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    record: Optional[Path] = typer.Option(
+        None, "--record", help="Write every hop's received samples as SigMF to this folder (one recording per hop; "
+        "replay them with --radio replay --set radio.uri=FOLDER, fit them with `calibrate channel`)."),
 ) -> None:
     """Run a flowgraph end to end and write a report folder (summary.json, tasks.csv, plots, index.html)."""
     from sagin_hil.flowgraphs.config import FlowgraphError, load_flowgraph
@@ -109,7 +112,7 @@ def run(
         overrides = {k: v for k, v in {"images": images, "radio": radio, "seed": seed, "sets": set_}.items() if v}
         if overrides or seed is not None:
             fg = fg.with_overrides(**{**overrides, "seed": seed})
-        result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console)
+        result = run_flowgraph(fg, out_dir=out_dir, console=None if quiet else console, record_dir=record)
     except (FlowgraphError, ScenarioError, RadioError) as exc:  # nothing was run: say why
         err_console.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote keys like [controller]
         raise typer.Exit(2) from None

@@ -22,6 +22,11 @@ Across bursts (t = arrival time from the start of the recording):
 - maximum Doppler of the fading from the intensity autocovariance C(tau) = 2 L r(tau) + r(tau)^2 with
   Jakes' r(tau) = Omega_d J0(2 pi f_m tau), fitted over lags where r > 0.2 Omega_d.
 
+When the captures carry the ephemeris' delay and Doppler (sagin:predicted_delay_s, sagin:predicted_doppler_hz,
+as runs record them), both are taken out before the line fits and put back after, so the bursts of a whole
+pass fit like those of a short straight stretch; the delay prediction also resolves delays longer than the
+burst spacing.
+
 Intervals: 95 % from the line fits' standard errors (delay, Doppler, rate, CFO) and a moving-block bootstrap
 over bursts (SNR, K, f_m). Without transmit samples there is no delay, and the Doppler and the CFO cannot
 be told apart: the total offset is reported as the Doppler and the CFO as unknown (null).
@@ -56,6 +61,9 @@ class Recording:
     sample_rate_hz: float
     carrier_hz: float | None
     segments: list[tuple[int, int]]
+    segment_time_s: np.ndarray  # per segment: when its first sample was received (s; captures' sagin:time_s)
+    predicted_delay_s: np.ndarray  # per segment: the ephemeris' delay (the capture's sagin:predicted_delay_s, 0)
+    predicted_doppler_hz: np.ndarray  # per segment, likewise (sagin:predicted_doppler_hz)
     tx_samples: np.ndarray
     preamble: np.ndarray
     sps: int
@@ -88,6 +96,12 @@ def read_recording(path: str | os.PathLike) -> Recording:
     caps = sorted(meta.get("captures") or [{"core:sample_start": 0}], key=lambda c: c.get("core:sample_start", 0))
     starts = [int(c.get("core:sample_start", 0)) for c in caps] + [samples.size]
     segments = [(a, b - a) for a, b in zip(starts, starts[1:]) if b > a]
+    kept = [c for c, a, b in zip(caps, starts, starts[1:]) if b > a]
+    default_delay = float(glob.get("sagin:predicted_delay_s", 0.0))
+    pred_delay = np.array([float(c.get("sagin:predicted_delay_s", default_delay)) for c in kept])
+    pred_doppler = np.array([float(c.get("sagin:predicted_doppler_hz", 0.0)) for c in kept])
+    # capture times: ours say sagin:time_s; otherwise the captures are taken as back to back
+    seg_time = np.array([float(c.get("sagin:time_s", a / float(fs))) for c, (a, _) in zip(kept, segments)])
     carriers = {c.get("core:frequency") for c in caps if c.get("core:frequency") is not None}
     if len(carriers) > 1:
         raise ValueError(f"{meta_path}: captures at {sorted(carriers)} Hz; calibrate one carrier per recording")
@@ -95,8 +109,8 @@ def read_recording(path: str | os.PathLike) -> Recording:
     pre = glob.get("sagin:preamble")
     preamble = (np.asarray([complex(re, im) for re, im in pre], np.complex64) if pre is not None
                 else preamble_symbols())
-    return Recording(meta_path, samples, float(fs), carriers.pop() if carriers else None, segments,
-                     np.asarray([np.nan if v is None else v for v in tx], float), preamble,
+    return Recording(meta_path, samples, float(fs), carriers.pop() if carriers else None, segments, seg_time, pred_delay,
+                     pred_doppler, np.asarray([np.nan if v is None else v for v in tx], float), preamble,
                      int(glob.get("sagin:sps", DEFAULT_SPS)), float(glob.get("sagin:rolloff", DEFAULT_ROLLOFF)), meta)
 
 
@@ -202,7 +216,8 @@ def measure_bursts(rec: Recording, threshold: float = 0.3) -> BurstTable:
         raise ValueError(f"{rec.path}: no burst found (threshold {threshold}); is the preamble right? "
                          "Bursts need this project's preamble or a global sagin:preamble with sagin:sps")
     arrival, freq, gain, noise, seg = (np.array(v) for v in zip(*rows))
-    return BurstTable(arrival, freq, gain.astype(complex), noise, _match_tx(arrival, rec), seg.astype(int))
+    seg = seg.astype(int)
+    return BurstTable(arrival, freq, gain.astype(complex), noise, _match_tx(arrival, seg, rec), seg)
 
 
 def reference_offset_samples(sps: int, rolloff: float) -> float:
@@ -211,14 +226,14 @@ def reference_offset_samples(sps: int, rolloff: float) -> float:
     return float(SPAN_SYMBOLS * sps)
 
 
-def _match_tx(arrival: np.ndarray, rec: Recording) -> np.ndarray:
-    """Each detected burst's transmit sample: the latest annotated one at or before its arrival less the
-    predicted delay (global "sagin:predicted_delay_s", 0 if absent), nan if none. Delays are therefore
+def _match_tx(arrival: np.ndarray, segment: np.ndarray, rec: Recording) -> np.ndarray:
+    """Each detected burst's transmit sample: the annotated one nearest its arrival less the predicted delay
+    (the capture's sagin:predicted_delay_s, else the global one, else 0), nan if none. Delays are therefore
     resolved modulo the burst spacing around the prediction."""
     tx = np.sort(rec.tx_samples[np.isfinite(rec.tx_samples)])
     if tx.size == 0:
         return np.full(arrival.shape, np.nan)
-    hint = float(rec.meta.get("global", {}).get("sagin:predicted_delay_s", 0.0)) * rec.sample_rate_hz
+    hint = rec.predicted_delay_s[segment] * rec.sample_rate_hz
     ref = arrival - reference_offset_samples(rec.sps, rec.rolloff) - hint
     i = np.searchsorted(tx, ref + 0.5 * np.median(np.diff(tx)) if tx.size > 1 else ref + 0.5, side="right") - 1
     return np.where(i >= 0, tx[np.clip(i, 0, None)], np.nan)
@@ -318,31 +333,38 @@ def _ci(v: float, se: float) -> list[float]:
 def fit_channel(rec: Recording, bursts: BurstTable, n_boot: int = 200, seed: int = 0) -> ChannelFit:
     """The channel's parameters with 95 % intervals from a recording's bursts (module docstring)."""
     fs, n_pre = rec.sample_rate_hz, rec.preamble.size
-    t = bursts.arrival / fs
+    seg_start = np.array([a for a, _ in rec.segments], float)
+    t = rec.segment_time_s[bursts.segment] + (bursts.arrival - seg_start[bursts.segment]) / fs
+    t = t - t.min()  # from the first burst
     duration = float(t.max() - t.min()) if t.size else 0.0
     notes: list[str] = []
     vals: dict[str, dict[str, Any]] = {}
     if bursts.arrival.size < 10:
         raise ValueError(f"{rec.path}: {bursts.arrival.size} bursts found; at least 10 are needed for a fit")
-    # frequency: f(t) = f_mid + rate (t - t_mid)
+    # the ephemeris' delay and Doppler, where the captures carry them, come out before the line fits and go
+    # back in after: a pass's curved delay and Doppler then fit like a straight stretch
+    pred_f = rec.predicted_doppler_hz[bursts.segment]
+    pred_d = rec.predicted_delay_s[bursts.segment] * fs
+    first = int(np.argmin(t))
+    # frequency: f(t) - prediction = f_mid + rate (t - t_mid)
     t_mid = float(np.mean(t))
-    f_mid, rate, se_f, se_rate = _line(t - t_mid, bursts.freq_hz)
+    f_mid, rate, se_f, se_rate = _line(t - t_mid, bursts.freq_hz - pred_f)
     vals["doppler_rate_hz_s"] = {"value": rate, "ci95": _ci(rate, se_rate)}
     timed = np.isfinite(bursts.tx_sample)
     if timed.sum() >= 3 and rec.carrier_hz:
         delay = bursts.arrival[timed] - bursts.tx_sample[timed] - reference_offset_samples(rec.sps, rec.rolloff)
-        d0, d1, se0, se1 = _line(t[timed], delay)
-        vals["delay_samples"] = {"value": d0, "ci95": _ci(d0, se0)}
+        d0, d1, se0, se1 = _line(t[timed], delay - pred_d[timed])
+        vals["delay_samples"] = {"value": d0 + pred_d[first], "ci95": _ci(d0 + pred_d[first], se0)}
         # the delay rate is the mean Doppler over the recording: f_D(t_mid) = -f_c tau'
         fd_mid, se_fd = -rec.carrier_hz * d1 / fs, rec.carrier_hz * se1 / fs
-        fd0 = fd_mid - rate * t_mid
+        fd0 = fd_mid - rate * t_mid + pred_f[first]
         vals["doppler_hz"] = {"value": fd0, "ci95": _ci(fd0, math.hypot(se_fd, se_rate * t_mid))}
         cfo = f_mid - fd_mid
         vals["cfo_hz"] = {"value": cfo, "ci95": _ci(cfo, math.hypot(se_fd, se_f))}
     else:
         why = "no transmit samples (annotations sagin:tx_sample)" if timed.sum() < 3 else "no carrier (core:frequency)"
         notes.append(f"{why}: no delay, and the frequency offset is reported as Doppler (CFO unknown)")
-        fd0 = f_mid - rate * t_mid
+        fd0 = f_mid - rate * t_mid + pred_f[first]
         vals["doppler_hz"] = {"value": fd0, "ci95": _ci(fd0, math.hypot(se_f, se_rate * t_mid))}
         vals["cfo_hz"] = {"value": None, "ci95": None}
         vals["delay_samples"] = {"value": None, "ci95": None}

@@ -45,21 +45,24 @@ class BurstRecordingWriter:
         self._global = {
             "core:datatype": "cf32_le", "core:version": "1.0.0", "core:sample_rate": float(sample_rate_hz),
             "core:description": description or f"received samples of {link or 'a link'}",
-            "core:recorder": f"sagin-hil {__version__}", "sagin:sps": int(sps), "sagin:rolloff": float(rolloff),
+            "core:recorder": f"sagin-hil {__version__}",
+            "core:extensions": [{"name": "sagin", "version": "1.0.0", "optional": True}],
+            "sagin:sps": int(sps), "sagin:rolloff": float(rolloff),
             "sagin:link": link, **(extra or {}),
         }
         self._carrier = float(carrier_hz)
         self._captures: list[dict[str, Any]] = []
         self._annotations: list[dict[str, Any]] = []
 
-    def append(self, samples: np.ndarray, time_s: float, bursts: list[tuple[int, int, dict[str, Any]]]) -> None:
+    def append(self, samples: np.ndarray, time_s: float, bursts: list[tuple[int, int, dict[str, Any]]],
+               capture: dict[str, Any] | None = None) -> None:
         """One capture: `samples` received from scenario time `time_s`; bursts = [(tx offset within the
-        capture, length in samples, {"mcs", "seq", ...})]."""
+        capture, length in samples, {"mcs", "seq", ...})]; `capture`: more fields of its capture segment."""
         x = np.ascontiguousarray(samples, np.complex64)
         self._data.write(x.astype("<c8").tobytes())
         self._data.flush()
         self._captures.append({"core:sample_start": self._n, "core:frequency": self._carrier,
-                               "core:datetime": _iso(time_s), "sagin:time_s": float(time_s)})
+                               "core:datetime": _iso(time_s), "sagin:time_s": float(time_s), **(capture or {})})
         for off, count, info in bursts:
             self._annotations.append({"core:sample_start": self._n + int(off), "core:sample_count": int(count),
                                       "core:label": "burst", "sagin:tx_sample": self._n + int(off),

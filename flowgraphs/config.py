@@ -81,11 +81,11 @@ class PhyConfig(_Section):
 
 
 def run_radio_kinds() -> list[str]:
-    """Radio kinds a run can use: the software emulator and every registered radio (hil.radio.RADIOS) but the
-    replay radio, which plays a recording back instead of carrying the run's own transmissions."""
+    """Radio kinds a run can use: the software emulator and every registered radio (hil.radio.RADIOS); "replay"
+    feeds each hop's receiver the recording a run made with --record (uri = that folder)."""
     from sagin_hil.hil.radio import RADIOS
 
-    return ["emulated", *(k for k in RADIOS if k != "replay")]
+    return ["emulated", *RADIOS]
 
 
 class RadioSection(_Section):
@@ -177,6 +177,18 @@ class Flowgraph(BaseModel):
         f = self.scenario.get("file")
         if f is not None and not isinstance(f, str):
             raise ValueError(f"scenario.file must be a path string, got {f!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_replay(self) -> Flowgraph:
+        if self.radio.kind != "replay":
+            return self
+        uri = self.radio.model_dump().get("uri")
+        if not uri:
+            raise ValueError('radio.kind = "replay" needs radio.uri = the folder a run wrote with --record')
+        if self.controller.compare:
+            raise ValueError(f"radio.kind = \"replay\" replays the recording of one controller; set "
+                             f"controller.compare = [] (it is {self.controller.compare})")
         return self
 
     def with_overrides(self, images: int | None = None, radio: str | None = None, seed: int | None = None,

@@ -72,16 +72,43 @@ class Hop:
         self.demodulator = PacketReceiver(self.link)
         self._seq = 0
         self.clock = StageClock()  # wall time in "transmit", "channel" and "receive"
+        self.recorder = None  # a BurstRecordingWriter once record_to() is called
+
+    def record_to(self, directory) -> None:
+        """Write every round's received samples to DIRECTORY/<tx>-<rx>.sigmf-meta/-data (calibration.recordings),
+        with each burst's transmit sample, MCS and sequence number, and the ephemeris' delay and Doppler."""
+        from pathlib import Path
+
+        from sagin_hil.calibration.recordings import BurstRecordingWriter
+
+        st = self.scenario.link_state(self.tx, self.rx, 0.0)
+        self.recorder = BurstRecordingWriter(
+            Path(directory) / f"{self.tx}-{self.rx}", self.sample_rate_hz, st.carrier_hz, self.phy.sps,
+            self.phy.rolloff, self.link_id, f"{self.link_id}: received samples of a sagin-hil run",
+            {"sagin:time_aligned": self.follows_scenario, "sagin:symbol_rate_hz": self.phy.symbol_rate_hz})
+
+    def _record(self, out: np.ndarray, t_s: float, waves, seqs, offsets, mcs: str, predicted) -> None:
+        from sagin_hil.calibration.recordings import burst_offsets
+
+        bursts = []
+        for off, w, seq in zip(offsets, waves, seqs):
+            starts = burst_offsets(w, self.phy.sps, self.phy.rolloff) or [0]
+            for b0, b1 in zip(starts, starts[1:] + [w.size]):
+                bursts.append((off + b0, b1 - b0, {"mcs": mcs, "seq": int(seq), "waveform": "packets"}))
+        self.recorder.append(out, t_s, bursts, {"sagin:predicted_delay_s": predicted.delay_s,
+                                                "sagin:predicted_doppler_hz": predicted.doppler_hz})
 
     def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
         """The stream as received (time aligned: sample k left the transmitter at t_s + k / fs)."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release what the channel holds (radios, servers)."""
+        """Release what the channel holds (radios, servers) and finish a recording."""
+        if self.recorder is not None:
+            self.recorder.close()
 
     # -- one round: packets back to back through the channel --------------------------------------------
-    def _round(self, waves: list[np.ndarray], seqs: list[int], t_s: float):
+    def _round(self, waves: list[np.ndarray], seqs: list[int], t_s: float, mcs: str = ""):
         """Modulated packets `waves` (sequence numbers `seqs`) through the channel; returns
         ([(RxPacket or None, window start)], air time s, propagation delay s)."""
         guard = np.zeros(GUARD_SYMBOLS * self.phy.sps, np.complex64)
@@ -97,6 +124,8 @@ class Hop:
         tail += 2 * WINDOW_MARGIN_SYMBOLS * self.phy.sps
         with self.clock("channel"):
             out = self._channel(np.concatenate(pieces + [np.zeros(tail, np.complex64)]), t_s)
+        if self.recorder is not None:
+            self._record(out, t_s, waves, seqs, offsets, mcs, predicted)
         with self.clock("receive"):
             return self._receive(out, waves, seqs, offsets, state, predicted, pos)
 
@@ -139,7 +168,7 @@ class Hop:
             seqs = [self._next_seq() for _ in pending]
             with self.clock("transmit"):
                 waves = [self.modulator.modulate(chunks[i], mcs, seq) for i, seq in zip(pending, seqs)]
-            results, round_air, prop_s = self._round(waves, seqs, t_s + elapsed)
+            results, round_air, prop_s = self._round(waves, seqs, t_s + elapsed, mcs)
             air += round_air
             elapsed += round_air + prop_s + (prop_s if round_no else 0.0)  # data + (NACK before a resend)
             still = []
@@ -204,7 +233,7 @@ class Hop:
         sym = np.asarray(symbols, np.complex64)
         with self.clock("transmit"):
             wave = self.modulator.modulate_symbols(sym, seq, side)
-        [(pkt, lo)], air, prop_s = self._round([wave], [seq], t_s)
+        [(pkt, lo)], air, prop_s = self._round([wave], [seq], t_s, ANALOG)
         heard = pkt is not None and pkt.header_ok and pkt.mcs == ANALOG and pkt.analog is not None
         n_bursts = pkt.n_bursts if heard else 1
         lost = int(np.count_nonzero(~pkt.block_ok)) if heard else 1
@@ -337,7 +366,48 @@ class RadioHop(Hop):
         return (y / max(rms, 1e-12)).astype(np.complex64)  # the modem expects about unit power
 
     def close(self) -> None:
+        super().close()
         if self._owns_radio:
             self.radio.close()
         if self.server is not None:
             self.server.close()
+
+
+class ReplayHop(Hop):
+    """A hop whose receiver is fed a recording (radio kind "replay", uri = the folder `sagin-hil run --record`
+    wrote): each round reads the next capture of DIR/<tx>-<rx>.sigmf-meta through the replay radio, which keeps
+    the recording's carrier and refuses another sample rate. Replaying the flowgraph and seed that recorded
+    it sends the same rounds in the same order, so the receiver decodes what it decoded then."""
+
+    def __init__(self, scenario, tx: str, rx: str, phy, directory, seed: int = 0) -> None:
+        from pathlib import Path
+
+        from sagin_hil.hil.radio import RadioConfig, RadioError
+        from sagin_hil.hil.recording import ReplayRadio
+
+        super().__init__(scenario, tx, rx, phy, seed)
+        path = Path(directory) / f"{tx}-{rx}.sigmf-meta"
+        if not path.exists():
+            raise RadioError(f"radio kind 'replay': no recording of {self.link_id} at {path}; record the run with "
+                             f"`sagin-hil run --record {directory}` first")
+        self.radio = ReplayRadio(RadioConfig(kind="replay", uri=str(path), sample_rate_hz=self.sample_rate_hz))
+        self._starts = [int(c.get("core:sample_start", 0)) for c in self.radio.captures] + [len(self.radio.samples)]
+        self._next = 0
+
+    def _channel(self, stream: np.ndarray, t_s: float) -> np.ndarray:
+        from sagin_hil.hil.radio import RadioError
+
+        k = self._next
+        if k + 1 >= len(self._starts):
+            raise RadioError(f"the recording of {self.link_id} has {k} rounds; this run sends more: replay it with "
+                             "the flowgraph and seed that recorded it")
+        n = self._starts[k + 1] - self._starts[k]
+        if n != len(stream):
+            raise RadioError(f"round {k} of the {self.link_id} recording has {n} samples, this run sends "
+                             f"{len(stream)}: replay it with the flowgraph and seed that recorded it")
+        self._next += 1
+        return self.radio.rx(n).samples
+
+    def close(self) -> None:
+        super().close()
+        self.radio.close()

@@ -165,8 +165,10 @@ def _print_table(console: Console, records: list[TaskRecord], title: str = "task
 class _Experiment:
     """The live parts of one controller's run: scenario, codecs, hops and the control-plane client."""
 
-    def __init__(self, fg: Flowgraph, scenario, client, traces: dict[str, LinkTrace], mode_table: dict | None) -> None:
+    def __init__(self, fg: Flowgraph, scenario, client, traces: dict[str, LinkTrace], mode_table: dict | None,
+                 record_dir: Path | None = None) -> None:
         self.fg, self.scenario, self.client, self.traces = fg, scenario, client, traces
+        self.record_dir = record_dir
         self.mode_table = mode_table
         self.codecs: dict[str, Any] = {}
         self.hops: dict[tuple[str, float], Any] = {}
@@ -178,9 +180,9 @@ class _Experiment:
     def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
         """The hop tx -> rx at `bandwidth_hz` (None: the flowgraph's symbol rate), built once per bandwidth.
         A bench's shared radios run at their configured sample rate, so there the allocation is not applied."""
-        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop
+        from sagin_hil.flowgraphs.hops import EmulatedHop, RadioHop, ReplayHop
 
-        if self.fg.radio.kind not in ("emulated", "pluto-emu"):
+        if self.fg.radio.kind not in ("emulated", "pluto-emu", "replay"):
             bandwidth_hz = None
         key = (link_id(tx, rx), round(bandwidth_hz or 0.0, 3))
         if key not in self.hops:
@@ -190,9 +192,13 @@ class _Experiment:
             seed = self.fg.seed * 1009 + len(self.hops)
             if self.fg.radio.kind == "emulated":
                 self.hops[key] = EmulatedHop(self.scenario, tx, rx, phy, seed=seed)
+            elif self.fg.radio.kind == "replay":
+                self.hops[key] = ReplayHop(self.scenario, tx, rx, phy, self.fg.radio.model_dump()["uri"], seed=seed)
             else:
                 shared = self._bench_radios() if self.fg.radio.kind != "pluto-emu" else None
                 self.hops[key] = RadioHop(self.scenario, tx, rx, phy, self.fg.radio.model_dump(), seed, shared)
+            if self.record_dir is not None:
+                self.hops[key].record_to(self.record_dir)
         return self.hops[key]
 
     def _bench_radios(self):
@@ -439,7 +445,8 @@ def _world_map(scenario, t0: float, t1: float) -> dict[str, Any]:
 
 
 def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_table: dict | None,
-                    progress: Progress, bar) -> tuple[list[TaskRecord], dict[str, LinkTrace], dict[str, Any], str | None]:
+                    progress: Progress, bar, record_dir: Path | None = None
+                    ) -> tuple[list[TaskRecord], dict[str, LinkTrace], dict[str, Any], str | None]:
     """Every frame under one controller, in a fresh copy of the world; (records, traces, metrics, aborted)."""
     from sagin_hil.controllers import fallback_plan, get_controller
     from sagin_hil.controllers.constraints import plan_violations
@@ -454,7 +461,7 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
     server.start()
     client = ControlClient(server.endpoint, timeout_s=fg.controller.timeout_s, context=server.context)
     traces: dict[str, LinkTrace] = {}
-    exp = _Experiment(fg, scenario, client, traces, mode_table)
+    exp = _Experiment(fg, scenario, client, traces, mode_table, record_dir)
     records: list[TaskRecord] = []
     frame_rates: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -593,10 +600,12 @@ def _account_wall_time(summary: dict[str, Any], clock: StageClock, total_s: floa
 
 
 def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None,
-                  run_id: str | None = None, report: bool = True) -> RunResult:
+                  run_id: str | None = None, report: bool = True, record_dir: Path | None = None) -> RunResult:
     """Run `fg` end to end under its controller (and those it compares); write out_dir/<run id>/ and return
     the summary. The same flowgraph and seed give the same tasks.csv (with timing = "measured").
-    report=False writes nothing (a sweep point keeps only its summary: the report is most of a small run)."""
+    report=False writes nothing (a sweep point keeps only its summary: the report is most of a small run).
+    record_dir: write every hop's received samples of the flowgraph's own controller there as SigMF (one
+    recording per hop); a run with radio kind "replay" and uri = that folder replays them."""
     from sagin_hil import __version__
     from sagin_hil.codecs.modes import load_mode_table
 
@@ -633,7 +642,8 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     with progress:
         bar = progress.add_task("carrying images", total=n_tasks * len(algos))
         for algo in algos:
-            results[algo] = _run_controller(fg, algo, frames, mode_table, progress, bar)
+            results[algo] = _run_controller(fg, algo, frames, mode_table, progress, bar,
+                                            record_dir if algo == fg.controller.algo else None)
     records, traces, _, aborted = results[fg.controller.algo]
     aborted = "; ".join(a for *_, a in results.values() if a) or None
     phy = StageClock()

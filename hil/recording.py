@@ -161,9 +161,15 @@ class ReplayRadio(Radio):
         self.rate_hz = float(self.global_info.get("core:sample_rate", config.sample_rate_hz))
         if len(self.samples) == 0:
             raise RadioError(f"SigMF recording {meta_path} holds no samples")
+        if "sample_rate_hz" in config.model_fields_set and config.sample_rate_hz != self.rate_hz:
+            raise RadioError(f"recording {meta_path} was made at {self.rate_hz:g} S/s; a replay keeps its rate, so "
+                             f"sample_rate_hz = {config.sample_rate_hz:g} cannot be honoured (leave it unset, or "
+                             "resample the recording)")
         self._pos = 0
         self._t0 = self._capture_time(0)
-        self.config = config.model_copy(update={"sample_rate_hz": self.rate_hz})
+        # the recording's own rate and carrier: the samples were taken at them
+        carrier = next((c["core:frequency"] for c in self.captures if "core:frequency" in c), config.carrier_hz)
+        self.config = config.model_copy(update={"sample_rate_hz": self.rate_hz, "carrier_hz": carrier})
 
     def _capture_at(self, index: int) -> dict[str, Any]:
         cap: dict[str, Any] = {}
