@@ -22,9 +22,18 @@ def bler(
         "flowgraph says otherwise), layered-nms[:SCALE], layered-oms[:OFFSET] or flooding-spa; measure with "
         "the decoder the link will use."),
     seed: int = 0,
+    sample_level: bool = typer.Option(
+        False, "--sample-level", help="Send the link's own packets (its code size, pilots, headers) through the "
+        "channel emulator and the link's receiver, instead of decoding blocks on ideal symbols."),
+    profile: Optional[Path] = typer.Option(None, help="With --sample-level: the channel of this calibration "
+                                           "profile (the twin) instead of AWGN; Es/N0 still from the grid."),
+    packets: int = typer.Option(20, min=1, help="With --sample-level: packets per point."),
+    packet_bytes: int = typer.Option(2048, min=16, help="With --sample-level: payload bytes per packet."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the table (PNG); sample level beside the shipped "
+                                        "symbol-level table."),
 ) -> None:
-    """Measure code-block error rate vs Es/N0 on AWGN for each MCS; the link-adaptation controller loads
-    such a table (the shipped one is calibration/tables/bler_awgn.json)."""
+    """Measure code-block error rate vs Es/N0 for each MCS; the link-adaptation controller loads such a table
+    (the shipped one is calibration/tables/bler_awgn.json). The table records how it was measured."""
     import numpy as np
     from rich.console import Console
     from rich.markup import escape
@@ -39,14 +48,29 @@ def bler(
     except ValueError:
         raise typer.BadParameter(f"{snr_db!r}: give start:stop:step in dB with step > 0, e.g. -6:26:0.25") from None
     grid = np.arange(start, stop + step / 2, step)
+    if profile is not None and not sample_level:
+        raise typer.BadParameter("--profile sets the channel of --sample-level measurements; add --sample-level")
     try:
         with progress_bar() as bar:
             task = bar.add_task("BLER points (MCS x Es/N0)", total=None)
-            table = measure_bler_table(mcs or None, grid, n_blocks=blocks, code_k=code_k, max_errors=max_errors,
-                                       seed=seed, decoder=decoder, progress=advance_callback(bar, task))
+            if sample_level:
+                from sagin_hil.calibration.link_bler import measure_link_bler
+                from sagin_hil.calibration.profile import load_profile
+
+                table = measure_link_bler(mcs or None, grid, packets=packets, packet_bytes=packet_bytes,
+                                          profile=load_profile(profile) if profile else None, seed=seed,
+                                          max_errors=max_errors, progress=advance_callback(bar, task))
+            else:
+                table = measure_bler_table(mcs or None, grid, n_blocks=blocks, code_k=code_k, max_errors=max_errors,
+                                           seed=seed, decoder=decoder, progress=advance_callback(bar, task))
     except ValueError as exc:  # an unknown MCS or decoder: named before any point is measured
         raise typer.BadParameter(str(exc)) from None
     table.save(out)
+    if plot is not None:
+        from sagin_hil.calibration.bler import BlerTable
+        from sagin_hil.calibration.link_bler import plot_bler_table
+
+        plot_bler_table(table, plot, BlerTable.load() if sample_level else None)
     console = Console()
     for name in table.mcs_names:
         console.print(f"{name:>10}: Es/N0 {table.required_snr_db(name, 0.1):6.2f} dB at BLER 0.1")
