@@ -78,6 +78,8 @@ CONTROLLERS: Registry[Controller] = Registry("controller", {
     "ao-fixed-bandwidth": "sagin_hil.controllers.baselines:AoFixedBandwidth",
     "ao-fixed-power": "sagin_hil.controllers.baselines:AoFixedPower",
     "ao-fixed-location": "sagin_hil.controllers.baselines:AoFixedLocation",
+    "dsac": "sagin_hil.controllers.rl.controller:DsacController",
+    "mappo": "sagin_hil.controllers.rl.controller:MappoController",
 })
 
 

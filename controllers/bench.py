@@ -203,4 +203,6 @@ def bench_controller(quick: bool = False) -> dict[str, Any]:
               "(Clarabel), stated per user without the aggregation or closed forms, run for the same number of "
               "rounds",
     )
-    return {"benchmarks": [entry]}
+    from sagin_hil.controllers.rl.bench import bench_policies
+
+    return {"benchmarks": [entry, *bench_policies(quick)]}

@@ -1,0 +1,82 @@
+"""`sagin-hil train dsac | mappo` and `sagin-hil reproduce paper-000` (docs/rl.md, docs/reproductions.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["register"]
+
+reproduce_app = typer.Typer(help="Regenerate a paper's figures from the environment and the trained policies.",
+                            no_args_is_help=True)
+
+
+def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sagin_hil.controllers.rl.train import shipped_weights, train_seeds
+
+    ship_to = shipped_weights(algo) if ship else out / f"{algo}.safetensors"
+    typer.echo(f"training {algo}: {seeds} seeds x {minutes / seeds:.1f} min on {n_envs} environments in {out}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  TextColumn("running SCC/task {task.fields[scc]}"), transient=True) as bar:
+        tid = bar.add_task(f"{algo} seed 0", total=1.0, scc="-")
+
+        def cb(seed: int, frac: float, scc: float, steps: float) -> None:
+            bar.update(tid, completed=frac, description=f"{algo} seed {seed} ({int(steps)} steps)",
+                       scc="-" if scc != scc else f"{scc:.3f}")
+
+        summary = train_seeds(algo, out, minutes, seeds=seeds, n_envs=n_envs, device=device, ship_to=ship_to,
+                              progress=cb)
+    for s, r in summary["seeds"].items():
+        typer.echo(f"seed {s}: {r['env_steps']} env steps in {r['wall_s']:.0f} s, final training SCC/task "
+                   f"{r['final_scc_per_task']:.3f}")
+    typer.echo(f"policy (seed {summary['shipped_seed']}) -> {ship_to}; curves -> {out / (algo + '-curves.png')}")
+
+
+def _train_command(algo: str):
+    def cmd(
+        minutes: float = typer.Option(18.0, help="Wall-time budget in minutes, shared by the seeds."),
+        seeds: int = typer.Option(3, help="Seeds to train (learning curves show their mean and spread)."),
+        envs: int = typer.Option(16, help="Environments stepped in parallel (SaginVecEnv)."),
+        out: Path = typer.Option(Path(f"runs/train-{algo}"), help="Checkpoints, curves and per-seed policies; "
+                                 "re-running resumes from the checkpoints there."),
+        ship: bool = typer.Option(False, help="Write the kept policy over the package's shipped weights."),
+        device: str = typer.Option("auto", help="cpu, cuda or auto (CUDA when present)."),
+    ) -> None:
+        _train(algo, minutes, seeds, envs, out, ship, device)
+
+    cmd.__doc__ = (f"Train {algo.upper()} on the vectorised SAGIN environment for a wall-time budget "
+                   "(resumable), plot its learning curves over seeds and keep one policy as safetensors.")
+    return cmd
+
+
+@reproduce_app.command("paper-000")
+def reproduce_000(
+    out: Path = typer.Option(..., "--out", help="Folder for paper-000.json and the figures."),
+    quick: bool = typer.Option(False, help="Fewer points and seeds (a few minutes)."),
+    seeds: Optional[int] = typer.Option(None, help="Held-out seeds per point (default 10; quick 4)."),
+    sample_level: bool = typer.Option(True, help="Re-run a few points at sample level (sagin-000)."),
+) -> None:
+    """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals
+    over held-out seeds, plus a few points re-run at sample level."""
+    from sagin_hil.controllers.rl.reproduce import reproduce_paper_000
+
+    res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level=sample_level, log=typer.echo)
+    for name, p in res["policies"].items():
+        lo, hi = p["scc_ci95"]
+        typer.echo(f"{name:>8}: SCC per task {p['scc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")
+    typer.echo(f"-> {out / 'paper-000.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Join `train dsac | mappo` to the `train` group (registered by the codecs first) and add `reproduce`."""
+    train = next((g.typer_instance for g in app.registered_groups if g.name == "train"), None)
+    if train is None:
+        train = typer.Typer(help="Train the project's models.", no_args_is_help=True)
+        app.add_typer(train, name="train")
+    for algo in ("dsac", "mappo"):
+        train.command(algo)(_train_command(algo))
+    app.add_typer(reproduce_app, name="reproduce")
