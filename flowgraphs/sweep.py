@@ -91,8 +91,8 @@ def sweep_points(fg: Flowgraph, grid: dict[str, list[str]], seeds: int, fidelity
         raise FlowgraphError(f"--fidelity {fidelity!r}: choose one of {', '.join(FIDELITIES)}")
     points, seen = [], set()
     keys = list(grid)
-    # a swept controller.algo is the point's one controller: the flowgraph's compare list would repeat them
     fixed = list(sets or [])  # `--set` items: every point
+    # a swept controller.algo is the point's one controller: the flowgraph's compare list would repeat them
     if "controller.algo" in grid and "controller.compare" not in grid:
         fixed.append("controller.compare=[]")
     for values in itertools.product(*(grid[k] for k in keys)):
