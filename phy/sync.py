@@ -64,16 +64,17 @@ class Rotator:
 
 
 @numba.njit(cache=True)
-def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, stride, n_pos, metric, dsum_r, dsum_i):
-    """Metric at positions m * stride of (rr, ri), m < n_pos, all inside: vectorised over blocks of
-    positions (SIMD), each position summed in a fixed order (no fastmath), so a position's metric does not
-    depend on which call or block computed it."""
+def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i):
+    """Metric at positions m of (rr, ri), m < n_pos, all inside: vectorised over blocks of consecutive
+    positions (SIMD, unit stride), each position summed in a fixed order (no fastmath), so a position's
+    metric does not depend on which call or block computed it."""
     n_pre = pre_r.size
     k_seg = n_pre // seg
     blk = 64
-    cr, ci = np.empty(blk), np.empty(blk)
-    pr_, pi_ = np.empty(blk), np.empty(blk)
-    ar, ai, en = np.empty(blk), np.empty(blk), np.empty(blk)
+    f4 = rr.dtype  # float32: twice the SIMD lanes of float64 for a threshold test and a coarse angle
+    cr, ci = np.empty(blk, f4), np.empty(blk, f4)
+    pr_, pi_ = np.empty(blk, f4), np.empty(blk, f4)
+    ar, ai, en = np.empty(blk, f4), np.empty(blk, f4), np.empty(blk, f4)
     for m0 in range(0, n_pos, blk):
         mb = min(blk, n_pos - m0)
         for m in range(mb):
@@ -86,11 +87,12 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, stride, n_pos, metric, dsum_r
                 ci[m] = 0.0
             for i in range(seg):
                 j = k * seg + i
-                off = m0 * stride + j * sps
+                xr = rr[m0 + j * sps : m0 + j * sps + mb]
+                xi = ri[m0 + j * sps : m0 + j * sps + mb]
                 p_r, p_i = pre_r[j], pre_i[j]
                 for m in range(mb):
-                    vr = rr[off + m * stride]
-                    vi = ri[off + m * stride]
+                    vr = xr[m]
+                    vi = xi[m]
                     cr[m] += vr * p_r - vi * p_i
                     ci[m] += vr * p_i + vi * p_r
                     en[m] += vr * vr + vi * vi
@@ -103,7 +105,7 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, stride, n_pos, metric, dsum_r
                 pi_[m] = ci[m]
         for m in range(mb):
             e = en[m]
-            metric[m0 + m] = np.hypot(ar[m], ai[m]) / (seg * e) * k_seg / (k_seg - 1) if e > 0 else 0.0
+            metric[m0 + m] = np.hypot(np.float64(ar[m]), np.float64(ai[m])) / (seg * e) * k_seg / (k_seg - 1) if e > 0 else 0.0
             dsum_r[m0 + m] = ar[m]
             dsum_i[m0 + m] = ai[m]
 
@@ -152,7 +154,7 @@ class BurstDetector:
         if preamble.size % segment or preamble.size // segment < 4:
             raise ValueError(f"preamble length {preamble.size} must be a multiple of segment={segment}, >= 4 segments")
         self.pre = np.ascontiguousarray(np.conj(preamble), dtype=np.complex128)
-        self._pre_r, self._pre_i = self.pre.real.copy(), self.pre.imag.copy()
+        self._pre_r, self._pre_i = self.pre.real.astype(np.float32), self.pre.imag.astype(np.float32)
         self.sps, self.threshold, self.segment, self.window = int(sps), float(threshold), int(segment), int(window)
 
     def metric(self, r: np.ndarray, start: int = 0, stop: int | None = None, stride: int = 1):
@@ -167,11 +169,17 @@ class BurstDetector:
         if n_in > 0:
             a = start + first * stride
             seg = r[a : a + (n_in - 1) * stride + span + 1]
-            d_r, d_i = np.zeros(n_in), np.zeros(n_in)
-            _detect_kernel(np.ascontiguousarray(seg.real, dtype=np.float64), np.ascontiguousarray(seg.imag, dtype=np.float64),
-                           self._pre_r, self._pre_i, self.segment, self.sps, stride, n_in, metric[first : first + n_in],
-                           d_r, d_i)
-            dsum[first : first + n_in] = d_r + 1j * d_i
+            sps, every = self.sps, 1
+            if stride > 1 and self.sps % stride == 0:  # every sample read lies on the grid: take that phase,
+                seg, sps = seg[::stride], self.sps // stride  # so the kernel reads contiguously
+            elif stride > 1:  # otherwise evaluate every position and keep the grid's
+                every, n_all = stride, (n_in - 1) * stride + 1
+            n_k = n_in if every == 1 else n_all
+            m_k, d_r, d_i = np.zeros(n_k), np.zeros(n_k), np.zeros(n_k)
+            _detect_kernel(np.ascontiguousarray(seg.real, dtype=np.float32), np.ascontiguousarray(seg.imag, dtype=np.float32),
+                           self._pre_r, self._pre_i, self.segment, sps, n_k, m_k, d_r, d_i)
+            metric[first : first + n_in] = m_k[::every]
+            dsum[first : first + n_in] = d_r[::every] + 1j * d_i[::every]
         return metric, dsum
 
     def find(self, r: np.ndarray, start: int = 0, stop: int | None = None) -> Detection | None:
