@@ -65,7 +65,7 @@ def test_a_sweep_with_a_killed_worker_completes_equal_to_a_serial_run(tmp_path):
     from dask.distributed import Client, LocalCluster
 
     fg = load_flowgraph(None)
-    grid = {"images.count": ["1", "2"]}
+    grid, sets = {}, [*TINY, "images.count=1"]  # 3 seeds: one finishes while the other worker is mid-point
     killed = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
@@ -77,17 +77,17 @@ def test_a_sweep_with_a_killed_worker_completes_equal_to_a_serial_run(tmp_path):
                 os.kill(pids[busy[0]], signal.SIGKILL)
                 killed.append(pids[busy[0]])
 
-        summary = run_sweep(fg, grid, 2, tmp_path, sets=TINY, client=client, progress=kill_a_busy_worker)
+        summary = run_sweep(fg, grid, 3, tmp_path, sets=sets, client=client, progress=kill_a_busy_worker)
     assert killed, "no worker was busy when the first point finished"
-    assert summary["failed"] == {} and summary["finished"] == 4
-    points = {p["id"]: p for p in sweep_points(fg, grid, 2, sets=TINY)}
+    assert summary["failed"] == {} and summary["finished"] == 3
+    points = {p["id"]: p for p in sweep_points(fg, grid, 3, sets=sets)}
     for pid, p in points.items():
         stored = json.loads((tmp_path / "points" / f"{pid}.json").read_text())
         assert stored["meta"]["params"] == p["params"] and stored["meta"]["seed"] == p["seed"]
         assert _metrics(stored) == run_point(p["flowgraph"])["metrics"], p["params"]
     # a re-run finds every point done and starts no cluster
-    again = run_sweep(fg, grid, 2, tmp_path, sets=TINY, workers=1)
-    assert again["engine"]["ran"] == 0 and again["engine"]["skipped"] == 4
+    again = run_sweep(fg, grid, 3, tmp_path, sets=sets, workers=1)
+    assert again["engine"]["ran"] == 0 and again["engine"]["skipped"] == 3
     assert again["rows"] == summary["rows"]
 
 
