@@ -48,6 +48,7 @@ __all__ = ["Recording", "read_recording", "BurstTable", "measure_bursts", "fit_c
 
 FIT_KEYS = ("snr_db", "cfo_hz", "doppler_hz", "doppler_rate_hz_s", "delay_samples", "k_factor_db", "max_doppler_hz")
 SEGMENT = 16  # preamble symbols per coherent segment in the frequency estimate
+ECHO_LAGS = (-2, -1, 1, 2, 3)  # symbol lags where the echo ratio looks for multipath
 DEFAULT_SPS, DEFAULT_ROLLOFF, SPAN_SYMBOLS = 4, 0.25, 16
 
 
@@ -126,6 +127,7 @@ class BurstTable:
     noise_var: np.ndarray
     tx_sample: np.ndarray
     segment: np.ndarray  # index of the capture segment each burst is in (lags never cross segments)
+    echo: np.ndarray  # multipath: correlation power 1-3 symbols off the preamble's peak over the peak's
 
 
 def _matched_filter(x: np.ndarray, sps: int, rolloff: float) -> np.ndarray:
@@ -148,16 +150,17 @@ def _taps_delayed(sps: int, rolloff: float, delay: float) -> np.ndarray:
 
 
 def _fine(x: np.ndarray, t0: float, cfo_cpsym: float, pre: np.ndarray, sps: int, rolloff: float):
-    """Refined (start, cycles per symbol, gain, noise variance) of the burst whose preamble starts near t0 of
-    the matched-filtered stream of the raw samples x. The raw window is derotated by the frequency estimate
+    """Refined (start, cycles per symbol, gain, noise variance, echo ratio) of the burst whose preamble starts
+    near t0 of the matched-filtered stream of the raw samples x. The echo ratio is the power the preamble's
+    correlation finds 1-3 symbols before and after its peak, relative to the peak: multipath. The raw window is derotated by the frequency estimate
     before a matched filter delayed to the timing estimate, so neither a large offset (which would push the
     spectrum out of the filter) nor a fractional timing (which an interpolator would blur) costs signal."""
     n = np.arange(pre.size)
     seg = n.size // SEGMENT
     span = SPAN_SYMBOLS * sps  # taps - 1
     i0 = int(math.floor(t0))
-    a = max(i0 - span - 4 * sps, 0)
-    b = min(i0 + pre.size * sps + 4 * sps, x.size)
+    a = max(i0 - span - (4 + max(ECHO_LAGS)) * sps, 0)
+    b = min(i0 + (pre.size + 4 + max(ECHO_LAGS)) * sps, x.size)
     raw = np.asarray(x[a:b], np.complex128)
 
     def corr(t: float, c: float) -> np.ndarray:
@@ -191,7 +194,8 @@ def _fine(x: np.ndarray, t0: float, cfo_cpsym: float, pre: np.ndarray, sps: int,
     h = np.mean(g)
     slope = np.sum(g * u) / np.sum(u * u)
     noise = float(np.sum(np.abs(g - h - slope * u) ** 2) / (pre.size - 2))
-    return t0, c, h, noise
+    echo = sum(abs(np.mean(corr(t0 + lag * sps, c))) ** 2 for lag in ECHO_LAGS) / max(abs(h) ** 2, 1e-30)
+    return t0, c, h, noise, float(echo)
 
 
 def measure_bursts(rec: Recording, threshold: float = 0.3) -> BurstTable:
@@ -209,15 +213,15 @@ def measure_bursts(rec: Recording, threshold: float = 0.3) -> BurstTable:
             d = det.find(y, pos)
             if d is None:
                 break
-            t0, c, h, noise = _fine(x, d.index + d.frac, d.cfo_cpsym, pre, rec.sps, rec.rolloff)
-            rows.append((start + t0, c * rec.sample_rate_hz / rec.sps, h, noise, s_idx))
+            t0, c, h, noise, echo = _fine(x, d.index + d.frac, d.cfo_cpsym, pre, rec.sps, rec.rolloff)
+            rows.append((start + t0, c * rec.sample_rate_hz / rec.sps, h, noise, s_idx, echo))
             pos = d.index + pre.size * rec.sps
     if not rows:
         raise ValueError(f"{rec.path}: no burst found (threshold {threshold}); is the preamble right? "
                          "Bursts need this project's preamble or a global sagin:preamble with sagin:sps")
-    arrival, freq, gain, noise, seg = (np.array(v) for v in zip(*rows))
+    arrival, freq, gain, noise, seg, echo = (np.array(v) for v in zip(*rows))
     seg = seg.astype(int)
-    return BurstTable(arrival, freq, gain.astype(complex), noise, _match_tx(arrival, seg, rec), seg)
+    return BurstTable(arrival, freq, gain.astype(complex), noise, _match_tx(arrival, seg, rec), seg, echo)
 
 
 def reference_offset_samples(sps: int, rolloff: float) -> float:

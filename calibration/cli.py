@@ -169,6 +169,49 @@ def verify_cmd(
         console.print(escape(f"comparison written to {json_path}"))
 
 
+@calibrate.command("channel-map")
+def channel_map_cmd(
+    out: Path = typer.Option(Path("runs/channel-map"), help="Folder for channel_map.json, channel_map.png and the data set."),
+    per_family: int = typer.Option(60, min=4, help="Recordings per scenario family (6 families; about 1.5 s each)."),
+    dataset: Optional[Path] = typer.Option(None, help="Reuse a data set (.npz) written by an earlier run instead "
+                                           "of generating one."),
+    seed: int = 0,
+) -> None:
+    """Classify links as LoS / NLoS from receiver measurements ([P004]'s channel map): a diffusion model as a
+    zero-shot classifier against KNN, gradient boosting and a small neural network, scored on scenario
+    families held out of training (docs/calibration.md)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from sagin_hil.calibration import channel_map as cm
+    from sagin_hil.progress import advance_callback, progress_bar
+
+    console = Console()
+    try:
+        if dataset is not None:
+            data = cm.load_dataset(dataset)
+        else:
+            with progress_bar() as bar:
+                task = bar.add_task("recordings through the emulator", total=None)
+                data = cm.make_dataset(per_family, seed, progress=advance_callback(bar, task))
+            dataset = cm.save_dataset(data, out / "channel_map_data.npz")
+            console.print(escape(f"data set written to {dataset}"))
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = cm.evaluate_classifiers(data, seed)
+    path = cm.write_report(result, out)
+    table = Table(title=f"LoS / NLoS on held-out families {', '.join(result['test_families'])} "
+                        f"({result['test_samples']} samples; trained on {result['train_samples']})")
+    for col in ("classifier", "accuracy", "F1", "recall", "latency (ms/sample)"):
+        table.add_column(col)
+    for name, r in result["classifiers"].items():
+        table.add_row(name, f"{r['accuracy']:.3f}", f"{r['f1']:.3f}", f"{r['recall']:.3f}",
+                      f"{r['latency_ms_per_sample']:.3f}")
+    console.print(table)
+    console.print(escape(f"results written to {path}"))
+
+
 def modes_cmd(
     images: int = typer.Option(8, help="Held-out images to measure on."),
     size: int = typer.Option(256, help="Image side in px."),
