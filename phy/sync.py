@@ -496,6 +496,18 @@ def fir_same(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
+def _remove_phase(s, coef, centre, scale, inv_gain, out):
+    """out[k] = s[k] exp(-j phase(k)) inv_gain, phase(k) = polyval(coef, (k - centre) / scale) (Horner): one
+    pass instead of numpy's five (polyval, multiply, complex exp, multiply, divide)."""
+    for k in range(out.size):
+        x = (k - centre) / scale
+        ph = 0.0
+        for c in coef:
+            ph = ph * x + c
+        out[k] = s[k] * complex(np.cos(ph), -np.sin(ph)) * inv_gain
+
+
 @dataclass
 class SyncedBurst:
     """Symbols of one burst after synchronisation.
@@ -603,14 +615,14 @@ class BurstSynchronizer:
 
     def _equalise(self, s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym):
         """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
-        pos = np.arange(n_sym)
         # known[0] is the preamble at 0, the rest are equal pilot blocks: their gains in one product
         pre, pil = known[0], known[1] if len(known) > 1 else known[0][:0]
         pil_idx = blocks_pos[1:, None].astype(np.int64) + np.arange(pil.size)
         centres = np.concatenate([[pre.size / 2 - 0.5], blocks_pos[1:] + pil.size / 2 - 0.5])
         gains = np.concatenate([[np.vdot(pre, s[: pre.size]) / pre.size], s[pil_idx] @ np.conj(pil) / max(pil.size, 1)])
         tracker = PhaseTracker(2).fit(centres, gains)
-        eq = s * np.exp(-1j * tracker.phase(pos)) / max(tracker.gain, 1e-30)
+        eq = np.empty(n_sym, np.complex128)
+        _remove_phase(s, tracker.coef, tracker.centre, tracker.scale, 1.0 / max(tracker.gain, 1e-30), eq)
         known_idx = np.concatenate([np.arange(pre.size), pil_idx.ravel()])
         from sagin_hil.phy.estimation import snr_data_aided
 
