@@ -174,7 +174,8 @@ def channel_map_cmd(
     out: Path = typer.Option(Path("runs/channel-map"), help="Folder for channel_map.json, channel_map.png and the data set."),
     per_family: int = typer.Option(60, min=4, help="Recordings per scenario family (6 families; about 1.5 s each)."),
     dataset: Optional[Path] = typer.Option(None, help="Reuse a data set (.npz) written by an earlier run instead "
-                                           "of generating one."),
+                                           "of generating one; 'shipped' = the one in calibration/tables "
+                                           "(360 recordings, 60 per family, seed 0)."),
     seed: int = 0,
 ) -> None:
     """Classify links as LoS / NLoS from receiver measurements ([P004]'s channel map): a diffusion model as a
@@ -190,7 +191,7 @@ def channel_map_cmd(
     console = Console()
     try:
         if dataset is not None:
-            data = cm.load_dataset(dataset)
+            data = cm.load_dataset(cm.SHIPPED_DATASET if str(dataset) == "shipped" else dataset)
         else:
             with progress_bar() as bar:
                 task = bar.add_task("recordings through the emulator", total=None)

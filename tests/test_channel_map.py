@@ -58,3 +58,10 @@ def test_classifiers_are_scored_on_held_out_families():
     for name, r in res["classifiers"].items():
         assert r["accuracy"] > 0.8, (name, r)
         assert 0 <= r["f1"] <= 1 and r["latency_ms_per_sample"] > 0
+
+
+def test_the_shipped_data_set_loads_with_every_family():
+    data = cm.load_dataset(cm.SHIPPED_DATASET)
+    fams, counts = np.unique(data["family"], return_counts=True)
+    assert set(fams) == set(cm.FAMILIES) and counts.min() >= 50
+    assert data["x"].shape[1] == len(cm.FEATURES) and np.all(np.isfinite(data["x"]))
