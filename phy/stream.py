@@ -139,7 +139,7 @@ class StreamReceiver:
     def _run(self) -> list[RxPacket]:
         out: list[RxPacket] = []
         end = self.samples_in
-        sps, span = self.cfg.sps, (self.rx.fmt.preamble.size - 1) * self.cfg.sps
+        span = (self.rx.fmt.preamble.size - 1) * self.cfg.sps
         while True:
             stop = end - span if self._flushing else end - span - self._lookahead
             if self._pos >= stop:

@@ -279,24 +279,32 @@ def refine_timing(y: np.ndarray, t: np.ndarray, known: np.ndarray, step: float =
     return step * _parabola_peak(*mags)
 
 
-def _block_timing_errors(y, t, ref, starts):
-    """Per block: timing error (samples, parabola through |correlation| at -1, 0, +1) and |correlation|."""
-    a, b, c = (np.abs(np.add.reduceat(interpolate_cubic(y, t + d) * ref, starts)) for d in (-1.0, 0.0, 1.0))
-    den = a - 2 * b + c
-    err = np.where(den < 0, np.clip(0.5 * (a - c) / np.where(den < 0, den, -1.0), -1.0, 1.0), 0.0)
-    return err, b
-
-
-def _fit_line(x, e, w, min_span, max_slope=500e-6):
-    """Weighted line e = offset + slope x; the slope stays 0 until the points span `min_span` samples
+@numba.njit(cache=True)
+def _batch_timing_pass(y, t0, sps, offset, drift, sym, ref, starts, sizes, x, min_span, max_slope):
+    """One batch pass of estimate_clock_drift in one kernel: every block's timing error where the line
+    (offset, drift) puts it (parabola through |correlation| at -1, 0, +1 sample), then the line through
+    them weighted by the squared correlation; the slope stays 0 until the blocks span `min_span` samples
     (over a short span timing noise would give a wild slope, which extrapolation would amplify)."""
-    w = w + 1e-30
-    xm, em = np.sum(w * x) / np.sum(w), np.sum(w * e) / np.sum(w)
+    n_b = starts.size
+    err, w = np.empty(n_b), np.empty(n_b)
+    for b in range(n_b):
+        m = np.zeros(3)
+        for di in range(3):
+            acc = 0j
+            for j in range(starts[b], starts[b] + sizes[b]):
+                acc += _cubic_at(y, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0)) * ref[j]
+            m[di] = abs(acc)
+        den = m[0] - 2 * m[1] + m[2]
+        err[b] = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
+        w[b] = m[1] * m[1] + 1e-30
+    e = offset + drift * x + err
+    sw = w.sum()
+    xm, em = (w * x).sum() / sw, (w * e).sum() / sw
     slope = 0.0
-    if x.size > 1 and np.ptp(x) >= min_span:
-        slope = np.sum(w * (x - xm) * (e - em)) / max(np.sum(w * (x - xm) ** 2), 1e-12)
-    slope = float(np.clip(slope, -max_slope, max_slope))  # beyond any oscillator: a bad fit
-    return float(em - slope * xm), slope
+    if n_b > 1 and x.max() - x.min() >= min_span:
+        slope = (w * (x - xm) * (e - em)).sum() / max((w * (x - xm) ** 2).sum(), 1e-12)
+    slope = min(max(slope, -max_slope), max_slope)  # beyond any oscillator: a bad fit
+    return em - slope * xm, slope
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -362,9 +370,10 @@ def estimate_clock_drift(
         np.ascontiguousarray(y, dtype=np.complex128), float(t0), float(sps), np.argsort(block_pos), sym, ref,
         starts.astype(np.int64), sizes.astype(np.int64), x, float(min_span_symbols * sps), 500e-6,
     )  # fmt: skip
+    y = np.ascontiguousarray(y, dtype=np.complex128)
     for _ in range(passes):
-        err, mag = _block_timing_errors(y, t0 + offset + sym * sps * (1 + drift), ref, starts)
-        offset, drift = _fit_line(x, offset + drift * x + err, mag**2, min_span_symbols * sps)
+        offset, drift = _batch_timing_pass(y, float(t0), float(sps), offset, drift, sym, ref, starts.astype(np.int64),
+                                           sizes.astype(np.int64), x, float(min_span_symbols * sps), 500e-6)
     return offset, drift
 
 
@@ -587,7 +596,7 @@ class BurstSynchronizer:
     def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None) -> SyncedBurst:
         """Equalised data symbols [:n_used] of a burst carrying n_data data symbols (pilot blocks after
         the last used data symbol are ignored, so the header can be read before n_data is known)."""
-        fmt, sps = self.fmt, self.sps
+        fmt = self.fmt
         n_used = n_data if n_used is None else min(n_used, n_data)
         data_pos, pilot_pos = fmt.layout(n_data)
         last = int(data_pos[n_used - 1]) + 1 if n_used else fmt.preamble.size
