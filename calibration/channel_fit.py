@@ -75,7 +75,7 @@ class Recording:
 def read_recording(path: str | os.PathLike) -> Recording:
     """Open NAME.sigmf-meta / NAME.sigmf-data (either path or the base name); a missing or malformed part is
     named with what to fix."""
-    from sagin_hil.hil.recording import recording_paths
+    from sagin_hil.calibration.recordings import recording_paths
     from sagin_hil.phy.frame import preamble_symbols
 
     meta_path, data_path = recording_paths(path)

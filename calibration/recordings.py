@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BurstRecordingWriter", "synthesize", "burst_offsets", "sounding_burst"]
+__all__ = ["BurstRecordingWriter", "synthesize", "burst_offsets", "sounding_burst", "recording_paths"]
+
+
+def recording_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(meta, data) paths of a SigMF recording named by its base, its .sigmf-meta or its .sigmf-data (SigMF's
+    naming, as hil.recording writes it: calibration reads recordings without depending on the radio layer)."""
+    p = Path(path)
+    base = p.with_suffix("") if p.suffix in (".sigmf-meta", ".sigmf-data", ".sigmf") else p
+    return base.with_name(base.name + ".sigmf-meta"), base.with_name(base.name + ".sigmf-data")
 
 
 def _iso(t_s: float) -> str:
@@ -36,7 +44,6 @@ class BurstRecordingWriter:
     def __init__(self, path: str | os.PathLike, sample_rate_hz: float, carrier_hz: float, sps: int,
                  rolloff: float, link: str = "", description: str = "", extra: dict[str, Any] | None = None):
         from sagin_hil import __version__
-        from sagin_hil.hil.recording import recording_paths
 
         self.meta_path, self.data_path = recording_paths(path)
         self.meta_path.parent.mkdir(parents=True, exist_ok=True)
