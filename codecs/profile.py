@@ -7,9 +7,10 @@ the receiver would decode an error-free copy. Controllers and the link abstracti
 image instead of per mean image. Analog modes (deep JSCC) keep the table's PSNR-vs-SNR curve: their quality
 depends on the channel, which the transmitter does not know in advance.
 
-`measure_quality_profile` measures one image (cached by content); `image_profiles` returns the profiles of
-the held-out images stored in codecs/weights/image_profiles.json (`sagin-hil train modes` writes them),
-the pool the SAGIN environment draws its tasks' images from.
+`measure_quality_profile` measures one image (cached by content; the package's own images at 256 px are
+measured once and stored, so a run of them costs nothing); `image_profiles` returns the profiles of the
+held-out images stored in codecs/weights/image_profiles.json (`sagin-hil train modes` writes them), the pool
+the SAGIN environment draws its tasks' images from.
 """
 
 from __future__ import annotations
@@ -33,6 +34,25 @@ __all__ = ["PROFILE_BPP_GRID", "IMAGE_PROFILES_PATH", "measure_quality_profile",
 PROFILE_BPP_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 IMAGE_PROFILES_PATH = Path(__file__).parent / "weights" / "image_profiles.json"
 _CACHE: dict[tuple, QualityProfile] = {}
+_STORED: dict[str, dict] | None = None  # sha1 of an image's bytes -> its stored profile (all digital modes)
+
+
+def _image_key(img: np.ndarray) -> str:
+    return hashlib.sha1(img.tobytes() + str(img.shape).encode()).hexdigest()
+
+
+def _stored(key: str, bpp_grid, fixed: list[str]) -> QualityProfile | None:
+    """The stored profile of the image with this key, if it was measured on this grid for these modes."""
+    global _STORED
+    if _STORED is None:
+        try:
+            _STORED = json.loads(IMAGE_PROFILES_PATH.read_text()).get("by_content", {})
+        except (OSError, json.JSONDecodeError):
+            _STORED = {}
+    d = _STORED.get(key)
+    if d is None or tuple(d["bpp"]) != tuple(bpp_grid) or not set(fixed) <= set(d.get("mode_psnr_db", {})):
+        return None
+    return QualityProfile(tuple(d["bpp"]), tuple(d["psnr_db"]), {m: d["mode_psnr_db"][m] for m in fixed})
 
 
 def _fixed_modes(modes) -> list[str]:
@@ -55,9 +75,14 @@ def measure_quality_profile(image: np.ndarray, modes=("mode1",), bpp_grid=PROFIL
 
     img = np.ascontiguousarray(image)
     fixed = _fixed_modes(modes)
-    key = (hashlib.sha1(img.tobytes()).hexdigest(), img.shape, tuple(bpp_grid), tuple(fixed))
+    content = _image_key(img)
+    key = (content, tuple(bpp_grid), tuple(fixed))
     if key in _CACHE:
         return _CACHE[key]
+    stored = _stored(content, bpp_grid, fixed)
+    if stored is not None:
+        _CACHE[key] = stored
+        return stored
     n_pixels = img.shape[0] * img.shape[1]
     j2k = get_codec("jpeg2000")
     curve = []
@@ -78,14 +103,22 @@ def measure_quality_profile(image: np.ndarray, modes=("mode1",), bpp_grid=PROFIL
 
 
 def build_image_profiles(n_images: int = 8, size: int = 256, write: bool = True) -> dict[str, Any]:
-    """Profiles of the held-out images (every digital mode of MODES) at `size`; written to
-    IMAGE_PROFILES_PATH when `write`. Output: {"size", "measured_utc", "images": {name: profile dict}}."""
-    from sagin_hil.codecs.images import load_images
+    """Profiles (every digital mode of MODES) of the held-out images at `size`, the environment's pool, and of
+    every image the package ships at `size` by content (what runs of the shipped images look up); written
+    to IMAGE_PROFILES_PATH when `write`. Output: {"size", "measured_utc", "images": {name: profile dict},
+    "by_content": {sha1: profile dict}}."""
+    from sagin_hil.codecs.images import image_names, load_images
 
+    global _STORED
+    _STORED = {}  # measure afresh, not from the store being rebuilt
     modes = [m for m in MODES.names() if not MODES.get(m).analog]
-    imgs = load_images(n=n_images, size=size, split="eval")
+    held_out = load_images(n=n_images, size=size, split="eval")
+    shipped = load_images(n=len(image_names("run")), size=size, split="run") + held_out
     out = {"size": size, "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "images": {name: measure_quality_profile(img, modes).to_dict() for name, img in imgs}}
+           "images": {name: measure_quality_profile(img, modes).to_dict() for name, img in held_out},
+           "by_content": {_image_key(np.ascontiguousarray(img)): measure_quality_profile(img, modes).to_dict()
+                          for _, img in shipped}}
+    _STORED = None
     if write:
         IMAGE_PROFILES_PATH.parent.mkdir(parents=True, exist_ok=True)
         IMAGE_PROFILES_PATH.write_text(json.dumps(out, indent=1))

@@ -89,3 +89,21 @@ def test_environment_draws_images_from_the_pool():
     assert np.allclose(field, want, atol=1e-6)
     mean_world = SaginWorld(1, image_profiles={})  # no pool: every task is the mean image
     assert mean_world.image_names == ["(mean image)"]
+
+
+def test_the_shipped_images_profiles_are_stored_and_equal_a_fresh_measurement():
+    from sagin_hil.codecs import profile as prof_mod
+
+    (_, img), = load_images(n=1, size=256, split="run")
+    stored = prof_mod._stored(prof_mod._image_key(img), PROFILE_BPP_GRID, ["mode3_2"])
+    assert stored is not None, "`sagin-hil train modes` stores the shipped images' profiles"
+    saved_cache, saved_store = dict(prof_mod._CACHE), prof_mod._STORED
+    try:
+        prof_mod._CACHE.clear()
+        prof_mod._STORED = {}
+        fresh = measure_quality_profile(img, modes=("mode1", "mode3_2"))
+    finally:
+        prof_mod._CACHE.update(saved_cache)
+        prof_mod._STORED = saved_store
+    assert np.allclose(fresh.psnr_db, stored.psnr_db, atol=1e-6)
+    assert fresh.mode_psnr_db["mode3_2"] == pytest.approx(stored.mode_psnr_db["mode3_2"], abs=1e-6)
