@@ -113,15 +113,10 @@ def symbol_energy_at_unit_power(wave: np.ndarray, sps: int, rolloff: float) -> f
     return float(abs(_fine(x, d.index + d.frac, d.cfo_cpsym, pre, sps, rolloff)[2]) ** 2)
 
 
-def twin_params(profile: dict[str, Any], wave: np.ndarray, seed_time_s: float = 0.0):
+def twin_params(profile: dict[str, Any], wave: np.ndarray):
     """ChannelParams reproducing the profile's channel for the transmit waveform `wave` (unit mean power)."""
     from sagin_hil.phy.channel.emulator import ChannelParams
 
-    ch, wf = profile["channel"], profile["waveform"]
+    wf = profile["waveform"]
     es = symbol_energy_at_unit_power(wave, int(wf["sps"]), float(wf["rolloff"]))
-    k = float(ch["k_factor_db"])
-    return ChannelParams(
-        snr_db=float(ch["es_n0_db"]) - 10 * math.log10(es), signal_power=1.0,
-        delay_s=float(ch["delay_s"]), delay_rate_s_per_s=float(ch["delay_rate_s_per_s"]),
-        doppler_hz=float(ch["doppler_hz"]), doppler_rate_hz_per_s=float(ch["doppler_rate_hz_per_s"]),
-        k_factor_db=None if k > 60 else k, max_doppler_hz=float(ch["max_doppler_hz"]), cfo_ppm=float(ch["cfo_ppm"]))
+    return ChannelParams.from_calibration(profile, es)

@@ -64,6 +64,10 @@ def serve(
     pass_tags: bool = typer.Option(False, "--pass-tags", help="Messages carry the gr-zeromq tag header."),
     seed: int = typer.Option(0, help="Seed of the fading and noise."),
     workers: int = typer.Option(1, help="2: sockets and channel in two threads (two cores; for rates like 61.44 MS/s)."),
+    profile: Optional[Path] = typer.Option(
+        None, help="A calibration profile (`calibrate channel --profile`): emulate its fitted channel (the twin) "
+        "instead of the scenario link; SNR from its Es/N0 for a stream of --sps samples per symbol."),
+    sps: int = typer.Option(4, help="With --profile: samples per symbol of the stream (sets SNR per sample)."),
 ) -> None:
     """Take IQ from --tx, impair it as the scenario link does, give it to --rx (gr-zeromq compatible)."""
     from sagin_hil.hil.emulator_service import PATTERNS, BindError, EmulatorService
@@ -79,13 +83,31 @@ def serve(
     tx_node, rx_node = _split_link(link)
     overrides = {k: v for k, v in {"snr_db": snr_db, "signal_power": signal_power}.items() if v is not None}
     try:
-        em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,
-                                      doppler_scale=doppler_scale, **overrides)
+        if profile is not None:
+            import tomllib
+
+            from sagin_hil.phy.channel.emulator import ChannelParams
+
+            if not profile.exists():
+                raise ValueError(f"--profile {profile} does not exist; write one with `sagin-hil calibrate channel "
+                                 f"REC --profile {profile}`")
+            try:
+                prof = tomllib.loads(profile.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"--profile {profile}: not TOML ({exc})") from None
+            # a continuous stream of unit-power symbols has Es = sps at unit mean power; the power is measured
+            params = ChannelParams.from_calibration(prof, float(sps), signal_power=None)
+            carrier = float(prof.get("waveform", {}).get("carrier_hz") or 2.4e9)
+            em = ChannelEmulator(sample_rate, carrier, params, seed=seed, realtime=realtime)
+        else:
+            em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,
+                                          doppler_scale=doppler_scale, **overrides)
         svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time, workers=workers)
     except (ScenarioError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"emulating {tx_node} -> {rx_node} ({pattern}): {tx} -> {rx}"
+    what = f"the calibrated twin {profile}" if profile is not None else f"{tx_node} -> {rx_node}"
+    typer.echo(f"emulating {what} ({pattern}): {tx} -> {rx}"
                + (f", control {control}" if control else "") + ("; real time" if realtime else "; virtual time"))
     try:
         svc.run()

@@ -154,3 +154,25 @@ def test_calibrate_channel_cli_writes_the_fit_and_profile(tmp_path):
     assert "[channel]" in (tmp_path / "twin.toml").read_text()
     bad = CliRunner().invoke(app, ["calibrate", "channel", str(tmp_path / "nothing.sigmf-meta")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_a_profile_loads_into_the_emulator_and_its_service(tmp_path):
+    from typer.testing import CliRunner
+
+    from sagin_hil.calibration.profile import load_profile, write_profile
+    from sagin_hil.cli import app
+
+    p = ChannelParams(snr_db=10.0, signal_power=1.0, doppler_hz=3e3, delay_s=12 / FS, delay_rate_s_per_s=-3e3 / CARRIER_HZ,
+                      k_factor_db=20.0, max_doppler_hz=40.0, cfo_ppm=0.5)  # weak fading: its power barely moves
+    meta = synthesize(tmp_path / "rec", p, carrier_hz=CARRIER_HZ, symbol_rate_hz=RS_HZ, sps=SPS, duration_s=0.4,
+                      burst_period_s=2e-3)
+    rec = read_recording(meta)
+    prof = load_profile(write_profile(tmp_path / "twin.toml", fit_channel(rec, measure_bursts(rec), n_boot=10), rec))
+    twin = ChannelParams.from_calibration(prof, float(SPS))
+    # the sounding burst has Es = sps at unit power, so the twin's per-sample SNR is the truth's
+    assert twin.snr_db == pytest.approx(10.0, abs=0.5) and twin.cfo_ppm == pytest.approx(0.5, abs=0.05)
+    assert twin.doppler_hz == pytest.approx(3e3, rel=0.01) and twin.delay_s == pytest.approx(12 / FS, abs=0.1 / FS)
+    with pytest.raises(ValueError, match="calibrate channel"):
+        ChannelParams.from_calibration({"channel": {}}, 4.0)
+    res = CliRunner().invoke(app, ["emulator", "serve", "--profile", str(tmp_path / "none.toml")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -106,6 +106,25 @@ class ChannelParams:
             raise ValueError(f"ChannelParams.blocked = {self.blocked!r} must be true or false")
         object.__setattr__(self, "blocked", bool(self.blocked))
 
+    @classmethod
+    def from_calibration(cls, profile: dict, es_per_unit_power: float, signal_power: float | None = 1.0
+                         ) -> ChannelParams:
+        """The channel of a calibration profile (`sagin-hil calibrate channel --profile`, read as a dict): its
+        [channel] table's Doppler, delay, K, fading and CFO, with SNR per sample set so that a waveform whose
+        symbol energy at unit mean power is `es_per_unit_power` arrives at the profile's Es/N0 (a continuous
+        RRC stream of unit-power symbols: sps; signal_power None measures the input's power)."""
+        try:
+            ch = profile["channel"]
+            k = float(ch["k_factor_db"])
+            return cls(snr_db=float(ch["es_n0_db"]) - 10 * math.log10(es_per_unit_power), signal_power=signal_power,
+                       delay_s=float(ch["delay_s"]), delay_rate_s_per_s=float(ch["delay_rate_s_per_s"]),
+                       doppler_hz=float(ch["doppler_hz"]), doppler_rate_hz_per_s=float(ch["doppler_rate_hz_per_s"]),
+                       k_factor_db=None if k > 60 else k, max_doppler_hz=float(ch["max_doppler_hz"]),
+                       cfo_ppm=float(ch["cfo_ppm"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"calibration profile: [channel] lacks or garbles {exc}; rewrite it with "
+                             "`sagin-hil calibrate channel --profile`") from None
+
 
 # Physical bounds of every numeric ChannelParams field: (low, high, unit, what else is allowed). Wide enough
 # for any SAGIN link (Ka-band LEO Doppler is < 1 MHz, GEO delay 0.12 s), narrow enough that nothing
