@@ -263,7 +263,7 @@ def test_bench_controller_schema_and_agreement():
     from sagin_hil.benchmarks import validate_results
 
     res = validate_results(B.bench_controller(quick=True))
-    (entry,) = res["benchmarks"]
+    entry = res["benchmarks"][0]  # then the learned policies' decision times (tests/test_rl_controllers.py)
     assert entry["name"] == "ao_5x8"
     assert entry["ours"]["ms"] > 0 and entry["peers"]["cvxpy"]["ms"] > 0
     assert entry["ratio"]["cvxpy"] == pytest.approx(entry["peers"]["cvxpy"]["ms"] / entry["ours"]["ms"])

@@ -64,7 +64,7 @@ def reproduce_000(
     over held-out seeds, plus a few points re-run at sample level."""
     from sagin_hil.controllers.rl.reproduce import reproduce_paper_000
 
-    res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level=sample_level, log=typer.echo)
+    res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo)
     for name, p in res["policies"].items():
         lo, hi = p["scc_ci95"]
         typer.echo(f"{name:>8}: SCC per task {p['scc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")

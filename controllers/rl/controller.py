@@ -30,20 +30,23 @@ class LearnedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     weights: str | None = Field(None, description="policy safetensors (default: the shipped weights of the algorithm)")
-    hover: bool = Field(False, description="keep the UAVs where they are (no trajectory planning)")
+    hover: bool = Field(True, description="keep the UAVs where they are: the waypoint heads learned no move that "
+                        "gains SCC here, and at sample level every move delays the frame (docs/rl.md)")
     slot_s: float = Field(1.0, gt=0, description="seconds a move lasts: the policy moves a UAV v_max x slot_s")
+    min_move_m: float = Field(2.0, ge=0, description="shorter moves are not flown: the runner holds a frame's "
+                              "tasks until the UAVs arrive, so a move must be worth its flight time")
 
 
 class _Learned(Controller):
     algo = ""
     Options = LearnedOptions
 
-    def __init__(self, weights: str | None = None, hover: bool = False, slot_s: float = 1.0):
+    def __init__(self, weights: str | None = None, hover: bool = True, slot_s: float = 1.0, min_move_m: float = 2.0):
         from sagin_hil.controllers.link_adaptation import LinkAdaptation
         from sagin_hil.controllers.rl.policy import load_policy
 
         self.policy = load_policy(self.algo, weights)
-        self.hover, self.slot_s = bool(hover), float(slot_s)
+        self.hover, self.slot_s, self.min_move_m = bool(hover), float(slot_s), float(min_move_m)
         self._la = LinkAdaptation()
         self._predictors: dict[tuple, Predictor] = {}
         self.reset()
@@ -87,6 +90,8 @@ class _Learned(Controller):
             n = float(np.linalg.norm(step))
             if n > v_max * self.slot_s:
                 step *= v_max * self.slot_s / n
+            if min(n, v_max * self.slot_s) < self.min_move_m:
+                continue
             out[uav] = (x + step[0], y + step[1], float(np.clip(z + step[2], lo, hi)))
         return out
 
@@ -114,9 +119,15 @@ class DsacController(_Learned):
     algo = "dsac"
 
     def allocate(self, state: ControllerState) -> Plan:
+        from sagin_hil.controllers.rl.features import FEATURES, add_shared_features
+
         plan, pairings = Plan(), Pairings()
-        for task in state.tasks:
-            opts, feats, pred = self._rows(state, task)
+        rows = [self._rows(state, task) for task in state.tasks]
+        add_shared_features(rows)
+        # tasks no option can earn anything for go last, so they take no pairing from those that can
+        S = FEATURES.index("scc_now")
+        order = sorted(range(len(rows)), key=lambda i: not np.any(rows[i][1][:-1, S] > 0))
+        for task, (opts, feats, pred) in ((state.tasks[i], rows[i]) for i in order):
             fits = np.array([pairings._fits(r) for r, _ in opts])
             mask = np.append(fits if fits.any() else np.ones(len(opts), bool), False)  # no waiting here
             logits = self.policy.score(feats)

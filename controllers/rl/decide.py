@@ -1,12 +1,14 @@
 """One slot's hybrid action, from option scores to Eq. 17 (docs/rl.md, "The hybrid action").
 
-Window tasks are decided oldest first. Each takes one of its options (a candidate route with a mode, or wait)
+Window tasks are decided oldest first (those no option can earn anything for last). Each takes one of its options (a candidate route with a mode, or wait)
 among those consistent with the pairings the earlier tasks of the slot fixed: a UAV keeps one LEO (15a), a
 user one UAV (15b), a source LEO one ISL (15c). The pairings chosen become Eq. 17's L(t), R(t), Y(t) and the
 options' modes its epsilon(t); UAVs and users no task needed keep the environment's defaults (highest LEO,
 nearest UAV). "Wait" holds a task for a later slot by pairing its user with a UAV outside its candidates
 (the environment then keeps the task queued), so it is offered only while no earlier task of the slot has
-given that user a UAV. The waypoints O(t) come from the continuous head.
+given that user a UAV. An option predicted to earn nothing (SCC 0 now: a hop below the BLER target, a
+missed deadline or floor) is not offered, since dispatching it only takes pairings from tasks that can
+earn. The waypoints O(t) come from the continuous head.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sagin_hil.controllers.abstraction import SaginWorld
-from sagin_hil.controllers.rl.features import WorldOptions, uav_features
+from sagin_hil.controllers.rl.features import SCC_NOW, WorldOptions, uav_features
 
 __all__ = ["decide_world", "world_uav_features", "SlotDecision"]
 
@@ -57,34 +59,41 @@ def decide_world(world: SaginWorld, wo: WorldOptions, score: Callable[[np.ndarra
     choice = np.full((E, W), -1)
     mask = np.zeros((E, W, A), bool)
     mode = np.zeros((E, W), np.int64)
-    for j in range(W):
-        src, usr = wo.src[:, j], wo.user[:, j]
-        uav, leo = wo.uav[:, j], wo.leo[:, j]
+    hopeless = ~np.any(wo.valid[..., :O] & (wo.feats[..., :O, SCC_NOW] > 0), axis=-1)  # [E, W]
+    # tasks that can earn first (oldest first), then the others; a stable order per environment
+    order = np.argsort(hopeless, axis=1, kind="stable")
+    for step in range(W):
+        j_e = order[:, step]
+        src, usr = wo.src[e, j_e], wo.user[e, j_e]
+        uav, leo = wo.uav[e, j_e], wo.leo[e, j_e]
         lu = leo_of_uav[e[:, None], uav]
         uu = uav_of_user[e, usr][:, None]
         il = isl_of[e, src][:, None]
         via = leo != src[:, None]
         fits = (((lu < 0) | (lu == leo)) & ((uu < 0) | (uu == uav)) & (~via | (il < 0) | (il == leo)))
         m = np.zeros((E, A), bool)
-        m[:, :O] = wo.valid[:, j, :O] & fits
+        m[:, :O] = wo.valid[e, j_e, :O] & fits
         if allow_wait and blocker is not None:
-            m[:, O] = wo.valid[:, j, O] & ((uav_of_user[e, usr] < 0) | (uav_of_user[e, usr] == blocker[e, usr]))
-        live = wo.valid[:, j, O]
+            # a task no option can earn anything for is not held: it would only keep a window slot from a
+            # newer task until it expires (it goes after the tasks that can earn, so it takes no pairing of theirs)
+            m[:, O] = (wo.valid[e, j_e, O] & ((uav_of_user[e, usr] < 0) | (uav_of_user[e, usr] == blocker[e, usr]))
+                       & ~hopeless[e, j_e])
+        live = wo.valid[e, j_e, O]
         m &= live[:, None]
-        mask[:, j] = m
+        mask[e, j_e] = m
         if not m.any():
             continue
-        c = pick(score(wo.feats[:, j]), m)
-        choice[:, j] = c
+        c = pick(score(wo.feats[e, j_e]), m)
+        choice[e, j_e] = c
         go = (c >= 0) & (c < O)
         k = np.where(go, c, 0)
-        l_all, u_all, m_all = leo[e, k], uav[e, k], wo.mode[e, j, k]
+        l_all, u_all, m_all = leo[e, k], uav[e, k], wo.mode[e, j_e, k]
         ee = e[go]
         leo_of_uav[ee, u_all[go]] = l_all[go]
         uav_of_user[ee, usr[go]] = u_all[go]
         v = go & (l_all != src)
         isl_of[e[v], src[v]] = l_all[v]
-        mode[go, j] = m_all[go]
+        mode[e[go], j_e[go]] = m_all[go]
         hold = c == O
         if blocker is not None and hold.any():
             uav_of_user[e[hold], usr[hold]] = blocker[e[hold], usr[hold]]

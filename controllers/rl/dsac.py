@@ -1,5 +1,5 @@
 """Distributional soft actor-critic (DSAC) of [P000] Eq. 19-32 with the refinements of its authors' later
-version [P006] (DSAC-T), each switchable (docs/rl.md).
+version, DSAC-T (docs/references.md), each switchable (docs/rl.md).
 
 The soft return Z(s, a) is Gaussian N(Q, sigma^2) (Eq. 20-21); the critic minimises the negative log-likelihood
 of the soft Bellman target (Eq. 23-27) with sigma clamped below by `std_min` (Eq. 28) and the target clipped
@@ -44,8 +44,8 @@ class DSACConfig:
     batch: int = 256
     std_min: float = 0.05  # Eq. 28's clamp (the paper's 1 is for its reward scale; SCC per task is in [0, 1])
     td_bound: float = 1.0  # Eq. 30's bound; with variance_scaled: this many x 3 x the batch's mean sigma
-    target_entropy_ratio: float = 0.2  # options: target entropy = ratio x log(number of valid options)
-    init_alpha: float = 0.05
+    target_entropy_ratio: float = 0.05  # options: target entropy = ratio x log(number of valid options)
+    init_alpha: float = 0.005  # small: a soft value that pays entropy for waiting would hold tasks back
     twin: bool = True
     expected_value: bool = True
     variance_scaled: bool = True
@@ -205,7 +205,7 @@ class OptionHead(_Head):
             target = cfg.target_entropy_ratio * torch.log(m.sum(-1).clamp(min=1).float())
             self._alpha_step(ent, target)
             self._polyak()
-            info.update(policy_loss=float(loss), entropy=float(ent.mean()), alpha=float(self.alpha))
+            info.update(policy_loss=float(loss.detach()), entropy=float(ent.detach().mean()), alpha=float(self.alpha))
         return info
 
     @torch.no_grad()
@@ -266,7 +266,7 @@ class WaypointHead(_Head):
             self.opt_pi.step()
             self._alpha_step(-logp, torch.tensor(-float(self.ACT)))
             self._polyak()
-            info.update(waypoint_policy_loss=float(loss))
+            info.update(waypoint_policy_loss=float(loss.detach()))
         return info
 
     @torch.no_grad()

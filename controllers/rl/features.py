@@ -21,11 +21,14 @@ from sagin_hil.controllers.abstraction import CANDIDATE_UAVS, Predictor, SaginWo
 from sagin_hil.controllers.scc import scc_weights
 
 __all__ = ["FEATURES", "N_FEATURES", "option_features", "world_options", "WorldOptions", "state_options",
+           "add_shared_features",
            "uav_features", "N_UAV_FEATURES", "WAIT"]
 
 FEATURES = ("pred_scc", "delivers", "delay_over_deadline", "quality_margin", "meets_quality", "via_isl",
             "snr_isl", "snr_leo_uav", "snr_uav_user", "queue_over_deadline", "log_bpp", "deadline", "waited",
-            "uav_rank", "wait")
+            "uav_rank", "wait", "scc_now", "others_scc", "others_tasks")
+SCC_NOW = FEATURES.index("scc_now")
+TASKS_SCALE = 8.0  # others_tasks counts other window tasks in units of the default window
 N_FEATURES = len(FEATURES)
 WAIT = -1  # option code of "hold the task for a later slot"
 SNR_SCALE_DB = 50.0
@@ -43,6 +46,8 @@ def option_features(pred: dict[str, np.ndarray], snr_db: np.ndarray, hop_on: np.
     delay = pred["delay_s"] + queue_s
     psnr = np.where(pred["delivers"], pred["psnr_db"], np.nan)
     scc = scc_weights(delay, psnr, deadline_left_s, q_min_db, xi_q)
+    # Eq. 14 as the environment scores it: the whole D_max, the delay counted from the task's arrival
+    scc_now = scc_weights(delay + waited_s, psnr, deadline_left_s + waited_s, q_min_db, xi_q)
     snr = np.where(hop_on, np.clip(np.nan_to_num(snr_db, nan=-SNR_SCALE_DB, neginf=-SNR_SCALE_DB),
                                    -SNR_SCALE_DB, SNR_SCALE_DB) / SNR_SCALE_DB, -1.0)
     margin = np.clip(np.nan_to_num((pred["psnr_db"] - q_min_db) / SNR_SCALE_DB, nan=-1.0), -1.0, 1.0)
@@ -51,7 +56,7 @@ def option_features(pred: dict[str, np.ndarray], snr_db: np.ndarray, hop_on: np.
             snr[..., 2], np.clip(queue_s / deadline_left_s, 0.0, 2.0),
             np.log2(np.maximum(pred["bits_per_pixel"], 1e-3)) / 8.0,
             np.minimum(deadline_left_s / DELAY_SCALE_S, 2.0), np.minimum(waited_s / DELAY_SCALE_S, 2.0),
-            uav_rank.astype(float), np.zeros(np.shape(scc))]
+            uav_rank.astype(float), np.zeros(np.shape(scc)), scc_now, np.zeros(np.shape(scc)), np.zeros(np.shape(scc))]
     return np.stack([np.broadcast_to(c, np.shape(scc)) for c in cols], -1).astype(np.float32)
 
 
@@ -129,6 +134,18 @@ def world_options(world: SaginWorld) -> WorldOptions:
     wait = wait_features((E, W, 1), left[..., None], waited[..., None])
     ok = ok.reshape(E, W, O)
     wait[..., 0] = np.where(ok, f[..., 0], 0.0).max(-1, keepdims=True)  # what waiting gives up now
+    wait[..., SCC_NOW] = np.where(ok, f[..., SCC_NOW], 0.0).max(-1, keepdims=True)
+    # what the other window tasks could earn through the same UAV and LEO (the slot's pairings are shared)
+    best = np.where(ok, f[..., SCC_NOW], -1.0).reshape(E, W, R, K, Mm).max(-1)  # [E, W, R, K]
+    own = np.full((E, W, w.N, K), -1.0)
+    ee, jj, rr = np.meshgrid(np.arange(E), np.arange(W), np.arange(R), indexing="ij")
+    own[ee, jj, uav[:, :, :, 0, 0][ee, jj, rr]] = best[ee, jj, rr]
+    tot_scc, tot_n = np.maximum(own, 0.0).sum(1), (own >= 0).sum(1)  # [E, N, K]
+    u_o, k_o = uav.reshape(E, W, O), leo.reshape(E, W, O)
+    e_o, j_o = np.arange(E)[:, None, None], np.arange(W)[None, :, None]
+    mine = own[e_o, j_o, u_o, k_o]
+    f[..., FEATURES.index("others_scc")] = np.where(ok, (tot_scc[e_o, u_o, k_o] - np.maximum(mine, 0.0)) / 4.0, 0.0)
+    f[..., FEATURES.index("others_tasks")] = np.where(ok, (tot_n[e_o, u_o, k_o] - (mine >= 0)) / TASKS_SCALE, 0.0)
     feats = np.concatenate([f, wait], 2)
     valid = np.concatenate([ok, win_valid[..., None]], 2)
     pad = w.W - W  # the empty slots: no options
@@ -210,6 +227,31 @@ def state_options(state, predictor: Predictor, busy_until_s: dict[str, float] | 
                             np.array(rank))
         wait = wait_features((1,), left[:1], waited[:1])
         wait[0, 0] = f[:, 0].max(initial=0.0)
+        wait[0, SCC_NOW] = f[:, SCC_NOW].max(initial=0.0)
         f = np.concatenate([f, wait], 0)
         rows.append((opts, f, pred))
+    if tasks is None:
+        add_shared_features(rows)
     return rows
+
+
+def add_shared_features(rows) -> None:
+    """Fill others_scc / others_tasks of state_options' rows (all tasks of one slot, in place): what the other
+    tasks could earn through each option's UAV and LEO, as world_options computes it."""
+    best = []
+    for opts, f, _ in rows:
+        b: dict[tuple[str, str], float] = {}
+        for (r, _), v in zip(opts, f[:-1, SCC_NOW]):
+            b[(r.uav, r.leo)] = max(b.get((r.uav, r.leo), -1.0), float(v))
+        best.append(b)
+    tot_scc: dict[tuple[str, str], float] = {}
+    tot_n: dict[tuple[str, str], int] = {}
+    for b in best:
+        for key, v in b.items():
+            tot_scc[key] = tot_scc.get(key, 0.0) + max(v, 0.0)
+            tot_n[key] = tot_n.get(key, 0) + 1
+    for (opts, f, _), b in zip(rows, best):
+        for i, (r, _) in enumerate(opts):
+            key = (r.uav, r.leo)
+            f[i, FEATURES.index("others_scc")] = (tot_scc[key] - max(b[key], 0.0)) / 4.0
+            f[i, FEATURES.index("others_tasks")] = (tot_n[key] - 1) / TASKS_SCALE

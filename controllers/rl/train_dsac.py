@@ -4,7 +4,8 @@ Credit per task (docs/rl.md): each window task's decision is a transition of its
 task's episode with the SCC Eq. 18 pays for it when it finishes (known at dispatch in the abstraction, so
 credited at once; an episode's return is unchanged); waiting leads to the same task's options one slot later
 (reward 0); a task that expires or is still queued at the horizon ends with 0. The waypoint head's transition
-is per UAV and slot, rewarded with the SCC of the tasks dispatched through that UAV.
+is per UAV and slot, rewarded with the SCC of the tasks dispatched through that UAV less the move's cost
+(MOVE_COST).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from sagin_hil.controllers.rl.nets import save_weights
 __all__ = ["train_dsac", "TRAIN_SEED_BASE", "pick_device"]
 
 TRAIN_SEED_BASE = 1_000_000  # training episodes use seeds from here on; evaluation's held-out seeds are below
+# A move's flight time: at sample level a frame's tasks wait for its UAVs to arrive, in the environment a move
+# is free. The waypoint head pays what a task loses by waiting that long, xi_d x flight time / mean D_max
+# (0.5 x 1 s / 6.5 s per v_max x slot of move), so it flies only where the move gains more.
+MOVE_COST = 0.5 / 6.5
 
 
 def pick_device(device: str | None) -> str:
@@ -170,6 +175,7 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
             f0, m0, a0, r0, d0, f1, m1 = zip(*rows)
             rb.add(feats=np.stack(f0), mask=np.stack(m0), action=np.array(a0), reward=np.array(r0, np.float32),
                    done=np.array(d0, np.float32), next_feats=np.stack(f1), next_mask=np.stack(m1))
+        wp_reward -= MOVE_COST * np.minimum(np.linalg.norm(wp, axis=-1), 1.0)
         uf2 = world_uav_features(w) if not trunc.any() else uf
         rb_wp.add(obs=uf.reshape(-1, N_UAV_FEATURES), action=wp.reshape(-1, 3).astype(np.float32),
                   reward=wp_reward.reshape(-1).astype(np.float32),
