@@ -57,7 +57,7 @@ def _train_command(algo: str):
 def reproduce_000(
     out: Path = typer.Option(..., "--out", help="Folder for paper-000.json and the figures."),
     quick: bool = typer.Option(False, help="Fewer points and seeds (a few minutes)."),
-    seeds: Optional[int] = typer.Option(None, help="Held-out seeds per point (default 10; quick 4)."),
+    seeds: Optional[int] = typer.Option(None, help="Held-out seeds per point (default 20; quick 4)."),
     sample_level: bool = typer.Option(True, help="Re-run a few points at sample level (sagin-000)."),
 ) -> None:
     """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals

@@ -139,7 +139,7 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     """Write out/paper-000.json and one plot per figure; returns the JSON's content."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n = seeds or (4 if quick else 8)
+    n = seeds or (4 if quick else 20)
     if n < 2:
         raise ValueError(f"seeds = {n}; a 95 % interval needs at least 2 held-out seeds (--seeds 2 or more)")
     held_out = list(range(n))
