@@ -47,7 +47,7 @@ def test_the_stored_full_reproduction_keeps_the_orderings():
 
 def test_the_knobs_reach_the_world():
     from sagin_hil.controllers.abstraction import SaginWorld
-    from sagin_hil.controllers.rl.reproduce import world_kwargs
+    from sagin_hil.flowgraphs.reproduce import world_kwargs
 
     kw = world_kwargs({"min_elevation_deg": 60.0, "sat_power_w": 0.1, "modes": ["mode3_3"], "weight_quality": 0.2,
                        "deadline_s": 5.0, "quality_min_db": [12.0, 14.0], "horizon_s": 20.0})

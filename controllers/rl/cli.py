@@ -1,16 +1,11 @@
-"""`sagin-hil train dsac | mappo` and `sagin-hil reproduce paper-000` (docs/rl.md, docs/reproductions.md)."""
+"""`sagin-hil train dsac | mappo` (docs/rl.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
 import typer
 
 __all__ = ["register"]
-
-reproduce_app = typer.Typer(help="Regenerate a paper's figures from the environment and the trained policies.",
-                            no_args_is_help=True)
 
 
 def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str) -> None:
@@ -53,30 +48,11 @@ def _train_command(algo: str):
     return cmd
 
 
-@reproduce_app.command("paper-000")
-def reproduce_000(
-    out: Path = typer.Option(..., "--out", help="Folder for paper-000.json and the figures."),
-    quick: bool = typer.Option(False, help="Fewer points and seeds (a few minutes)."),
-    seeds: Optional[int] = typer.Option(None, help="Held-out seeds per point (default 20; quick 4)."),
-    sample_level: bool = typer.Option(True, help="Re-run a few points at sample level (sagin-000)."),
-) -> None:
-    """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals
-    over held-out seeds, plus a few points re-run at sample level."""
-    from sagin_hil.controllers.rl.reproduce import reproduce_paper_000
-
-    res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo)
-    for name, p in res["policies"].items():
-        lo, hi = p["scc_ci95"]
-        typer.echo(f"{name:>8}: SCC per task {p['scc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")
-    typer.echo(f"-> {out / 'paper-000.json'}")
-
-
 def register(app: typer.Typer) -> None:
-    """Join `train dsac | mappo` to the `train` group (registered by the codecs first) and add `reproduce`."""
+    """Join `train dsac | mappo` to the `train` group (registered by the codecs first)."""
     train = next((g.typer_instance for g in app.registered_groups if g.name == "train"), None)
     if train is None:
         train = typer.Typer(help="Train the project's models.", no_args_is_help=True)
         app.add_typer(train, name="train")
     for algo in ("dsac", "mappo"):
         train.command(algo)(_train_command(algo))
-    app.add_typer(reproduce_app, name="reproduce")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["reproduce_paper_000", "point", "world_kwargs"]
+__all__ = ["reproduce_paper_000", "point", "world_kwargs", "sample_level"]
 
 ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
 
@@ -171,3 +171,4 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "paper-000.json").write_text(json.dumps(res, indent=1))
     return res
+
