@@ -10,8 +10,6 @@ Controller time-outs fall back to the plane's safe plan (controllers/plane.py), 
 from __future__ import annotations
 
 import copy
-import math
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -223,6 +221,3 @@ class MappoController(_Learned):
             plan.waypoints_m = self._waypoints(state, dict(zip(uavs, moves)))
         return plan
 
-
-def _describe(policy: Any) -> str:  # pragma: no cover - used in reports
-    return f"{policy.algo} trained {policy.meta.get('env_steps')} steps in {math.ceil(policy.meta.get('wall_s', 0))} s"

@@ -141,7 +141,6 @@ def train_mappo(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: in
 
     world = SaginWorld(n_envs=n_envs, **wk)  # n_envs PettingZoo environments, stepped together
     probe = SaginParallelEnv(**wk)
-    N = len(probe.possible_agents)
     state_dim = probe.state_space.shape[0]
     nets = MappoNets(state_dim, cfg).to(dev)
     opt = torch.optim.Adam(nets.parameters(), lr=cfg.lr, eps=1e-5)

@@ -10,7 +10,6 @@ is per UAV and slot, rewarded with the SCC of the tasks dispatched through that 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,7 +85,7 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
     wk = dict(world_kwargs or {})
     vec = SaginVecEnv(n_envs, **wk)
     w = vec.world
-    E, W = vec.num_envs, w.W
+    E = vec.num_envs
     opt_head = OptionHead(N_FEATURES, cfg, dev)
     wp_head = WaypointHead(N_UAV_FEATURES, cfg, dev)
     state = {"env_steps": 0, "episodes": 0, "curve": [], "wall_s": 0.0, "seed": seed}
