@@ -1,9 +1,9 @@
 """`sagin-hil reproduce paper-000`: [P000]'s comparisons (Fig. 6-10) from the environment with the trained
 policies, 95 % intervals over held-out seeds, and a few points re-run at sample level (docs/reproductions.md).
 
-Every point is `point(policy, seeds, spec)`: a pure function of JSON values (the world's knobs in `spec`), so
-a sweep engine could spread the points over workers; here they run in this process, since each is one
-vectorised episode of a few seconds and the figures need a few dozen.
+Every point is `point(policy, seeds, spec)`: a pure function of JSON values (the world's knobs in `spec`), run
+on the sweep engine (sweep_engine.run_points: a local Dask cluster, or --scheduler): each point is kept in
+OUT/points/ as it finishes, so an interrupted reproduction resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -135,8 +135,12 @@ def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[
 
 
 def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None = None, sample_level_runs: bool = True,
-                        log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write out/paper-000.json and one plot per figure; returns the JSON's content."""
+                        log: Callable[[str], None] = print, workers: int | None = None,
+                        scheduler: str | None = None) -> dict[str, Any]:
+    """Write out/paper-000.json and one plot per figure; returns the JSON's content. The environment points run
+    on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster)."""
+    from sagin_hil.sweep_engine import run_points
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = seeds or (4 if quick else 20)
@@ -150,16 +154,25 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     res: dict[str, Any] = {"paper": "000", "quick": quick, "held_out_seeds": held_out,
                            "world": {"policies_horizon_s": base_policies["horizon_s"],
                                      "figures_horizon_s": base["horizon_s"], "scenario": "default"}}
-    log(f"policies on held-out seeds {held_out}")
-    res["policies"] = {p: point(p, held_out, base_policies)
-                       for p in ("dsac", "mappo", "greedy", "random", "link-adaptation")}
+    policies = ("dsac", "mappo", "greedy", "random", "link-adaptation")
+    figures = _figures(quick)
+    points = {f"policy-{p}": {"policy": p, "seeds": held_out, "spec": base_policies} for p in policies}
+    for name, fig in figures.items():
+        for k, (label, (policy, knobs)) in enumerate(fig["series"].items()):
+            for i, x in enumerate(fig["x"]):
+                points[f"{name}-{k}-{i}"] = {"policy": policy, "seeds": held_out,
+                                             "spec": {**base, **fig.get("fixed", {}), **knobs, fig["knob"]: x}}
+    log(f"{len(points)} points on held-out seeds {held_out} (sweep engine; kept in {out / 'points'})")
+    done = run_points("sagin_hil.flowgraphs.reproduce:point", points, out / "points", workers=workers,
+                      scheduler=scheduler)
+    if done.failed:
+        raise RuntimeError(f"reproduce paper-000: points failed: {done.failed}")
+    got = {pid: rec["result"] for pid, rec in done.results.items()}
+    res["policies"] = {p: got[f"policy-{p}"] for p in policies}
     figs: dict[str, Any] = {}
-    for name, fig in _figures(quick).items():
-        log(f"{name}")
-        series = {}
-        for label, (policy, knobs) in fig["series"].items():
-            series[label] = [dict(point(policy, held_out, {**base, **fig.get("fixed", {}), **knobs,
-                                                            fig["knob"]: x}), x=x) for x in fig["x"]]
+    for name, fig in figures.items():
+        series = {label: [dict(got[f"{name}-{k}-{i}"], x=x) for i, x in enumerate(fig["x"])]
+                  for k, label in enumerate(fig["series"])}
         figs[name] = {"knob": fig["knob"], "x": fig["x"], "fixed": fig.get("fixed", {}), "series": series}
         _plot(name, figs[name], out / f"{name}.png")
     res["figures"] = figs

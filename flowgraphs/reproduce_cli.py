@@ -19,12 +19,21 @@ def reproduce_000(
     quick: bool = typer.Option(False, help="Fewer points and seeds (a few minutes)."),
     seeds: Optional[int] = typer.Option(None, help="Held-out seeds per point (default 20; quick 4)."),
     sample_level: bool = typer.Option(True, help="Re-run a few points at sample level (sagin-000)."),
+    workers: Optional[int] = typer.Option(None, help="Local worker processes of the sweep engine (default: one per core)."),
+    scheduler: Optional[str] = typer.Option(None, help="An existing Dask scheduler, tcp://HOST:PORT, instead."),
 ) -> None:
     """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals
     over held-out seeds, plus a few points re-run at sample level."""
     from sagin_hil.flowgraphs.reproduce import reproduce_paper_000
 
-    res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo)
+    from sagin_hil.sweep_engine import SweepError
+
+    try:
+        res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo,
+                                  workers=workers, scheduler=scheduler)
+    except (SweepError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     for name, p in res["policies"].items():
         lo, hi = p["scc_ci95"]
         typer.echo(f"{name:>8}: SCC per task {p['scc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")

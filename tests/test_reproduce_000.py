@@ -74,3 +74,9 @@ def test_quick_reproduction_end_to_end(tmp_path):
     assert (tmp_path / "fig9_scc_vs_min_elevation.png").read_bytes()[:4] == b"\x89PNG"
     assert set(out["figures"]) == {"fig6_scc_vs_xi_q", "fig7_scc_vs_d_max", "fig8_scc_vs_q_min",
                                    "fig9_scc_vs_min_elevation", "fig10_scc_vs_p_s"}
+    # the points ran on the sweep engine and were kept: a re-run takes them as they are
+    kept = sorted((tmp_path / "points").glob("*.json"))
+    assert len(kept) >= 5 + 5 * 2
+    again = CliRunner().invoke(app, ["reproduce", "paper-000", "--out", str(tmp_path), "--quick", "--no-sample-level"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "paper-000.json").read_text())["policies"] == out["policies"]
