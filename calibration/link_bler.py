@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -38,7 +37,7 @@ def measure_link_bler(mcs_names: list[str] | None, snr_db, packets: int = 20, pa
     by the grid; None: AWGN only.
     """
     from sagin_hil import __version__
-    from sagin_hil.calibration.profile import symbol_energy_at_unit_power, twin_params
+    from sagin_hil.calibration.profile import symbol_energy_at_unit_power
     from sagin_hil.datatypes import SampleBlock
     from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
     from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
@@ -65,7 +64,7 @@ def measure_link_bler(mcs_names: list[str] | None, snr_db, packets: int = 20, pa
         wave0 = tx.modulate(bytes(packet_bytes), name, 0)
         n_blocks = int(tx.plan(packet_bytes, name).n_blocks)
         es = symbol_energy_at_unit_power(wave0, link.sps, link.rolloff)
-        base = twin_params(profile, wave0) if profile else ChannelParams(signal_power=1.0)
+        base = ChannelParams.from_calibration(profile, es) if profile else ChannelParams(signal_power=1.0)
         curves[name], blocks_used[name] = [], []
         for j, esn0 in enumerate(grid):
             params = dataclasses.replace(base, snr_db=float(esn0) - 10 * math.log10(es), signal_power=1.0)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sagin_hil.phy.channel.emulator import CALIBRATION_CHANNEL_KEYS, load_calibration_profile
+
 __all__ = ["write_profile", "load_profile", "twin_params", "symbol_energy_at_unit_power"]
 
-_CHANNEL_KEYS = ("es_n0_db", "doppler_hz", "doppler_rate_hz_per_s", "delay_s", "delay_rate_s_per_s", "k_factor_db",
-                 "max_doppler_hz", "cfo_ppm")
+# one reader serves this layer and the emulator service (which may not import this layer)
+load_profile = load_calibration_profile
 
 
 def _toml_value(v: Any) -> str:
@@ -67,34 +68,13 @@ def write_profile(path: str | Path, fit, rec) -> Path:
              f"duration_s = {_toml_value(fit.duration_s)}", f"notes = {_toml_value(fit.notes)}", "",
              "[waveform]", f"sample_rate_hz = {_toml_value(fs)}", f"carrier_hz = {_toml_value(fc or 0.0)}",
              f"sps = {rec.sps}", f"rolloff = {_toml_value(rec.rolloff)}", "", "[channel]"]
-    lines += [f"{k} = {_toml_value(float(channel[k]))}" for k in _CHANNEL_KEYS]
+    lines += [f"{k} = {_toml_value(float(channel[k]))}" for k in CALIBRATION_CHANNEL_KEYS]
     lines += ["", "[ci95]"]
     lines += [f"{k} = {_toml_value(fit.values[k]['ci95'])}" for k in fit.values if fit.values[k]["ci95"] is not None]
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("\n".join(lines) + "\n")
     return p
-
-
-def load_profile(path: str | Path) -> dict[str, Any]:
-    """A profile as a dict; a missing file or key is named with what to do."""
-    p = Path(path)
-    if not p.exists():
-        raise ValueError(f"calibration profile {p} does not exist; write one with `sagin-hil calibrate channel REC "
-                         f"--profile {p}`")
-    try:
-        prof = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"calibration profile {p}: not TOML ({exc})") from None
-    missing = [k for k in _CHANNEL_KEYS if k not in prof.get("channel", {})]
-    if missing or "waveform" not in prof:
-        raise ValueError(f"calibration profile {p}: [channel] lacks {missing or 'nothing'}"
-                         f"{'' if 'waveform' in prof else ' and there is no [waveform]'}; rewrite it with "
-                         "`sagin-hil calibrate channel`")
-    for k in ("k_factor_db",):
-        if isinstance(prof["channel"][k], str):
-            prof["channel"][k] = float(prof["channel"][k])
-    return prof
 
 
 def symbol_energy_at_unit_power(wave: np.ndarray, sps: int, rolloff: float) -> float:

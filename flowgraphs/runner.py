@@ -341,8 +341,9 @@ class _Experiment:
         except CodecError as exc:
             raise FlowgraphError(f"task {task.task_id} ({task.name}): {alloc.mode} cannot encode it: {exc}") from None
         bpp = 8 * len(payload.data) / pixels
-        self.clock.add("encode", time.perf_counter() - wall)
-        encode_s = self._compute_s(spec, bpp, "encode", time.perf_counter() - wall)
+        encode_wall_s = time.perf_counter() - wall
+        self.clock.add("encode", encode_wall_s)
+        encode_s = self._compute_s(spec, bpp, "encode", encode_wall_s)
         data, t, air, retx = payload.data, t_s + encode_s, 0.0, 0
         timeline = [{"stage": "encode", "start_s": t_s, "duration_s": encode_s}]
         symbols, gain, hop_snrs, hop_rates = payload.symbols, 1.0, [], {}
@@ -376,8 +377,9 @@ class _Experiment:
                 received = codec.decode(data)
         except CodecError:
             received = None  # an erasure: the user sees a grey frame
-        self.clock.add("decode", time.perf_counter() - wall)
-        decode_s = self._compute_s(spec, bpp, "decode", time.perf_counter() - wall)
+        decode_wall_s = time.perf_counter() - wall
+        self.clock.add("decode", decode_wall_s)
+        decode_s = self._compute_s(spec, bpp, "decode", decode_wall_s)
         timeline.append({"stage": "decode", "start_s": t, "duration_s": decode_s})
         delay_s = t + decode_s - task.arrival_s
         shown = received if received is not None else np.full_like(task.image, 128)

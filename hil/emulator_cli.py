@@ -84,20 +84,12 @@ def serve(
     overrides = {k: v for k, v in {"snr_db": snr_db, "signal_power": signal_power}.items() if v is not None}
     try:
         if profile is not None:
-            import tomllib
+            from sagin_hil.phy.channel.emulator import ChannelParams, load_calibration_profile
 
-            from sagin_hil.phy.channel.emulator import ChannelParams
-
-            if not profile.exists():
-                raise ValueError(f"--profile {profile} does not exist; write one with `sagin-hil calibrate channel "
-                                 f"REC --profile {profile}`")
-            try:
-                prof = tomllib.loads(profile.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"--profile {profile}: not TOML ({exc})") from None
+            prof = load_calibration_profile(profile)
             # a continuous stream of unit-power symbols has Es = sps at unit mean power; the power is measured
             params = ChannelParams.from_calibration(prof, float(sps), signal_power=None)
-            carrier = float(prof.get("waveform", {}).get("carrier_hz") or 2.4e9)
+            carrier = float(prof["waveform"].get("carrier_hz") or 2.4e9)
             em = ChannelEmulator(sample_rate, carrier, params, seed=seed, realtime=realtime)
         else:
             em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,

@@ -29,7 +29,35 @@ from sagin_hil.phy.channel.tdl import NTN_TDL, tdl_taps
 if TYPE_CHECKING:
     from sagin_hil.phy.channel.link_emulator import ScenarioChannel
 
-__all__ = ["ChannelParams", "ChannelEmulator", "PARAM_BOUNDS", "MAX_DELAY_SAMPLES", "MAX_ABS_SAMPLE", "warm_up"]
+__all__ = ["ChannelParams", "ChannelEmulator", "PARAM_BOUNDS", "MAX_DELAY_SAMPLES", "MAX_ABS_SAMPLE", "warm_up",
+           "CALIBRATION_CHANNEL_KEYS", "load_calibration_profile"]
+
+# the [channel] table of a calibration profile (calibration/profile.py writes it, the emulator loads it)
+CALIBRATION_CHANNEL_KEYS = ("es_n0_db", "doppler_hz", "doppler_rate_hz_per_s", "delay_s", "delay_rate_s_per_s",
+                            "k_factor_db", "max_doppler_hz", "cfo_ppm")
+
+
+def load_calibration_profile(path) -> dict:
+    """A calibration profile (TOML) as a dict; a missing file, bad TOML or a missing key is named with what to
+    do. Infinite values are stored as the strings "inf" / "-inf" (TOML's own spelling aside) and read back as
+    floats by ChannelParams.from_calibration."""
+    import tomllib
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"calibration profile {p} does not exist; write one with `sagin-hil calibrate channel REC "
+                         f"--profile {p}`")
+    try:
+        prof = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"calibration profile {p}: not TOML ({exc})") from None
+    missing = [k for k in CALIBRATION_CHANNEL_KEYS if k not in prof.get("channel", {})]
+    if missing or "waveform" not in prof:
+        raise ValueError(f"calibration profile {p}: [channel] lacks {missing or 'nothing'}"
+                         f"{'' if 'waveform' in prof else ' and there is no [waveform]'}; rewrite it with "
+                         "`sagin-hil calibrate channel`")
+    return prof
 
 
 @dataclass(frozen=True)
