@@ -96,7 +96,8 @@ class ModeSpec:
     name: the mode's one spelling ("mode1", "mode3_2", "jscc-1/12"); codec: its codec registry name;
     carrier: "bits" (LDPC-coded, decode and forward) or "analog" (channel symbols, amplify and forward);
     table_key: its row in the mode table; rate_adaptive: the controller sets its bits per pixel (JPEG 2000)
-    rather than the codec fixing them; description: one line for tables and docs.
+    rather than the codec fixing them; description: one line for tables and docs; user_weights: its codec
+    takes the flowgraph's `codecs.weights_dir` and `codecs.device` (neural codecs with user-supplied models).
     """
 
     name: str
@@ -105,6 +106,7 @@ class ModeSpec:
     table_key: str
     description: str
     rate_adaptive: bool = False
+    user_weights: bool = False
 
     @property
     def analog(self) -> bool:

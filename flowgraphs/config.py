@@ -148,6 +148,14 @@ class ControllerConfig(_Section):
         return self
 
 
+class CodecsConfig(_Section):
+    weights_dir: str | None = Field(
+        None, description="folder with your pretrained model weights (captioning, CLIP, Stable Diffusion, "
+        "segmentation, ...) for the modes that use them; none: those modes use the offline models trained here, "
+        "or are left out with the reason in the report")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device of the neural codecs (auto: CUDA when present)")
+
+
 class ReportConfig(_Section):
     max_constellation_points: int = Field(4000, ge=100, description="symbols drawn per constellation plot")
 
@@ -169,6 +177,7 @@ class Flowgraph(BaseModel):
     phy: PhyConfig = PhyConfig()
     radio: RadioSection = RadioSection()
     controller: ControllerConfig = ControllerConfig()
+    codecs: CodecsConfig = CodecsConfig()
     report: ReportConfig = ReportConfig()
     source: str = Field("<embedded default>", exclude=True)
 

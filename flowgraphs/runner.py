@@ -226,7 +226,9 @@ class _Experiment:
         from sagin_hil.codecs.modes import MODES
 
         if mode not in self.codecs:
-            self.codecs[mode] = get_codec(MODES.get(mode).codec)
+            spec, c = MODES.get(mode), self.fg.codecs
+            kwargs = {"weights_dir": c.weights_dir, "device": c.device} if spec.user_weights else {}
+            self.codecs[mode] = get_codec(spec.codec, **kwargs)
         return self.codecs[mode]
 
     def _send(self, tx: str, rx: str, data: bytes | tuple[np.ndarray, bytes], mcs: str, t_s: float,
