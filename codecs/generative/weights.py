@@ -26,7 +26,7 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "blip": {
         "config.json": ("config.json",),
         "weights": ("model.safetensors", "pytorch_model.bin"),
-        "preprocessor_config.json": ("preprocessor_config.json",),
+        "image processor": ("processor_config.json", "preprocessor_config.json"),
         "tokenizer_config.json": ("tokenizer_config.json",),
         "vocabulary": ("tokenizer.json", "vocab.txt"),
     },
@@ -38,8 +38,7 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "vae weights": tuple(f"vae/{n}" for n in _DIFFUSERS_WEIGHTS),
         "text_encoder/config.json": ("text_encoder/config.json",),
         "text_encoder weights": ("text_encoder/model.safetensors", "text_encoder/pytorch_model.bin"),
-        "tokenizer/vocab.json": ("tokenizer/vocab.json",),
-        "tokenizer/merges.txt": ("tokenizer/merges.txt",),
+        "tokenizer": ("tokenizer/tokenizer.json", "tokenizer/vocab.json"),
         "scheduler/scheduler_config.json": ("scheduler/scheduler_config.json",),
     },
 }
