@@ -11,6 +11,7 @@ from the measured mode table. The runner, the flowgraph validator and every cont
 | mode1 | jpeg2000 | bits, rate set by the controller | Mode 1 (JPEG 2000 + LDPC) |
 | mode3_1 .. mode3_3 | vq-3_1 .. vq-3_3 | bits, fixed by the latent grid | Modes 3_1..3_3 (VQ features) |
 | jscc-1/12, jscc-1/6 | the JSCC codec of that ratio | analog symbols | (deep JSCC, paper 002) |
+| spiff | spiff | bits, set by the image's content (box + kept patches) | (SPIFF, paper 003) |
 
 Every figure of the table is measured on the held-out images of this package by
 `sagin_hil.calibration.quality.build_mode_table` (`sagin-hil train modes`), stored in
@@ -180,6 +181,8 @@ MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
     ModeSpec("mode3_3", "vq-3_3", "bits", "3_3", "VQ latent indices + LDPC, finest grid"),
     ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values"),
     ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values"),
+    ModeSpec("spiff", "spiff", "bits", "spiff", "SPIFF (paper 003): person box + sampled patches in JPEG 2000, "
+             "the rest inpainted; fixed configuration beta 0.25, p(0) 0.2, 1 bpp kept", user_weights=True),
 )})
 
 

@@ -17,6 +17,7 @@ CODECS: Registry[Codec] = Registry("codec", {
     "vq-3_1": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_1"}),
     "vq-3_2": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_2"}),
     "vq-3_3": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_3"}),
+    "spiff": "sagin_hil.codecs.generative.spiff:SpiffCodec",
 })
 
 
