@@ -18,6 +18,10 @@ CODECS: Registry[Codec] = Registry("codec", {
     "vq-3_2": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_2"}),
     "vq-3_3": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_3"}),
     "spiff": "sagin_hil.codecs.generative.spiff:SpiffCodec",
+    "gen-3_1": ("sagin_hil.codecs.generative.modes:mode3_codec", {"mode": "3_1"}),
+    "gen-3_2": ("sagin_hil.codecs.generative.modes:mode3_codec", {"mode": "3_2"}),
+    "gen-3_3": ("sagin_hil.codecs.generative.modes:mode3_codec", {"mode": "3_3"}),
+    "caption-t2i": "sagin_hil.codecs.generative.sd:CaptionCodec",
 })
 
 

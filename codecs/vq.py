@@ -194,6 +194,14 @@ class VqCodec(Codec):
 
     @torch.no_grad()
     def decode(self, data: bytes, **_: object) -> np.ndarray:
+        q, h, w = self.embedding(data)
+        out = self.net.decode_latent(q)
+        img = (out[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        return img[:h, :w]
+
+    @torch.no_grad()
+    def embedding(self, data: bytes) -> tuple[torch.Tensor, int, int]:
+        """The codebook vectors of the received indices (1, D, h, w) and the image's height and width."""
         body, off = unpack_header(bytes(data), self.codec_id)
         h, w, f, b = _BODY.unpack(body)
         if f != self.cfg.downsampling or b != self.cfg.bits_per_index:
@@ -205,7 +213,4 @@ class VqCodec(Codec):
         got = bits.size // b
         if got:
             idx[:got] = bits[: got * b].reshape(got, b).astype(np.int64) @ (1 << np.arange(b)[::-1])
-        q = self.net.quantizer.lookup(torch.from_numpy(idx.reshape(1, gh, gw)).to(self.device))
-        out = self.net.decode_latent(q)
-        img = (out[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-        return img[:h, :w]
+        return self.net.quantizer.lookup(torch.from_numpy(idx.reshape(1, gh, gw)).to(self.device)), h, w

@@ -1,0 +1,142 @@
+"""Training of the offline diffusion decoders (`sagin-hil train generative --offline`).
+
+For each mode the shipped VQ codec is frozen (its encoder and indices are the bits, unchanged); patches of
+the train split (codecs/images.py; the held-out images are never seen) are VQ-encoded and decoded, and the
+UNet learns the residual under the cosine noise schedule (x0-prediction: MSE on the scaled residual plus
+SSIM_WEIGHT x a 3-scale SSIM loss on the image). Adam, cosine learning-rate decay over a wall-clock budget.
+A checkpoint (model, optimiser, step, elapsed seconds) is written every CHECKPOINT_S, so a killed run
+resumes where it stopped; the final weights go to codecs/weights/gen-<mode>.safetensors in float16.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["train_gen_decoder", "evaluate_gen", "OFFLINE_MINUTES"]
+
+OFFLINE_MINUTES = {"3_1": 14.0, "3_2": 8.0, "3_3": 8.0}  # 30 min in all; the coarsest mode needs the most help
+SSIM_WEIGHT = 2.0
+CHECKPOINT_S = 60.0
+
+
+def _vq_batch(vq_net: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain VQ decoder output y0, codebook embedding q) of a batch in [0, 1]."""
+    with torch.no_grad():
+        q = vq_net.quantizer.lookup(vq_net.quantizer.indices(vq_net.encode(x)))
+        return vq_net.decode_latent(q), q
+
+
+def train_gen_decoder(mode: str = "3_1", minutes: float | None = None, batch: int = 8, patch: int = 96,
+                      lr: float = 2e-3, channels: int = 32, device: str | None = None, threads: int = 2,
+                      out_dir: Path | None = None, checkpoint_dir: Path = Path("runs/train-generative"),
+                      seed: int = 0, progress: Callable[[float, float], None] | None = None,
+                      log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Train (or resume) the diffusion decoder of `mode` for `minutes` of wall clock and save it.
+
+    progress(elapsed_s, budget_s) is called every step. Output: dict with steps, train_time_s, final_loss,
+    resumed (bool), path.
+    """
+    from sagin_hil.codecs.generative.diffusion import RESIDUAL_SCALE, CondUNet, GenConfig, alpha_bar, ms_ssim_loss
+    from sagin_hil.codecs.generative.offline import gen_weights_path
+    from sagin_hil.codecs.jscc import save_model
+    from sagin_hil.codecs.train import PatchSampler, _device
+    from sagin_hil.codecs.vq import VqCodec
+
+    minutes = OFFLINE_MINUTES.get(mode, 8.0) if minutes is None else minutes
+    if minutes <= 0:
+        raise ValueError(f"minutes={minutes} must be > 0")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    dev = _device(device)
+    vq = VqCodec.pretrained(mode, device=dev).net.eval()
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    cfg = GenConfig(mode=mode, latent_dim=vq.cfg.latent_dim, channels=channels)
+    net = CondUNet(cfg).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    ckpt = Path(checkpoint_dir) / f"gen-{mode}.ckpt.pt"
+    step, done_s, resumed = 0, 0.0, False
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        step, done_s, resumed = state["step"], state["elapsed_s"], True
+        if log:
+            log(f"resuming gen-{mode} from {ckpt} at step {step}, {done_s:.0f} s done")
+    sampler = PatchSampler(patch, seed + step)  # a resumed run draws fresh patches
+    budget_s, t0, last_ckpt, smooth = minutes * 60.0, time.perf_counter(), time.perf_counter(), None
+    net.train()
+
+    def save_checkpoint(elapsed: float) -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed_s": elapsed}, ckpt)
+
+    while (elapsed := done_s + time.perf_counter() - t0) < budget_s:
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget_s)))
+        x = sampler(batch).to(dev)
+        y0, q = _vq_batch(vq, x)
+        r = 2 * (x - y0) / RESIDUAL_SCALE
+        t = torch.rand(x.shape[0], device=dev).sqrt()  # density 2t: most weight on the first, noisiest steps
+        ab = alpha_bar(t)[:, None, None, None]
+        x_t = ab.sqrt() * r + (1 - ab).sqrt() * torch.randn_like(r)
+        r_hat = net(x_t, t, y0, q)
+        img = (y0 + r_hat * RESIDUAL_SCALE / 2).clamp(0, 1)
+        loss = F.mse_loss(r_hat, r) + SSIM_WEIGHT * ms_ssim_loss(img, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        if progress:
+            progress(elapsed, budget_s)
+        if log and step % 50 == 0:
+            log(f"gen-{mode} step {step}  {elapsed:6.0f} s  loss {smooth:.4f}")
+        if time.perf_counter() - last_ckpt > CHECKPOINT_S:
+            save_checkpoint(done_s + time.perf_counter() - t0)
+            last_ckpt = time.perf_counter()
+    total_s = done_s + time.perf_counter() - t0
+    save_checkpoint(total_s)
+    net.eval()
+    stats = {"steps": step, "train_time_s": total_s, "final_loss": smooth, "batch": batch, "patch": patch,
+             "threads": threads, "device": dev, "resumed": resumed}
+    path = gen_weights_path(mode, out_dir)
+    save_model(net, cfg, path, {"train": stats})
+    return {**stats, "path": str(path), "mode": mode}
+
+
+def evaluate_gen(mode: str, steps: tuple[int, ...] = (1, 2, 4), n_images: int = 8, size: int = 256,
+                 split: str = "eval", weights_dir: Path | None = None) -> dict[str, Any]:
+    """Mean PSNR / SSIM / MS-SSIM on `split` of the plain VQ decoder, the diffusion decoder at each of
+    `steps`, and JPEG 2000 at the same payload size (bits), per image and in the mean."""
+    from sagin_hil.codecs.base import Budget
+    from sagin_hil.codecs.generative.offline import GenVqCodec
+    from sagin_hil.codecs.images import load_images
+    from sagin_hil.codecs.jpeg2000 import Jpeg2000Codec
+    from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
+
+    gen = GenVqCodec.pretrained(mode, weights_dir=weights_dir, device="cpu")
+    j2k = Jpeg2000Codec()
+    rows: dict[str, list[list[float]]] = {"vq": [], "jpeg2000": [], **{f"gen-{s}": [] for s in steps}}
+    bits = 0
+    for _, img in load_images(n_images, size, split):
+        pay = gen.encode(img)
+        bits = pay.n_bits
+        recs = {"vq": gen.decode_plain(pay.data), "jpeg2000": j2k.decode(j2k.encode(img, Budget(bits=bits)).data)}
+        recs.update({f"gen-{s}": gen.decode(pay.data, steps=s) for s in steps})
+        for k, rec in recs.items():
+            rows[k].append([psnr(img, rec), ssim(img, rec), ms_ssim(img, rec)])
+    out: dict[str, Any] = {"mode": mode, "bits": bits, "bpp": bits / size**2, "split": split, "n_images": n_images}
+    for k, v in rows.items():
+        a = np.asarray(v)
+        out[k] = {"psnr_db": float(a[:, 0].mean()), "ssim": float(a[:, 1].mean()), "ms_ssim": float(a[:, 2].mean()),
+                  "ms_ssim_per_image": a[:, 2].round(4).tolist()}
+    return out
