@@ -33,6 +33,7 @@ _LAYER_COMMANDS = (
     "sagin_hil.hil.emulator_cli",
     "sagin_hil.hil.radio_cli",
     "sagin_hil.codecs.cli",
+    "sagin_hil.codecs.generative.cli",
     "sagin_hil.controllers.cli",
     "sagin_hil.calibration.cli",
     "sagin_hil.controllers.rl.cli",
