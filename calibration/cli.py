@@ -235,6 +235,57 @@ def modes_cmd(
     typer.echo(f"written to {MODE_TABLE_PATH}")
 
 
+@calibrate.command("jscc-surface")
+def jscc_surface_cmd(
+    out: Optional[Path] = typer.Option(None, help="Where to write the surface (JSON); default "
+                                       "codecs/weights/jscc_ssim_surface.json, where JCRRA reads it."),
+    ratios: str = typer.Option("1/12,1/6", help="JSCC ratios to measure (each a registered codec jscc-<ratio>)."),
+    snr_db: str = typer.Option("-2:20:2", help="SNR grid in dB as start:stop:step (stop included)."),
+    tiles: int = typer.Option(64, min=4, help="64 x 64 held-out tiles per point."),
+    noise_seeds: int = typer.Option(2, min=1, help="Noise draws per tile."),
+    quick: bool = typer.Option(False, help="8 tiles, one seed, every 4 dB (checks the code path in seconds)."),
+    weights_dir: Optional[Path] = typer.Option(None, help="JSCC weights folder (default codecs/weights)."),
+    threads: int = typer.Option(1, min=1, help="torch threads."),
+) -> None:
+    """Measure each JSCC codec's SSIM over SNR on held-out tiles and fit the SSIM(ratio, SNR) surface JCRRA
+    plans with (docs/jcrra.md), and JPEG's rate-SSIM table on the same tiles (the greedy-JPEG baseline); re-run
+    it whenever new JSCC weights land. Prints the fit error."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from sagin_hil.calibration.ssim_surface import SURFACE_PATH, fit_surface, measure_jpeg_ssim, measure_jscc_ssim
+    from sagin_hil.progress import advance_callback, progress_bar
+
+    torch.set_num_threads(threads)
+    try:
+        start, stop, step = (float(v) for v in snr_db.split(":"))
+        if step <= 0 or stop < start:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"--snr-db {snr_db!r}: give start:stop:step in dB with step > 0, e.g. -2:20:2") from None
+    grid = np.arange(start, stop + step / 2, 4.0 if quick else step)
+    names = [r.strip() for r in ratios.split(",") if r.strip()]
+    if quick:
+        tiles, noise_seeds = 8, 1
+    with progress_bar() as bar:
+        task = bar.add_task("SSIM points (ratio x SNR)", total=len(names) * len(grid))
+        try:
+            measured = measure_jscc_ssim(names, grid.tolist(), tiles, noise_seeds, weights_dir,
+                                         progress=advance_callback(bar, task))
+        except (KeyError, ValueError) as exc:
+            raise typer.BadParameter(f"--ratios {ratios!r}: {exc}") from None
+    surface = fit_surface(measured)
+    path = out or SURFACE_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jpeg = measure_jpeg_ssim(n_tiles=tiles)  # the greedy-JPEG baseline's table, same tiles
+    path.write_text(json.dumps({**surface.to_dict(), "jpeg_rate_ssim": jpeg}, indent=1) + "\n")
+    f = surface.fit
+    typer.echo(f"fit over {f['points']} points: RMSE {f['rmse']:.4f}, max |error| {f['max_abs_error']:.4f} SSIM")
+    typer.echo(f"written to {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this layer's commands to `app`; `train modes` joins the codecs' `train` group (registered first):
     users find it beside the training it follows, while the measuring itself lives in this layer."""

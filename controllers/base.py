@@ -80,6 +80,7 @@ CONTROLLERS: Registry[Controller] = Registry("controller", {
     "ao-fixed-location": "sagin_hil.controllers.baselines:AoFixedLocation",
     "dsac": "sagin_hil.controllers.rl.controller:DsacController",
     "mappo": "sagin_hil.controllers.rl.controller:MappoController",
+    "jcrra": "sagin_hil.controllers.jcrra_controller:JcrraController",
 })
 
 
