@@ -102,7 +102,7 @@ class DiffusersInpainter:
         self.device = _torch_device(device)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.pipe = StableDiffusionInpaintPipeline.from_pretrained(
-            folder, local_files_only=True, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+            folder, local_files_only=True, dtype=dtype, safety_checker=None, requires_safety_checker=False
         ).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.steps, self.guidance_scale = steps, guidance_scale
