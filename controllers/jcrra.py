@@ -14,7 +14,8 @@ p = gamma / g_ust (g: SNR per watt). Minimise the total transmit power.
   sum_u gamma_u(rho_u) sum_st x_ust / g_ust by its first-order expansion at the current point, solves that LP
   within a trust region on rho, and keeps the step only when the true relaxed power falls (else the region
   halves); then rounds rho to the nearest option (8a), recovers the association and power exactly for those
-  options (9a), and tries each user's other neighbouring option once.
+  options (9a) (when the rounded ratios overrun a delay limit, from the lowest ratio for all instead), and
+  tries each user's other neighbouring option once.
 - `greedy_jscc` (Algorithm 2): one fixed ratio for all; (u, s, t) taken in descending channel gain until each
   user has its slots; the least power meeting the SSIM requirement.
 - `greedy_jpeg` (Algorithm 3): JPEG at the quality meeting the SSIM requirement; the same channel uses as
@@ -299,6 +300,9 @@ def jcrra(p: JcrraProblem, max_iter: int = 60, tol: float = 1e-7) -> JcrraSoluti
     nearest = np.abs(np.log(rho)[:, None] - r[None, :]).argmin(axis=1)
     best = exact_assignment(p, nearest)
     tried = 1
+    if not best.feasible:  # the rounded ratios overrun a delay limit: start from the fewest symbols instead
+        best = exact_assignment(p, np.zeros(U, int))
+        tried += 1
     for u in range(U):  # each user's other neighbouring option, once
         below = int(np.searchsorted(r, np.log(rho[u]), side="right") - 1)
         for m in {max(below, 0), min(below + 1, len(r) - 1)} - {int(best.option[u])}:

@@ -1,4 +1,5 @@
-"""`sagin-hil reproduce paper-000` (docs/reproductions.md); the work is in flowgraphs/reproduce.py."""
+"""`sagin-hil reproduce paper-000` (docs/reproductions.md; the work is in flowgraphs/reproduce.py) and
+`reproduce paper-002` (docs/jcrra.md; flowgraphs/reproduce_002.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,29 @@ def reproduce_000(
         lo, hi = p["scc_ci95"]
         typer.echo(f"{name:>8}: SCC per task {p['scc_mean']:.3f} [{lo:.3f}, {hi:.3f}]")
     typer.echo(f"-> {out / 'paper-000.json'}")
+
+
+@reproduce_app.command("paper-002")
+def reproduce_002(
+    out: Path = typer.Option(..., "--out", help="Folder for paper-002.json and paper-002.png."),
+    quick: bool = typer.Option(False, help="Three points per sweep, 3 seeds (about a minute)."),
+    seeds: Optional[int] = typer.Option(None, help="Seeds per point (default 10; quick 3)."),
+) -> None:
+    """[P002]: transmit power against the delay limit and the SSIM requirement for JCRRA, greedy JSCC and
+    greedy JPEG on leo-eo-002's LEO pass, and JCRRA's gap to the exhaustive optimum on small instances."""
+    from sagin_hil.flowgraphs.reproduce_002 import reproduce_paper_002
+
+    try:
+        res = reproduce_paper_002(out, quick=quick, seeds=seeds, log=typer.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    for key, sw in res["sweeps"].items():
+        typer.echo(f"{key}: x = {sw['x']}")
+        for name, values in sw["power_dbw"].items():
+            typer.echo(f"  {name:>12}: " + " ".join(f"{v:7.2f}" for v in values) + " dBW")
+    gap = res["optimality_gap"]
+    typer.echo(f"JCRRA vs exhaustive optimum: mean gap {100 * gap['mean']:.2f} %, max {100 * gap['max']:.2f} %")
 
 
 def register(app: typer.Typer) -> None:
