@@ -74,6 +74,9 @@ class LinkConfig:
         BurstDetector threshold on its normalised metric.
     track_clock : bool
         Estimate the sample-clock offset on the pilots.
+    phase_tracking : str
+        "poly" (one polynomial phase and one gain per burst), "block" (plus the channel interpolated
+        between pilot blocks: follows fading) or "auto" (block only when the pilots show fading).
     scrambler_seed : int
         Mixed into every code block's Gold sequence seed (< 2^14).
     """
@@ -92,6 +95,7 @@ class LinkConfig:
     guard_symbols: int = 32
     detection_threshold: float = 0.18
     track_clock: bool = True
+    phase_tracking: str = "auto"
     scrambler_seed: int = 0x2A5
 
     def __post_init__(self):
@@ -106,6 +110,7 @@ class LinkConfig:
             (self.guard_symbols >= 0, "guard_symbols must be >= 0"),
             (0 < self.detection_threshold < 1, "detection_threshold must be in (0, 1)"),
             (0 <= self.scrambler_seed < 2**14, "scrambler_seed must be in [0, 2^14)"),
+            (self.phase_tracking in ("auto", "poly", "block"), "phase_tracking must be 'auto', 'poly' or 'block'"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -440,7 +445,8 @@ class PacketReceiver:
         self.fmt = self.cfg.frame
         self.header_codec = HeaderCodec()
         self.detector = BurstDetector(self.fmt.preamble, self.cfg.sps, self.cfg.detection_threshold)
-        self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock)
+        self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock,
+                                      self.cfg.phase_tracking)
         self.clock = self.sync.clock = StageClock()  # enable it to split the wall time by stage (bench rx)
         # the header stage assumes at least one more pilot block after the header
         self._hdr_n_data = HEADER_CODED_BITS + self.fmt.pilot_spacing
@@ -450,7 +456,7 @@ class PacketReceiver:
             t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
         hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
         with self.clock("header"):
-            header = self.header_codec.decode((4.0 * hb.data.real / max(hb.noise_var, 1e-9)).astype(np.float32))
+            header = self.header_codec.decode((4.0 * hb.data.real / hb.noise_vars()).astype(np.float32))
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         if header.modulation == ANALOG:
             return self._read_analog(x, header, t0, cfo, tx_delay)
@@ -465,7 +471,7 @@ class PacketReceiver:
         const = _constellation(plan.modulation, plan.constellation_rate)
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
-            llr = const.demap(sb.data[HEADER_CODED_BITS:], max(sb.noise_var, 1e-9), self.cfg.demapper)
+            llr = const.demap(sb.data[HEADER_CODED_BITS:], sb.noise_vars()[HEADER_CODED_BITS:], self.cfg.demapper)
             llr = np.clip(llr[: n_blk * plan.n], -1e3, 1e3).reshape(n_blk, plan.n)  # garbage-proof
             if not np.isfinite(llr).all():
                 llr = np.nan_to_num(llr)
@@ -488,7 +494,7 @@ class PacketReceiver:
         if plan.side_len:
             try:
                 with self.clock("header"):
-                    side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / max(sb.noise_var, 1e-9))
+                    side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / sb.noise_vars()[a:b])
             except HeaderError:
                 pass  # another burst's copy may decode
         burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numba
 import numpy as np
 
@@ -538,6 +540,8 @@ class SyncedBurst:
     data : complex128 [n_data], equalised (unit gain, phase removed); noise_var : N0 of `data` (complex);
     snr_db / evm_rms : data-aided on preamble and pilots; cfo_cpsym : total carrier offset at the burst centre;
     drift : sample-clock offset (fraction); t0_raw : raw-stream time (samples) of the first preamble symbol.
+    noise_var_per_symbol : N0 / |h_k|^2 of each data symbol when the channel was interpolated between pilot
+    blocks (fading), else None (one N0 for all).
     """
 
     data: np.ndarray
@@ -547,6 +551,24 @@ class SyncedBurst:
     cfo_cpsym: float
     drift: float
     t0_raw: float
+    noise_var_per_symbol: np.ndarray | None = None
+
+    def noise_vars(self) -> np.ndarray:
+        """The noise variance to demap each data symbol with (floored at 1e-9), one per symbol of `data`."""
+        if self.noise_var_per_symbol is None:
+            return np.full(self.data.size, max(self.noise_var, 1e-9))
+        return np.maximum(self.noise_var_per_symbol, 1e-9)
+
+
+def fading_detected(block_gains: np.ndarray, n0: float, pilot_len: int) -> bool:
+    """True when pilot-block gains (after the polynomial phase and mean gain are removed, so ideally all 1)
+    scatter more than their estimation noise explains: mean |g_b - 1|^2 against N0 / L per block, a
+    chi-square statistic with 2B degrees of freedom, tested at about 4 standard deviations (1 + 4 / sqrt(B))."""
+    b = block_gains.size
+    if b < 3 or n0 <= 0:
+        return False
+    stat = float(np.mean(np.abs(block_gains - 1.0) ** 2)) / (n0 / pilot_len)
+    return stat > 1.0 + 4.0 / math.sqrt(b)
 
 
 class BurstSynchronizer:
@@ -560,6 +582,11 @@ class BurstSynchronizer:
         Of the RRC matched filter.
     track_clock : bool
         Estimate the sample-clock offset from the pilots.
+    tracking : str
+        "poly": a polynomial phase (PhaseTracker) and one gain per burst, which suits a static channel with
+        carrier offset and Doppler rate. "block": then also the residual complex gain of every pilot block,
+        linearly interpolated between blocks, divided out symbol by symbol (follows fading; each data symbol
+        gets its own N0 / |h_k|^2). "auto": "block" when :func:`fading_detected` says the blocks disagree.
 
     Input
     -----
@@ -572,8 +599,13 @@ class BurstSynchronizer:
     (t0_raw, cfo_cpsym) from acquire; SyncedBurst from symbols.
     """
 
-    def __init__(self, fmt, sps: int, rolloff: float, span_symbols: int = 16, track_clock: bool = True):
+    def __init__(self, fmt, sps: int, rolloff: float, span_symbols: int = 16, track_clock: bool = True,
+                 tracking: str = "auto"):
         from sagin_hil.phy.pulse import rrc_taps
+
+        if tracking not in ("auto", "poly", "block"):
+            raise ValueError(f"tracking {tracking!r}: choose 'auto', 'poly' or 'block'")
+        self.tracking = tracking
         from sagin_hil.phy.stage_clock import StageClock
 
         self.clock = StageClock()  # the receiver shares its own: synchronisation vs equalisation time
@@ -649,10 +681,17 @@ class BurstSynchronizer:
         known_idx = np.concatenate([np.arange(pre.size), pil_idx.ravel()])
         from sagin_hil.phy.estimation import snr_data_aided
 
-        est = snr_data_aided(eq[known_idx], np.concatenate(known))
+        h = self._block_channel(eq, pre, pil, pil_idx, centres, n_sym) if pil.size else None
+        if h is not None:  # fading: divide out the interpolated channel; the noise is then N0 / |h_k|^2
+            eq = eq / h
+            # SNR in the faded domain (phase removed, |h| kept): the mean SNR the link sees
+            est = snr_data_aided(eq[known_idx] * np.abs(h[known_idx]), np.concatenate(known) * np.abs(h[known_idx]))
+        else:
+            est = snr_data_aided(eq[known_idx], np.concatenate(known))
         if not (np.isfinite(est.gain) and abs(est.gain) > 1e-30 and np.isfinite(est.n0)):
             raise ValueError("no usable signal on the preamble and pilots (zero or non-finite gain)")
         noise_var = est.n0 / max(abs(est.gain) ** 2, 1e-30)
+        per_symbol = None if h is None else noise_var / np.maximum(np.abs(h[data_pos[:n_used]]) ** 2, 1e-12)
         return SyncedBurst(
             data=eq[data_pos[:n_used]] / est.gain,
             noise_var=float(noise_var),
@@ -661,4 +700,22 @@ class BurstSynchronizer:
             cfo_cpsym=cfo_cpsym + tracker.freq_cpsym(n_sym / 2),
             drift=drift,
             t0_raw=t0_raw + offset,
+            noise_var_per_symbol=per_symbol,
         )
+
+    def _block_channel(self, eq: np.ndarray, pre: np.ndarray, pil: np.ndarray, pil_idx: np.ndarray,
+                       centres: np.ndarray, n_sym: int) -> np.ndarray | None:
+        """The residual channel of each symbol, linearly interpolated between the least-squares gains of the
+        preamble and the pilot blocks (held flat after the last block), or None when tracking is "poly" or
+        ("auto") the pilot blocks show no fading."""
+        if self.tracking == "poly" or pil_idx.shape[0] < 2:
+            return None
+        g = eq[pil_idx] @ np.conj(pil) / np.vdot(pil, pil).real
+        resid = eq[pil_idx] - g[:, None] * pil
+        n0 = float(np.mean(np.abs(resid) ** 2)) * pil.size / max(pil.size - 1, 1)
+        if self.tracking == "auto" and not fading_detected(g, n0, pil.size):
+            return None
+        g = np.concatenate([[np.vdot(pre, eq[: pre.size]) / np.vdot(pre, pre).real], g])
+        k = np.arange(n_sym, dtype=np.float64)
+        h = np.interp(k, centres, g.real) + 1j * np.interp(k, centres, g.imag)
+        return np.where(np.abs(h) > 1e-6, h, 1e-6)
