@@ -8,9 +8,10 @@ source/channel coding; the packet PHY's own sync is benchmarked by `bench ldpc`)
 
 - JSCC: the codec's complex symbols are the data symbols (analog mapping); zero-forcing equalisation
   (y = x + n/h, what the decoder was trained on); the decoder gets the SNR estimated from the pilots.
-  "jscc-phy-<ratio>" (AWGN) sends the same symbols through the real packet PHY instead (phy.link analog
-  bursts at 4 samples per symbol, a carrier offset and a delay, the receiver's own sync; the codec header
-  as protected side information): the cost of real synchronisation.
+  "jscc-phy-<ratio>" (AWGN and Rician) sends the same symbols through the real packet PHY instead (phy.link
+  analog bursts at 4 samples per symbol, a carrier offset and a delay, the receiver's own sync and, on Rician,
+  its channel interpolation between pilot blocks; the codec header as protected side information): the
+  cost of real synchronisation.
 - "j2k-capacity-<ratio>" (AWGN): J2K with the payload an ideal channel code would carry, N log2(1 + SNR)
   bits, error-free: the separation bound of this source codec.
 - J2K + LDPC: for every MCS of MCS_TABLE, the J2K budget is the information bits that N symbols carry
@@ -34,11 +35,15 @@ import numpy as np
 
 from sagin_hil.codecs.base import Budget
 
-__all__ = ["bench_codec", "PilotChannel", "PacketPhyChannel", "DigitalImageLink"]
+__all__ = ["bench_codec", "PilotChannel", "PacketPhyChannel", "DigitalImageLink", "AdaptedMcs", "calibrate_margin"]
 
 SYMBOL_RATE_HZ = 1.0e6
 RICIAN_K_DB = 6.0
 RICIAN_DOPPLER_HZ = 300.0  # Jakes spread at 1 Msym/s: ~5 fades per 16k-symbol frame, pilots every 400 symbols track it
+FEEDBACK_DELAY_S = 4.0e-3  # CSI age T: the round trip of a ~600 km LEO slant path (report up, frame down)
+TARGET_BLER = 0.1  # code-block error rate the link-adapted baseline's margin is calibrated to
+MARGINS_DB = tuple(float(m) for m in range(0, 13))  # back-offs the calibration tries, smallest first
+_CALIBRATION_SEED = 10**6  # calibration draws channels and payloads apart from the bench's own seeds
 
 
 class PilotChannel:
@@ -62,14 +67,29 @@ class PilotChannel:
 
     def __call__(self, data: np.ndarray, mmse: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
         data = np.asarray(data, np.complex64)
-        tx = self.frame.assemble(data)
-        rx = np.asarray(self.em.process(tx))
-        data_pos, pilot_pos = self.frame.layout(data.size)
+        return self._equalise(np.asarray(self.em.process(self.frame.assemble(data))), data.size, mmse)
+
+    def with_report(self, data: np.ndarray, report_age_s: float = FEEDBACK_DELAY_S) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """The frame preceded, `report_age_s` before it starts, by one pilot block on the same fading process:
+        what the receiver last measured and fed back. Output: (equalised symbols, noise variance per symbol,
+        the frame's mean-SNR estimate dB, the reported instantaneous SNR dB = |h_report|^2 / N0)."""
+        data = np.asarray(data, np.complex64)
+        L, p = self.frame.pilot_len, self.frame.pilots
+        gap = max(int(round(report_age_s * SYMBOL_RATE_HZ)), L)
+        lead = np.concatenate([p, np.zeros(gap - L, np.complex64)]).astype(np.complex64)
+        rx = np.asarray(self.em.process(np.concatenate([lead, self.frame.assemble(data)])))
+        h_rep = complex(np.vdot(p, rx[:L]) / np.vdot(p, p).real)
+        y, nv, snr_est = self._equalise(rx[gap:], data.size, False)
+        # N0 is stationary: the receiver's long-run estimate (here the frame's pilots) divides the report's |h|^2
+        return y, nv, snr_est, 10 * math.log10(max(abs(h_rep) ** 2 / self._n0, 1e-6))
+
+    def _equalise(self, rx: np.ndarray, n_data: int, mmse: bool) -> tuple[np.ndarray, np.ndarray, float]:
+        data_pos, pilot_pos = self.frame.layout(n_data)
         L, p = self.frame.pilot_len, self.frame.pilots
         blocks = rx[pilot_pos[:, None] + np.arange(L)]
         h_blk = (blocks * np.conj(p)).mean(axis=1) / np.mean(np.abs(p) ** 2)  # LS estimate per pilot block
         resid = blocks - h_blk[:, None] * p
-        n0 = max(float(np.mean(np.abs(resid) ** 2)) * L / (L - 1), 1e-12)
+        n0 = self._n0 = max(float(np.mean(np.abs(resid) ** 2)) * L / (L - 1), 1e-12)
         centre = pilot_pos + (L - 1) / 2
         h = np.interp(data_pos, centre, h_blk.real) + 1j * np.interp(data_pos, centre, h_blk.imag)
         y = rx[data_pos]
@@ -85,7 +105,9 @@ class PacketPhyChannel:
     RRC) -> channel emulator (AWGN with a carrier offset and a propagation delay) -> the packet receiver's
     own detection, synchronisation and pilot equalisation.
 
-    Parameters: snr_db (Es/N0 after the matched filter), seed. Input: complex64 symbols [N], side bytes.
+    Parameters: snr_db (Es/N0 after the matched filter), seed, channel ("awgn", or "rician": the bench's
+    Rician fading on top, which the receiver follows by interpolating between pilot blocks).
+    Input: complex64 symbols [N], side bytes.
     Output: (equalised symbols [N] (zeros where a burst was lost), side bytes as received, SNR estimate dB).
     """
 
@@ -93,15 +115,18 @@ class PacketPhyChannel:
     CFO_HZ = 2.0e3  # an uncorrected oscillator offset the synchroniser must take out
     DELAY_S = 1.3e-4
 
-    def __init__(self, snr_db: float, seed: int = 0):
+    def __init__(self, snr_db: float, seed: int = 0, channel: str = "awgn"):
         from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
         from sagin_hil.phy.link import LinkConfig, PacketReceiver, PacketTransmitter
 
+        if channel not in ("awgn", "rician"):
+            raise ValueError(f"channel {channel!r}: choose 'awgn' or 'rician'")
+        fading = {"k_factor_db": RICIAN_K_DB, "max_doppler_hz": RICIAN_DOPPLER_HZ} if channel == "rician" else {}
         cfg = LinkConfig(symbol_rate_hz=SYMBOL_RATE_HZ, sps=self.SPS)
         self.tx, self.rx = PacketTransmitter(cfg), PacketReceiver(cfg)
         # per-sample SNR over the sample rate: Es/N0 = SNR_sample * sps at the matched filter's output
         params = ChannelParams(snr_db=float(snr_db) - 10 * math.log10(self.SPS), signal_power=1.0,
-                               doppler_hz=self.CFO_HZ, delay_s=self.DELAY_S)
+                               doppler_hz=self.CFO_HZ, delay_s=self.DELAY_S, **fading)
         self.em = ChannelEmulator(cfg.sample_rate_hz, 0.0, params, seed=seed)
         self.tail = int(2 * self.DELAY_S * cfg.sample_rate_hz)
 
@@ -153,14 +178,116 @@ class DigitalImageLink:
 
     def receive(self, y: np.ndarray, noise_var: np.ndarray, n_bytes: int) -> bytes:
         """Equalised symbols -> the payload prefix up to the first block that did not decode."""
+        ok, info = self._decode(y, noise_var)
+        n_good = int(np.argmin(ok)) if not ok.all() else self.n_blocks
+        return np.packbits(info[:n_good].ravel()).tobytes()[:n_bytes]
+
+    def block_errors(self, y: np.ndarray, noise_var: np.ndarray) -> int:
+        """Code blocks that failed their syndrome check."""
+        return int(self.n_blocks - self._decode(y, noise_var)[0].sum())
+
+    def _decode(self, y: np.ndarray, noise_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_used = math.ceil(self.n_blocks * self.code.n / self.const.bits_per_symbol)
         llr = self.const.demap(y[:n_used], noise_var[:n_used])[: self.n_blocks * self.code.n]
         llr = np.clip(np.nan_to_num(llr), -1e3, 1e3).reshape(self.n_blocks, self.code.n)
         res = self.decoder(llr)
-        ok = np.asarray(res.converged).ravel()
-        n_good = int(np.argmin(ok)) if not ok.all() else self.n_blocks
-        bits = np.asarray(res.info_bits)[:n_good].ravel()
-        return np.packbits(bits).tobytes()[:n_bytes]
+        return np.asarray(res.converged).ravel().astype(bool), np.asarray(res.info_bits)
+
+
+class AdaptedMcs:
+    """Link adaptation from an outdated SNR report: the highest-rate MCS whose AWGN threshold (the SNR where
+    the shipped BLER table reaches `target_bler`) lies at or below report - margin_db; the most robust MCS
+    when none does.
+
+    Parameters: margin_db, target_bler, mcs_names (the menu, any order).
+    Input (choose): the reported SNR in dB. Output: an MCS name.
+    """
+
+    def __init__(self, margin_db: float, mcs_names: list[str], target_bler: float = TARGET_BLER):
+        from sagin_hil.calibration.bler import BlerTable
+        from sagin_hil.phy.mcs import get_mcs
+
+        table, grid = BlerTable.load(), np.arange(-10.0, 40.0, 0.05)
+        self.margin_db = float(margin_db)
+        self.thresholds_db: dict[str, float] = {}
+        for name in sorted(mcs_names, key=lambda m: get_mcs(m).spectral_efficiency):
+            ok = np.nonzero(np.asarray(table.bler(name, grid)) <= target_bler)[0]
+            self.thresholds_db[name] = float(grid[ok[0]]) if ok.size else math.inf
+        self.floor = next(iter(self.thresholds_db))
+
+    def choose(self, report_db: float) -> str:
+        fit = [m for m, t in self.thresholds_db.items() if t <= report_db - self.margin_db]
+        return fit[-1] if fit else self.floor
+
+
+def calibrate_margin(links: dict[str, DigitalImageLink], snrs: list[float], trials: int,
+                     target_bler: float = TARGET_BLER) -> dict[str, Any]:
+    """The smallest back-off of MARGINS_DB whose code-block error rate on the bench's Rician channel with
+    reports FEEDBACK_DELAY_S old stays at or below target_bler, measured with random payloads on channel
+    draws the bench never uses. Frames the most robust MCS carries do not count (no margin changes them).
+    Output: margin_db, bler_by_margin {margin: BLER}, frames (counted per margin)."""
+    rng = np.random.default_rng(_CALIBRATION_SEED)
+    adapters = {m: AdaptedMcs(m, list(links), target_bler) for m in MARGINS_DB}
+    floor = adapters[MARGINS_DB[0]].floor
+    errors, blocks, frames = dict.fromkeys(MARGINS_DB, 0), dict.fromkeys(MARGINS_DB, 0), dict.fromkeys(MARGINS_DB, 0)
+    for si, snr in enumerate(snrs):
+        for t in range(trials):
+            seed = _CALIBRATION_SEED + 1000 * si + t
+            n_sym = next(iter(links.values())).n_symbols
+            *_, report = PilotChannel("rician", snr, seed).with_report(np.zeros(n_sym, np.complex64))
+            tried: dict[str, int] = {}
+            for margin, ad in adapters.items():
+                mcs = ad.choose(report)
+                if mcs == floor:
+                    continue
+                if mcs not in tried:
+                    link = links[mcs]
+                    payload = rng.integers(0, 256, link.info_bits // 8, dtype=np.uint8).tobytes()
+                    y, nv, *_ = PilotChannel("rician", snr, seed).with_report(link.transmit(payload))
+                    tried[mcs] = link.block_errors(y, nv)
+                errors[margin] += tried[mcs]
+                blocks[margin] += links[mcs].n_blocks
+                frames[margin] += 1
+    bler = {m: errors[m] / blocks[m] if blocks[m] else 0.0 for m in MARGINS_DB}
+    margin = next((m for m in MARGINS_DB if bler[m] <= target_bler), MARGINS_DB[-1])
+    return {"margin_db": margin, "bler_by_margin": bler, "frames": frames}
+
+
+def _adapted_curve(j2k: Any, links: dict[str, DigitalImageLink], pays: dict[str, list[Any]],
+                   imgs: list[tuple[str, np.ndarray]], snrs: list[float], adapt: AdaptedMcs) -> dict[str, Any]:
+    """Mean PSNR / SSIM of link-adapted J2K + LDPC on Rician at each SNR: per frame the MCS comes from the
+    report FEEDBACK_DELAY_S before it (PilotChannel.with_report), the J2K budget from that MCS; also the
+    measured code-block error rate and the MCS most often chosen per SNR."""
+    from collections import Counter
+
+    from sagin_hil.codecs import CodecError
+
+    out: dict[str, Any] = {"psnr": [], "ssim": [], "bler": [], "mcs": []}
+    n_sym = next(iter(links.values())).n_symbols
+    for si, snr in enumerate(snrs):
+        q, errs, blks, chosen = [], 0, 0, Counter()
+        for ii, (_, img) in enumerate(imgs):
+            seed = 1000 * si + ii
+            *_, report = PilotChannel("rician", snr, seed).with_report(np.zeros(n_sym, np.complex64))
+            mcs = adapt.choose(report)
+            chosen[mcs] += 1
+            pay, link = pays[mcs][ii], links[mcs]
+            if pay is None:  # J2K cannot fit its header into this budget: nothing to send
+                q.append(_measure(img, None))
+                continue
+            y, nv, *_ = PilotChannel("rician", snr, seed).with_report(link.transmit(pay.data))
+            ok, _ = link._decode(y, nv)
+            errs, blks = errs + int((~ok).sum()), blks + link.n_blocks
+            got = link.receive(y, nv, len(pay.data))
+            try:
+                q.append(_measure(img, j2k.decode(got)))
+            except CodecError:
+                q.append(_measure(img, None))
+        out["psnr"].append(float(np.mean([a for a, _ in q])))
+        out["ssim"].append(float(np.mean([b for _, b in q])))
+        out["bler"].append(errs / blks if blks else float("nan"))
+        out["mcs"].append(chosen.most_common(1)[0][0])
+    return out
 
 
 def _measure(img: np.ndarray, rec: np.ndarray | None) -> tuple[float, float]:
@@ -171,8 +298,12 @@ def _measure(img: np.ndarray, rec: np.ndarray | None) -> tuple[float, float]:
     return psnr(img, rec), ssim(img, rec)
 
 
-def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run the JSCC vs J2K + LDPC benchmark; return the common schema plus "curves" and the plot path."""
+def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: list[str] | None = None,
+                channels: list[str] | None = None, jscc_weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run the JSCC vs J2K + LDPC benchmark; return the common schema plus "curves" and the plot path.
+
+    ratios / channels narrow the run (default: all of the mode); jscc_weights_dir reads the JSCC weights from
+    another folder (to compare a candidate with the shipped ones)."""
     import torch
 
     from sagin_hil.benchmarks import benchmark_entry
@@ -183,17 +314,18 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
     torch.set_num_threads(2)
     n_img, size = (2, 128) if quick else (6, 256)
     snrs = [-2.0, 0.0, 5.0, 10.0, 20.0] if quick else [-2.0, 0.0, 2.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0]
-    channels = ["awgn"] if quick else ["awgn", "rician"]
-    ratios = ["1/12"] if quick else ["1/12", "1/6"]
+    channels = channels or ["awgn", "rician"]
+    ratios = ratios or (["1/12"] if quick else ["1/12", "1/6"])
     mcs_names = [m.name for m in MCS_TABLE]
     imgs = load_images(n_img, size, "eval")
     j2k = get_codec("jpeg2000")
     curves: list[dict[str, Any]] = []
     benches: list[dict[str, Any]] = []
     timing: dict[str, dict[str, float]] = {}
+    kw = {"weights_dir": str(jscc_weights_dir)} if jscc_weights_dir else {}
 
     for ratio in ratios:
-        jscc = get_codec(f"jscc-{ratio}")
+        jscc = get_codec(f"jscc-{ratio}", **kw)
         n_sym = jscc.n_symbols(size, size)
         links = {m: DigitalImageLink(m, n_sym) for m in mcs_names}
         # J2K payloads do not depend on the SNR: encode once per (image, MCS)
@@ -222,13 +354,23 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
                     qs.append(s_)
                 jscc_q["psnr"].append(float(np.mean(qp)))
                 jscc_q["ssim"].append(float(np.mean(qs)))
-            if ch == "awgn":  # the same symbols through the real packet PHY, and the separation bound
-                phy_q = _phy_jscc_curve(jscc, imgs, snrs)
-                curves.append({"codec": f"jscc-phy-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": phy_q["psnr"],
-                               "ssim": phy_q["ssim"]})
+            # the same symbols through the real packet PHY (on Rician its receiver interpolates between pilots)
+            phy_q = _phy_jscc_curve(jscc, imgs, snrs, ch)
+            curves.append({"codec": f"jscc-phy-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": phy_q["psnr"],
+                           "ssim": phy_q["ssim"]})
+            if ch == "awgn":  # the separation bound
                 cap_q = _capacity_curve(j2k, imgs, n_sym, snrs)
                 curves.append({"codec": f"j2k-capacity-{ratio}", "channel": ch, "snr_db": snrs,
                                "psnr_db": cap_q["psnr"], "ssim": cap_q["ssim"]})
+            else:  # link adaptation from outdated reports, its margin calibrated to TARGET_BLER
+                cal = calibrate_margin(links, snrs, 3 if quick else 8)
+                adapt = AdaptedMcs(cal["margin_db"], mcs_names)
+                ad_q = _adapted_curve(j2k, links, pays, imgs, snrs, adapt)
+                curves.append({"codec": f"j2k-ldpc-adapted-{ratio}", "channel": ch, "snr_db": snrs,
+                               "psnr_db": ad_q["psnr"], "ssim": ad_q["ssim"], "mcs": ad_q["mcs"], "bler": ad_q["bler"],
+                               "margin_db": cal["margin_db"], "calibration_bler": {f"{m:g}": v for m, v in cal["bler_by_margin"].items()},
+                               "feedback_delay_s": FEEDBACK_DELAY_S, "csi_correlation": _csi_delta(),
+                               "target_bler": TARGET_BLER})
             fixed = {m: _digital_curve(j2k, links[m], pays[m], imgs, ch, snrs) for m in mcs_names}
             best = [max(mcs_names, key=lambda m: fixed[m]["psnr"][i]) for i in range(len(snrs))]
             curves.append({"codec": f"jscc-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": jscc_q["psnr"],
@@ -236,33 +378,49 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None) -> dict[
             curves.append({"codec": f"j2k-ldpc-{ratio}", "channel": ch, "snr_db": snrs,
                            "psnr_db": [fixed[b]["psnr"][i] for i, b in enumerate(best)],
                            "ssim": [fixed[b]["ssim"][i] for i, b in enumerate(best)], "mcs": best})
+            env = curves[-1]["psnr_db"]
             for m in mcs_names:
                 curves.append({"codec": f"j2k-ldpc-{ratio}@{m}", "channel": ch, "snr_db": snrs,
                                "psnr_db": fixed[m]["psnr"], "ssim": fixed[m]["ssim"],
                                "j2k_bits": links[m].info_bits})
-            env = curves[-len(mcs_names) - 1]["psnr_db"]
             lead = [a - b for a, b, s in zip(jscc_q["psnr"], env, snrs) if s <= 5.0]
             steps = np.diff(jscc_q["psnr"])
-            extra = {}
-            if ch == "awgn":
-                extra = {"packet_phy_psnr_db_at_0db": _at(snrs, phy_q["psnr"], 0.0),
-                         "packet_phy_psnr_db_at_5db": _at(snrs, phy_q["psnr"], 5.0),
-                         "lead_over_j2k_at_capacity_db_at_0db": _at(snrs, jscc_q["psnr"], 0.0) - _at(snrs, cap_q["psnr"], 0.0),
-                         "lead_over_j2k_at_capacity_db_at_5db": _at(snrs, jscc_q["psnr"], 5.0) - _at(snrs, cap_q["psnr"], 5.0)}
+            extra: dict[str, float] = {"packet_phy_psnr_db_at_0db": _at(snrs, phy_q["psnr"], 0.0),
+                                       "packet_phy_psnr_db_at_5db": _at(snrs, phy_q["psnr"], 5.0)}
+            if ch == "awgn":  # bar: within 1.5 dB of the separation bound at 0..5 dB, within 3 dB at 10 dB
+                gaps = {s: c - j for s, j, c in zip(snrs, jscc_q["psnr"], cap_q["psnr"]) if 0.0 <= s <= 10.0}
+                extra.update({f"gap_to_separation_bound_db_at_{s:g}db": g for s, g in gaps.items()})
+                met = all(g <= 1.5 for s, g in gaps.items() if s <= 5.0) and gaps.get(10.0, 0.0) <= 3.0
+                note = "target: JSCC within 1.5 dB of J2K at capacity at 0..5 dB and within 3 dB at 10 dB"
+            else:  # bar: above link-adapted J2K + LDPC at every SNR <= 5 dB, by >= 3 dB at <= 0 dB
+                lead_ad = {s: j - a for s, j, a in zip(snrs, jscc_q["psnr"], ad_q["psnr"]) if s <= 5.0}
+                extra.update({f"lead_over_adapted_db_at_{s:g}db": v for s, v in lead_ad.items()})
+                extra["adapted_margin_db"] = float(cal["margin_db"])
+                met = all(v > 0 for v in lead_ad.values()) and all(v >= 3.0 for s, v in lead_ad.items() if s <= 0.0)
+                note = ("target: JSCC above link-adapted J2K + LDPC (outdated CSI) at every SNR <= 5 dB, by >= 3 dB "
+                        "at <= 0 dB")
             benches.append(benchmark_entry(
                 f"jscc_vs_j2k_{ratio.replace('/', '_')}_{ch}",
                 ours={"psnr_db_at_0db": _at(snrs, jscc_q["psnr"], 0.0), "psnr_db_at_5db": _at(snrs, jscc_q["psnr"], 5.0),
                       "psnr_db_at_20db": _at(snrs, jscc_q["psnr"], 20.0),
-                      "min_lead_db_snr_le_5": float(min(lead)), "largest_drop_db_between_points": float(max(0.0, -steps.min())),
+                      "min_lead_over_genie_db_snr_le_5": float(min(lead)),
+                      "largest_drop_db_between_points": float(max(0.0, -steps.min())),
                       "encode_s": float(np.median(je)), "decode_s": float(np.median(jd)), **extra},
                 peers={"j2k-ldpc": {"psnr_db_at_0db": _at(snrs, env, 0.0), "psnr_db_at_5db": _at(snrs, env, 5.0),
                                     "psnr_db_at_20db": _at(snrs, env, 20.0), **timing[f"j2k-{ratio}"]}},
                 ratio={"j2k-ldpc": timing[f"j2k-{ratio}"]["encode_s"] / max(float(np.median(je)), 1e-9)},
-                target_met=bool(min(lead) >= 3.0), n_images=n_img, image_size=size, channel_uses=n_sym,
-                notes="ratio = J2K encode time / JSCC encode time; lead = JSCC PSNR - best-MCS J2K+LDPC PSNR",
+                target_met=bool(met), n_images=n_img, image_size=size, channel_uses=n_sym,
+                notes=note + "; ratio = J2K encode time / JSCC encode time; lead over genie = JSCC PSNR - best-MCS "
+                      "J2K+LDPC PSNR (chosen after the fact)",
             ))
     plot = _plot(curves, Path(out_dir) if out_dir else Path("runs"), quick)
     return {"benchmarks": benches, "curves": curves, "plot": str(plot) if plot else None}
+
+
+def _csi_delta() -> float:
+    from sagin_hil.phy.channel.csi import csi_correlation
+
+    return csi_correlation(RICIAN_DOPPLER_HZ, FEEDBACK_DELAY_S)
 
 
 def _digital_curve(j2k: Any, link: DigitalImageLink, pays: list[Any], imgs: list[tuple[str, np.ndarray]],
@@ -294,7 +452,8 @@ def _digital_curve(j2k: Any, link: DigitalImageLink, pays: list[Any], imgs: list
     return {"psnr": [float(v) for v in q[0].mean(axis=1)], "ssim": [float(v) for v in q[1].mean(axis=1)]}
 
 
-def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[float]) -> dict[str, list[float]]:
+def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[float],
+                    channel: str = "awgn") -> dict[str, list[float]]:
     """Mean PSNR / SSIM of JSCC through the real packet PHY (PacketPhyChannel) at each SNR; the codec header
     crosses as the bursts' side information (an erasure when no copy decoded)."""
     from sagin_hil.codecs import CodecError
@@ -304,7 +463,7 @@ def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[fl
         q = []
         for ii, (_, img) in enumerate(imgs):
             pay = jscc.encode(img, Budget(snr_db=snr))
-            y, side, snr_est = PacketPhyChannel(snr, 1000 * si + ii)(pay.symbols, pay.data)
+            y, side, snr_est = PacketPhyChannel(snr, 1000 * si + ii, channel)(pay.symbols, pay.data)
             try:
                 q.append(_measure(img, jscc.decode(side, symbols=y, snr_db=snr_est)))
             except CodecError:
@@ -359,6 +518,10 @@ def _plot(curves: list[dict[str, Any]], out_dir: Path, quick: bool) -> Path | No
                     mcs = c["codec"].split("@")[1]
                     if mcs in fixed_colour:
                         ax.plot(c["snr_db"], c["psnr_db"], ":", color=fixed_colour[mcs], lw=1.2, label=f"fixed {mcs}")
+                elif "adapted" in c["codec"]:
+                    ax.plot(c["snr_db"], c["psnr_db"], "-d", color="C6", ms=3, lw=2,
+                            label=f"{c['codec']} (report {1e3 * c['feedback_delay_s']:g} ms old, "
+                                  f"margin {c['margin_db']:g} dB)")
                 elif "capacity" in c["codec"]:
                     ax.plot(c["snr_db"], c["psnr_db"], "-", color="0.6", lw=1.5,
                             label="J2K at channel capacity (separation bound)")

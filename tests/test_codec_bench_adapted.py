@@ -1,0 +1,73 @@
+"""The link-adapted JPEG 2000 + LDPC baseline of `bench codec`: MCS choice from an outdated report, its
+margin calibration, the report's channel, and the packet PHY on Rician fading."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sagin_hil.flowgraphs.codec_bench import (FEEDBACK_DELAY_S, MARGINS_DB, AdaptedMcs, DigitalImageLink,
+                                              PacketPhyChannel, PilotChannel, calibrate_margin)
+from sagin_hil.phy.mcs import MCS_TABLE, get_mcs
+
+NAMES = [m.name for m in MCS_TABLE]
+
+
+def test_adapted_mcs_thresholds_rise_with_spectral_efficiency_and_margin_backs_off():
+    ad0, ad3 = AdaptedMcs(0.0, NAMES), AdaptedMcs(3.0, NAMES)
+    thr = {m: t for m, t in ad0.thresholds_db.items() if math.isfinite(t)}
+    assert len(thr) >= 3
+    se = {m: get_mcs(m).spectral_efficiency for m in thr}
+    assert all(thr[a] < thr[b] for a in thr for b in thr if se[a] < se[b])  # (equal efficiencies may swap)
+    assert ad0.floor == min(NAMES, key=lambda m: get_mcs(m).spectral_efficiency)
+    assert ad0.choose(-30.0) == ad0.floor
+    assert get_mcs(ad0.choose(40.0)).spectral_efficiency == max(m.spectral_efficiency for m in MCS_TABLE
+                                                                if math.isfinite(ad0.thresholds_db[m.name]))
+    for report in np.arange(-5.0, 30.0, 0.7):  # a margin is exactly a lower report
+        assert ad3.choose(report) == ad0.choose(report - 3.0)
+        m = ad0.choose(report)
+        assert m == ad0.floor or ad0.thresholds_db[m] <= report
+
+
+def test_report_measures_the_snr_and_on_rician_it_fades():
+    """AWGN: the report (|h|^2 / N0 on one 16-symbol pilot block) sits near the true 10 dB (the LS gain's
+    noise is N0 / 16: about 0.3 dB at 10 dB). Rician K = 6 dB: |h|^2 of a single instant has a standard
+    deviation of about 2.5 dB in log, so the reports spread by more than 1 dB across draws."""
+    x = np.exp(2j * np.pi * np.random.default_rng(0).random(4096)).astype(np.complex64)
+    awgn = [PilotChannel("awgn", 10.0, seed=s).with_report(x)[3] for s in range(6)]
+    assert np.all(np.abs(np.array(awgn) - 10.0) < 1.5)
+    fading = [PilotChannel("rician", 10.0, seed=s).with_report(x)[3] for s in range(12)]
+    assert np.std(fading) > 1.0
+    y, nv, est, _ = PilotChannel("rician", 25.0, seed=1).with_report(x)
+    # the frame itself is still equalised: median error within 3 dB of its own mean SNR's noise (the median
+    # of the noise alone lies 1.6 dB below; the rest is interpolation error between pilot blocks)
+    assert 10 * np.log10(np.median(np.abs(y - x) ** 2)) < -est + 3.0
+
+
+def test_margin_calibration_is_the_smallest_margin_meeting_the_target():
+    links = {m: DigitalImageLink(m, 2048) for m in ("bpsk-1/2", "qpsk-1/2", "16qam-1/2", "16qam-3/4")}
+    cal = calibrate_margin(links, [6.0, 10.0], trials=2, target_bler=0.1)
+    bler = cal["bler_by_margin"]
+    assert set(bler) == set(MARGINS_DB) and all(0.0 <= v <= 1.0 for v in bler.values())
+    m = cal["margin_db"]
+    assert bler[m] <= 0.1 or m == MARGINS_DB[-1]
+    assert all(bler[s] > 0.1 for s in MARGINS_DB if s < m)
+
+
+def test_feedback_delay_ages_the_csi_per_eq_2():
+    from sagin_hil.flowgraphs.codec_bench import RICIAN_DOPPLER_HZ, _csi_delta
+    from scipy.special import j0
+
+    assert _csi_delta() == pytest.approx(j0(2 * math.pi * RICIAN_DOPPLER_HZ * FEEDBACK_DELAY_S))
+
+
+def test_packet_phy_channel_on_rician_follows_the_fading():
+    """Through the packet PHY on Rician (K 6 dB, 300 Hz) at 15 dB the receiver interpolates the channel
+    between pilot blocks: the median squared symbol error stays near the noise (-16.6 dB median at 15 dB)."""
+    rng = np.random.default_rng(3)
+    x = ((rng.standard_normal(8192) + 1j * rng.standard_normal(8192)) / np.sqrt(2)).astype(np.complex64)
+    y, side, snr_est = PacketPhyChannel(15.0, seed=2, channel="rician")(x, b"header")
+    assert side == b"header" and abs(snr_est - 15.0) < 3.0
+    assert 10 * np.log10(np.median(np.abs(y - x) ** 2)) < -16.6 + 4.6
+    with pytest.raises(ValueError, match="rician"):
+        PacketPhyChannel(15.0, channel="rayleigh")
