@@ -175,6 +175,8 @@ class _Experiment:
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
         self.busy_until_s: dict[str, float] = {}  # transmitter (or FDMA link) -> busy until then: the queues
         self.clock = StageClock()  # this controller's wall time: sounding, planning, encode, hops, decode
+        self.map_cache: dict[tuple, str] = {}  # (link, rounded end positions) -> class: hovering UAVs keep theirs
+        self.map_checks: list[tuple[str, str]] = []  # (class given to the controller, the geometry's truth)
 
     # -- hops ---------------------------------------------------------------------------------------------
     def hop(self, tx: str, rx: str, bandwidth_hz: float | None = None):
@@ -258,6 +260,40 @@ class _Experiment:
             trace.constellation, trace.mcs_of_constellation = res.symbols, mcs
         return res
 
+    def channel_map(self, links: list[tuple[str, str]], t_s: float) -> dict[str, str]:
+        """[P004]'s channel map of these air-ground links: "truth" from the buildings, a classifier's from
+        features measured on a sounding of each link at its current channel (its SINR as Es/N0 at the
+        flowgraph's symbol rate), or nothing ("off")."""
+        how = self.fg.controller.channel_map
+        if how == "off" or not links:
+            return {}
+        sc = self.scenario
+        states = {link_id(a, b): sc.link_state(a, b, t_s) for a, b in links}
+        truth = {lid: "los" if st.los else "nlos" for lid, st in states.items()}
+        if how == "truth":
+            out = truth
+        else:
+            keys = {link_id(a, b): (a, b, *np.round(sc.position_enu(a, t_s)).tolist(),
+                                    *np.round(sc.position_enu(b, t_s)).tolist()) for a, b in links}
+            todo = [lid for lid, key in keys.items() if key not in self.map_cache]
+            if todo:
+                import dataclasses
+
+                from sagin_hil.calibration.channel_map import classify_links
+                from sagin_hil.phy.channel.link_emulator import params_from_link_state
+
+                params = []
+                for lid in todo:
+                    st = states[lid]
+                    es_n0 = st.snr_db + 10 * np.log10(st.bandwidth_hz / self.fg.phy.symbol_rate_hz)
+                    params.append(dataclasses.replace(params_from_link_state(st, cfo_ppm=self.fg.phy.cfo_ppm),
+                                                      snr_db=float(np.clip(es_n0, -30, 60))))
+                for lid, is_los in zip(todo, classify_links(params, how, seed=self.fg.seed)):
+                    self.map_cache[keys[lid]] = "los" if is_los else "nlos"
+            out = {lid: self.map_cache[key] for lid, key in keys.items()}
+        self.map_checks += [(out[lid], truth[lid]) for lid in out]
+        return out
+
     # -- a frame ------------------------------------------------------------------------------------------
     def state(self, tasks: list[Task], t_s: float) -> ControllerState:
         """Sound every candidate route's hops, then describe the world as the controller sees it."""
@@ -270,10 +306,13 @@ class _Experiment:
             for a, b in links:
                 self._send(a, b, bytes(PROBE_BYTES), PROBE_MCS, t_s, probe=True)
         rs = self.fg.phy.symbol_rate_hz
+        with self.clock("channel map"):
+            cmap = self.channel_map([(a, b) for a, b in links if sc.link_kind(a, b) == "air-ground"], t_s)
         predicted, prop, elevation = {}, {}, {}
         for a, b in links:
-            st = sc.link_state(a, b, t_s)
             lid = link_id(a, b)
+            # the ephemeris knows the geometry, not the buildings: an air-ground link is LoS unless the map says not
+            st = sc.link_state(a, b, t_s, los=cmap.get(lid, "los") == "los")
             prop[lid] = st.delay_s
             if st.kind == "space-air":
                 elevation[lid] = float(st.elevation_deg)
@@ -297,6 +336,7 @@ class _Experiment:
             rolloff=self.fg.phy.rolloff,
             user_kind={u: "semantic" if u in self.fg.tasks.semantic_users else "conventional" for u in sc.users},
             uav_limits={c.name: (c.altitude_min_m, c.altitude_max_m, c.max_speed_mps) for c in sc.config.uavs},
+            channel_map=cmap,
             context={"relay": {"noise_psd_dbm_hz": noise_dbm - 10 * math.log10(ag.bandwidth_hz), "beta0_db": beta0}},
         )
 
@@ -506,6 +546,11 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         server.stop()
     metrics = _controller_metrics(algo, records, frame_rates, client)
     metrics["rejected_plans"] = rejected
+    if exp.map_checks:  # how often the map the controller planned with matched the buildings
+        metrics["channel_map"] = {
+            "source": fg.controller.channel_map, "links_mapped": len(exp.map_checks),
+            "nlos_fraction": float(np.mean([t == "nlos" for _, t in exp.map_checks])),
+            "accuracy": float(np.mean([m == t for m, t in exp.map_checks]))}
     phy = StageClock()  # the PHY's share of sounding and hops, from every hop's own clock
     for h in exp.hops.values():
         phy.merge(h.clock)
