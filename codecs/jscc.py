@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from sagin_hil.codecs.base import Budget, Codec, CodecError, Payload, check_image, pack_header, unpack_header
+from sagin_hil.codecs.gdn import GDN
 
-__all__ = ["JsccConfig", "JsccNet", "JsccCodec", "power_normalize", "awgn", "WEIGHTS_DIR"]
+__all__ = ["JsccConfig", "JsccNet", "AdJsccNet", "build_net", "JsccCodec", "power_normalize", "awgn", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 _DOWN = 4  # spatial downsampling of the encoder
@@ -33,20 +34,42 @@ _BODY = struct.Struct(">HHHHf")  # height, width, ratio numerator, denominator, 
 
 @dataclass(frozen=True)
 class JsccConfig:
-    """Architecture of a JSCC model. `ratio` is the bandwidth ratio k/n as "num/den"."""
+    """Architecture of a JSCC model. `ratio` is the bandwidth ratio k/n as "num/den".
+
+    arch "film": the first model (residual blocks with FiLM SNR conditioning, one model per ratio).
+    arch "adjscc": GDN/IGDN layers with ADJSCC attention modules fed the SNR and the ratio; one network
+    serves every ratio up to `latent_ratio` (it emits that many channels and sends the first ones).
+    """
 
     ratio: str = "1/12"
     channels: int = 64
     snr_min_db: float = -2.0
     snr_max_db: float = 20.0
+    arch: str = "film"
+    latent_ratio: str = ""  # adjscc: the widest ratio the shared network was built for ("" = ratio)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("film", "adjscc"):
+            raise ValueError(f"JSCC arch {self.arch!r}: choose 'film' or 'adjscc'")
+        if self.latent_ratio and Fraction(self.latent_ratio) < Fraction(self.ratio):
+            raise ValueError(f"ratio {self.ratio} exceeds latent_ratio {self.latent_ratio}; raise latent_ratio")
 
     @property
     def symbols_per_position(self) -> int:
         """Complex symbols per latent position: 3 * 4 * 4 * ratio."""
-        k = Fraction(self.ratio) * 3 * _DOWN * _DOWN
-        if k.denominator != 1 or k <= 0:
-            raise ValueError(f"ratio {self.ratio} gives {k} symbols per 4x4 block; use a multiple of 1/48")
-        return int(k)
+        return _symbols_per_position(self.ratio)
+
+    @property
+    def latent_symbols_per_position(self) -> int:
+        """Complex symbols per position the network's latent holds (the widest ratio it serves)."""
+        return _symbols_per_position(self.latent_ratio or self.ratio)
+
+
+def _symbols_per_position(ratio: str) -> int:
+    k = Fraction(ratio) * 3 * _DOWN * _DOWN
+    if k.denominator != 1 or k <= 0:
+        raise ValueError(f"ratio {ratio} gives {k} symbols per 4x4 block; use a multiple of 1/48")
+    return int(k)
 
 
 class FiLM(nn.Module):
@@ -70,9 +93,14 @@ class _Res(nn.Module):
         return x + self.body(x)
 
 
-def power_normalize(z: torch.Tensor) -> torch.Tensor:
-    """Scale each image's real latent (B, 2k, h, w) so its complex symbols have unit mean power."""
-    p = z.pow(2).flatten(1).mean(dim=1) * 2  # mean |symbol|^2 = 2 * mean(real component^2)
+def power_normalize(z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale each image's real latent (B, 2k, h, w) so its complex symbols have unit mean power.
+    `mask` (B, 2k, 1, 1) of 0/1 marks the channels sent (the others are zeroed and not counted)."""
+    if mask is None:
+        p = z.pow(2).flatten(1).mean(dim=1) * 2  # mean |symbol|^2 = 2 * mean(real component^2)
+        return z / torch.sqrt(p + 1e-12)[:, None, None, None]
+    z = z * mask
+    p = z.pow(2).flatten(1).sum(dim=1) * 2 / (mask.flatten(1).sum(dim=1) * z.shape[2] * z.shape[3])
     return z / torch.sqrt(p + 1e-12)[:, None, None, None]
 
 
@@ -141,6 +169,103 @@ class JsccNet(nn.Module):
         return self.decode(awgn(self.encode(x, snr_db), snr_db), snr_db)
 
 
+class AttentionFeature(nn.Module):
+    """ADJSCC attention module (Xu et al., "Wireless image transmission using deep source channel coding with
+    attention modules"): per-channel gains in (0, 1) from the feature map's global mean and the side
+    information (normalised SNR, ratio), so one network rescales its features for every channel state."""
+
+    def __init__(self, channels: int, side: int = 2):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(channels + side, channels // 2), nn.ReLU(),
+                                 nn.Linear(channels // 2, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        return x * self.mlp(torch.cat([x.mean(dim=(2, 3)), side], dim=1))[:, :, None, None]
+
+
+class _GdnLayer(nn.Module):
+    """conv -> GDN (IGDN in the decoder) -> attention; residual when the shape is kept."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, inverse: bool = False,
+                 shuffle: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out * (4 if shuffle else 1), kernel, stride=stride, padding=kernel // 2)
+        self.shuffle = nn.PixelShuffle(2) if shuffle else nn.Identity()
+        self.gdn = GDN(c_out, inverse=inverse)
+        self.af = AttentionFeature(c_out)
+        self.residual = c_in == c_out and stride == 1 and not shuffle
+
+    def forward(self, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        h = self.af(self.gdn(self.shuffle(self.conv(x))), side)
+        return x + h if self.residual else h
+
+
+class AdJsccNet(nn.Module):
+    """SNR- and ratio-adaptive JSCC with GDN and attention modules (arch "adjscc").
+
+    Input (encode): image (B, 3, H, W) in [0, 1], H and W multiples of 4; snr_db (B,)
+    Output (encode): latent (B, 2k, H/4, W/4) for the config's ratio, unit power per image
+    Input/Output (decode): the noisy latent and snr_db -> image (B, 3, H, W) in [0, 1]
+    Training uses :meth:`encode_k` / :meth:`decode_k` with a ratio per image (k complex symbols per position).
+    """
+
+    def __init__(self, cfg: JsccConfig):
+        super().__init__()
+        self.cfg = cfg
+        c, self.k_max = cfg.channels, cfg.latent_symbols_per_position
+        out = 2 * self.k_max
+        self.enc = nn.ModuleList([
+            _GdnLayer(3, c // 2, 5, stride=2), _GdnLayer(c // 2, c, 5, stride=2),
+            _GdnLayer(c, c, 3), _GdnLayer(c, c, 3),
+        ])
+        self.enc_out = nn.Conv2d(c, out, 3, padding=1)
+        self.dec = nn.ModuleList([
+            _GdnLayer(out, c, 3, inverse=True), _GdnLayer(c, c, 3, inverse=True), _GdnLayer(c, c, 3, inverse=True),
+            _GdnLayer(c, c // 2, 3, inverse=True, shuffle=True),
+        ])
+        self.dec_out = nn.Sequential(nn.Conv2d(c // 2, 4 * 3, 5, padding=2), nn.PixelShuffle(2))
+
+    def _side(self, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.cfg.snr_min_db, self.cfg.snr_max_db
+        return torch.stack([(snr_db - lo) / (hi - lo) * 2 - 1, k.float() / self.k_max * 2 - 1], dim=1)
+
+    def _mask(self, k: torch.Tensor) -> torch.Tensor:
+        ch = torch.arange(2 * self.k_max, device=k.device)
+        return (ch[None, :] < 2 * k[:, None]).float()[:, :, None, None]
+
+    def encode_k(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Full-width latent with channels beyond 2k zeroed; the sent ones at unit mean symbol power."""
+        side, h = self._side(snr_db, k), x * 2 - 1
+        for layer in self.enc:
+            h = layer(h, side)
+        return power_normalize(self.enc_out(h), self._mask(k))
+
+    def decode_k(self, z: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        side, h = self._side(snr_db, k), z * self._mask(k)
+        for layer in self.dec:
+            h = layer(h, side)
+        return torch.sigmoid(self.dec_out(h))
+
+    def _k(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.full((z.shape[0],), self.cfg.symbols_per_position, device=z.device)
+
+    def encode(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        return self.encode_k(x, snr_db, self._k(x))[:, : 2 * self.cfg.symbols_per_position]
+
+    def decode(self, z: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        pad = 2 * self.k_max - z.shape[1]
+        full = torch.nn.functional.pad(z, (0, 0, 0, 0, 0, pad)) if pad else z
+        return self.decode_k(full, snr_db, self._k(z))
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        return self.decode(awgn(self.encode(x, snr_db), snr_db), snr_db)
+
+
+def build_net(cfg: JsccConfig) -> nn.Module:
+    """The network of a config's arch."""
+    return AdJsccNet(cfg) if cfg.arch == "adjscc" else JsccNet(cfg)
+
+
 def save_model(net: nn.Module, cfg: object, path: Path, extra: dict | None = None) -> None:
     """Write weights (float16 to keep the file small) with the config as safetensors metadata."""
     from safetensors.torch import save_file
@@ -203,7 +328,7 @@ class JsccCodec(Codec):
     kind = "analog"
     codec_id = 2
 
-    def __init__(self, net: JsccNet, device: str | None = None):
+    def __init__(self, net: nn.Module, device: str | None = None):
         self.net = net.eval()
         self.cfg = net.cfg
         self.name = f"jscc-{self.cfg.ratio}"
@@ -214,13 +339,13 @@ class JsccCodec(Codec):
     def from_config(cls, cfg: JsccConfig | None = None, seed: int = 0, **kw) -> "JsccCodec":
         """A codec with random weights (tests, or the starting point of training)."""
         torch.manual_seed(seed)
-        return cls(JsccNet(cfg or JsccConfig()), **kw)
+        return cls(build_net(cfg or JsccConfig()), **kw)
 
     @classmethod
     def pretrained(cls, ratio: str = "1/12", weights_dir: str | Path | None = None, **kw) -> "JsccCodec":
         """The model trained by `sagin-hil train jscc`, read from codecs/weights (never downloaded)."""
         cfg, state, _ = load_state(weights_path(ratio, Path(weights_dir) if weights_dir else None), JsccConfig)
-        net = JsccNet(cfg)
+        net = build_net(cfg)
         net.load_state_dict(state)
         return cls(net, **kw)
 

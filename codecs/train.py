@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,220 @@ def train_vq(mode: str = "3_2", minutes: float = 8.0, batch: int | None = None, 
     stats["eval"] = evaluate_vq(codec)
     save_model(net, cfg, path, {"train": stats})
     return {**stats, "path": str(path), "threads": threads, "device": dev, "mode": mode}
+
+
+JSCC_FULL_MINUTES = 120.0
+JSCC_QUICK_MINUTES = 8.0
+
+
+def train_jscc_adaptive(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: float = JSCC_FULL_MINUTES,
+                        channels: int = 64, batch: int = 16, patch: int = 64, lr: float = 7e-4,
+                        device: str | None = None, threads: int = 2, out_dir: Path | None = None,
+                        checkpoint_dir: Path = Path("runs/jscc-train"), resume: bool = True,
+                        checkpoint_every_s: float = 120.0, eval_every_s: float = 300.0, eval_images: int = 8,
+                        seed: int = 0, log: Callable[[str], None] | None = print,
+                        progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Train one SNR- and ratio-adaptive JSCC (arch "adjscc") serving every ratio of `ratios`, resumably.
+
+    Each patch draws a ratio from `ratios` and an SNR (70 % uniform on [snr_min, 12] dB, 30 % on [12, snr_max]:
+    most links the bench and the controllers see sit below 12 dB). Adam with a cosine decay over `minutes`
+    of training time (summed over resumes), gradient norm clipped at 1; non-finite steps are skipped.
+    checkpoint_dir/checkpoint.pt is written every `checkpoint_every_s` and on SIGTERM/SIGINT (the run then
+    stops cleanly and still writes its weights); a later call with the same settings continues from it.
+    The curve (steps, train time, learning rate, smoothed train loss, held-out PSNR per ratio at 0/5/10 dB on
+    up to 3 of the `eval_images` held-out 256 px images) goes to checkpoint_dir/curve.{json,csv,png}; the final
+    held-out PSNR per ratio and SNR (stored in the weights' metadata) uses all `eval_images`.
+
+    Output: dict with steps, train_time_s, final_loss, eval_psnr_db {ratio: {snr: PSNR}}, paths, device.
+    """
+    import json
+    import signal
+
+    from sagin_hil.codecs.jscc import AdJsccNet, JsccCodec, JsccConfig, awgn, save_model, weights_path
+
+    torch.set_num_threads(threads)
+    dev = _device(device)
+    wide = max(ratios, key=lambda r: Fraction(r))
+    cfg = JsccConfig(ratio=wide, channels=channels, arch="adjscc", latent_ratio=wide)
+    ks = torch.tensor([_k_of(r) for r in ratios])
+    settings = {"ratios": list(ratios), "channels": channels, "batch": batch, "patch": patch, "lr": lr, "seed": seed}
+    torch.manual_seed(seed)
+    net = AdJsccNet(cfg).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sampler = PatchSampler(patch, seed)
+    state = {"step": 0, "train_time_s": 0.0, "smooth": None, "curve": [], "skipped": 0}
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt"
+    if resume and ckpt.exists():
+        saved = torch.load(ckpt, map_location=dev, weights_only=False)
+        if saved["settings"] != settings:
+            raise ValueError(f"{ckpt} was written with {saved['settings']}, this run has {settings}; "
+                             f"pass the same options, or --fresh to start over (the checkpoint is then replaced)")
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        sampler.rng.bit_generator.state = saved["sampler_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        state = saved["state"]
+        if log:
+            log(f"resumed from {ckpt}: step {state['step']}, {state['train_time_s'] / 60:.1f} of {minutes:.0f} min")
+
+    def save_checkpoint() -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"settings": settings, "net": net.state_dict(), "opt": opt.state_dict(), "state": state,
+                    "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(ckpt)  # atomic: a kill mid-write leaves the previous checkpoint
+
+    stop = {"flag": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    eval_imgs = _eval_crops(min(eval_images, 3))
+    budget_s = minutes * 60.0
+    last_ckpt = last_eval = time.perf_counter()
+    if not state["curve"]:
+        state["curve"].append(_curve_row(net, cfg, ks, state, lr, eval_imgs, dev))
+    net.train()
+    try:
+        while state["train_time_s"] < budget_s and not stop["flag"]:
+            t0 = time.perf_counter()
+            frac = state["train_time_s"] / budget_s
+            cur_lr = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = cur_lr
+            x = sampler(batch).to(dev)
+            k = ks[torch.randint(len(ks), (batch,))].to(dev)
+            snr = _draw_snr(batch, cfg.snr_min_db, cfg.snr_max_db).to(dev)
+            loss = torch.mean((net.decode_k(awgn(net.encode_k(x, snr, k), snr), snr, k) - x) ** 2)
+            opt.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                state["smooth"] = loss.item() if state["smooth"] is None else 0.98 * state["smooth"] + 0.02 * loss.item()
+            else:
+                state["skipped"] += 1
+            state["step"] += 1
+            now = time.perf_counter()
+            state["train_time_s"] += now - t0
+            if progress:
+                progress(min(state["train_time_s"] / budget_s, 1.0))
+            if now - last_eval >= eval_every_s:
+                state["curve"].append(_curve_row(net, cfg, ks, state, cur_lr, eval_imgs, dev))
+                net.train()
+                last_eval = time.perf_counter()
+                if log:
+                    row = state["curve"][-1]
+                    log(f"step {state['step']}  {state['train_time_s']:6.0f} s  loss {state['smooth']:.5f}  "
+                        + "  ".join(f"{key} {v:.2f}" for key, v in row.items() if key.startswith("psnr")))
+            if now - last_ckpt >= checkpoint_every_s:
+                save_checkpoint()
+                last_ckpt = time.perf_counter()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    state["curve"].append(_curve_row(net, cfg, ks, state, opt.param_groups[0]["lr"], eval_imgs, dev))
+    save_checkpoint()
+    net.eval()
+    stats = {"steps": state["step"], "train_time_s": state["train_time_s"], "budget_s": budget_s,
+             "final_loss": state["smooth"], "skipped_steps": state["skipped"], "batch": batch, "patch": patch,
+             "channels": channels, "stopped_early": bool(state["train_time_s"] < budget_s)}
+    curve_paths = _write_curve(state["curve"], Path(checkpoint_dir))
+    out: dict[str, Any] = {**stats, "device": dev, "threads": threads, "paths": [], "eval_psnr_db": {},
+                           "curve": [str(p) for p in curve_paths]}
+    # evaluated as stored (float16), so the recorded PSNR is what the shipped file gives
+    state_cpu = {k_: v.detach().cpu().half().float() for k_, v in net.state_dict().items()}
+    for ratio in ratios:
+        rcfg = JsccConfig(ratio=ratio, channels=channels, arch="adjscc", latent_ratio=wide)
+        rnet = AdJsccNet(rcfg)
+        rnet.load_state_dict(state_cpu)
+        ev = evaluate_jscc(JsccCodec(rnet, device="cpu"), n_images=eval_images)
+        out["eval_psnr_db"][ratio] = ev
+        path = weights_path(ratio, out_dir)
+        save_model(rnet, rcfg, path, {"train": {**stats, "eval_psnr_db": ev}})
+        out["paths"].append(str(path))
+    if log:
+        log(json.dumps({k_: out[k_] for k_ in ("steps", "train_time_s", "eval_psnr_db", "paths")}))
+    return out
+
+
+def _k_of(ratio: str) -> int:
+    from sagin_hil.codecs.jscc import JsccConfig
+
+    return JsccConfig(ratio=ratio).symbols_per_position
+
+
+def _draw_snr(n: int, lo: float, hi: float) -> torch.Tensor:
+    """70 % uniform on [lo, 12] dB, 30 % uniform on [12, hi] dB."""
+    mid = min(12.0, hi)
+    low = torch.rand(n) * (mid - lo) + lo
+    high = torch.rand(n) * (hi - mid) + mid
+    return torch.where(torch.rand(n) < 0.7, low, high)
+
+
+def _eval_crops(n: int) -> torch.Tensor:
+    from sagin_hil.codecs.images import load_images
+
+    imgs = [img for _, img in load_images(n, 256, "eval")]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@torch.no_grad()
+def _curve_row(net: torch.nn.Module, cfg: Any, ks: torch.Tensor, state: dict, lr: float, imgs: torch.Tensor,
+               dev: str) -> dict[str, float]:
+    """One point of the training curve: held-out PSNR per ratio at 0, 5 and 10 dB (fixed noise seed)."""
+    from sagin_hil.codecs.jscc import awgn
+
+    net.eval()
+    row: dict[str, float] = {"step": state["step"], "train_time_s": round(state["train_time_s"], 1), "lr": lr,
+                             "train_mse": state["smooth"] if state["smooth"] is not None else float("nan")}
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(1234)
+    x = imgs.to(dev)
+    for k in ks.tolist():
+        for snr_db in (0.0, 5.0, 10.0):
+            snr = torch.full((x.shape[0],), snr_db, device=dev)
+            kk = torch.full((x.shape[0],), k, device=dev)
+            y = net.decode_k(awgn(net.encode_k(x, snr, kk), snr), snr, kk)
+            mse = torch.mean((y.mul(255).round() / 255 - x) ** 2, dim=(1, 2, 3))
+            row[f"psnr_k{k}_{snr_db:g}db"] = float(torch.mean(10 * torch.log10(1 / mse.clamp_min(1e-10))))
+    torch.set_rng_state(gen_state)
+    return row
+
+
+def _write_curve(rows: list[dict[str, float]], folder: Path) -> list[Path]:
+    """curve.json, curve.csv and curve.png (held-out PSNR and train loss against training time)."""
+    import csv
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "curve.json").write_text(json.dumps(rows, indent=1))
+    keys = list(rows[-1].keys())
+    with open(folder / "curve.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    t = [r["train_time_s"] / 60 for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in keys:
+        if key.startswith("psnr_k"):
+            k, snr = key[len("psnr_k"):].split("_")
+            a1.plot(t, [r[key] for r in rows], "-o", ms=2, label=f"ratio {Fraction(int(k), 48)}, {snr[:-2]} dB")
+    a1.set_xlabel("training time (min)")
+    a1.set_ylabel("held-out PSNR (dB), AWGN")
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=7)
+    a2.semilogy(t, [r["train_mse"] for r in rows], "-", color="C3")
+    a2.set_xlabel("training time (min)")
+    a2.set_ylabel("train MSE (smoothed)")
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "curve.png", dpi=110)
+    plt.close(fig)
+    return [folder / "curve.json", folder / "curve.csv", folder / "curve.png"]
