@@ -332,7 +332,9 @@ class ControllerState:
     satellite's elevation seen from the UAV; power_w: node -> its nominal transmit power;
     rolloff: the PHY's roll-off (symbol rate = bandwidth / (1 + rolloff)); user_kind: user -> "semantic" or
     "conventional" (semantic-relay systems); uav_limits: UAV -> (altitude min m, altitude max m, v_max m/s);
-    context: facts of a particular system (JSON-safe).
+    channel_map: UAV->user link id -> "los" or "nlos", the channel map of [P004] (classified from what the
+    receivers measured, or the geometry's truth; empty when the run keeps no map); the predicted SNRs of
+    those links assume these classes; context: facts of a particular system (JSON-safe).
     """
 
     time_s: float = 0.0
@@ -351,11 +353,16 @@ class ControllerState:
     rolloff: float = 0.25
     user_kind: dict[str, str] = field(default_factory=dict)
     uav_limits: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    channel_map: dict[str, str] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.time_s):
             raise ValueError(f"ControllerState.time_s = {self.time_s!r} must be finite")
+        for link, cls in self.channel_map.items():
+            parse_link_id(link)
+            if cls not in ("los", "nlos"):
+                raise ValueError(f"ControllerState.channel_map[{link!r}] = {cls!r}; use \"los\" or \"nlos\"")
         self.routes = {int(k): [r if isinstance(r, Route) else Route(tuple(r)) for r in v]
                        for k, v in self.routes.items()}
         ids = {t.task_id for t in self.tasks}
@@ -396,7 +403,7 @@ class ControllerState:
             "bandwidth_hz": dict(self.bandwidth_hz), "elevation_deg": dict(self.elevation_deg),
             "power_w": dict(self.power_w), "rolloff": self.rolloff,
             "user_kind": dict(self.user_kind), "uav_limits": {k: list(v) for k, v in self.uav_limits.items()},
-            "context": self.context,
+            "channel_map": dict(self.channel_map), "context": self.context,
         }
 
     @classmethod

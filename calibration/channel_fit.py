@@ -34,6 +34,7 @@ be told apart: the total offset is reported as the Doppler and the CFO as unknow
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -141,12 +142,19 @@ def _matched_filter(x: np.ndarray, sps: int, rolloff: float) -> np.ndarray:
 def _taps_delayed(sps: int, rolloff: float, delay: float) -> np.ndarray:
     """The unit-energy RRC matched filter delayed by `delay` samples (|delay| <= 1), by an FFT phase ramp on
     its zero-padded taps (they are band-limited and vanish at the ends, so the shift is exact to ~1e-6)."""
+    spectrum, f, n_taps = _padded_taps_spectrum(sps, rolloff)
+    return np.fft.ifft(spectrum * np.exp(-2j * np.pi * f * delay))[4 * sps: 4 * sps + n_taps]
+
+
+@functools.lru_cache(maxsize=8)
+def _padded_taps_spectrum(sps: int, rolloff: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """FFT of the matched filter zero-padded by 4 sps each side, its frequencies, and the tap count (every
+    burst's timing search delays the same filter many times)."""
     from sagin_hil.phy.pulse import rrc_taps
 
     taps = rrc_taps(rolloff, sps, SPAN_SYMBOLS)
     padded = np.concatenate([np.zeros(4 * sps), taps, np.zeros(4 * sps)])
-    f = np.fft.fftfreq(padded.size)
-    return np.fft.ifft(np.fft.fft(padded) * np.exp(-2j * np.pi * f * delay))[4 * sps: 4 * sps + taps.size]
+    return np.fft.fft(padded), np.fft.fftfreq(padded.size), taps.size
 
 
 def _fine(x: np.ndarray, t0: float, cfo_cpsym: float, pre: np.ndarray, sps: int, rolloff: float):

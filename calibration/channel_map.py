@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FAMILIES", "TRAIN_FAMILIES", "TEST_FAMILIES", "FEATURES", "make_dataset", "link_features",
-           "DiffusionClassifier", "evaluate_classifiers"]
+__all__ = ["FAMILIES", "TRAIN_FAMILIES", "TEST_FAMILIES", "FEATURES", "MAP_CLASSIFIERS", "make_dataset",
+           "link_features", "sounding_features", "map_classifier", "classify_links", "DiffusionClassifier",
+           "evaluate_classifiers"]
 
 FEATURES = ("es_n0_db", "k_factor_db", "max_doppler_hz", "evm_db", "echo_db", "freq_spread_hz")
 # family -> (label: 1 = LoS, channel params beyond the common draws)
@@ -75,6 +76,54 @@ def link_features(rec) -> np.ndarray:
     return np.array([10 * math.log10(max(snr, 1e-6)), float(np.clip(10 * math.log10(max(k, 1e-6)), -20, 40)),
                      fm if math.isfinite(fm) else 0.0, 10 * math.log10(evm), 10 * math.log10(float(np.mean(b.echo)) + 1e-6),
                      float(np.std(freq))])
+
+
+def sounding_features(params, seed: int = 0) -> np.ndarray | None:
+    """FEATURES of a link with ChannelParams `params` (its Es/N0 in snr_db, K, fading, Doppler, delay, CFO),
+    measured the way the data set was: a DURATION_S sounding train at RS_HZ x SPS through the emulator, read
+    back and fitted. None when no burst is detected (a link too weak to measure)."""
+    import dataclasses
+    import tempfile
+
+    from sagin_hil.calibration.channel_fit import read_recording
+    from sagin_hil.calibration.recordings import synthesize
+
+    es_unit_db = 10 * math.log10(SPS)  # the sounding burst: Es = sps at unit power
+    p = dataclasses.replace(params, snr_db=params.snr_db - es_unit_db, signal_power=1.0, noise_power=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = synthesize(Path(tmp) / "rec", p, carrier_hz=CARRIER_HZ, symbol_rate_hz=RS_HZ, sps=SPS,
+                          duration_s=DURATION_S, burst_period_s=PERIOD_S, seed=seed)
+        try:
+            return link_features(read_recording(meta))
+        except ValueError:
+            return None
+
+
+MAP_CLASSIFIERS = ("diffusion", "knn", "gradient_boosting", "neural_net")
+_FITTED: dict[tuple[str, int], Any] = {}
+
+
+def map_classifier(name: str = "diffusion", seed: int = 0):
+    """A classifier of MAP_CLASSIFIERS fitted on every family of the shipped data set (kept in this process):
+    the one a run's channel map uses. The held-out evaluation is `calibrate channel-map`."""
+    if name not in MAP_CLASSIFIERS:
+        raise ValueError(f"channel map classifier {name!r} is unknown; use one of {list(MAP_CLASSIFIERS)} or 'truth'")
+    if (name, seed) not in _FITTED:
+        data = load_dataset(SHIPPED_DATASET)
+        model = _models(seed)[name]
+        _FITTED[name, seed] = model.fit(data["x"], data["y"])
+    return _FITTED[name, seed]
+
+
+def classify_links(params: list, classifier: str = "diffusion", seed: int = 0) -> np.ndarray:
+    """LoS (True) / NLoS (False) of links with ChannelParams `params`, each sounded and classified from its
+    measured features; a link too weak to sound is NLoS."""
+    feats = [sounding_features(p, seed + i) for i, p in enumerate(params)]
+    ok = [i for i, f in enumerate(feats) if f is not None]
+    out = np.zeros(len(params), bool)
+    if ok:
+        out[ok] = np.asarray(map_classifier(classifier, seed).predict(np.array([feats[i] for i in ok]))) == 1
+    return out
 
 
 def make_dataset(per_family: int, seed: int = 0, workdir: str | Path | None = None,
@@ -194,24 +243,29 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "f1": 2 * precision * recall / max(precision + recall, 1e-12)}
 
 
-def evaluate_classifiers(data: dict[str, np.ndarray], seed: int = 0, diffusion_iterations: int = 2000) -> dict[str, Any]:
-    """Train every classifier on TRAIN_FAMILIES, score on the held-out TEST_FAMILIES (LoS = positive class):
-    accuracy, F1, recall and the latency per sample (ms, batch of the whole test split)."""
+def _models(seed: int, diffusion_iterations: int = 2000) -> dict[str, Any]:
+    """The four classifiers, unfitted (MAP_CLASSIFIERS order)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    train = np.isin(data["family"], TRAIN_FAMILIES)
-    test = np.isin(data["family"], TEST_FAMILIES)
-    xtr, ytr, xte, yte = data["x"][train], data["y"][train], data["x"][test], data["y"][test]
-    models = {
+    return {
         "diffusion": DiffusionClassifier(iterations=diffusion_iterations, seed=seed),
         "knn": make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=7)),
         "gradient_boosting": HistGradientBoostingClassifier(random_state=seed),
         "neural_net": make_pipeline(StandardScaler(), MLPClassifier((32, 32), max_iter=2000, random_state=seed)),
     }
+
+
+def evaluate_classifiers(data: dict[str, np.ndarray], seed: int = 0, diffusion_iterations: int = 2000) -> dict[str, Any]:
+    """Train every classifier on TRAIN_FAMILIES, score on the held-out TEST_FAMILIES (LoS = positive class):
+    accuracy, F1, recall and the latency per sample (ms, batch of the whole test split)."""
+    train = np.isin(data["family"], TRAIN_FAMILIES)
+    test = np.isin(data["family"], TEST_FAMILIES)
+    xtr, ytr, xte, yte = data["x"][train], data["y"][train], data["x"][test], data["y"][test]
+    models = _models(seed, diffusion_iterations)
     out: dict[str, Any] = {"features": list(FEATURES), "train_families": list(TRAIN_FAMILIES),
                            "test_families": list(TEST_FAMILIES), "train_samples": int(train.sum()),
                            "test_samples": int(test.sum()), "classifiers": {}}

@@ -124,6 +124,7 @@ class LinkTables:
                      else lb.thermal_noise_dbw(ag.bandwidth_hz, ag.noise_temperature_k))
         self._noise_w = lb.db_to_linear(noise_dbw)
         self._interference = bool(ag.interference)
+        self.buildings = sc.buildings  # None: every air-ground link is LoS (Eq. 5 as written)
         # area the UAVs may fly in: users and homes with a 500 m margin
         pts = np.vstack([self.uav_home_m[:, :2], self.user_m[:, :2]])
         self.area_lo_m, self.area_hi_m = pts.min(0) - 500.0, pts.max(0) + 500.0
@@ -147,11 +148,24 @@ class LinkTables:
         snr = np.where(elev < 0, -np.inf, snr)  # below the horizon the Earth blocks it
         return snr, d / SPEED_OF_LIGHT_M_S, elev, elev >= self.min_elevation_deg
 
-    def air_ground(self, uav_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """SNR (dB) and delay (s) of every UAV -> user link, [..., N, M], for UAV positions [..., N, 3]."""
+    def air_ground_los(self, uav_m: np.ndarray) -> np.ndarray:
+        """LoS class of every UAV -> user link, [..., N, M] bool, for UAV positions [..., N, 3]."""
+        shape = (*uav_m.shape[:-1], len(self.user_m))
+        if self.buildings is None:
+            return np.ones(shape, bool)
+        return self.buildings.los(uav_m[..., :, None, :], self.user_m)
+
+    def air_ground(self, uav_m: np.ndarray, los: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """SNR (dB) and delay (s) of every UAV -> user link, [..., N, M], for UAV positions [..., N, 3]
+        (Scenario.link_state's air-ground budget, buildings included; los: their air_ground_los, if known)."""
         d = np.linalg.norm(uav_m[..., :, None, :] - self.user_m[None, :, :], axis=-1)
         kl, kn = self._kappa
         g_lin = 10 ** (self._beta0_db / 10) * (self._w_los * d ** -kl + (1.0 - self._w_los) * d ** -kn)
+        if self.buildings is not None:
+            eta_los, eta_nlos = self.buildings.excess_loss_db
+            g_nlos = 10 ** ((self._beta0_db - eta_nlos) / 10) * d ** -kn
+            los = self.air_ground_los(uav_m) if los is None else los
+            g_lin = np.where(los, g_lin * 10 ** (-eta_los / 10), g_nlos)
         # received power of each UAV's own signal (tx gain in the path loss, as link_state has it)
         rx_w = (self._uav_p_w[:, None] * g_lin * 10 ** ((self._uav_gain_db[:, None] - self._ag_loss_db) / 10))
         if self._interference:  # every other UAV transmits at its power toward the user (Eq. 6)
@@ -569,7 +583,8 @@ class SaginWorld:
         self.win = np.where(self.win_valid, idx, 0)
         self.n_pending = pending.sum(1)
         self.i_t = int(self.tables.index(self.t_s))
-        self.ag_snr_db, self.ag_delay_s = self.tables.air_ground(self.uav_m)  # [E, N, M]
+        self.ag_los = self.tables.air_ground_los(self.uav_m)  # [E, N, M]: the channel map (all LoS without buildings)
+        self.ag_snr_db, self.ag_delay_s = self.tables.air_ground(self.uav_m, self.ag_los)
         self.sa_snr_db, self.sa_delay_s, self.sa_elev_deg, self.sa_visible = self.tables.space_air(self.i_t, self.uav_m)
 
     def _take(self, a: np.ndarray) -> np.ndarray:
@@ -701,7 +716,7 @@ class SaginWorld:
 
         tb, i = self.tables, self.i_t
         tasks, routes = [], {}
-        snr, prop, bw, elev = {}, {}, {}, {}
+        snr, prop, bw, elev, cmap = {}, {}, {}, {}, {}
         for j in np.nonzero(self.win_valid[e])[0]:
             g = self.win[e, j]
             k, m = int(self.source[e, g]), int(self.user[e, g])
@@ -727,6 +742,8 @@ class SaginWorld:
                 elev[h] = self.sa_elev_deg[e, leos[-1], n]
                 h = link_id(names[-2], names[-1])
                 snr[h], prop[h], bw[h] = self.ag_snr_db[e, n, mm], self.ag_delay_s[e, n, mm], tb.ag_bandwidth_hz
+                if tb.buildings is not None:
+                    cmap[h] = "los" if self.ag_los[e, n, mm] else "nlos"
         snr = {h: max(float(v), -50.0) for h, v in snr.items()}  # below the horizon: the LinkReport floor
         cfg = tb.scenario.config
         power = {s.name: float(s.tx_power_w) for s in cfg.satellites} | {u.name: float(u.tx_power_w) for u in cfg.uavs}
@@ -741,7 +758,7 @@ class SaginWorld:
             power_w=power, rolloff=self.rolloff,
             uav_limits={u: (float(tb.alt_min_m[n]), float(tb.alt_max_m[n]), float(tb.v_max_mps[n]))
                         for n, u in enumerate(tb.uavs)},
-            context={"slot_s": self.slot_s, "fidelity": "link-abstraction"})
+            channel_map=cmap, context={"slot_s": self.slot_s, "fidelity": "link-abstraction"})
 
     @property
     def truncated(self) -> bool:

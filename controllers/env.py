@@ -33,7 +33,7 @@ def _obs_layout(world: SaginWorld) -> dict[str, tuple[int, ...]]:
     return {"time": (1,), "uav_position": (N, 3), "leo_uav_snr": (K, N), "leo_uav_visible": (K, N),
             "isl_snr": (K, K), "uav_user_snr": (N, M), "task_valid": (W,), "task_source": (W, K),
             "task_user": (W, M), "task_q_min": (W,), "task_image_psnr": (W,), "task_deadline": (W,), "task_waited": (W,),
-            "backlog": (K + N,), "queue": (1,)}
+            "backlog": (K + N,), "queue": (1,)} | ({"uav_user_los": (N, M)} if world.tables.buildings is not None else {})
 
 
 def _observe(world: SaginWorld) -> np.ndarray:
@@ -59,8 +59,10 @@ def _observe(world: SaginWorld) -> np.ndarray:
     waited = np.where(valid, (world.t_s - world._take(world.arrival_s)) / DELAY_SCALE_S, 0.0)
     backlog = np.maximum(world.busy_until_s - world.t_s, 0.0) / DELAY_SCALE_S
     queue = (world.n_pending / (4.0 * world.W))[:, None]
-    out = np.concatenate([t, pos, sa, vis, isl, ag, valid.astype(float), src, usr, qm, img, dl, waited, backlog, queue],
-                         axis=1)
+    parts = [t, pos, sa, vis, isl, ag, valid.astype(float), src, usr, qm, img, dl, waited, backlog, queue]
+    if world.tables.buildings is not None:  # the channel map: 1 = LoS, 0 = a building blocks the link
+        parts.append(world.ag_los.reshape(E, -1).astype(float))
+    out = np.concatenate(parts, axis=1)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 

@@ -114,6 +114,20 @@ class ControllerConfig(_Section):
         "mode3_1..mode3_3 (VQ indices + LDPC), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols)",
     )
 
+    channel_map: str = Field(
+        "off", description="the channel map of [P004] in the controller's state: off; truth (the buildings "
+        "themselves); or a classifier (diffusion, knn, gradient_boosting, neural_net) of features measured on "
+        "a sounding of each UAV -> user link. Predicted SNRs assume its LoS/NLoS classes")
+
+    @field_validator("channel_map")
+    @classmethod
+    def _known_map(cls, v: str) -> str:
+        from sagin_hil.calibration.channel_map import MAP_CLASSIFIERS
+
+        if v not in ("off", "truth", *MAP_CLASSIFIERS):
+            raise ValueError(f"channel_map = {v!r}; choose off, truth, or a classifier: {', '.join(MAP_CLASSIFIERS)}")
+        return v
+
     @field_validator("modes")
     @classmethod
     def _registered_modes(cls, v: list[str]) -> list[str]:

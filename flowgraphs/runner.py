@@ -229,7 +229,7 @@ class _Experiment:
 
         if mode not in self.codecs:
             spec, c = MODES.get(mode), self.fg.codecs
-            kwargs = {"weights_dir": c.weights_dir, "device": c.device} if spec.user_weights else {}
+            kwargs = {"weights_dir": c.weights_dir, "device": _torch_device(c.device)} if spec.user_weights else {}
             self.codecs[mode] = get_codec(spec.codec, **kwargs)
         return self.codecs[mode]
 
@@ -560,6 +560,15 @@ def _run_controller(fg: Flowgraph, algo: str, frames: list[list[Task]], mode_tab
         metrics["map"] = _world_map(scenario, min(tl[0]["start_s"] for tl in carried) - 5.0,
                                     max(tl[-1]["start_s"] for tl in carried) + 5.0)
     return records, traces, metrics, aborted
+
+
+def _torch_device(name: str) -> str:
+    """The flowgraph's codecs.device as torch spells it: auto = CUDA when present, else the CPU."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _frame_rates(state: ControllerState, plan: Plan, records: list[TaskRecord]) -> dict[str, Any]:

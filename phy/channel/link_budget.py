@@ -101,7 +101,8 @@ class LinkState:
     snr_db: SINR over the bandwidth (-inf when not visible); k_factor_db: Rician K (inf = pure LoS).
     elevation_deg: elevation of the higher node seen from the lower one (nan for ISLs).
     visible: above the minimum elevation (space-air) / not blocked by the Earth (ISL).
-    max_doppler_hz: Jakes spread of the small-scale fading; rate_bps: B log2(1 + SINR).
+    max_doppler_hz: Jakes spread of the small-scale fading; rate_bps: B log2(1 + SINR); los: False for an
+    air-ground link a building blocks (scenario air_ground.blockage), else True.
     """
 
     tx: str
@@ -124,9 +125,10 @@ class LinkState:
     carrier_hz: float
     bandwidth_hz: float
     rate_bps: float
+    los: bool = True
 
     def to_dict(self) -> dict:
         """Plain-JSON form (inf and nan kept as floats)."""
         d = asdict(self)
-        d["visible"] = bool(d["visible"])
+        d["visible"], d["los"] = bool(d["visible"]), bool(d["los"])
         return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in d.items()}

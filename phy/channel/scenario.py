@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from scipy.special import j0
 
 from sagin_hil.phy.channel import link_budget as lb
+from sagin_hil.phy.channel.blockage import BuildingMap
 from sagin_hil.phy.channel.geometry import (
     EARTH_ROTATION_RAD_S,
     SPEED_OF_LIGHT_M_S,
@@ -96,6 +97,8 @@ class Scenario:
         self._kinds = {**{n: "satellite" for n in self._sat_cfg}, **{n: "uav" for n in self._uav_cfg},
                        **{n: "user" for n in self._user_cfg}}
         self._allocated: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        ag = c.air_ground
+        self.buildings = BuildingMap(ag.blockage, ag.blockage_seed) if ag.blockage != "none" else None
 
     # ------------------------------------------------------------------------------------------ building
     def _build_orbit(self, s: SatelliteConfig) -> CircularOrbit | TleOrbit:
@@ -313,16 +316,30 @@ class Scenario:
     def _node_cfg(self, name: str) -> Any:
         return self._sat_cfg.get(name) or self._uav_cfg.get(name) or self._user_cfg[name]
 
-    def _ag_gain_db(self, d_m: float) -> float:
+    def _ag_gain_db(self, d_m: float, los: bool = True) -> float:
+        """Eq. 5's mean gain; with buildings, a LoS link pays eta_LoS and a blocked one keeps only the NLoS
+        term (K = 0) and pays eta_NLoS (phy/channel/blockage.py)."""
         ag = self.config.air_ground
         beta0 = ag.reference_gain_db
         if beta0 is None:
             beta0 = -lb.free_space_path_loss_db(1.0, ag.carrier_hz)
-        return lb.air_to_ground_gain_db(d_m, ag.k_factor_db, ag.kappa_los, ag.kappa_nlos, beta0)
+        if self.buildings is None:
+            return lb.air_to_ground_gain_db(d_m, ag.k_factor_db, ag.kappa_los, ag.kappa_nlos, beta0)
+        eta_los, eta_nlos = self.buildings.excess_loss_db
+        if los:
+            return lb.air_to_ground_gain_db(d_m, ag.k_factor_db, ag.kappa_los, ag.kappa_nlos, beta0) - eta_los
+        return beta0 - 10.0 * ag.kappa_nlos * math.log10(d_m) - eta_nlos
 
-    def link_state(self, tx: str, rx: str, t_s: float, interference: bool = True) -> lb.LinkState:
+    def air_ground_los(self, air: str, ground: str, t_s: float) -> bool:
+        """Whether the ray between UAV `air` and user `ground` clears the scenario's buildings (True without any)."""
+        if self.buildings is None:
+            return True
+        return bool(self.buildings.los(self.position_enu(air, t_s), self.position_enu(ground, t_s)))
+
+    def link_state(self, tx: str, rx: str, t_s: float, interference: bool = True, los: bool | None = None) -> lb.LinkState:
         """The link budget of tx -> rx at scenario time t_s (see `LinkState`). interference=False leaves the
-        other UAVs' power out of a UAV -> user link's SNR (for a channel that mixes their signals instead)."""
+        other UAVs' power out of a UAV -> user link's SNR (for a channel that mixes their signals instead).
+        los: the class to assume for an air-ground link (a channel map's guess); None = the buildings' truth."""
         kind = self.link_kind(tx, rx)
         c = self.config
         d, rr = self._range_and_rate(tx, rx, t_s)
@@ -350,15 +367,17 @@ class Scenario:
                          else lb.thermal_noise_dbw(bw, cfg.noise_temperature_k))
             gains = txc.antenna_gain_db + cfg.rx_antenna_gain_db
             if kind == "air-ground":
-                path_loss = -self._ag_gain_db(d) - gains
-                k_db = cfg.k_factor_db
                 ground, air = (rx, tx) if self.node_kind(rx) == "user" else (tx, rx)
+                is_los = self.air_ground_los(air, ground, t_s) if los is None else bool(los)
+                path_loss = -self._ag_gain_db(d, is_los) - gains
+                k_db = cfg.k_factor_db if is_los else -math.inf
                 elev = elevation_deg(self.state_eci(ground, t_s)[0], self.state_eci(air, t_s)[0])
                 visible = True
                 if cfg.interference and interference and self.node_kind(rx) == "user":
                     for other in c.uavs:
                         if other.name != tx:
-                            g_db = self._ag_gain_db(self.distance_m(other.name, rx, t_s))
+                            g_db = self._ag_gain_db(self.distance_m(other.name, rx, t_s),
+                                                    self.air_ground_los(other.name, rx, t_s))
                             interference_w += other.tx_power_w * lb.db_to_linear(g_db + other.antenna_gain_db)
             else:
                 path_loss = lb.free_space_path_loss_db(d, carrier) - gains
@@ -383,6 +402,7 @@ class Scenario:
             interference_dbw=lb.linear_to_db(interference_w), snr_db=snr, k_factor_db=k_db,
             elevation_deg=elev, visible=bool(visible), max_doppler_hz=f_spread, carrier_hz=carrier,
             bandwidth_hz=bw, rate_bps=lb.shannon_rate_bps(bw, snr) if math.isfinite(snr) else 0.0,
+            los=is_los if kind == "air-ground" else True,
         )
 
     def csi_delta(self, tx: str, rx: str, t_s: float, feedback_delay_s: float | None = None) -> float:

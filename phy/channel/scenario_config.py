@@ -6,7 +6,7 @@ See scenarios/default.toml for a complete file and docs/channel.md for the meani
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,6 +42,10 @@ class AirGroundConfig(_Model):
     interference: bool = Field(True, description="other UAVs' downlinks interfere (Eq. 6)")
     fading_doppler_hz: Optional[float] = Field(None, ge=0)
     excess_loss_db: float = Field(0.0, ge=0, description="losses beyond the model: foliage, body, cables")
+    blockage: Literal["none", "suburban", "urban", "dense-urban", "high-rise"] = Field(
+        "none", description="buildings between UAVs and users (ITU-R P.1410 presets, phy/channel/blockage.py): a "
+        "blocked link loses the LoS term of Eq. 5, fades as Rayleigh and pays the preset's NLoS excess loss")
+    blockage_seed: int = Field(0, ge=0, description="draws the buildings' heights and the lattice offset")
 
 
 class IslConfig(_Model):
