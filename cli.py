@@ -37,6 +37,7 @@ _LAYER_COMMANDS = (
     "sagin_hil.controllers.cli",
     "sagin_hil.calibration.cli",
     "sagin_hil.controllers.rl.cli",
+    "sagin_hil.controllers.spiff.cli",
     "sagin_hil.flowgraphs.reproduce_cli",
     "sagin_hil.flowgraphs.sweep_cli",
 )
