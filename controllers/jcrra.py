@@ -268,8 +268,8 @@ def jcrra(p: JcrraProblem, max_iter: int = 60, tol: float = 1e-7) -> JcrraSoluti
 
     rho = np.clip(np.sqrt(rho_lo * rho_hi), rho_lo, rho_hi)  # start mid-way (geometric) in the options' span
     first = step(None, rho, 0.0)
-    if first is None:
-        rho = rho_hi.copy()
+    if first is None:  # tight delay limits: the fewest symbols leave the most room
+        rho = rho_lo.copy()
         first = step(None, rho, 0.0)
     if first is None:
         return _infeasible(p, np.full(U, len(p.ratios) - 1), "the relaxed problem is infeasible")

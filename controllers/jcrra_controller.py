@@ -2,9 +2,11 @@
 
 The frame's tasks are the users; the band of the satellite's hop is cut into `subchannels` equal shares and
 the frame into `slots` slots (default: the fewest that give every user a share, ceil(U / S)), each long
-enough for the smallest deadline's share. Each user's SNR per watt on a share comes from the latest measured report of its satellite
-hop (the probe at nominal power and bandwidth; the ephemeris' prediction when none), scaled to the share's
-symbol rate. A task's route ends in a relay (terminal -> user, amplify and forward): its last hop's SNR is
+enough for the smallest deadline's share. Each user's SNR per watt on a share comes from the latest report of
+its satellite hop (the probe at nominal power and bandwidth) or, with snr_from = "ephemeris" (or no report),
+from the ephemeris' prediction, less `margin_db`, scaled to the share's symbol rate. The SSIM targets come
+from the stored surface: the mean's ([P002]'s expected SSIM) or, with `ssim_quantile` = 0.1, the SSIM 90 % of
+images reach, so that each user's own image rather than the average one meets its requirement. A task's route ends in a relay (terminal -> user, amplify and forward): its last hop's SNR is
 known, so the satellite hop must give gamma_1 = 1 / (1 / gamma - 1 / gamma_2) for an end-to-end gamma (one
 more hop of phy.theory.relay_snr_db). JCRRA (controllers/jcrra.py) then picks each user's ratio among the
 allowed JSCC modes, its share and its power under the satellite's budget. Each task's SSIM requirement is
@@ -18,6 +20,8 @@ import math
 from fractions import Fraction
 
 import numpy as np
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from sagin_hil.controllers.base import Controller, fallback_allocation
@@ -38,6 +42,11 @@ class JcrraOptions(BaseModel):
     band_hz: float | None = Field(None, gt=0, description="the satellite hop's band; default its nominal one")
     slots: int | None = Field(None, ge=1, le=64, description="slots per frame; default ceil(users / subchannels)")
     surface: str | None = Field(None, description="an SSIM surface JSON; default the shipped one")
+    ssim_quantile: float | None = Field(None, description="plan with the surface of this quantile over images "
+                                        "(0.1: the SSIM 90 % of images reach); None: the mean, as [P002]")
+    snr_from: Literal["report", "ephemeris"] = Field("report", description="each satellite hop's SNR: the latest "
+                                                     "probe report, or the ephemeris' prediction (no fading; "
+                                                     "margin_db then covers the fade)")
 
 
 def _ssim_min(task_id: int, lo: float, hi: float) -> float:
@@ -53,7 +62,7 @@ class JcrraController(Controller):
 
     def __init__(self, subchannels: int = 4, power_budget_dbw: float = 17.0, ssim_min=(0.80, 0.85),
                  margin_db: float = 1.0, band_hz: float | None = None, slots: int | None = None,
-                 surface: str | None = None) -> None:
+                 surface: str | None = None, ssim_quantile: float | None = None, snr_from: str = "report") -> None:
         from sagin_hil.calibration.ssim_surface import load_surface
 
         lo, hi = (float(v) for v in ssim_min)
@@ -61,7 +70,8 @@ class JcrraController(Controller):
             raise ValueError(f"jcrra: ssim_min = {ssim_min!r} must be [lo, hi] with 0 < lo <= hi < 1")
         self.subchannels, self.budget_w = subchannels, 10 ** (power_budget_dbw / 10)
         self.ssim_range, self.margin_db, self.band_hz, self.slots = (lo, hi), margin_db, band_hz, slots
-        self.surface = load_surface(surface)
+        self.surface = load_surface(surface, ssim_quantile)
+        self.snr_from = snr_from
 
     def allocate(self, state: ControllerState) -> Plan:
         from sagin_hil.codecs.modes import MODES
@@ -138,9 +148,8 @@ class JcrraController(Controller):
                                      f"share {sub} of {S}, slot {slot} of {T}, for SSIM >= {q[i]:.3f}"}
         return plan
 
-    @staticmethod
-    def _snr_db(state: ControllerState, link: str) -> float:
+    def _snr_db(self, state: ControllerState, link: str) -> float:
         rep = state.reports.get(link)
-        if rep is not None and rep.snr_db > -50:
+        if self.snr_from == "report" and rep is not None and rep.snr_db > -50:
             return float(rep.snr_db)
         return float(state.predicted_snr_db.get(link, -50.0))

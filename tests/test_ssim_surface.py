@@ -54,6 +54,17 @@ def test_shipped_surface_fits_its_measurements():
     assert np.all(sf.ssim(1 / 6, s) > sf.ssim(1 / 12, s)) and np.all(np.diff(sf.ssim(1 / 12, s)) > 0)
 
 
+def test_the_quantile_surface_lies_below_the_mean_and_fits_its_points():
+    mean, p10 = load_surface(), load_surface(quantile=0.1)
+    m = mean.fit["measured"]
+    err = p10.ssim(m["ratio"], m["snr_db"]) - np.asarray(m["ssim_p10"])
+    assert p10.fit["rmse"] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-6) and p10.fit["rmse"] < 0.02
+    assert np.all(p10.ssim(m["ratio"], m["snr_db"]) < mean.ssim(m["ratio"], m["snr_db"]))
+    assert np.all(p10.snr_db_for(1 / 6, [0.8, 0.85]) > mean.snr_db_for(1 / 6, [0.8, 0.85]))  # it asks for more
+    with pytest.raises(ValueError, match="quantile 0.5 is not stored"):
+        load_surface(quantile=0.5)
+
+
 def test_jpeg_table_and_the_paper_preset():
     t = load_jpeg_table()
     qs = np.linspace(min(t["ssim"]), max(t["ssim"]), 7)
