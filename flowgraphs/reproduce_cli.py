@@ -64,6 +64,28 @@ def reproduce_002(
     typer.echo(f"JCRRA vs exhaustive optimum: mean gap {100 * gap['mean']:.2f} %, max {100 * gap['max']:.2f} %")
 
 
+@reproduce_app.command("paper-003")
+def reproduce_003(
+    out: Path = typer.Option(..., "--out", help="Folder for paper-003.json and paper-003.png."),
+    quick: bool = typer.Option(False, help="Fewer network states per held-out image (seconds)."),
+    states: Optional[int] = typer.Option(None, help="Network states per held-out image (default 40; quick 8)."),
+) -> None:
+    """Paper 003's Table IV (SPIFF vs NCB, JPEG q45, caption-only under the strict / intermediate / lenient
+    targets) on held-out person images and network states, from the shipped outcome table and actors."""
+    from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
+
+    try:
+        res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    for target, schemes in res["table4"].items():
+        for name, r in schemes.items():
+            typer.echo(f"{target:>12} {name:>8}: P(PF>=min) {r['p_pf']:.2f}  P(SF>=min) {r['p_sf']:.2f}  "
+                       f"saving {100 * r['saving']:.0f} %")
+    typer.echo(f"-> {out / 'paper-003.json'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add `sagin-hil reproduce`."""
     app.add_typer(reproduce_app, name="reproduce")
