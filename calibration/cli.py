@@ -9,6 +9,19 @@ calibrate = typer.Typer(help="Calibrate against measurements: channel fits from 
                         no_args_is_help=True)
 
 
+def _db_grid(text: str, example: str):
+    """A dB grid from "start:stop:step" (stop included); a clear error otherwise."""
+    import numpy as np
+
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+        if step <= 0 or stop < start:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give start:stop:step in dB with step > 0, e.g. {example}") from None
+    return np.arange(start, stop + step / 2, step)
+
+
 @calibrate.command("bler")
 def bler(
     out: Path = typer.Option(Path("bler_awgn.json"), help="Where to write the table (JSON)."),
@@ -34,20 +47,13 @@ def bler(
 ) -> None:
     """Measure code-block error rate vs Es/N0 for each MCS; the link-adaptation controller loads such a table
     (the shipped one is calibration/tables/bler_awgn.json). The table records how it was measured."""
-    import numpy as np
     from rich.console import Console
     from rich.markup import escape
 
     from sagin_hil.calibration.bler import measure_bler_table
     from sagin_hil.progress import advance_callback, progress_bar
 
-    try:
-        start, stop, step = (float(v) for v in snr_db.split(":"))
-        if step <= 0 or stop < start:
-            raise ValueError
-    except ValueError:
-        raise typer.BadParameter(f"{snr_db!r}: give start:stop:step in dB with step > 0, e.g. -6:26:0.25") from None
-    grid = np.arange(start, stop + step / 2, step)
+    grid = _db_grid(snr_db, "-6:26:0.25")
     if profile is not None and not sample_level:
         raise typer.BadParameter("--profile sets the channel of --sample-level measurements; add --sample-level")
     try:
@@ -211,6 +217,54 @@ def channel_map_cmd(
                       f"{r['latency_ms_per_sample']:.3f}")
     console.print(table)
     console.print(escape(f"results written to {path}"))
+
+
+@calibrate.command("mode-quality")
+def mode_quality_cmd(
+    modes: str = typer.Option("mode1,mode3_1,mode3_2,mode3_3,jscc-1/12,jscc-1/6",
+                              help="Comma-separated modes (the mode registry's names)."),
+    es_n0_db: str = typer.Option("-2:20:2", help="Es/N0 grid in dB as start:stop:step (stop included)."),
+    images: int = typer.Option(4, min=1, help="Held-out images per point."),
+    size: int = typer.Option(128, min=32, help="Image side in px."),
+    bpp: float = typer.Option(1.0, min=0.01, help="Bits per pixel of JPEG 2000 (mode1)."),
+    retransmissions: int = typer.Option(2, min=0, help="ARQ rounds for packets that failed their CRC."),
+    profile: Optional[Path] = typer.Option(None, help="The channel of this calibration profile (the twin) instead "
+                                           "of AWGN; Es/N0 still from the grid."),
+    seed: int = 0,
+    out: Path = typer.Option(Path("mode_quality.json"), help="Where to write the table (JSON)."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw PSNR and SSIM against Es/N0 (PNG)."),
+) -> None:
+    """Quality per mode measured the way the link runs: held-out images encoded by each mode and carried over
+    one hop at sample level (packets at the MCS link adaptation picks, with ARQ; analog bursts for JSCC), at
+    each Es/N0; the table records how it was measured."""
+    import json
+
+    from rich.console import Console
+
+    from sagin_hil.calibration.mode_quality import measure_mode_quality, plot_mode_quality
+    from sagin_hil.calibration.profile import load_profile
+    from sagin_hil.progress import advance_callback, progress_bar
+
+    grid = _db_grid(es_n0_db, "-2:20:2")
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("quality points (mode x Es/N0)", total=None)
+            table = measure_mode_quality(names, grid, n_images=images, size=size, bpp=bpp,
+                                         profile=load_profile(profile) if profile else None,
+                                         max_retransmissions=retransmissions, seed=seed,
+                                         progress=advance_callback(bar, task))
+    except (KeyError, ValueError) as exc:  # an unknown mode or a bad grid: named before anything is measured
+        raise typer.BadParameter(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    if plot is not None:
+        plot_mode_quality(table, plot)
+    console = Console()
+    for name, row in table["modes"].items():
+        console.print(f"{name:>10}: PSNR " + ", ".join(f"{q:.1f}" for q in row["psnr_db"])
+                      + f" dB at Es/N0 {', '.join(f'{v:g}' for v in table['es_n0_db'])} dB")
+    console.print(f"table written to {out}")
 
 
 def modes_cmd(
