@@ -64,7 +64,7 @@ def train_generative_cmd(
                 with _progress() as bar:
                     task = bar.add_task(f"gen-{mode}", total=1.0)
                     res = train_gen_decoder(mode, minutes, device=device, threads=threads, out_dir=out_dir,
-                                            checkpoint_dir=checkpoint_dir, log=None,
+                                            checkpoint_dir=checkpoint_dir, log=bar.console.print,
                                             progress=lambda done, total: bar.update(task, completed=done / total))
                 typer.echo(f"gen-{mode}: {res['steps']} steps in {res['train_time_s']:.0f} s; saved {res['path']}")
                 if evaluate:

@@ -123,6 +123,9 @@ def ddim_sample(net: CondUNet, y0: torch.Tensor, q: torch.Tensor, steps: int, se
     for i in range(steps):
         t = ts[i].expand(y0.shape[0])
         r_hat = net(x, t, y0, q)
+        if i == steps - 1:  # the last step lands on t = 0: the prediction itself
+            x = r_hat
+            break
         ab, ab_next = alpha_bar(ts[i]), alpha_bar(ts[i + 1])
         eps = (x - ab.sqrt() * r_hat) / (1 - ab).sqrt().clamp_min(1e-4)
         x = ab_next.sqrt() * r_hat + (1 - ab_next).sqrt() * eps

@@ -33,7 +33,7 @@ class GenVqCodec(VqCodec):
     def __init__(self, vq: VqCodec, unet: torch.nn.Module, steps: int | None = None, seed: int = 0):
         super().__init__(vq.net, device=vq.device)
         self.unet = unet.eval().to(self.device)
-        self.steps = int(steps or unet.cfg.steps)
+        self.steps = int(unet.cfg.steps if steps is None else steps)
         if self.steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
         self.seed = seed
@@ -71,6 +71,6 @@ class GenVqCodec(VqCodec):
         pad_h, pad_w = (-y0.shape[2]) % 16, (-y0.shape[3]) % 16  # the UNet works down to 1/16 resolution
         if pad_h or pad_w:
             y0 = torch.nn.functional.pad(y0, (0, pad_w, 0, pad_h), mode="replicate")
-        out = ddim_sample(self.unet, y0, q, int(steps or self.steps), self.seed)
+        out = ddim_sample(self.unet, y0, q, self.steps if steps is None else int(steps), self.seed)
         img = (out[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
         return img[:h, :w]
