@@ -140,22 +140,20 @@ def test_controller_state_map_is_checked_and_travels():
         ControllerState(channel_map={"uav0->user1": "blocked"})
 
 
-def test_run_plans_with_a_measured_channel_map(tmp_path):
-    """`sagin-hil run` in an urban scenario with the map classified from soundings of each UAV -> user link:
-    the map reaches the controller's state and matches the buildings on most links."""
+def test_shipped_urban_flowgraph_plans_with_the_diffusion_channel_map(tmp_path):
+    """`sagin-hil run urban-004`: buildings, and the map classified by the diffusion model from soundings of
+    each UAV -> user link; it reaches the controller's state and matches the buildings on most links."""
     import json
 
     from typer.testing import CliRunner
 
     from sagin_hil.cli import app
 
-    fg = tmp_path / "urban.toml"
-    fg.write_text('name = "urban"\nseed = 2\n[images]\ncount = 2\nsize_px = 96\n'
-                  '[scenario.air_ground]\nblockage = "urban"\n[controller]\nchannel_map = "gradient_boosting"\n')
-    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "s.json")])
+    res = CliRunner().invoke(app, ["run", "urban-004", "--images", "2", "--set", "images.size_px=96",
+                                   "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     cmap = json.loads((tmp_path / "s.json").read_text())["controllers"]["link-adaptation"]["channel_map"]
-    assert cmap["source"] == "gradient_boosting" and cmap["links_mapped"] >= 2
+    assert cmap["source"] == "diffusion" and cmap["links_mapped"] >= 2
     assert cmap["accuracy"] >= 0.5  # measured 1.0 here and over 8-image runs (docs/calibration.md)
 
 

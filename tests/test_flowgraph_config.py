@@ -27,7 +27,7 @@ def test_errors_name_file_key_value_and_alternatives(tmp_path):
 
 
 def test_unreadable_inputs(tmp_path):
-    with pytest.raises(FlowgraphError, match="no such flowgraph file.*shipped one: default, rain-fade"):
+    with pytest.raises(FlowgraphError, match="no such flowgraph file.*shipped one: default, .*rain-fade.*urban-004"):
         load_flowgraph(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("name = [unclosed\n")
