@@ -23,7 +23,7 @@ import numpy as np
 
 from sagin_hil.calibration.bler import BlerTable
 
-__all__ = ["measure_link_bler", "plot_bler_table"]
+__all__ = ["measure_link_bler", "plot_bler_table", "save_figure"]
 
 
 def measure_link_bler(mcs_names: list[str] | None, snr_db, packets: int = 20, packet_bytes: int = 2048,
@@ -122,6 +122,13 @@ def plot_bler_table(table: BlerTable, path: str | Path, reference: BlerTable | N
     src = table.meta.get("channel", "")
     ax.set_title(f"BLER at sample level ({src}); dashed: symbol level" if reference else f"BLER ({src})",
                  fontsize=9)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,8 @@ def plot_mode_quality(table: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sagin_hil.calibration.link_bler import save_figure
+
     x = table["es_n0_db"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, row in table["modes"].items():
@@ -184,9 +186,4 @@ def plot_mode_quality(table: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.suptitle(f"quality per mode after one hop at sample level ({table['provenance']['channel']})", fontsize=9)
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return save_figure(fig, path)
