@@ -13,9 +13,11 @@ p = gamma / g_ust (g: SNR per watt). Minimise the total transmit power.
   rho_u in [r_1, r_M]; successive convex approximation: each step replaces the non-convex power
   sum_u gamma_u(rho_u) sum_st x_ust / g_ust by its first-order expansion at the current point, solves that LP
   within a trust region on rho, and keeps the step only when the true relaxed power falls (else the region
-  halves); then rounds rho to the nearest option (8a), recovers the association and power exactly for those
-  options (9a) (when the rounded ratios overrun a delay limit, from the lowest ratio for all instead), and
-  tries each user's other neighbouring option once.
+  halves); then rounds rho to the nearest option (8a) and recovers the association and power exactly for
+  those options (9a) (when the rounded ratios overrun a delay limit, from the lowest ratio for all instead).
+  The relaxation counts slots without their rounding up, so the rounded ratios are often not the best ones:
+  a local search follows, moving one user's ratio a step up or down, else two users' at once, while the exact
+  power falls.
 - `greedy_jscc` (Algorithm 2): one fixed ratio for all; (u, s, t) taken in descending channel gain until each
   user has its slots; the least power meeting the SSIM requirement.
 - `greedy_jpeg` (Algorithm 3): JPEG at the quality meeting the SSIM requirement; the same channel uses as
@@ -209,7 +211,7 @@ def _gamma(p: JcrraProblem, rho: np.ndarray) -> np.ndarray:
     return p.snr_target(rho)
 
 
-def jcrra(p: JcrraProblem, max_iter: int = 60, tol: float = 1e-7) -> JcrraSolution:
+def jcrra(p: JcrraProblem, max_iter: int = 60, tol: float = 1e-7, max_passes: int = 4) -> JcrraSolution:
     """[P002] Algorithm 1 (see the module docstring): SCA on the relaxed problem, rounding, exact recovery."""
     U, S, T = p.shape
     rho_lo = _rho_min(p)
@@ -303,17 +305,29 @@ def jcrra(p: JcrraProblem, max_iter: int = 60, tol: float = 1e-7) -> JcrraSoluti
     if not best.feasible:  # the rounded ratios overrun a delay limit: start from the fewest symbols instead
         best = exact_assignment(p, np.zeros(U, int))
         tried += 1
-    for u in range(U):  # each user's other neighbouring option, once
-        below = int(np.searchsorted(r, np.log(rho[u]), side="right") - 1)
-        for m in {max(below, 0), min(below + 1, len(r) - 1)} - {int(best.option[u])}:
-            option = best.option.copy()
-            option[u] = m
-            cand_sol = exact_assignment(p, option)
-            tried += 1
-            if cand_sol.total_power_w < best.total_power_w:
-                best = cand_sol
+    def moves(option: np.ndarray, users: tuple[int, ...]):
+        """Each of `users` one option up or down (every combination), staying within the options."""
+        steps = [[d for d in (-1, 1) if 0 <= option[u] + d < len(r)] for u in users]
+        for combo in itertools.product(*steps):
+            out = option.copy()
+            out[list(users)] += combo
+            yield out
+
+    passes = 0
+    for passes in range(1, max_passes + 1):  # local search: one user's ratio a step, else two users' at once
+        improved = False
+        for group in itertools.chain(((u,) for u in range(U)), itertools.combinations(range(U), 2)):
+            if improved and len(group) == 2:
+                break  # a single move helped: take the next pass before trying pairs
+            for option in moves(best.option, group):
+                cand_sol = exact_assignment(p, option)
+                tried += 1
+                if cand_sol.total_power_w < best.total_power_w * (1 - 1e-9):
+                    best, improved = cand_sol, True
+        if not improved:
+            break
     best.info = {**best.info, **relaxed, "method": "jcrra", "rounded_option": nearest.tolist(),
-                 "assignments_solved": tried}
+                 "assignments_solved": tried, "local_search_passes": passes}
     return best
 
 

@@ -11,6 +11,7 @@ reproduced.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -75,12 +76,13 @@ def reproduce_paper_002(out: Path, quick: bool = False, seeds: int | None = None
     base = LeoEoSettings()
     delays = [12, 20, 28] if quick else [12, 16, 20, 24, 28]
     ssims = [0.80, 0.84, 0.88] if quick else [0.80, 0.82, 0.84, 0.86, 0.88]
-    small = LeoEoSettings(users=3, subchannels=2, slots=8, slot_s=10.0, window_start_s=230.0, images=(1e5, 4e5),
-                          delay_slots=(2, 6))  # tight enough that the best ratios differ between users
-    small_seeds = list(range(2000, 2000 + (4 if quick else 12)))
+    # small instances, delays tight enough that the best ratios differ between users: 3 and 4 users
+    smalls = [LeoEoSettings(users=u, subchannels=2, slots=8, slot_s=10.0, window_start_s=230.0, images=(1e5, 4e5),
+                            delay_slots=(2, 6)) for u in (3, 4)]
+    small_seeds = list(range(2000, 2000 + (3 if quick else 12)))
     sweeps: dict[str, Any] = {}
     with progress_bar() as bar:
-        task = bar.add_task("paper-002 points", total=len(delays) + len(ssims) + len(small_seeds))
+        task = bar.add_task("paper-002 points", total=len(delays) + len(ssims) + len(smalls) * len(small_seeds))
         rows = []
         for d in delays:
             rows.append(_point(scenario, replace(base, delay_slots=(d - 3, d + 3)), surface, jpeg, seed_list))
@@ -94,12 +96,15 @@ def reproduce_paper_002(out: Path, quick: bool = False, seeds: int | None = None
         sweeps["ssim_requirement"] = {"x": ssims, "x_label": "mean SSIM requirement; each user's drawn in "
                                       "[x - 0.01, x + 0.01]", "points": rows}
         gaps = []
-        for seed in small_seeds:
+        for small, seed in itertools.product(smalls, small_seeds):
             p = leo_eo_problem(scenario, small, surface, seed)
             a, e = jcrra(p), exhaustive(p)
             if e.feasible:
-                gaps.append({"seed": seed, "jcrra_w": a.total_power_w, "optimum_w": e.total_power_w,
-                             "gap": (a.total_power_w - e.total_power_w) / e.total_power_w})
+                gaps.append({"users": small.users, "seed": seed, "jcrra_w": a.total_power_w,
+                             "optimum_w": e.total_power_w, "gap": (a.total_power_w - e.total_power_w) / e.total_power_w,
+                             "rounding_kept": list(a.option) == a.info.get("rounded_option"),
+                             "assignments_solved": a.info.get("assignments_solved"),
+                             "option_vectors": e.info["option_vectors"]})
             bar.advance(task)
     for sweep in sweeps.values():
         sweep["power_dbw"] = {k: [pt[k]["power_dbw"] for pt in sweep["points"]] for k in SCHEMES}
@@ -115,8 +120,9 @@ def reproduce_paper_002(out: Path, quick: bool = False, seeds: int | None = None
         "power_unit": "mean transmit power per slot over the window, dBW (of the seeds' mean in W)",
         "sweeps": sweeps,
         "optimality_gap": {"instances": gaps, "mean": float(np.nanmean(g)), "max": float(np.nanmax(g)),
-                           "setting": {"users": small.users, "subchannels": small.subchannels, "slots": small.slots,
-                                       "option_vectors": len(small.ratios) ** small.users}},
+                           "rounding_kept": sum(r["rounding_kept"] for r in gaps),
+                           "setting": {"users": [s.users for s in smalls], "subchannels": 2, "slots": 8,
+                                       "delay_slots": [2, 6], "images_per_user": [1e5, 4e5]}},
         "setting": {"users": base.users, "subchannels": base.subchannels, "slots": base.slots, "slot_s": base.slot_s,
                     "ratios": list(base.ratios), "images_per_user": list(base.images),
                     "power_budget_dbw": base.power_budget_dbw, "greedy_ratio": base.ratios[0],

@@ -84,9 +84,9 @@ def leo():
 
 def test_jcrra_within_5_percent_of_the_optimum_on_small_leo_instances(leo):
     scenario, surface, _ = leo
-    small = LeoEoSettings(users=3, subchannels=2, slots=8, window_start_s=230.0, images=(1e5, 3e5), delay_slots=(3, 6))
+    small = LeoEoSettings(users=4, subchannels=2, slots=8, window_start_s=230.0, images=(1e5, 4e5), delay_slots=(2, 6))
     gaps = []
-    for seed in (11, 12, 13):
+    for seed in (3000, 3001, 3002):  # delays tight enough that the users' best ratios differ
         p = leo_eo_problem(scenario, small, surface, seed)
         a, e = jcrra(p), exhaustive(p)
         assert e.feasible and a.feasible and a.total_power_w >= e.total_power_w * (1 - 1e-9)
