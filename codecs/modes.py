@@ -9,6 +9,7 @@ from the measured mode table. The runner, the flowgraph validator and every cont
 | mode | codec | carrier | paper 000's name |
 |---|---|---|---|
 | mode1 | jpeg2000 | bits, rate set by the controller | Mode 1 (JPEG 2000 + LDPC) |
+| mode2 | caption-t2i | bits, a fixed 64-byte caption field | Mode 2 (caption, text-to-image; user weights) |
 | mode3_1 .. mode3_3 | vq-3_1 .. vq-3_3 | bits, fixed by the latent grid | Modes 3_1..3_3 (VQ features) |
 | jscc-1/12, jscc-1/6 | the JSCC codec of that ratio | analog symbols | (deep JSCC, paper 002) |
 | spiff | spiff | bits, set by the image's content (box + kept patches) | (SPIFF, paper 003) |
@@ -98,7 +99,8 @@ class ModeSpec:
     carrier: "bits" (LDPC-coded, decode and forward) or "analog" (channel symbols, amplify and forward);
     table_key: its row in the mode table; rate_adaptive: the controller sets its bits per pixel (JPEG 2000)
     rather than the codec fixing them; description: one line for tables and docs; user_weights: its codec
-    takes the flowgraph's `codecs.weights_dir` and `codecs.device` (neural codecs with user-supplied models).
+    takes the flowgraph's `codecs.weights_dir` and `codecs.device` (neural codecs with user-supplied models);
+    needs_weights: the folders of codecs/generative/weights.py it cannot run without (see missing_weights).
     """
 
     name: str
@@ -108,6 +110,21 @@ class ModeSpec:
     description: str
     rate_adaptive: bool = False
     user_weights: bool = False
+    needs_weights: tuple[str, ...] = ()
+
+    def missing_weights(self, weights_dir: str | Path | None) -> str | None:
+        """Why this mode cannot run with `weights_dir` (the files to provide), or None when it can."""
+        if not self.needs_weights:
+            return None
+        from sagin_hil.codecs.generative.weights import GenerativeWeightsError, require
+
+        reasons = []
+        for component in self.needs_weights:
+            try:
+                require(weights_dir, component, mode=self.name)
+            except GenerativeWeightsError as exc:
+                reasons.append(str(exc))
+        return "\n".join(reasons) or None
 
     @property
     def analog(self) -> bool:
@@ -176,6 +193,8 @@ class ModeSpec:
 MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
     ModeSpec("mode1", "jpeg2000", "bits", "1", "JPEG 2000 codestream + LDPC, rate set by the controller",
              rate_adaptive=True),
+    ModeSpec("mode2", "caption-t2i", "bits", "2", "BLIP caption + LDPC, Stable Diffusion text-to-image at the "
+             "receiver (user weights)", user_weights=True, needs_weights=("blip", "stable-diffusion")),
     ModeSpec("mode3_1", "vq-3_1", "bits", "3_1", "VQ latent indices + LDPC, coarsest grid"),
     ModeSpec("mode3_2", "vq-3_2", "bits", "3_2", "VQ latent indices + LDPC, middle grid"),
     ModeSpec("mode3_3", "vq-3_3", "bits", "3_3", "VQ latent indices + LDPC, finest grid"),

@@ -848,6 +848,8 @@ def _settings_html(summary: dict[str, Any]) -> str:
     ]
     if summary.get("aborted"):
         rows.append(("aborted", f"<span class=\"badtext\">{_val(summary.get('aborted'))}</span>"))
+    for mode, why in (summary.get("modes_left_out") or {}).items():
+        rows.append((f"{mode} left out", f"<span class=\"badtext\">{esc(why)}</span>"))
     body = "".join(f"<tr><th>{esc(k)}</th><td class=\"text\">{v}</td></tr>" for k, v in rows if v not in ("-", ""))
     resolved = summary.get("resolved_flowgraph")
     details = ""

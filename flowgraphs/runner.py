@@ -657,6 +657,14 @@ def _account_wall_time(summary: dict[str, Any], clock: StageClock, total_s: floa
         path.write_text(json.dumps(clean_json(summary), indent=2))
 
 
+def _modes_left_out(fg: Flowgraph) -> dict[str, str]:
+    """The flowgraph's modes that cannot run for want of the user's weights, each with the files to provide."""
+    from sagin_hil.codecs.modes import MODES
+
+    why = {m: MODES.get(m).missing_weights(fg.codecs.weights_dir) for m in fg.controller.modes}
+    return {m: w for m, w in why.items() if w}
+
+
 def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console | None = None,
                   run_id: str | None = None, report: bool = True, record_dir: Path | None = None) -> RunResult:
     """Run `fg` end to end under its controller (and those it compares); write out_dir/<run id>/ and return
@@ -679,6 +687,15 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
     except ValueError as exc:
         raise FlowgraphError(f"{fg.source}: [images] {exc}") from None
     frames = _make_frames(fg, images, scenario, rng)
+    left_out = _modes_left_out(fg)
+    if left_out:  # the controller plans without them; the report says why
+        kept = [m for m in fg.controller.modes if m not in left_out]
+        if not kept:
+            raise FlowgraphError(f"{fg.source}: no mode of [controller] modes can run: " + "; ".join(left_out.values()))
+        fg = fg.model_copy(update={"controller": fg.controller.model_copy(update={"modes": kept})})
+        if console is not None:
+            for mode, why in left_out.items():
+                console.print(escape(f"{mode} left out: {why}"))
     try:
         mode_table = load_mode_table()
     except FileNotFoundError:
@@ -728,6 +745,7 @@ def run_flowgraph(fg: Flowgraph, out_dir: Path = Path("runs"), console: Console 
         "controllers": {algo: {k: v for k, v in r[2].items() if k != "map"} for algo, r in results.items()},
         "symbol_rate_hz": fg.phy.symbol_rate_hz,
         "aborted": aborted,
+        "modes_left_out": left_out,
     }
     summary = build_summary(fg.name, records, links, meta)
     run_dir = Path(out_dir) / meta["run_id"]

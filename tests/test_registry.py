@@ -42,4 +42,4 @@ def test_listing_the_built_in_parts_imports_none_of_them():
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[0] == "11 11 5 7" and out[1] == "[]", out  # 11 controllers: dsac, mappo, then jcrra joined; spiff codec and mode; gen-3_x and caption-t2i codecs
+    assert out[0] == "11 11 5 8" and out[1] == "[]", out  # 11 controllers: dsac, mappo, then jcrra joined; spiff codec and mode; gen-3_x and caption-t2i codecs, mode2
