@@ -272,12 +272,24 @@ def modes_cmd(
     size: int = typer.Option(256, help="Image side in px."),
     vq: bool = typer.Option(True, help="Also measure Modes 3_1..3_3 (needs the trained VQ weights)."),
     jscc: bool = typer.Option(True, help="Also measure the deep JSCC modes over AWGN (needs the trained JSCC weights)."),
+    modes: Optional[str] = typer.Option(None, help="Comma-separated modes to measure (default: all); the "
+                                        "stored rows of the others are kept."),
+    weights_dir: Optional[Path] = typer.Option(None, help="Your weights folder (blip/, stable-diffusion/): "
+                                               "measure Mode 2 and the latent Modes 3_x on them."),
+    real_times: bool = typer.Option(False, "--real-times", help="Time BLIP-base and Stable Diffusion 2 "
+                                    "(random weights, real configurations) on this machine (~10 min on 2 cores)."),
 ) -> None:
-    """Measure the mode table (bits, PSNR, SSIM, compute time) and the JPEG 2000 rate-quality curve."""
+    """Measure the mode table (bits, PSNR, SSIM, MS-SSIM, compute time) and the JPEG 2000 rate-quality curve."""
     from sagin_hil.calibration.quality import build_mode_table
     from sagin_hil.codecs.modes import MODE_TABLE_PATH
 
-    table = build_mode_table(images, size, vq=vq, jscc=jscc)
+    names = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+    try:
+        table = build_mode_table(images, size, vq=vq, jscc=jscc, modes=names,
+                                 weights_dir=str(weights_dir) if weights_dir else None, real_times=real_times)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     for name, m in table["modes"].items():
         if "snr_db" in m:  # an analog mode: quality over the channel SNR
             curve = ", ".join(f"{q:.1f}" for q in m["psnr_db"])
@@ -306,20 +318,14 @@ def jscc_surface_cmd(
     it whenever new JSCC weights land. Prints the fit error."""
     import json
 
-    import numpy as np
     import torch
 
     from sagin_hil.calibration.ssim_surface import SURFACE_PATH, fit_surface, measure_jpeg_ssim, measure_jscc_ssim
     from sagin_hil.progress import advance_callback, progress_bar
 
     torch.set_num_threads(threads)
-    try:
-        start, stop, step = (float(v) for v in snr_db.split(":"))
-        if step <= 0 or stop < start:
-            raise ValueError
-    except ValueError:
-        raise typer.BadParameter(f"--snr-db {snr_db!r}: give start:stop:step in dB with step > 0, e.g. -2:20:2") from None
-    grid = np.arange(start, stop + step / 2, 4.0 if quick else step)
+    grid = _db_grid(snr_db, "-2:20:2")
+    grid = grid[::2] if quick else grid
     names = [r.strip() for r in ratios.split(",") if r.strip()]
     if quick:
         tiles, noise_seeds = 8, 1

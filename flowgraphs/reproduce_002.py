@@ -83,18 +83,17 @@ def reproduce_paper_002(out: Path, quick: bool = False, seeds: int | None = None
     sweeps: dict[str, Any] = {}
     with progress_bar() as bar:
         task = bar.add_task("paper-002 points", total=len(delays) + len(ssims) + len(smalls) * len(small_seeds))
-        rows = []
-        for d in delays:
-            rows.append(_point(scenario, replace(base, delay_slots=(d - 3, d + 3)), surface, jpeg, seed_list))
-            bar.advance(task)
-        sweeps["delay_limit"] = {"x": delays, "x_label": "mean delay limit (slots of 10 s); each user's drawn in "
-                                 "[x - 3, x + 3]", "points": rows}
-        rows = []
-        for q in ssims:
-            rows.append(_point(scenario, replace(base, ssim_min=(q - 0.01, q + 0.01)), surface, jpeg, seed_list))
-            bar.advance(task)
-        sweeps["ssim_requirement"] = {"x": ssims, "x_label": "mean SSIM requirement; each user's drawn in "
-                                      "[x - 0.01, x + 0.01]", "points": rows}
+        for key, xs, label, setting in (
+            ("delay_limit", delays, "mean delay limit (slots of 10 s); each user's drawn in [x - 3, x + 3]",
+             lambda d: replace(base, delay_slots=(d - 3, d + 3))),
+            ("ssim_requirement", ssims, "mean SSIM requirement; each user's drawn in [x - 0.01, x + 0.01]",
+             lambda q: replace(base, ssim_min=(q - 0.01, q + 0.01))),
+        ):
+            rows = []
+            for x in xs:
+                rows.append(_point(scenario, setting(x), surface, jpeg, seed_list))
+                bar.advance(task)
+            sweeps[key] = {"x": xs, "x_label": label, "points": rows}
         gaps = []
         for small, seed in itertools.product(smalls, small_seeds):
             p = leo_eo_problem(scenario, small, surface, seed)
