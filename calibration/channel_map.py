@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = ["FAMILIES", "TRAIN_FAMILIES", "TEST_FAMILIES", "FEATURES", "MAP_CLASSIFIERS", "make_dataset",
            "link_features", "sounding_features", "map_classifier", "classify_links", "DiffusionClassifier",
-           "evaluate_classifiers"]
+           "recorded_samples", "evaluate_classifiers"]
 
 FEATURES = ("es_n0_db", "k_factor_db", "max_doppler_hz", "evm_db", "echo_db", "freq_spread_hz")
 # family -> (label: 1 = LoS, channel params beyond the common draws)
@@ -259,9 +259,30 @@ def _models(seed: int, diffusion_iterations: int = 2000) -> dict[str, Any]:
     }
 
 
-def evaluate_classifiers(data: dict[str, np.ndarray], seed: int = 0, diffusion_iterations: int = 2000) -> dict[str, Any]:
+def recorded_samples(labelled: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Samples from recordings the user labelled: [(label "los" | "nlos", path of a SigMF recording with our
+    preamble or one its metadata describes)], each recording one sample of FEATURES (record about DURATION_S
+    of bursts every PERIOD_S, as the data set does), family "recorded"."""
+    from sagin_hil.calibration.channel_fit import read_recording
+
+    xs, ys = [], []
+    for label, path in labelled:
+        if label not in ("los", "nlos"):
+            raise ValueError(f"recording {path}: label {label!r}; give los=PATH or nlos=PATH")
+        try:
+            xs.append(link_features(read_recording(path)))
+        except ValueError as exc:
+            raise ValueError(f"recording {path}: {exc}") from None
+        ys.append(int(label == "los"))
+    return {"x": np.array(xs).reshape(len(xs), len(FEATURES)), "y": np.array(ys, int),
+            "family": np.array(["recorded"] * len(xs))}
+
+
+def evaluate_classifiers(data: dict[str, np.ndarray], seed: int = 0, diffusion_iterations: int = 2000,
+                         recorded: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Train every classifier on TRAIN_FAMILIES, score on the held-out TEST_FAMILIES (LoS = positive class):
-    accuracy, F1, recall and the latency per sample (ms, batch of the whole test split)."""
+    accuracy, F1, recall and the latency per sample (ms, batch of the whole test split); with `recorded`
+    (recorded_samples), also each one's scores on those recordings ("recorded")."""
     train = np.isin(data["family"], TRAIN_FAMILIES)
     test = np.isin(data["family"], TEST_FAMILIES)
     xtr, ytr, xte, yte = data["x"][train], data["y"][train], data["x"][test], data["y"][test]
@@ -278,6 +299,10 @@ def evaluate_classifiers(data: dict[str, np.ndarray], seed: int = 0, diffusion_i
         latency_ms = 1e3 * (time.perf_counter() - t0) / max(len(xte), 1)
         out["classifiers"][name] = {**_scores(yte, np.asarray(pred)), "latency_ms_per_sample": latency_ms,
                                     "train_s": fit_s, "train_accuracy": float(np.mean(model.predict(xtr) == ytr))}
+        if recorded is not None and len(recorded["y"]):
+            out["classifiers"][name]["recorded"] = _scores(recorded["y"], np.asarray(model.predict(recorded["x"])))
+    if recorded is not None:
+        out["recorded_samples"] = int(len(recorded["y"]))
     return out
 
 

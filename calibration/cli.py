@@ -182,11 +182,15 @@ def channel_map_cmd(
     dataset: Optional[Path] = typer.Option(None, help="Reuse a data set (.npz) written by an earlier run instead "
                                            "of generating one; 'shipped' = the one in calibration/tables "
                                            "(360 recordings, 60 per family, seed 0)."),
+    recording: Optional[list[str]] = typer.Option(
+        None, help="A recording you labelled, as los=PATH or nlos=PATH (SigMF, bursts with our preamble or one "
+        "its metadata describes; about 0.1 s of bursts every 0.5 ms); repeat it. The classifiers are also "
+        "scored on these."),
     seed: int = 0,
 ) -> None:
     """Classify links as LoS / NLoS from receiver measurements ([P004]'s channel map): a diffusion model as a
     zero-shot classifier against KNN, gradient boosting and a small neural network, scored on scenario
-    families held out of training (docs/calibration.md)."""
+    families held out of training and on your labelled recordings (docs/calibration.md)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -196,6 +200,13 @@ def channel_map_cmd(
 
     console = Console()
     try:
+        pairs = []
+        for item in recording or []:
+            label, sep, rec_path = item.partition("=")
+            if not sep:
+                raise ValueError(f"--recording {item!r}: give los=PATH or nlos=PATH")
+            pairs.append((label.strip().lower(), rec_path))
+        recorded = cm.recorded_samples(pairs) if pairs else None
         if dataset is not None:
             data = cm.load_dataset(cm.SHIPPED_DATASET if str(dataset) == "shipped" else dataset)
         else:
@@ -206,15 +217,18 @@ def channel_map_cmd(
             console.print(escape(f"data set written to {dataset}"))
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    result = cm.evaluate_classifiers(data, seed)
+    result = cm.evaluate_classifiers(data, seed, recorded=recorded)
     path = cm.write_report(result, out)
     table = Table(title=f"LoS / NLoS on held-out families {', '.join(result['test_families'])} "
                         f"({result['test_samples']} samples; trained on {result['train_samples']})")
-    for col in ("classifier", "accuracy", "F1", "recall", "latency (ms/sample)"):
+    cols = ["classifier", "accuracy", "F1", "recall", "latency (ms/sample)"]
+    if recorded is not None:
+        cols.append(f"accuracy on your {len(recorded['y'])} recordings")
+    for col in cols:
         table.add_column(col)
     for name, r in result["classifiers"].items():
         table.add_row(name, f"{r['accuracy']:.3f}", f"{r['f1']:.3f}", f"{r['recall']:.3f}",
-                      f"{r['latency_ms_per_sample']:.3f}")
+                      f"{r['latency_ms_per_sample']:.3f}", *([f"{r['recorded']['accuracy']:.3f}"] if recorded else []))
     console.print(table)
     console.print(escape(f"results written to {path}"))
 
