@@ -22,9 +22,9 @@ from fractions import Fraction
 import numpy as np
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sagin_hil.controllers.base import Controller, fallback_allocation
+from sagin_hil.controllers.base import Controller, ControllerOptionError, fallback_allocation
 from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, Plan
 
 __all__ = ["JcrraController"]
@@ -48,6 +48,19 @@ class JcrraOptions(BaseModel):
                                                      "probe report, or the ephemeris' prediction (no fading; "
                                                      "margin_db then covers the fade)")
 
+    @model_validator(mode="after")
+    def _range(self) -> "JcrraOptions":
+        lo, hi = self.ssim_min
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"ssim_min = {list(self.ssim_min)} must be [lo, hi] with 0 < lo <= hi < 1, e.g. [0.80, 0.85]")
+        from sagin_hil.calibration.ssim_surface import load_surface
+
+        try:  # a surface or quantile that is not there is named when the flowgraph is checked
+            load_surface(self.surface, self.ssim_quantile)
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
 
 def _ssim_min(task_id: int, lo: float, hi: float) -> float:
     return float(lo + (hi - lo) * np.random.default_rng([task_id, 2002]).random())
@@ -70,7 +83,10 @@ class JcrraController(Controller):
             raise ValueError(f"jcrra: ssim_min = {ssim_min!r} must be [lo, hi] with 0 < lo <= hi < 1")
         self.subchannels, self.budget_w = subchannels, 10 ** (power_budget_dbw / 10)
         self.ssim_range, self.margin_db, self.band_hz, self.slots = (lo, hi), margin_db, band_hz, slots
-        self.surface = load_surface(surface, ssim_quantile)
+        try:
+            self.surface = load_surface(surface, ssim_quantile)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ControllerOptionError(f"controller 'jcrra': {exc}") from None
         self.snr_from = snr_from
 
     def allocate(self, state: ControllerState) -> Plan:

@@ -130,3 +130,28 @@ def test_leo_eo_002_runs_jcrra_at_sample_level(tmp_path):
     assert abs(float(np.mean(diffs))) < 3.0, diffs
     met = [t["ssim"] >= t["predicted"]["ssim_min"] for t in s["tasks"]]
     assert sum(met) >= 5, [(t["name"], t["ssim"], t["predicted"]["ssim_min"]) for t in s["tasks"]]
+
+
+def test_jcrra_options_are_checked_with_the_fix():
+    from sagin_hil.controllers import ControllerOptionError, get_controller
+
+    with pytest.raises(ControllerOptionError, match=r"ssim_min = \[0.9, 0.8\] must be \[lo, hi\]"):
+        get_controller("jcrra", ssim_min=[0.9, 0.8])
+    with pytest.raises(ControllerOptionError, match="quantile 0.5 is not stored.*calibrate jscc-surface"):
+        get_controller("jcrra", ssim_quantile=0.5)
+    with pytest.raises(ControllerOptionError, match="no SSIM surface at .*calibrate jscc-surface"):
+        get_controller("jcrra", surface="/nonexistent/surface.json")
+
+
+@pytest.mark.slow
+def test_reproduce_paper_002_quick(tmp_path):
+    res = CliRunner().invoke(app, ["reproduce", "paper-002", "--out", str(tmp_path), "--quick", "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "paper-002.json").read_text())
+    assert (tmp_path / "paper-002.png").stat().st_size > 10_000
+    assert set(r["power_dbw"]) == {"jcrra", "greedy_jscc", "greedy_jpeg"} and r["x_axis"] == "delay_limit"
+    for sweep in r["sweeps"].values():
+        pw = sweep["power_dbw"]
+        assert len(pw["jcrra"]) == len(sweep["x"]) == 3 and sweep["ordering_holds_at_every_point"]
+        assert all(a <= g <= j for a, g, j in zip(pw["jcrra"], pw["greedy_jscc"], pw["greedy_jpeg"]))
+    assert r["optimality_gap"]["instances"] and r["optimality_gap"]["max"] <= 0.05
