@@ -10,7 +10,6 @@ from sagin_hil.codecs.base import HEADER_OVERHEAD_BYTES
 
 def _random_gen_codec(mode="3_1", seed=0):
     from sagin_hil.codecs.generative.diffusion import CondUNet, GenConfig
-    from sagin_hil.codecs.generative.offline import GenVqCodec
     from sagin_hil.codecs.vq import VqCodec
 
     vq = VqCodec.pretrained(mode, device="cpu")
@@ -53,16 +52,20 @@ def test_a_trained_residual_changes_the_image_deterministically():
 
 
 def test_the_ssim_loss_is_the_metrics_ssim():
-    """Scale 1 of the training loss is the project's SSIM (Gaussian 11 / 1.5, valid window) within 1e-3."""
+    """The training loss is 1 - the project's MS-SSIM (5 scales, within 2e-3) and at one scale its SSIM
+    (Gaussian 11 / 1.5, valid window, within 1e-3)."""
     from sagin_hil.codecs.generative.diffusion import ms_ssim_loss
     from sagin_hil.codecs.images import load_images
-    from sagin_hil.codecs.metrics import ssim
+    from sagin_hil.codecs.metrics import ms_ssim, ssim
 
     img = load_images(1, 64, "eval")[0][1]
     noisy = np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255).astype(np.uint8)
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     assert 1 - ms_ssim_loss(t(img), t(noisy), scales=1).item() == pytest.approx(ssim(img, noisy), abs=1e-3)
     assert ms_ssim_loss(t(img), t(img), scales=3).item() == pytest.approx(0.0, abs=1e-6)
+    big = load_images(1, 176, "eval")[0][1]
+    blur = np.clip(big.astype(float) * 0.8 + 20 + np.random.default_rng(1).normal(0, 10, big.shape), 0, 255).astype(np.uint8)
+    assert 1 - ms_ssim_loss(t(big), t(blur)).item() == pytest.approx(ms_ssim(big, blur), abs=2e-3)
 
 
 def test_alpha_bar_runs_from_signal_to_noise():

@@ -139,16 +139,24 @@ def _gauss_kernel(device: torch.device) -> torch.Tensor:
     return (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
 
 
-def ms_ssim_loss(a: torch.Tensor, b: torch.Tensor, scales: int = 3) -> torch.Tensor:
-    """1 - mean SSIM over `scales` dyadic scales (Gaussian window 11, sigma 1.5, images in [0, 1])."""
+def ms_ssim_loss(a: torch.Tensor, b: torch.Tensor, scales: int = 5) -> torch.Tensor:
+    """1 - MS-SSIM (Wang et al. 2003, as codecs.metrics.ms_ssim: Gaussian window 11 / 1.5, contrast-structure
+    at the fine scales, full SSIM at the coarsest, weights MS_SSIM_WEIGHTS renormalised to `scales`), mean over
+    images and channels. Images (B, 3, H, W) in [0, 1], sides > 10 * 2**(scales - 1) px."""
+    from sagin_hil.codecs.metrics import MS_SSIM_WEIGHTS
+
+    w = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=a.device)
+    w = w / w.sum()
     k, c1, c2, vals = _gauss_kernel(a.device), 0.01**2, 0.03**2, []
-    for s in range(scales):
-        if s:
-            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    for level in range(scales):
+        if level:
+            a, b = F.avg_pool2d(a, 2, ceil_mode=True), F.avg_pool2d(b, 2, ceil_mode=True)
         mu_a, mu_b = F.conv2d(a, k, groups=3), F.conv2d(b, k, groups=3)
         saa = F.conv2d(a * a, k, groups=3) - mu_a**2
         sbb = F.conv2d(b * b, k, groups=3) - mu_b**2
         sab = F.conv2d(a * b, k, groups=3) - mu_a * mu_b
-        s_map = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-        vals.append(s_map.mean())
-    return 1 - torch.stack(vals).mean()
+        cs = (2 * sab + c2) / (saa + sbb + c2)
+        if level == scales - 1:
+            cs = cs * (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+        vals.append(cs.mean(dim=(2, 3)).clamp_min(1e-6))  # (B, 3)
+    return 1 - torch.prod(torch.stack(vals) ** w[:, None, None], dim=0).mean()

@@ -8,12 +8,15 @@ same as with trained ones) and timed on this machine:
   latent with classifier-free guidance (batch 2), the VAE encoder and decoder.
 
 A UNet step is timed over `unet_steps` steps after one warm-up step, and 50 and 20 DDIM steps are that mean
-step times 50 and 20 (the steps are identical in cost). Mode 2 = caption (transmitter) + text encoder +
+step times 50 and 20 (the steps are identical in cost). Wall seconds depend on how busy the machine is, so
+each component's process CPU seconds (all threads) and the load average are kept beside them: on `threads`
+otherwise idle cores a component takes between cpu_s / threads and cpu_s of wall time. Mode 2 = caption (transmitter) + text encoder +
 N steps + VAE decoder (receiver); latent Mode 3_x adds the VAE encoder at the transmitter.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -46,9 +49,15 @@ def sd2_text_config() -> dict[str, Any]:
                 num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=1024)
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+_CPU_S: dict[str, float] = {}
+
+
+def _timed(fn: Callable[[], Any], name: str = "") -> float:
+    """Wall seconds of fn(); its process CPU seconds (all threads) go to _CPU_S[name]."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
+    if name:
+        _CPU_S[name] = _CPU_S.get(name, 0.0) + time.process_time() - c0
     return time.perf_counter() - t0
 
 
@@ -77,25 +86,27 @@ def measure_real_compute_times(threads: int = 2, unet_steps: int = 2, image_size
         gen = lambda: (blip.generate(pixel_values=pixels, max_new_tokens=CAPTION_TOKENS,  # noqa: E731
                                      min_new_tokens=CAPTION_TOKENS, do_sample=False), sync())
         gen()  # warm-up
-        out["blip_caption_s"] = _timed(gen)
+        out["blip_caption_s"] = _timed(gen, "blip_caption")
         out["caption_tokens"] = CAPTION_TOKENS
         out["blip_parameters"] = sum(p.numel() for p in blip.parameters())
-        del blip
+        blip = None  # free it before the next model
 
         say("SD 2 text encoder")
         text = CLIPTextModel(CLIPTextConfig(**sd2_text_config())).eval().to(dev)
         ids = torch.randint(0, 49408, (2, 77), device=dev)
         text(ids)
-        out["clip_text_s"] = _timed(lambda: (text(ids), sync()))
+        out["clip_text_s"] = _timed(lambda: (text(ids), sync()), "clip_text")
         cond = torch.randn(2, 77, 1024, device=dev)
-        del text
+        text = None
 
         say("SD 2 VAE")
         vae = AutoencoderKL(**sd2_vae_config()).eval().to(dev)
         side = image_size // 8
-        out["vae_encode_s"] = _timed(lambda: (vae.encode(torch.randn(1, 3, image_size, image_size, device=dev)), sync()))
-        out["vae_decode_s"] = _timed(lambda: (vae.decode(torch.randn(1, 4, side, side, device=dev)), sync()))
-        del vae
+        out["vae_encode_s"] = _timed(lambda: (vae.encode(torch.randn(1, 3, image_size, image_size, device=dev)),
+                                              sync()), "vae_encode")
+        out["vae_decode_s"] = _timed(lambda: (vae.decode(torch.randn(1, 4, side, side, device=dev)), sync()),
+                                     "vae_decode")
+        vae = None
 
         say("SD 2 UNet")
         unet = UNet2DConditionModel(**sd2_unet_config()).eval().to(dev)
@@ -103,11 +114,13 @@ def measure_real_compute_times(threads: int = 2, unet_steps: int = 2, image_size
         lat = torch.randn(2, 4, side, side, device=dev)
         step = lambda: (unet(lat, torch.tensor([500], device=dev), encoder_hidden_states=cond), sync())  # noqa: E731
         step()  # warm-up
-        times = [_timed(step) for _ in range(unet_steps)]
-        del unet
+        times = [_timed(step, "unet_step_cfg") for _ in range(unet_steps)]
+        unet = None
     out["unet_step_cfg_s"] = sum(times) / len(times)
     out["unet_steps_timed"] = len(times)
     out["unet_step_times_s"] = times
+    out["cpu_s"] = {k: v / (unet_steps if k == "unet_step_cfg" else 1) for k, v in _CPU_S.items()}
+    out["load_average_1min"] = os.getloadavg()[0]
     receiver = out["clip_text_s"] + out["vae_decode_s"]
     for n in (50, 20):
         out[f"mode2_decode_{n}_steps_s"] = receiver + n * out["unet_step_cfg_s"]
