@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["sd2_unet_config", "sd2_vae_config", "sd2_text_config", "measure_real_compute_times", "CAPTION_TOKENS"]
+__all__ = ["sd2_unet_config", "sd2_vae_config", "sd2_text_config", "measure_real_compute_times", "summarise",
+           "CAPTION_TOKENS"]
 
 CAPTION_TOKENS = 12  # a typical BLIP caption (~8-10 words); the timing decodes exactly this many tokens
 
@@ -121,9 +122,19 @@ def measure_real_compute_times(threads: int = 2, unet_steps: int = 2, image_size
     out["unet_step_times_s"] = times
     out["cpu_s"] = {k: v / (unet_steps if k == "unet_step_cfg" else 1) for k, v in _CPU_S.items()}
     out["load_average_1min"] = os.getloadavg()[0]
-    receiver = out["clip_text_s"] + out["vae_decode_s"]
-    for n in (50, 20):
-        out[f"mode2_decode_{n}_steps_s"] = receiver + n * out["unet_step_cfg_s"]
-    out["mode2_encode_s"] = out["blip_caption_s"]
-    out["mode3_encode_s"] = out["blip_caption_s"] + out["vae_encode_s"]
+    return summarise(out)
+
+
+def summarise(out: dict[str, Any]) -> dict[str, Any]:
+    """Add per-mode totals: "wall" as measured (at the load it was measured under) and "idle" = CPU seconds
+    / threads, the wall time on `threads` idle cores if the threads scaled perfectly (a lower bound; the
+    CPU seconds themselves are the single-core time). Mode 2: encode = caption, decode = text encoder +
+    N UNet steps + VAE decoder; latent Mode 3_x: encode adds the VAE encoder."""
+    cpu, n_thr = out["cpu_s"], out["threads"]
+    parts = {"wall": {k: out[f"{k}_s"] for k in cpu}, "idle": {k: v / n_thr for k, v in cpu.items()}}
+    for kind, t in parts.items():
+        for n in (50, 20):
+            out[f"mode2_decode_{n}_steps_{kind}_s"] = t["clip_text"] + t["vae_decode"] + n * t["unet_step_cfg"]
+        out[f"mode2_encode_{kind}_s"] = t["blip_caption"]
+        out[f"mode3_encode_{kind}_s"] = t["blip_caption"] + t["vae_encode"]
     return out
