@@ -61,11 +61,12 @@ def _measure(codec: Any, imgs: list[tuple[str, np.ndarray]], budget: Budget | No
         meta = pay.metadata
         ps.append(psnr(img, rec))
         ss.append(ssim(img, rec))
-        ms.append(ms_ssim(img, rec))
+        if min(img.shape[:2]) > 160:  # MS-SSIM's five scales need more than 160 px
+            ms.append(ms_ssim(img, rec))
     parts = {k: int(meta[k]) for k in ("caption_bits", "index_bits") if k in meta}
     return {"bits": int(np.median(bits)), **parts, "symbols": int(n_sym), "psnr_db": float(np.mean(ps)),
-            "ssim": float(np.mean(ss)), "ms_ssim": float(np.mean(ms)), "encode_time_s": float(np.median(te)),
-            "decode_time_s": float(np.median(td))}
+            "ssim": float(np.mean(ss)), **({"ms_ssim": float(np.mean(ms))} if ms else {}),
+            "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td))}
 
 
 def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple[float, ...] = BPP_GRID) -> dict[str, Any]:
@@ -84,7 +85,10 @@ def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple
         m = _measure(codec, imgs, Budget(bits=int(bpp * size * size)))
         rows["bpp"].append(bpp)
         for k in keys:
-            rows[k].append(m[k])
+            if k in m:
+                rows[k].append(m[k])
+    if not rows["ms_ssim"]:
+        del rows["ms_ssim"]
     return {**rows, "images": [n for n, _ in imgs], "size": size}
 
 
@@ -101,7 +105,7 @@ def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_d
     return {
         "codec": codec_name, "ratio": codec_name.split("-", 1)[1], "symbols": per_snr[0]["symbols"],
         "snr_db": list(snr_grid_db), "psnr_db": [m["psnr_db"] for m in per_snr], "ssim": [m["ssim"] for m in per_snr],
-        "ms_ssim": [m["ms_ssim"] for m in per_snr],
+        **({"ms_ssim": [m["ms_ssim"] for m in per_snr]} if "ms_ssim" in per_snr[0] else {}),
         "encode_time_s": te, "decode_time_s": td, "compute_time_s": te + td,
     }
 

@@ -64,7 +64,7 @@ def test_mode_registry_is_the_one_spelling():
     assert vq.budget(0.5, 256 * 256).bits is None  # the latent grid fixes its size
     q_lo, q_hi = jscc.psnr_db(table, snr_db=-2.0), jscc.psnr_db(table, snr_db=10.0)
     assert q_hi > q_lo and j2k.psnr_db(table, bits_per_pixel=1.0) > j2k.psnr_db(table, bits_per_pixel=0.1)
-    with pytest.raises(RegistryError, match="unknown mode 'mode3_4'; did you mean 'mode3_3'.*choose one of: mode1, mode3_1"):
+    with pytest.raises(RegistryError, match="unknown mode 'mode3_4'; did you mean 'mode3_3'.*choose one of: mode1, mode2, mode3_1"):
         get_mode("mode3_4")
 
 
