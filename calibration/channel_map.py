@@ -48,7 +48,7 @@ FAMILIES: dict[str, tuple[int, Callable[[np.random.Generator], dict[str, Any]]]]
 TRAIN_FAMILIES = ("rician", "tdl-d", "rayleigh", "tdl-a")
 TEST_FAMILIES = ("tdl-c", "tdl-b")
 RS_HZ, SPS, CARRIER_HZ, DURATION_S, PERIOD_S = 1e6, 2, 2.4e9, 0.1, 0.5e-3
-# `sagin-hil calibrate channel-map --per-family 60 --seed 0` wrote it; `--dataset shipped` evaluates it again
+# `sagin-hil calibrate channel-map --per-family 150 --seed 1` wrote it; `--dataset shipped` evaluates it again
 SHIPPED_DATASET = Path(__file__).parent / "tables" / "channel_map_data.npz"
 
 

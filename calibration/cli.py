@@ -181,7 +181,7 @@ def channel_map_cmd(
     per_family: int = typer.Option(60, min=4, help="Recordings per scenario family (6 families; about 1.5 s each)."),
     dataset: Optional[Path] = typer.Option(None, help="Reuse a data set (.npz) written by an earlier run instead "
                                            "of generating one; 'shipped' = the one in calibration/tables "
-                                           "(360 recordings, 60 per family, seed 0)."),
+                                           "(900 recordings, 150 per family, seed 1)."),
     recording: Optional[list[str]] = typer.Option(
         None, help="A recording you labelled, as los=PATH or nlos=PATH (SigMF, bursts with our preamble or one "
         "its metadata describes; about 0.1 s of bursts every 0.5 ms); repeat it. The classifiers are also "
