@@ -87,9 +87,7 @@ def train_generative_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Join `train generative` to the `train` group (registered by the codecs first)."""
-    train = next((g.typer_instance for g in app.registered_groups if g.name == "train"), None)
-    if train is None:
-        train = typer.Typer(help="Train the project's models.", no_args_is_help=True)
-        app.add_typer(train, name="train")
-    train.command("generative")(train_generative_cmd)
+    """Join `train generative` to the codecs' `train` group."""
+    from sagin_hil.codecs.cli import train_app
+
+    train_app.command("generative")(train_generative_cmd)
