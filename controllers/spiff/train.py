@@ -17,7 +17,7 @@ import numpy as np
 
 from sagin_hil.controllers.spiff.engine import TARGETS, Engine, EngineConfig, OutcomeEnv, cost_of
 
-__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "evaluate", "EVAL_SEED"]
+__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "evaluate", "plot_curves", "EVAL_SEED"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 EVAL_SEED = 10_000  # network-state seeds of the evaluation: disjoint from the training seeds (0, 1, 2, ...)
@@ -56,27 +56,78 @@ def train_engine(kind: str, table: dict[str, Any], seed: int, steps: int, out: P
     return eng, curve
 
 
+def _job(args: tuple) -> tuple[str, int, list[float], float, dict[str, Any]]:
+    """One (kind, seed) training run in a worker process; returns its actor's weights as numpy arrays."""
+    import torch
+
+    kind, seed, table, steps, out, device, threads = args
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    eng, curve = train_engine(kind, table, seed, steps, out, device)
+    return kind, seed, curve, time.perf_counter() - t0, {k: v.cpu().numpy() for k, v in eng.actor.state_dict().items()}
+
+
 def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: tuple[str, ...] = ("spiff", "ncb"),
-              device: str = "cpu", ship: bool = True, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Every kind x seed; the actors of all seeds saved together (shipped weights or OUT/); learning curves."""
+              device: str = "cpu", ship: bool = True, workers: int = 1, threads: int = 1,
+              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Every kind x seed, over `workers` processes (each with `threads` torch threads); the actors of all seeds
+    saved together per kind (shipped weights, or OUT/ without `ship`); learning curves in OUT/curves.json.
+    `progress(kind, seed, steps)` is called as each run finishes."""
+    import torch
     from safetensors.torch import save_file
 
+    jobs = [(kind, s, table, steps, out, device, threads) for kind in kinds for s in range(seeds)]
     summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "curves": {}, "wall_s": {}}
+    tensors: dict[str, dict[str, Any]] = {kind: {} for kind in kinds}
+    if workers == 1:
+        results = map(_job, jobs)
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers)
+        results = pool.imap_unordered(_job, jobs)
+    for kind, s, curve, wall, actor in results:
+        summary["curves"][f"{kind}-seed{s}"] = curve
+        summary["wall_s"][f"{kind}-seed{s}"] = wall
+        tensors[kind].update({f"seed{s}.{k}": torch.from_numpy(v).contiguous() for k, v in actor.items()})
+        if progress:
+            progress(kind, s, steps)
+    if workers > 1:
+        pool.close()
     for kind in kinds:
-        tensors = {}
-        for s in range(seeds):
-            t0 = time.perf_counter()
-            eng, curve = train_engine(kind, table, s, steps, out, device,
-                                      progress=(lambda k, s=s, kind=kind: progress(kind, s, k)) if progress else None)
-            summary["curves"][f"{kind}-seed{s}"] = curve
-            summary["wall_s"][f"{kind}-seed{s}"] = time.perf_counter() - t0
-            for name, t in eng.actor.state_dict().items():
-                tensors[f"seed{s}.{name}"] = t.detach().cpu().contiguous()
         path = shipped_path(kind) if ship else out / f"{kind}-actors.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps)})
+        save_file(dict(sorted(tensors[kind].items())), str(path),
+                  metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps)})
+    out.mkdir(parents=True, exist_ok=True)
     (out / "curves.json").write_text(json.dumps(summary))
+    plot_curves(summary, out / "curves.png")
     return summary
+
+
+def plot_curves(summary: dict[str, Any], path: Path) -> None:
+    """Realised cost per 250 training steps, mean and range over seeds, per kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for kind in sorted({k.rsplit("-seed", 1)[0] for k in summary["curves"]}):
+        curves = [c for k, c in summary["curves"].items() if k.rsplit("-seed", 1)[0] == kind and c]
+        if not curves:  # fewer than 250 steps: no point yet
+            continue
+        n = min(map(len, curves))
+        c = np.asarray([v[:n] for v in curves])
+        x = 250 * (np.arange(n) + 1)
+        ax.plot(x, c.mean(0), label=f"{kind} ({len(curves)} seeds)")
+        ax.fill_between(x, c.min(0), c.max(0), alpha=0.25)
+    ax.set_xlabel("training step (image)")
+    ax.set_ylabel("realised cost (Eq. 2a + delay penalty)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def load_actors(kind: str, path: str | Path | None = None, device: str = "cpu") -> list[Engine]:
