@@ -44,6 +44,7 @@ FEEDBACK_DELAY_S = 4.0e-3  # CSI age T: the round trip of a ~600 km LEO slant pa
 TARGET_BLER = 0.1  # code-block error rate the link-adapted baseline's margin is calibrated to
 MARGINS_DB = tuple(float(m) for m in range(0, 13))  # back-offs the calibration tries, smallest first
 _CALIBRATION_SEED = 10**6  # calibration draws channels and payloads apart from the bench's own seeds
+RICIAN_DRAWS = 4  # fading draws per image and SNR for JSCC and the adapted baseline (one frame sees ~5 fades)
 
 
 class PilotChannel:
@@ -178,7 +179,9 @@ class DigitalImageLink:
 
     def receive(self, y: np.ndarray, noise_var: np.ndarray, n_bytes: int) -> bytes:
         """Equalised symbols -> the payload prefix up to the first block that did not decode."""
-        ok, info = self._decode(y, noise_var)
+        return self._prefix(*self._decode(y, noise_var), n_bytes)
+
+    def _prefix(self, ok: np.ndarray, info: np.ndarray, n_bytes: int) -> bytes:
         n_good = int(np.argmin(ok)) if not ok.all() else self.n_blocks
         return np.packbits(info[:n_good].ravel()).tobytes()[:n_bytes]
 
@@ -254,10 +257,11 @@ def calibrate_margin(links: dict[str, DigitalImageLink], snrs: list[float], tria
 
 
 def _adapted_curve(j2k: Any, links: dict[str, DigitalImageLink], pays: dict[str, list[Any]],
-                   imgs: list[tuple[str, np.ndarray]], snrs: list[float], adapt: AdaptedMcs) -> dict[str, Any]:
-    """Mean PSNR / SSIM of link-adapted J2K + LDPC on Rician at each SNR: per frame the MCS comes from the
-    report FEEDBACK_DELAY_S before it (PilotChannel.with_report), the J2K budget from that MCS; also the
-    measured code-block error rate and the MCS most often chosen per SNR."""
+                   imgs: list[tuple[str, np.ndarray]], snrs: list[float], adapt: AdaptedMcs,
+                   draws: int = 1) -> dict[str, Any]:
+    """Mean PSNR / SSIM of link-adapted J2K + LDPC on Rician at each SNR over `draws` fading draws per image:
+    per frame the MCS comes from the report FEEDBACK_DELAY_S before it (PilotChannel.with_report), the J2K
+    budget from that MCS; also the measured code-block error rate and the MCS most often chosen per SNR."""
     from collections import Counter
 
     from sagin_hil.codecs import CodecError
@@ -266,8 +270,8 @@ def _adapted_curve(j2k: Any, links: dict[str, DigitalImageLink], pays: dict[str,
     n_sym = next(iter(links.values())).n_symbols
     for si, snr in enumerate(snrs):
         q, errs, blks, chosen = [], 0, 0, Counter()
-        for ii, (_, img) in enumerate(imgs):
-            seed = 1000 * si + ii
+        for ii, d in ((ii, d) for ii in range(len(imgs)) for d in range(draws)):
+            img, seed = imgs[ii][1], _seed(si, ii, d)
             *_, report = PilotChannel("rician", snr, seed).with_report(np.zeros(n_sym, np.complex64))
             mcs = adapt.choose(report)
             chosen[mcs] += 1
@@ -276,9 +280,9 @@ def _adapted_curve(j2k: Any, links: dict[str, DigitalImageLink], pays: dict[str,
                 q.append(_measure(img, None))
                 continue
             y, nv, *_ = PilotChannel("rician", snr, seed).with_report(link.transmit(pay.data))
-            ok, _ = link._decode(y, nv)
+            ok, info = link._decode(y, nv)
             errs, blks = errs + int((~ok).sum()), blks + link.n_blocks
-            got = link.receive(y, nv, len(pay.data))
+            got = link._prefix(ok, info, len(pay.data))
             try:
                 q.append(_measure(img, j2k.decode(got)))
             except CodecError:
@@ -339,19 +343,21 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
         timing[f"j2k-{ratio}"] = {"encode_s": te_j, "decode_s": float(np.median(t_dec))}
         je, jd = [], []
         for ch in channels:
+            draws = 1 if ch == "awgn" or quick else RICIAN_DRAWS
             jscc_q: dict[str, list[float]] = {"psnr": [], "ssim": []}
             for si, snr in enumerate(snrs):
                 qp, qs = [], []
                 for ii, (_, img) in enumerate(imgs):
                     pay = jscc.encode(img, Budget(snr_db=snr))
                     je.append(pay.encode_time_s)
-                    y, _, snr_est = PilotChannel(ch, snr, 1000 * si + ii)(pay.symbols)  # ZF: y = x + n/h, as trained
-                    t0 = time.perf_counter()
-                    rec = jscc.decode(pay.data, symbols=y, snr_db=snr_est)
-                    jd.append(time.perf_counter() - t0)
-                    p_, s_ = _measure(img, rec)
-                    qp.append(p_)
-                    qs.append(s_)
+                    for d in range(draws):
+                        y, _, snr_est = PilotChannel(ch, snr, _seed(si, ii, d))(pay.symbols)  # ZF: y = x + n/h, as trained
+                        t0 = time.perf_counter()
+                        rec = jscc.decode(pay.data, symbols=y, snr_db=snr_est)
+                        jd.append(time.perf_counter() - t0)
+                        p_, s_ = _measure(img, rec)
+                        qp.append(p_)
+                        qs.append(s_)
                 jscc_q["psnr"].append(float(np.mean(qp)))
                 jscc_q["ssim"].append(float(np.mean(qs)))
             # the same symbols through the real packet PHY (on Rician its receiver interpolates between pilots)
@@ -365,12 +371,12 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
             else:  # link adaptation from outdated reports, its margin calibrated to TARGET_BLER
                 cal = calibrate_margin(links, snrs, 3 if quick else 8)
                 adapt = AdaptedMcs(cal["margin_db"], mcs_names)
-                ad_q = _adapted_curve(j2k, links, pays, imgs, snrs, adapt)
+                ad_q = _adapted_curve(j2k, links, pays, imgs, snrs, adapt, draws)
                 curves.append({"codec": f"j2k-ldpc-adapted-{ratio}", "channel": ch, "snr_db": snrs,
                                "psnr_db": ad_q["psnr"], "ssim": ad_q["ssim"], "mcs": ad_q["mcs"], "bler": ad_q["bler"],
                                "margin_db": cal["margin_db"], "calibration_bler": {f"{m:g}": v for m, v in cal["bler_by_margin"].items()},
                                "feedback_delay_s": FEEDBACK_DELAY_S, "csi_correlation": _csi_delta(),
-                               "target_bler": TARGET_BLER})
+                               "target_bler": TARGET_BLER, "draws_per_image": draws})
             fixed = {m: _digital_curve(j2k, links[m], pays[m], imgs, ch, snrs) for m in mcs_names}
             best = [max(mcs_names, key=lambda m: fixed[m]["psnr"][i]) for i in range(len(snrs))]
             curves.append({"codec": f"jscc-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": jscc_q["psnr"],
@@ -415,6 +421,11 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
             ))
     plot = _plot(curves, Path(out_dir) if out_dir else Path("runs"), quick)
     return {"benchmarks": benches, "curves": curves, "plot": str(plot) if plot else None}
+
+
+def _seed(si: int, ii: int, draw: int = 0) -> int:
+    """Channel seed of SNR point si, image ii (< 100) and fading draw (< 10); draw 0 is the fixed-MCS curves'."""
+    return 1000 * si + ii + 100 * draw
 
 
 def _csi_delta() -> float:
