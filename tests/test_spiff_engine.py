@@ -1,0 +1,155 @@
+"""SPIFF's engine: the quantile Huber loss finds quantiles, Eq. 5 as written, the outcome environment's bits and
+delay, resumable training, the Table IV evaluation and `reproduce paper-003` on the shipped weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sagin_hil.controllers.spiff.engine import (D_MAX_S, HIGH_LAMBDA, LAMBDA_DELAY, TARGETS, OutcomeEnv, aggregated_cost,
+                                                cost_of, quantile_at, quantile_huber_loss)
+
+
+def _synthetic_table(n_images: int = 4) -> dict:
+    """Outcomes where keeping more patches costs bits and buys fidelity; PF_0 is noisy across the two seeds."""
+    betas, keeps = [0.0, 1 / 3, 2 / 3, 1.0], [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75]
+    rows = []
+    for i in range(n_images):
+        grid = [[[{"bits": int(20000 + 40000 * k + 20000 * b + 500 * s), "pf": [min(1, 0.5 + 0.6 * k + 0.1 * b + 0.05 * s), 0.98],
+                   "sf": [min(1, 0.7 + 0.4 * k), 0.99], "encode_s": 0.1, "decode_s": 0.1} for s in (0, 1)]
+                 for k in keeps] for b in betas]
+        rows.append({"tag": f"img{i}", "features": [0.6, 0.4, 0.3 + 0.1 * i], "ref_bits": 200000, "caption_bits": 160,
+                     "caption": "a photo of a person", "grid": grid,
+                     "jpeg": {"bits": 60000, "pf": [0.95, 0.97], "sf": [0.97, 0.99]},
+                     "caption_only": {"bits": 256, "pf": [0.2, 0.0], "sf": [0.5, 0.4]}})
+    return {"grid": {"betas": betas, "keeps": keeps, "seeds": [0, 1], "size_px": 256}, "skipped": [],
+            "images": {"train": rows, "eval": rows[:2]}, "metrics": ["a", "b"], "proxy": True}
+
+
+def test_quantile_huber_loss_recovers_the_quantiles_of_a_distribution():
+    import torch
+
+    torch.manual_seed(0)
+    samples = torch.distributions.Exponential(torch.tensor(5.0)).sample((4000,))
+    q = torch.zeros(1, 8, requires_grad=True)
+    opt = torch.optim.Adam([q], lr=0.02)
+    for _ in range(600):
+        batch = samples[torch.randint(0, 4000, (256,))]
+        loss = quantile_huber_loss(q.expand(256, 8), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tau = (np.arange(8) + 0.5) / 8
+    want = -np.log(1 - tau) / 5.0  # the exponential's quantile function
+    np.testing.assert_allclose(q.detach().numpy()[0], want, atol=0.03)
+    assert float(quantile_at(torch.tensor(want)[None], 0.5)) == pytest.approx((want[3] + want[4]) / 2)
+
+
+def test_aggregated_cost_is_eq5():
+    import torch
+
+    n = 4
+    const = lambda v: torch.full((1, n), float(v))  # noqa: E731 - a point-mass distribution
+    tgt = torch.tensor([[0.8, 0.9, 1.25 / 5, 5.0 / 5]])
+    cost = aggregated_cost([const(0.3), const(0.7), const(0.95), const(0.99), const(1.0), const(1.1)], tgt)
+    want = 0.3 + 1.25 * 0.1 + 0 + HIGH_LAMBDA * 0.01 + 0 + LAMBDA_DELAY * 0.1
+    assert float(cost) == pytest.approx(want, rel=1e-5)
+
+
+def test_outcomes_add_caption_bits_and_the_delay_of_eq1():
+    table = _synthetic_table()
+    env = OutcomeEnv(table, "train", seed=0)
+    st = {"image": 0, "target": "strict", "rate_bps": 10_000.0}
+    off = env.outcome(st, np.array([0.0, 0.0, 0.0]))
+    on = env.outcome(st, np.array([0.0, 0.0, 1.0]))
+    assert on[0] * 200000 - off[0] * 200000 == pytest.approx(160, abs=0.01)
+    bits = off[0] * 200000
+    # delay = encode + bits / rate (+-20 % log-normal fluctuation) + propagation + decode, over d_max
+    assert 0.2 + bits / 10_000 / 1.8 < off[5] * D_MAX_S < 0.3 + bits / 10_000 * 1.8
+    assert cost_of(off, "lenient") < cost_of(off, "strict")
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    import torch
+
+    from sagin_hil.controllers.spiff.train import train_engine
+
+    torch.set_num_threads(1)
+    table = _synthetic_table()
+    straight, _ = train_engine("spiff", table, 0, 50, tmp_path / "a", checkpoint_every=25)
+    train_engine("spiff", table, 0, 25, tmp_path / "b", checkpoint_every=25)
+    resumed, _ = train_engine("spiff", table, 0, 50, tmp_path / "b", checkpoint_every=25)
+    for (k, a), b in zip(straight.actor.state_dict().items(), resumed.actor.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_evaluation_scores_the_fixed_baselines_exactly():
+    from sagin_hil.controllers.spiff.train import evaluate
+
+    res = evaluate(_synthetic_table(), {"spiff": [], "ncb": []}, states=3, n_boot=50)
+    assert set(res) == set(TARGETS)
+    j, c = res["strict"]["jpeg"], res["lenient"]["caption"]
+    assert j["p_pf"] == 1.0 and j["p_sf"] == 1.0 and j["saving"] == pytest.approx(1 - 60000 / 200000)
+    assert c["p_pf"] == 0.0 and c["p_sf"] == 0.0 and c["saving"] == pytest.approx(1 - 256 / 200000)
+
+
+@pytest.mark.slow
+def test_engine_learns_to_keep_more_patches_for_stricter_targets(tmp_path):
+    """On the synthetic table, PF_0 >= 0.8 needs p(0) >= 0.5, lenient PF_0 >= 0.4 needs nothing: a trained actor
+    keeps more patches under the strict target than under the lenient one."""
+    import torch
+
+    from sagin_hil.controllers.spiff.train import train_engine
+
+    torch.set_num_threads(1)
+    table = _synthetic_table()
+    eng, curve = train_engine("spiff", table, 0, 1500, tmp_path)
+    env = OutcomeEnv(table, "eval", seed=1)
+    keep = {}
+    for target in ("strict", "lenient"):
+        st = env.sample_state(target=target, image=0)
+        keep[target] = eng.act(env.image_part(st), env.target_part(st))[1]
+    assert keep["strict"] > keep["lenient"] + 0.2, keep
+    assert curve[-1] < curve[0]
+
+
+def test_reproduce_paper_003_writes_table4(tmp_path):
+    from sagin_hil.cli import app
+
+    res = CliRunner().invoke(app, ["reproduce", "paper-003", "--out", str(tmp_path), "--quick", "--states", "2"])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "paper-003.json").read_text())
+    t4 = out["table4"]
+    assert set(t4) == {"strict", "intermediate", "lenient"}
+    for target in t4:
+        assert set(t4[target]) == {"spiff", "ncb", "jpeg", "caption"}
+        for r in t4[target].values():
+            assert 0 <= r["p_pf"] <= 1 and 0 <= r["p_sf"] <= 1 and r["saving"] < 1
+            assert r["p_pf_ci95"][0] <= r["p_pf"] <= r["p_pf_ci95"][1]
+        assert out["checks"][target]["both_ahead_of_caption_only"]
+    assert out["setup"]["held_out_images"] and all(t.startswith("grace_hopper") for t in out["setup"]["held_out_images"])
+    assert (tmp_path / "paper-003.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_train_spiff_command_trains_saves_and_resumes(tmp_path):
+    from sagin_hil.cli import app
+    from sagin_hil.controllers.spiff.train import load_actors
+
+    table = tmp_path / "outcomes.json"
+    table.write_text(json.dumps(_synthetic_table()))
+    args = ["train", "spiff", "--outcomes", str(table), "--no-measure", "--steps", "40", "--seeds", "2", "--workers", "1",
+            "--no-ship", "--no-mode-row", "--out", str(tmp_path / "run")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "spiff-seed1: realised cost" in res.output and "ncb-seed0" in res.output
+    actors = load_actors("spiff", tmp_path / "run" / "spiff-actors.safetensors")
+    assert len(actors) == 2 and (tmp_path / "run" / "curves.png").exists()
+    res = CliRunner().invoke(app, args[:6] + ["80"] + args[7:])  # more steps: resumes from the checkpoints
+    assert res.exit_code == 0, res.output
+    assert len(load_actors("ncb", tmp_path / "run" / "ncb-actors.safetensors")) == 2
+    bad = CliRunner().invoke(app, ["train", "spiff", "--steps", "0"])
+    assert bad.exit_code != 0 and "--steps = 0" in bad.output
