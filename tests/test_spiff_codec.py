@@ -207,3 +207,17 @@ def test_missing_user_weights_name_the_files_to_provide(tmp_path, person):
         codec.encode(person)
     with pytest.raises(GenerativeWeightsError, match=r"stable-diffusion-inpainting.*does not exist.*\n.*model_index.json"):
         codec.inpainter
+
+
+def test_grey_and_odd_sized_images_round_trip(codec):
+    from sagin_hil.codecs.images import load_images
+
+    img = load_images(1, 100, "eval")[0][1][:90]  # 90 x 100: the patch grid overhangs both edges
+    for x in (img, np.ascontiguousarray(img[:, :, 0])):
+        pay = codec.encode(x)
+        out = codec.decode(pay.data)
+        assert out.shape == x.shape and out.dtype == np.uint8
+        assert sum(pay.metadata["bits"].values()) == pay.n_bits
+    empty = codec.with_config(keep=(0.0,)).encode(img)  # no person, nothing kept: header + mask only
+    assert empty.metadata["bits"]["crop"] == empty.metadata["bits"]["grid"] == 0
+    assert codec.decode(empty.data).shape == img.shape
