@@ -69,13 +69,15 @@ def reproduce_003(
     out: Path = typer.Option(..., "--out", help="Folder for paper-003.json and paper-003.png."),
     quick: bool = typer.Option(False, help="Fewer network states per held-out image (seconds)."),
     states: Optional[int] = typer.Option(None, help="Network states per held-out image (default 40; quick 8)."),
+    actors: Optional[Path] = typer.Option(None, help="Folder with spiff-actors / ncb-actors.safetensors from "
+                                          "`train spiff --out` (default: the shipped ones)."),
 ) -> None:
     """Paper 003's Table IV (SPIFF vs NCB, JPEG q45, caption-only under the strict / intermediate / lenient
     targets) on held-out person images and network states, from the shipped outcome table and actors."""
     from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
 
     try:
-        res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo)
+        res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo, actors_dir=actors)
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

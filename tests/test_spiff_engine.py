@@ -151,5 +151,8 @@ def test_train_spiff_command_trains_saves_and_resumes(tmp_path):
     res = CliRunner().invoke(app, args[:6] + ["80"] + args[7:])  # more steps: resumes from the checkpoints
     assert res.exit_code == 0, res.output
     assert len(load_actors("ncb", tmp_path / "run" / "ncb-actors.safetensors")) == 2
+    rep = CliRunner().invoke(app, ["reproduce", "paper-003", "--out", str(tmp_path / "p003"), "--states", "1",
+                                   "--actors", str(tmp_path / "run")])
+    assert rep.exit_code == 0 and "evaluating 2 SPIFF and 2 NCB seeds" in rep.output, rep.output
     bad = CliRunner().invoke(app, ["train", "spiff", "--steps", "0"])
     assert bad.exit_code != 0 and "--steps = 0" in bad.output

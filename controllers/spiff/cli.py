@@ -20,7 +20,8 @@ def train_spiff(
     measure: bool = typer.Option(True, help="Measure the images the outcome table lacks (--no-measure: train on it as is)."),
     workers: int = typer.Option(2, help="Processes measuring the outcome table and training the seeds."),
     threads: int = typer.Option(1, help="torch threads for training."),
-    ship: bool = typer.Option(True, help="Write the actors over the package's shipped weights (else into --out)."),
+    ship: bool = typer.Option(False, help="Write the actors over the package's shipped weights (default: into --out, "
+                              "for `reproduce paper-003 --actors OUT`)."),
     mode_row: bool = typer.Option(True, help="Re-measure the spiff row of the mode table (bits, quality, compute time)."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto (CUDA when present); these MLPs are small."),
 ) -> None:
