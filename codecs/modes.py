@@ -10,7 +10,7 @@ from the measured mode table. The runner, the flowgraph validator and every cont
 |---|---|---|---|
 | mode1 | jpeg2000 | bits, rate set by the controller | Mode 1 (JPEG 2000 + LDPC) |
 | mode2 | caption-t2i | bits, a fixed 64-byte caption field | Mode 2 (caption, text-to-image; user weights) |
-| mode3_1 .. mode3_3 | vq-3_1 .. vq-3_3 | bits, fixed by the latent grid | Modes 3_1..3_3 (VQ features) |
+| mode3_1 .. mode3_3 | gen-3_1 .. gen-3_3 | bits, fixed by the latent grid | Modes 3_1..3_3 (VQ features, diffusion decoder; on Stable Diffusion with user weights) |
 | jscc-1/12, jscc-1/6 | the JSCC codec of that ratio | analog symbols | (deep JSCC, paper 002) |
 | spiff | spiff | bits, set by the image's content (box + kept patches) | (SPIFF, paper 003) |
 
@@ -195,9 +195,12 @@ MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
              rate_adaptive=True),
     ModeSpec("mode2", "caption-t2i", "bits", "2", "BLIP caption + LDPC, Stable Diffusion text-to-image at the "
              "receiver (user weights)", user_weights=True, needs_weights=("blip", "stable-diffusion")),
-    ModeSpec("mode3_1", "vq-3_1", "bits", "3_1", "VQ latent indices + LDPC, coarsest grid"),
-    ModeSpec("mode3_2", "vq-3_2", "bits", "3_2", "VQ latent indices + LDPC, middle grid"),
-    ModeSpec("mode3_3", "vq-3_3", "bits", "3_3", "VQ latent indices + LDPC, finest grid"),
+    ModeSpec("mode3_1", "gen-3_1", "bits", "3_1", "VQ latent indices + LDPC, diffusion decoder, coarsest grid",
+             user_weights=True),
+    ModeSpec("mode3_2", "gen-3_2", "bits", "3_2", "VQ latent indices + LDPC, diffusion decoder, middle grid",
+             user_weights=True),
+    ModeSpec("mode3_3", "gen-3_3", "bits", "3_3", "VQ latent indices + LDPC, diffusion decoder, finest grid",
+             user_weights=True),
     ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values"),
     ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values"),
     ModeSpec("spiff", "spiff", "bits", "spiff", "SPIFF (paper 003): person box + sampled patches in JPEG 2000, "

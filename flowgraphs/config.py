@@ -111,7 +111,8 @@ class ControllerConfig(_Section):
     modes: list[str] = Field(
         ["mode1"], min_length=1,
         description="transmission modes the controller may choose (codecs.modes.MODES): mode1 (JPEG 2000 + LDPC), "
-        "mode3_1..mode3_3 (VQ indices + LDPC), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols)",
+        "mode2 (BLIP caption, Stable Diffusion; needs codecs.weights_dir), mode3_1..mode3_3 (VQ indices + LDPC, "
+        "diffusion decoder), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols)",
     )
 
     channel_map: str = Field(

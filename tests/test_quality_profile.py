@@ -62,7 +62,7 @@ def test_link_adaptation_plans_with_the_images_own_curve():
     assert mode1["easy"]["psnr_db"] == pytest.approx(
         float(np.interp(np.log(mode1["easy"]["bits_per_pixel"]), np.log(easy.bpp), easy.psnr_db)), abs=1e-3)
     assert mode1["easy"]["psnr_db"] > mode1["mean"]["psnr_db"] > mode1["hard"]["psnr_db"]
-    assert preds["hard"]["mode3_2"]["psnr_db"] == pytest.approx(hard.mode_psnr_db["mode3_2"])
+    assert preds["hard"]["mode3_2"]["psnr_db"] == pytest.approx(hard.mode_psnr_db["mode3_2"], abs=5e-5)  # trail: 4 decimals
 
 
 def test_environment_draws_images_from_the_pool():

@@ -123,7 +123,7 @@ def test_the_rain_fade_flowgraph_switches_to_jscc_where_the_digital_link_would_f
 
 def test_vq_indices_cross_the_hops_as_ldpc_coded_bits(tmp_path):
     """Mode 3_2 forced on the reference pass (~20 dB per hop, no block lost after ARQ): the user's image is
-    bit-exactly what the VQ decoder makes of the sent indices."""
+    what Mode 3_2's decoder (plain VQ + seeded diffusion residual) makes of the sent indices."""
     from sagin_hil.codecs import get_codec
     from sagin_hil.codecs.images import load_images
     from sagin_hil.codecs.metrics import psnr
@@ -134,8 +134,8 @@ def test_vq_indices_cross_the_hops_as_ldpc_coded_bits(tmp_path):
                                    "--json", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     tasks = json.loads((tmp_path / "s.json").read_text())["tasks"]
-    vq = get_codec("vq-3_2")
+    vq = get_codec("gen-3_2")
     for t, (_, img) in zip(tasks, load_images(n=2, size=128, split="run")):
         pay = vq.encode(img)
         assert t["mode"] == "mode3_2" and t["bits"] == pay.n_bits and pay.metadata["index_bits"] == 16 * 16 * 8
-        assert t["psnr_db"] == pytest.approx(psnr(img, vq.decode(pay.data)))
+        assert t["psnr_db"] == pytest.approx(psnr(img, vq.decode(pay.data)), abs=0.05)

@@ -37,7 +37,7 @@ class GenConfig:
     mode: str = "3_1"
     latent_dim: int = 32  # the VQ embedding's D (conditioning channels)
     channels: int = 32
-    steps: int = 4
+    steps: int = 1  # chosen on the train split: 1 step beat 2 and 4 in MS-SSIM for every mode
 
     def __post_init__(self) -> None:
         if self.channels < 8 or self.channels % 8:

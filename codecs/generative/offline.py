@@ -25,7 +25,7 @@ def gen_weights_path(mode: str, weights_dir: Path | None = None) -> Path:
 
 
 class GenVqCodec(VqCodec):
-    """VQ indices as bits; decoder = plain VQ decoder + DDIM-sampled residual (`steps` steps, default 4).
+    """VQ indices as bits; decoder = plain VQ decoder + DDIM-sampled residual (`steps` steps, default 1).
 
     Input/output as :class:`~sagin_hil.codecs.vq.VqCodec`; decode(data, steps=None) takes the step count.
     """
@@ -56,6 +56,12 @@ class GenVqCodec(VqCodec):
         unet = CondUNet(cfg)
         unet.load_state_dict(state)
         return cls(vq, unet, steps=steps)
+
+    def encode(self, image: np.ndarray, budget=None):
+        """The VQ codec's payload; metadata adds caption_bits = 0 (the offline modes send no caption)."""
+        pay = super().encode(image, budget)
+        pay.metadata["caption_bits"] = 0
+        return pay
 
     @torch.no_grad()
     def decode_plain(self, data: bytes) -> np.ndarray:

@@ -30,6 +30,7 @@ __all__ = ["train_gen_decoder", "evaluate_gen", "OFFLINE_MINUTES"]
 
 OFFLINE_MINUTES = {"3_1": 20.0, "3_2": 5.0, "3_3": 5.0}  # 30 min in all; the coarsest mode needs the most help
 MSE_WEIGHT = 0.2
+T1_FRACTION = 0.5  # share of samples at t = 1 (pure noise in, the prediction from the condition alone)
 CHECKPOINT_S = 60.0
 CACHE_PATCHES = 1024
 
@@ -123,7 +124,8 @@ def train_gen_decoder(mode: str = "3_1", minutes: float | None = None, batch: in
             g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * elapsed / budget_s)))
         x, y0, q = cache(batch)
         r = 2 * (x - y0) / RESIDUAL_SCALE
-        t = torch.rand(x.shape[0], device=dev).sqrt()  # density 2t: most weight on the first, noisiest steps
+        t = torch.rand(x.shape[0], device=dev)
+        t = torch.where(torch.rand_like(t) < T1_FRACTION, torch.ones_like(t), t)  # the first DDIM step's input
         ab = alpha_bar(t)[:, None, None, None]
         x_t = ab.sqrt() * r + (1 - ab).sqrt() * torch.randn_like(r)
         r_hat = net(x_t, t, y0, q)
