@@ -121,3 +121,27 @@ def test_missing_weights_name_the_files_and_the_layout(tmp_path):
     assert "blip/tokenizer.json or vocab.txt" in msg
     why = MODES.get("mode2").missing_weights(tmp_path)
     assert why.startswith("mode2 needs a BLIP") and MODES.get("mode1").missing_weights(None) is None
+
+
+def test_offline_mode3_1_runs_in_the_main_job(tmp_path):
+    """Mode 3_1 without weights in `sagin-hil run`: the VQ indices cross the hops as LDPC-coded bits (4 x 4
+    indices of 8 bits + the 16-byte header for a 64 px image) and the user sees the diffusion decoder's image."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+    from sagin_hil.codecs import get_codec
+    from sagin_hil.codecs.images import load_images
+    from sagin_hil.codecs.metrics import psnr
+
+    fg = tmp_path / "gen.toml"
+    fg.write_text('name = "gen"\n[images]\ncount = 1\nsize_px = 64\n[controller]\nmodes = ["mode3_1"]\n')
+    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs"), "-q", "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    task = json.loads((tmp_path / "s.json").read_text())["tasks"][0]
+    codec, img = get_codec("gen-3_1"), load_images(1, 64, "run")[0][1]
+    pay = codec.encode(img)
+    assert task["mode"] == "mode3_1" and task["bits"] == pay.n_bits == 8 * (HEADER_OVERHEAD_BYTES + 6) + 4 * 4 * 8
+    assert pay.metadata["caption_bits"] == 0 and pay.metadata["index_bits"] == 128
+    assert task["psnr_db"] == pytest.approx(psnr(img, codec.decode(pay.data)), abs=0.05)
