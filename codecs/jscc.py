@@ -1,10 +1,11 @@
 """Deep joint source-channel coding (deep JSCC): image -> complex channel symbols -> image, SNR-adaptive.
 
 The encoder maps an HxWx3 image to k = ratio * 3HW complex symbols (bandwidth ratio k/n, n = 3HW real
-source values; 1/12 and 1/6 ship trained), normalised to unit mean power per image. Both networks take the
-channel SNR through FiLM layers (a per-channel scale and shift computed from snr_db), so one model serves
--2..20 dB. The symbols are analog: the PHY maps them onto samples with pilots and the receiver hands the
-equalised symbols and its SNR estimate to :meth:`JsccCodec.decode`. Weights live in
+source values; 1/12 and 1/6 ship trained), normalised to unit mean power per image. Two architectures:
+"adjscc" (GDN/IGDN layers, each with an attention module that turns the features' global mean plus the SNR
+and the ratio into channel gains; one network serves both ratios and -2..20 dB) and "film" (the first model:
+residual blocks with FiLM on the SNR, one model per ratio). The symbols are analog: the PHY maps them onto
+samples with pilots and the receiver hands the equalised symbols and its SNR estimate to :meth:`JsccCodec.decode`. Weights live in
 codecs/weights/jscc-1_12.safetensors etc. (config in the safetensors metadata); `sagin-hil train jscc` makes them.
 """
 

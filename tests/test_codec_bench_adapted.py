@@ -71,3 +71,20 @@ def test_packet_phy_channel_on_rician_follows_the_fading():
     assert 10 * np.log10(np.median(np.abs(y - x) ** 2)) < -16.6 + 4.6
     with pytest.raises(ValueError, match="rician"):
         PacketPhyChannel(15.0, channel="rayleigh")
+
+
+@pytest.mark.slow
+def test_bench_codec_quick_has_the_adapted_baseline_and_the_rician_phy_curve(tmp_path):
+    from sagin_hil.benchmarks import validate_results
+    from sagin_hil.flowgraphs.codec_bench import bench_codec
+
+    res = validate_results(bench_codec(quick=True, out_dir=tmp_path))
+    by = {(c["codec"], c["channel"]): c for c in res["curves"]}
+    ad = by[("j2k-ldpc-adapted-1/12", "rician")]
+    assert ad["margin_db"] in MARGINS_DB and len(ad["mcs"]) == len(ad["snr_db"]) == len(ad["bler"])
+    assert ad["calibration_bler"][f"{ad['margin_db']:g}"] <= 0.1 or ad["margin_db"] == MARGINS_DB[-1]
+    assert ("jscc-phy-1/12", "rician") in by and ("j2k-capacity-1/12", "awgn") in by
+    entries = {b["name"]: b for b in res["benchmarks"]}
+    rician = entries["jscc_vs_j2k_1_12_rician"]["ours"]
+    assert {"lead_over_adapted_db_at_0db", "adapted_margin_db"} <= set(rician)
+    assert "gap_to_separation_bound_db_at_5db" in entries["jscc_vs_j2k_1_12_awgn"]["ours"]
