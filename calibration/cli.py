@@ -288,20 +288,24 @@ def modes_cmd(
     jscc: bool = typer.Option(True, help="Also measure the deep JSCC modes over AWGN (needs the trained JSCC weights)."),
     modes: Optional[str] = typer.Option(None, help="Comma-separated modes to measure (default: all); the "
                                         "stored rows of the others are kept."),
-    weights_dir: Optional[Path] = typer.Option(None, help="Your weights folder (blip/, stable-diffusion/): "
-                                               "measure Mode 2 and the latent Modes 3_x on them."),
+    weights_dir: Optional[Path] = typer.Option(None, help="Your weights folder: blip/ + stable-diffusion/ "
+                                               "measure Mode 2 and the latent Modes 3_x on them; lpips/ and "
+                                               "clip/ add LPIPS and CLIP image similarity to every row."),
+    device: str = typer.Option("auto", help="Torch device of the neural codecs and metrics: auto (CUDA if present), cpu."),
     real_times: bool = typer.Option(False, "--real-times", help="Time BLIP-base and Stable Diffusion 2 "
                                     "(random weights, real configurations) on this machine (~10 min on 2 cores)."),
 ) -> None:
     """Measure the mode table (bits, PSNR, SSIM, MS-SSIM, compute time) and the JPEG 2000 rate-quality curve."""
     from sagin_hil.calibration.quality import build_mode_table
     from sagin_hil.codecs.modes import MODE_TABLE_PATH
+    from sagin_hil.codecs.perceptual import MetricWeightsError
 
     names = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
     try:
         table = build_mode_table(images, size, vq=vq, jscc=jscc, modes=names,
-                                 weights_dir=str(weights_dir) if weights_dir else None, real_times=real_times)
-    except ValueError as exc:
+                                 weights_dir=str(weights_dir) if weights_dir else None, device=device,
+                                 real_times=real_times)
+    except (ValueError, MetricWeightsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     for name, m in table["modes"].items():
@@ -310,8 +314,9 @@ def modes_cmd(
             typer.echo(f"mode {name:9s} {m['symbols']:7d} symbols  PSNR {curve} dB at SNR "
                        f"{', '.join(f'{s:g}' for s in m['snr_db'])} dB  compute {1e3 * m['compute_time_s']:.1f} ms")
         else:
+            learned = "".join(f"  {label} {m[k]:.3f}" for k, label in (("lpips", "LPIPS"), ("clip_i", "CLIP-I")) if k in m)
             typer.echo(f"mode {name:9s} {m['bits']:7d} bits  PSNR {m['psnr_db']:.2f} dB  "
-                       f"SSIM {m['ssim']:.3f}  compute {1e3 * m['compute_time_s']:.1f} ms")
+                       f"SSIM {m['ssim']:.3f}{learned}  compute {1e3 * m['compute_time_s']:.1f} ms")
     typer.echo(f"written to {MODE_TABLE_PATH}")
 
 

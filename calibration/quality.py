@@ -12,6 +12,8 @@ field), its compute time is that of the real architectures with random weights (
 kept under "compute_time_real_architectures"), and its pixel quality is the proxy a caption allows: a
 caption carries no layout, so its PSNR / SSIM / MS-SSIM are those of a *different* held-out image of the set
 (the mean over ordered pairs), marked "quality_source": "proxy". With --weights-dir they are measured.
+A weights folder holding lpips/ and clip/ (codecs/perceptual.py) adds LPIPS and CLIP image similarity to every
+row measured.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from sagin_hil.codecs.base import Budget
 from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, ModeSpec
+from sagin_hil.codecs.perceptual import load_present
 from sagin_hil.codecs.profile import PROFILE_BPP_GRID, build_image_profiles
 from sagin_hil.phy.theory import awgn
 
@@ -42,10 +45,13 @@ def _eval_images(n: int, size: int) -> list[tuple[str, np.ndarray]]:
 
 
 def _measure(codec: Any, imgs: list[tuple[str, np.ndarray]], budget: Budget | None,
-             channel: Any = None) -> dict[str, Any]:
-    """Encode, (pass analog symbols through `channel`), decode and score each image."""
+             channel: Any = None, scorers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Encode, (pass analog symbols through `channel`), decode and score each image (also by LPIPS and
+    CLIP image similarity when `scorers` has them)."""
     from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
 
+    scorers = scorers or {}
+    learned: dict[str, list[float]] = {k: [] for k, m in (("lpips", "lpips"), ("clip_i", "clipscore")) if m in scorers}
     bits, ps, ss, ms, te, td, n_sym, meta = [], [], [], [], [], [], 0, {}
     for _, img in imgs:
         pay = codec.encode(img, budget)
@@ -63,62 +69,69 @@ def _measure(codec: Any, imgs: list[tuple[str, np.ndarray]], budget: Budget | No
         ss.append(ssim(img, rec))
         if min(img.shape[:2]) > 160:  # MS-SSIM's five scales need more than 160 px
             ms.append(ms_ssim(img, rec))
+        if "lpips" in learned:
+            learned["lpips"].append(scorers["lpips"](img, rec))
+        if "clip_i" in learned:
+            learned["clip_i"].append(scorers["clipscore"].clip_image_similarity(img, rec))
     parts = {k: int(meta[k]) for k in ("caption_bits", "index_bits") if k in meta}
     return {"bits": int(np.median(bits)), **parts, "symbols": int(n_sym), "psnr_db": float(np.mean(ps)),
             "ssim": float(np.mean(ss)), **({"ms_ssim": float(np.mean(ms))} if ms else {}),
+            **{k: float(np.mean(v)) for k, v in learned.items()},
             "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td))}
 
 
-def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple[float, ...] = BPP_GRID) -> dict[str, Any]:
+def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple[float, ...] = BPP_GRID,
+                             scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """JPEG 2000 mean PSNR / SSIM and median codec times at each bits-per-pixel budget on held-out images.
 
-    Output: {"bpp", "psnr_db", "ssim", "ms_ssim", "encode_time_s", "decode_time_s"} (lists over the grid),
-    "images", "size".
+    Output: {"bpp", "psnr_db", "ssim", "ms_ssim", "encode_time_s", "decode_time_s"} (lists over the grid;
+    "lpips" / "clip_i" too when `scorers` has them), "images", "size".
     The payload header is counted in the bits.
     """
     from sagin_hil.codecs.registry import get_codec
 
     codec, imgs = get_codec("jpeg2000"), _eval_images(n_images, size)
-    keys = ("psnr_db", "ssim", "ms_ssim", "encode_time_s", "decode_time_s")
+    keys = ("psnr_db", "ssim", "ms_ssim", "lpips", "clip_i", "encode_time_s", "decode_time_s")
     rows: dict[str, list[float]] = {"bpp": [], **{k: [] for k in keys}}
     for bpp in bpp_grid:
-        m = _measure(codec, imgs, Budget(bits=int(bpp * size * size)))
+        m = _measure(codec, imgs, Budget(bits=int(bpp * size * size)), scorers=scorers)
         rows["bpp"].append(bpp)
         for k in keys:
             if k in m:
                 rows[k].append(m[k])
-    if not rows["ms_ssim"]:
-        del rows["ms_ssim"]
+    rows = {k: v for k, v in rows.items() if v}  # MS-SSIM needs > 160 px, LPIPS / CLIP their weights
     return {**rows, "images": [n for n, _ in imgs], "size": size}
 
 
 def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_db: tuple[float, ...] = JSCC_SNR_GRID_DB,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Mean PSNR / SSIM of a deep JSCC codec over complex AWGN at each SNR (encoder and decoder told the true
     SNR), its channel symbols per image and its median encode / decode times."""
     from sagin_hil.codecs.registry import get_codec
 
     codec, rng = get_codec(codec_name), np.random.default_rng(seed)
-    per_snr = [_measure(codec, imgs, Budget(snr_db=snr), lambda s, snr=snr: awgn(s, snr, rng)) for snr in snr_grid_db]
+    per_snr = [_measure(codec, imgs, Budget(snr_db=snr), lambda s, snr=snr: awgn(s, snr, rng), scorers)
+               for snr in snr_grid_db]
     te = float(np.median([m["encode_time_s"] for m in per_snr]))
     td = float(np.median([m["decode_time_s"] for m in per_snr]))
     return {
         "codec": codec_name, "ratio": codec_name.split("-", 1)[1], "symbols": per_snr[0]["symbols"],
         "snr_db": list(snr_grid_db), "psnr_db": [m["psnr_db"] for m in per_snr], "ssim": [m["ssim"] for m in per_snr],
-        **({"ms_ssim": [m["ms_ssim"] for m in per_snr]} if "ms_ssim" in per_snr[0] else {}),
+        **{k: [m[k] for m in per_snr] for k in ("ms_ssim", "lpips", "clip_i") if k in per_snr[0]},
         "encode_time_s": te, "decode_time_s": td, "compute_time_s": te + td,
     }
 
 
 def _measure_mode(spec: ModeSpec, imgs: list[tuple[str, np.ndarray]], size: int,
-                  weights_dir: str | None = None, device: str = "auto") -> dict[str, Any]:
+                  weights_dir: str | None = None, device: str = "auto",
+                  scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     from sagin_hil.codecs.registry import get_codec
 
     if spec.analog:
-        return measure_jscc(spec.codec, imgs)
+        return measure_jscc(spec.codec, imgs, scorers=scorers)
     budget = spec.budget(MODE1_BPP, size * size)
     kwargs = {"weights_dir": weights_dir, "device": device} if spec.user_weights else {}
-    m = _measure(get_codec(spec.codec, **kwargs), imgs, budget)
+    m = _measure(get_codec(spec.codec, **kwargs), imgs, budget, scorers=scorers)
     row = {"codec": spec.codec, **{k: v for k, v in m.items() if k != "symbols"},
            "compute_time_s": m["encode_time_s"] + m["decode_time_s"]}
     return {**row, "bpp": MODE1_BPP} if spec.rate_adaptive else row
@@ -159,7 +172,9 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
     Rows of modes not measured (not named, or their weights missing) are kept as stored. Modes 3_x need the
     trained VQ and diffusion weights (`sagin-hil train vq`, `train generative --offline`), JSCC modes the JSCC
     weights; vq=False / jscc=False leave those out. real_times: measure the real architectures' compute
-    times (codecs/generative/timing.py) instead of keeping the stored ones (`timing`: such a measurement). Writes codecs/weights/mode_table.json
+    times (codecs/generative/timing.py) instead of keeping the stored ones (`timing`: such a measurement).
+    With lpips/ and clip/ in `weights_dir` (codecs/perceptual.py) every measured row and the JPEG 2000 curve
+    gain "lpips" and "clip_i" (CLIP image similarity to the original, 0-100). Writes codecs/weights/mode_table.json
     when `write`, and beside it the same images' per-image quality profiles (codecs/profile.py).
     """
     imgs = _eval_images(n_images, size)
@@ -169,6 +184,7 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
         from sagin_hil.codecs.generative.timing import measure_real_compute_times
 
         timing = measure_real_compute_times(threads)
+    scorers = load_present(weights_dir, device)
     rows = dict(old.get("modes", {})) if old.get("image_size", size) == size else {}
     for name in modes or MODES.names():
         spec = MODES.get(name)
@@ -178,11 +194,11 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
             if spec.codec == "caption-t2i":
                 rows[spec.table_key] = _caption_mode_row(spec, imgs, timing)
             continue
-        rows[spec.table_key] = _measure_mode(spec, imgs, size, weights_dir, device)
+        rows[spec.table_key] = _measure_mode(spec, imgs, size, weights_dir, device, scorers)
     table = {
         **old, "image_size": size, "images": [n for n, _ in imgs], "machine": platform.processor() or platform.machine(),
         "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "modes": rows, "j2k_rate_quality": measure_j2k_rate_quality(n_images, size),
+        "modes": rows, "j2k_rate_quality": measure_j2k_rate_quality(n_images, size, scorers=scorers),
     }
     if timing is not None:
         table["compute_time_real_architectures"] = timing

@@ -100,7 +100,9 @@ class ModeSpec:
     table_key: its row in the mode table; rate_adaptive: the controller sets its bits per pixel (JPEG 2000)
     rather than the codec fixing them; description: one line for tables and docs; user_weights: its codec
     takes the flowgraph's `codecs.weights_dir` and `codecs.device` (neural codecs with user-supplied models);
-    needs_weights: the folders of codecs/generative/weights.py it cannot run without (see missing_weights).
+    needs_weights: the folders of codecs/generative/weights.py it cannot run without (see missing_weights);
+    weights_when_present: folders it needs only once the weights directory holds the first of them (the user
+    chose the pretrained path over the offline default; a half-copied folder is then named, not ignored).
     """
 
     name: str
@@ -111,15 +113,19 @@ class ModeSpec:
     rate_adaptive: bool = False
     user_weights: bool = False
     needs_weights: tuple[str, ...] = ()
+    weights_when_present: tuple[str, ...] = ()
 
     def missing_weights(self, weights_dir: str | Path | None) -> str | None:
         """Why this mode cannot run with `weights_dir` (the files to provide), or None when it can."""
-        if not self.needs_weights:
+        needs = self.needs_weights
+        if self.weights_when_present and weights_dir and (Path(weights_dir).expanduser() / self.weights_when_present[0]).is_dir():
+            needs += self.weights_when_present
+        if not needs:
             return None
         from sagin_hil.codecs.generative.weights import GenerativeWeightsError, require
 
         reasons = []
-        for component in self.needs_weights:
+        for component in needs:
             try:
                 require(weights_dir, component, mode=self.name)
             except GenerativeWeightsError as exc:
@@ -190,17 +196,20 @@ class ModeSpec:
         return float(sum(row[f"{s}_time_s"] for s in stages))
 
 
+# Modes 3_x run on the user's Stable Diffusion (and BLIP for the caption) once stable-diffusion/ is there.
+LATENT_PATH_WEIGHTS = ("stable-diffusion", "blip")
+
 MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
     ModeSpec("mode1", "jpeg2000", "bits", "1", "JPEG 2000 codestream + LDPC, rate set by the controller",
              rate_adaptive=True),
     ModeSpec("mode2", "caption-t2i", "bits", "2", "BLIP caption + LDPC, Stable Diffusion text-to-image at the "
              "receiver (user weights)", user_weights=True, needs_weights=("blip", "stable-diffusion")),
     ModeSpec("mode3_1", "gen-3_1", "bits", "3_1", "VQ latent indices + LDPC, diffusion decoder, coarsest grid",
-             user_weights=True),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
     ModeSpec("mode3_2", "gen-3_2", "bits", "3_2", "VQ latent indices + LDPC, diffusion decoder, middle grid",
-             user_weights=True),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
     ModeSpec("mode3_3", "gen-3_3", "bits", "3_3", "VQ latent indices + LDPC, diffusion decoder, finest grid",
-             user_weights=True),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
     ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values"),
     ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values"),
     ModeSpec("spiff", "spiff", "bits", "spiff", "SPIFF (paper 003): person box + sampled patches in JPEG 2000, "

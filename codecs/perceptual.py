@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, torch stays unimported at r
 
 __all__ = [
     "MetricWeightsError", "perceptual_metrics", "load_perceptual", "Lpips", "ClipScorer", "ClipPreprocess",
-    "lpips_distance", "clip_score", "clip_image_similarity",
+    "lpips_distance", "clip_score", "clip_image_similarity", "load_present",
     "LPIPS_LIN_FILE", "ALEXNET_FILE", "LPIPS_MIN_SIDE_PX",
 ]
 
@@ -104,6 +104,15 @@ def load_perceptual(weights_dir: str | Path | None, names: tuple[str, ...] = ("l
     folders = perceptual_metrics(weights_dir, names)
     builders = {"lpips": Lpips.from_dir, "clipscore": ClipScorer.from_dir}
     return {name: builders[name](folders[name], device=device) for name in names}
+
+
+def load_present(weights_dir: str | Path | None, device: str = "auto") -> dict[str, Any]:
+    """The scorers (as load_perceptual) of the metrics whose folder (lpips/, clip/) `weights_dir` holds; {} when
+    it holds neither or is None. A folder with the wrong files still raises MetricWeightsError naming them."""
+    if weights_dir is None:
+        return {}
+    names = tuple(n for n, sub in _SUBDIR.items() if (Path(weights_dir).expanduser() / sub).is_dir())
+    return load_perceptual(weights_dir, names, device=device) if names else {}
 
 
 def _metric_folder(weights_dir: str | Path, sub: str) -> Path:

@@ -1,6 +1,5 @@
 """`sagin-hil calibrate bler` measures a table the link-adaptation controller can load by path."""
 
-import numpy as np
 from typer.testing import CliRunner
 
 from sagin_hil.calibration.bler import BlerTable

@@ -74,9 +74,6 @@ def test_packet_phy_channel_carries_symbols_and_side_information():
 
 
 def test_capacity_curve_is_j2k_at_the_capacity_budget():
-    from sagin_hil.codecs import get_codec
-    from sagin_hil.codecs.images import load_images
-    from sagin_hil.codecs.metrics import psnr
     from sagin_hil.flowgraphs.codec_bench import _capacity_curve
 
     j2k = get_codec("jpeg2000")

@@ -315,3 +315,17 @@ def test_cli_eval_prints_lpips_and_clip(weights_dir):
         lp = float(row.split("LPIPS")[1].split()[0])
         ci = float(row.split("CLIP-I")[1].split()[0])
         assert lp > 0.0 and 0.0 <= ci <= 100.0
+
+
+def test_mode_table_gains_lpips_and_clip_from_the_metric_weights(weights_dir):
+    """`train modes --weights-dir` with lpips/ and clip/: the measured rows and the JPEG 2000 curve carry both
+    metrics, and LPIPS falls (CLIP similarity rises towards 100) as JPEG 2000 gets more bits."""
+    from sagin_hil.calibration.quality import build_mode_table
+
+    table = build_mode_table(n_images=2, size=192, write=False, modes=["mode1"], weights_dir=str(weights_dir),
+                             device="cpu")
+    row, curve = table["modes"]["1"], table["j2k_rate_quality"]
+    assert 0 < row["lpips"] < 1 and 0 <= row["clip_i"] <= 100
+    assert curve["lpips"][-1] < curve["lpips"][0] and curve["clip_i"][-1] > curve["clip_i"][0]
+    bare = build_mode_table(n_images=2, size=192, write=False, modes=["mode1"], device="cpu")
+    assert "lpips" not in bare["modes"]["1"] and "lpips" not in bare["j2k_rate_quality"]

@@ -78,3 +78,16 @@ def test_without_weights_mode2_is_left_out_with_the_files_to_provide(tmp_path):
     assert all(t["mode"] == "mode1" for t in summary["tasks"])
     html = next((tmp_path / "runs").glob("*/index.html")).read_text()
     assert "mode2 left out" in html
+
+
+def test_a_half_copied_stable_diffusion_folder_leaves_mode3_out_naming_its_files(tmp_path):
+    """A stable-diffusion/ folder selects the pretrained path of Modes 3_x; one without its UNet is named
+    in the report and the mode left out, instead of failing mid-run or silently falling back offline."""
+    sd = tmp_path / "w" / "stable-diffusion"
+    (sd / "vae").mkdir(parents=True)
+    (sd / "model_index.json").write_text("{}")
+    summary = _run(tmp_path, ["mode1", "mode3_1"], tmp_path / "w")
+    why = summary["modes_left_out"]["mode3_1"]
+    assert "unet/config.json" in why and "model_index.json" not in why.split("lacks")[1].split(";")[0]
+    assert "blip/config.json" in why  # the caption model the latent path also needs
+    assert all(t["mode"] == "mode1" for t in summary["tasks"])
