@@ -106,7 +106,8 @@ def measure_j2k_rate_quality(n_images: int = 8, size: int = 256, bpp_grid: tuple
 def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_db: tuple[float, ...] = JSCC_SNR_GRID_DB,
                  seed: int = 0, scorers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Mean PSNR / SSIM of a deep JSCC codec over complex AWGN at each SNR (encoder and decoder told the true
-    SNR), its channel symbols per image and its median encode / decode times."""
+    SNR), its channel symbols per image, the bits of its digital side information, and its median encode /
+    decode times."""
     from sagin_hil.codecs.registry import get_codec
 
     codec, rng = get_codec(codec_name), np.random.default_rng(seed)
@@ -116,6 +117,7 @@ def measure_jscc(codec_name: str, imgs: list[tuple[str, np.ndarray]], snr_grid_d
     td = float(np.median([m["decode_time_s"] for m in per_snr]))
     return {
         "codec": codec_name, "ratio": codec_name.split("-", 1)[1], "symbols": per_snr[0]["symbols"],
+        "bits": per_snr[0]["bits"],  # the digital side information (header, shape, SNR); the image is `symbols`
         "snr_db": list(snr_grid_db), "psnr_db": [m["psnr_db"] for m in per_snr], "ssim": [m["ssim"] for m in per_snr],
         **{k: [m[k] for m in per_snr] for k in ("ms_ssim", "lpips", "clip_i") if k in per_snr[0]},
         "encode_time_s": te, "decode_time_s": td, "compute_time_s": te + td,

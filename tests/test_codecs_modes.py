@@ -18,8 +18,10 @@ def test_stored_table_has_measured_modes():
     by_key = {MODES.get(m).table_key: MODES.get(m) for m in MODES}
     for name, row in table["modes"].items():
         assert name in by_key and row["compute_time_s"] > 0
+        assert {"bits", "psnr_db", "ssim", "ms_ssim", "compute_time_s"} <= set(row), name
         if by_key[name].analog:  # quality is a curve over the channel SNR
             assert row["symbols"] == 256 * 256 * 3 * Fraction(row["ratio"])
+            assert 0 < row["bits"] < 1024  # only the digital side information: the image is in the symbols
             assert len(row["snr_db"]) == len(row["psnr_db"]) == len(row["ssim"]) >= 5
             assert np.all(np.diff(row["psnr_db"]) > 0) and 10 < row["psnr_db"][0] and row["psnr_db"][-1] < 60
         else:
@@ -29,6 +31,7 @@ def test_stored_table_has_measured_modes():
     assert bits == sorted(bits)  # finer latent grid, more bits
     curve = j2k_rate_quality()
     assert np.all(np.diff(curve["bpp"]) > 0) and np.all(np.diff(curve["psnr_db"]) > 0)
+    assert len(curve["ms_ssim"]) == len(curve["bpp"]) and np.all(np.diff(curve["ms_ssim"]) > 0)
 
 
 def test_bits_for_psnr_is_monotone_and_accurate():

@@ -32,9 +32,12 @@ def train_generative_cmd(
     offline: bool = typer.Option(False, "--offline", help="Train the small diffusion decoders of Modes 3_x "
                                  "on the shipped images (no downloaded weights)."),
     modes: str = typer.Option("3_1,3_2,3_3", help="Comma-separated modes."),
-    minutes: Optional[float] = typer.Option(None, help="Wall-clock budget per mode (default: 14, 8, 8 min "
-                                            "for 3_1, 3_2, 3_3: 30 min in all)."),
+    minutes: Optional[float] = typer.Option(None, help="Compute budget per mode in minutes: CPU seconds / "
+                                            "--threads, wall time on CUDA (default: OFFLINE_MINUTES of "
+                                            "train_offline.py, 30 min in all)."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
+    seed: int = typer.Option(0, help="Training seed (--offline); the shipped decoders are seed 0. Give each seed "
+                             "its own --checkpoint-dir and --out."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's codecs/weights)."),
     checkpoint_dir: Path = typer.Option(Path("runs/train-generative"), help="Checkpoints; a re-run resumes from them."),
@@ -63,7 +66,7 @@ def train_generative_cmd(
             for mode in names:
                 with _progress() as bar:
                     task = bar.add_task(f"gen-{mode}", total=1.0)
-                    res = train_gen_decoder(mode, minutes, device=device, threads=threads, out_dir=out_dir,
+                    res = train_gen_decoder(mode, minutes, device=device, threads=threads, out_dir=out_dir, seed=seed,
                                             checkpoint_dir=checkpoint_dir, log=bar.console.print,
                                             progress=lambda done, total: bar.update(task, completed=done / total))
                 typer.echo(f"gen-{mode}: {res['steps']} steps in {res['train_time_s']:.0f} s; saved {res['path']}")
