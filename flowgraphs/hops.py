@@ -280,8 +280,9 @@ class EmulatedHop(Hop):
         bandwidth_hz = scenario.link_state(tx, rx, 0.0).bandwidth_hz
         signals = (scenario.config.air_ground.interference and scenario.node_kind(tx) == "uav"
                    and scenario.node_kind(rx) == "user")
+        cal = scenario.calibration(tx, rx)  # a calibrated link's oscillator offset is the measured one
         self.emulator = ChannelEmulator.for_link(
-            scenario, tx, rx, self.sample_rate_hz, cfo_ppm=phy.cfo_ppm, seed=seed,
+            scenario, tx, rx, self.sample_rate_hz, cfo_ppm=cal["cfo_ppm"] if cal else phy.cfo_ppm, seed=seed,
             signal_power=self.sample_rate_hz / bandwidth_hz, interference=not signals,
         )
         self.interferers = []

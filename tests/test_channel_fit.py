@@ -176,3 +176,46 @@ def test_a_profile_loads_into_the_emulator_and_its_service(tmp_path):
         ChannelParams.from_calibration({"channel": {}}, 4.0)
     res = CliRunner().invoke(app, ["emulator", "serve", "--profile", str(tmp_path / "none.toml")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_a_profile_calibrates_one_link_of_the_scenario_and_the_run(tmp_path):
+    """[scenario] calibrated_links: the recording's fitted K, fading spread and oscillator offset replace the
+    model's on that link (only that direction), the hop's emulator takes them, and `sagin-hil run` runs it."""
+    import tomllib
+    from importlib import resources
+
+    from typer.testing import CliRunner
+
+    from sagin_hil.calibration.profile import load_profile, write_profile
+    from sagin_hil.cli import app
+    from sagin_hil.flowgraphs.config import PhyConfig
+    from sagin_hil.flowgraphs.hops import EmulatedHop
+    from sagin_hil.phy.channel.scenario import Scenario, ScenarioError
+
+    p = ChannelParams(snr_db=12.0, signal_power=1.0, k_factor_db=5.0, max_doppler_hz=60.0, cfo_ppm=1.5)
+    meta = synthesize(tmp_path / "rec", p, carrier_hz=CARRIER_HZ, symbol_rate_hz=RS_HZ, sps=SPS, duration_s=0.4,
+                      burst_period_s=2e-3)
+    rec = read_recording(meta)
+    twin = write_profile(tmp_path / "twin.toml", fit_channel(rec, measure_bursts(rec), n_boot=10), rec)
+    fitted = load_profile(twin)["channel"]
+    reference = tomllib.loads((resources.files("sagin_hil.phy.channel") / "scenarios" / "default.toml").read_text())
+    sc = Scenario.from_dict({**reference, "calibrated_links": {"uav0->user0": str(twin)}})
+    st, back = sc.link_state("uav0", "user0", 30.0), sc.link_state("user0", "uav0", 30.0)
+    assert st.k_factor_db == pytest.approx(fitted["k_factor_db"]) and st.max_doppler_hz == pytest.approx(fitted["max_doppler_hz"])
+    assert back.k_factor_db == Scenario.default().link_state("user0", "uav0", 30.0).k_factor_db  # the other way: modelled
+    assert st.snr_db == pytest.approx(Scenario.default().link_state("uav0", "user0", 30.0).snr_db)  # geometry keeps SNR
+    hop = EmulatedHop(sc, "uav0", "user0", PhyConfig(symbol_rate_hz=250e3))
+    assert hop.emulator.overrides["cfo_ppm"] == pytest.approx(fitted["cfo_ppm"]) and abs(fitted["cfo_ppm"] - 1.5) < 0.05
+    for links, words in (({"uav0->nobody": str(twin)}, "no node named nobody"),
+                         ({"uav0->user0": str(tmp_path / "none.toml")}, "calibrate channel"),
+                         ({"uav0-user0": str(twin)}, "calibrated_links['uav0-user0']")):
+        with pytest.raises(ScenarioError, match=words.replace("[", r"\[")):
+            Scenario.from_dict({**reference, "calibrated_links": links})
+    fg = tmp_path / "twin-run.toml"
+    fg.write_text(f'name = "twin"\n[images]\ncount = 1\nsize_px = 64\n[scenario]\n'
+                  f'calibrated_links = {{"uav0->user0" = "{twin}"}}\n')
+    res = CliRunner().invoke(app, ["run", str(fg), "--out", str(tmp_path / "runs"), "-q", "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert "uav0->user0" in [lk["link"] for lk in summary["links"]]
+    assert np.isfinite(summary["tasks"][0]["psnr_db"])  # the image crossed the calibrated hop

@@ -27,7 +27,7 @@ def train_spiff(
 ) -> None:
     """Measure SPIFF's per-image outcomes (train + held-out person images x beta x p(0) x sampling seeds), train
     the quantile actor-multi-critic engine and the NCB baseline on them for several seeds (resumable), and
-    re-measure the spiff mode's row. About 15 minutes on 2 cores with the shipped outcome table."""
+    re-measure the spiff mode's row. About 5 minutes on 2 idle cores with the shipped outcome table."""
     import torch
 
     from sagin_hil.controllers.spiff.outcomes import OUTCOMES_PATH, build_outcomes, load_outcomes

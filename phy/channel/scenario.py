@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import ValidationError
 from scipy.special import j0
 
+from sagin_hil.datatypes import link_id, parse_link_id
 from sagin_hil.phy.channel import link_budget as lb
 from sagin_hil.phy.channel.blockage import BuildingMap
 from sagin_hil.phy.channel.geometry import (
@@ -97,10 +98,33 @@ class Scenario:
         self._kinds = {**{n: "satellite" for n in self._sat_cfg}, **{n: "uav" for n in self._uav_cfg},
                        **{n: "user" for n in self._user_cfg}}
         self._allocated: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self._calibrated = {link: self._load_calibration(link, path) for link, path in c.calibrated_links.items()}
         ag = c.air_ground
         self.buildings = BuildingMap(ag.blockage, ag.blockage_seed) if ag.blockage != "none" else None
 
     # ------------------------------------------------------------------------------------------ building
+    def _load_calibration(self, link: str, path: str) -> dict[str, float]:
+        """K, fading spread and oscillator offset of one calibrated link, read from its profile."""
+        from sagin_hil.phy.channel.emulator import load_calibration_profile
+
+        where = f"{self.source}: calibrated_links[{link!r}]"
+        try:
+            tx, rx = parse_link_id(link)
+        except ValueError as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+        unknown = [n for n in (tx, rx) if n not in self._kinds]
+        if unknown:
+            raise ScenarioError(f"{where}: no node named {', '.join(unknown)}; nodes are {', '.join(self._kinds)}")
+        try:
+            ch = load_calibration_profile(Path(path).expanduser())["channel"]
+            return {k: float(ch[k]) for k in ("k_factor_db", "max_doppler_hz", "cfo_ppm")}
+        except (ValueError, TypeError) as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+
+    def calibration(self, tx: str, rx: str) -> dict[str, float] | None:
+        """The calibrated link's measured {"k_factor_db", "max_doppler_hz", "cfo_ppm"}, or None (modelled)."""
+        return self._calibrated.get(link_id(tx, rx))
+
     def _build_orbit(self, s: SatelliteConfig) -> CircularOrbit | TleOrbit:
         c = self.config
         if s.tle is not None:
@@ -390,6 +414,10 @@ class Scenario:
                     elev, visible = math.nan, True
             f_spread = cfg.fading_doppler_hz if cfg.fading_doppler_hz is not None else carrier * v_max / SPEED_OF_LIGHT_M_S
             path_loss += cfg.excess_loss_db
+        cal = self._calibrated.get(link_id(tx, rx))
+        if cal is not None:  # a recording's fit replaces the model's fading (K above 60 dB: no fading left)
+            k_db = math.inf if cal["k_factor_db"] > 60 else cal["k_factor_db"]
+            f_spread = cal["max_doppler_hz"]
         rx_dbw = p_dbw - path_loss
         n_plus_i = lb.db_to_linear(noise_dbw) + interference_w
         snr = rx_dbw - lb.linear_to_db(n_plus_i)

@@ -123,3 +123,8 @@ class ScenarioConfig(_Model):
     satellites: list[SatelliteConfig] = Field(min_length=1)
     uavs: list[UavConfig] = Field(min_length=1)
     users: list[UserConfig] = []
+    calibrated_links: dict[str, str] = Field(
+        default_factory=dict,
+        description='{"tx->rx" = "twin.toml"}: that link\'s fading (K, spread) and oscillator offset from a '
+                    "calibration profile (sagin-hil calibrate channel --profile); the geometry keeps its SNR, "
+                    "delay and Doppler")
