@@ -117,9 +117,9 @@ class ModeSpec:
 
     def missing_weights(self, weights_dir: str | Path | None) -> str | None:
         """Why this mode cannot run with `weights_dir` (the files to provide), or None when it can."""
-        needs = self.needs_weights
-        if self.weights_when_present and weights_dir and (Path(weights_dir).expanduser() / self.weights_when_present[0]).is_dir():
-            needs += self.weights_when_present
+        needs, opted = self.needs_weights, self.weights_when_present
+        if opted and weights_dir and (Path(weights_dir).expanduser() / opted[0]).is_dir():
+            needs += opted
         if not needs:
             return None
         from sagin_hil.codecs.generative.weights import GenerativeWeightsError, require
