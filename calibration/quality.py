@@ -27,7 +27,7 @@ import numpy as np
 
 from sagin_hil.codecs.base import Budget
 from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, ModeSpec
-from sagin_hil.codecs.perceptual import load_present
+from sagin_hil.codecs.perceptual import learned_scores, load_present
 from sagin_hil.codecs.profile import PROFILE_BPP_GRID, build_image_profiles
 from sagin_hil.phy.theory import awgn
 
@@ -50,9 +50,7 @@ def _measure(codec: Any, imgs: list[tuple[str, np.ndarray]], budget: Budget | No
     CLIP image similarity when `scorers` has them)."""
     from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
 
-    scorers = scorers or {}
-    learned: dict[str, list[float]] = {k: [] for k, m in (("lpips", "lpips"), ("clip_i", "clipscore")) if m in scorers}
-    bits, ps, ss, ms, te, td, n_sym, meta = [], [], [], [], [], [], 0, {}
+    bits, ps, ss, ms, te, td, n_sym, meta, learned = [], [], [], [], [], [], 0, {}, []
     for _, img in imgs:
         pay = codec.encode(img, budget)
         t0 = time.perf_counter()
@@ -69,14 +67,11 @@ def _measure(codec: Any, imgs: list[tuple[str, np.ndarray]], budget: Budget | No
         ss.append(ssim(img, rec))
         if min(img.shape[:2]) > 160:  # MS-SSIM's five scales need more than 160 px
             ms.append(ms_ssim(img, rec))
-        if "lpips" in learned:
-            learned["lpips"].append(scorers["lpips"](img, rec))
-        if "clip_i" in learned:
-            learned["clip_i"].append(scorers["clipscore"].clip_image_similarity(img, rec))
+        learned.append(learned_scores(scorers or {}, img, rec))
     parts = {k: int(meta[k]) for k in ("caption_bits", "index_bits") if k in meta}
     return {"bits": int(np.median(bits)), **parts, "symbols": int(n_sym), "psnr_db": float(np.mean(ps)),
             "ssim": float(np.mean(ss)), **({"ms_ssim": float(np.mean(ms))} if ms else {}),
-            **{k: float(np.mean(v)) for k, v in learned.items()},
+            **{k: float(np.mean([r[k] for r in learned])) for k in (learned[0] if learned else ())},
             "encode_time_s": float(np.median(te)), "decode_time_s": float(np.median(td))}
 
 

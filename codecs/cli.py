@@ -169,17 +169,14 @@ def eval_cmd(
 def _eval_row(img, rec, scorers: dict) -> dict[str, float]:
     """Metrics of one decoded image: PSNR, SSIM, MS-SSIM (NaN below its 161 px minimum), LPIPS / CLIP-I if scored."""
     from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
+    from sagin_hil.codecs.perceptual import learned_scores
 
     row = {"psnr_db": psnr(img, rec), "ssim": ssim(img, rec)}
     try:
         row["ms_ssim"] = ms_ssim(img, rec)
     except ValueError:  # too small for 5 scales: print n/a rather than stop the evaluation
         row["ms_ssim"] = float("nan")
-    if "lpips" in scorers:
-        row["lpips"] = scorers["lpips"](img, rec)
-    if "clipscore" in scorers:
-        row["clip_i"] = scorers["clipscore"].clip_image_similarity(img, rec)
-    return row
+    return {**row, **learned_scores(scorers, img, rec)}
 
 
 def _format_eval_row(row: dict[str, float]) -> str:

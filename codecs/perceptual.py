@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, torch stays unimported at r
 
 __all__ = [
     "MetricWeightsError", "perceptual_metrics", "load_perceptual", "Lpips", "ClipScorer", "ClipPreprocess",
-    "lpips_distance", "clip_score", "clip_image_similarity", "load_present",
+    "lpips_distance", "clip_score", "clip_image_similarity", "load_present", "learned_scores",
     "LPIPS_LIN_FILE", "ALEXNET_FILE", "LPIPS_MIN_SIDE_PX",
 ]
 
@@ -113,6 +113,17 @@ def load_present(weights_dir: str | Path | None, device: str = "auto") -> dict[s
         return {}
     names = tuple(n for n, sub in _SUBDIR.items() if (Path(weights_dir).expanduser() / sub).is_dir())
     return load_perceptual(weights_dir, names, device=device) if names else {}
+
+
+def learned_scores(scorers: dict[str, Any], ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """{"lpips", "clip_i"} of `test` against `ref` for the scorers present (as load_perceptual builds them):
+    LPIPS distance and CLIP image similarity (0-100)."""
+    out = {}
+    if "lpips" in scorers:
+        out["lpips"] = scorers["lpips"](ref, test)
+    if "clipscore" in scorers:
+        out["clip_i"] = scorers["clipscore"].clip_image_similarity(ref, test)
+    return out
 
 
 def _metric_folder(weights_dir: str | Path, sub: str) -> Path:

@@ -14,7 +14,9 @@ def mode3_codec(mode: str = "3_1", weights_dir: str | Path | None = None, device
     """Mode 3_x's codec: with a weights folder holding stable-diffusion/, the latent codec on the user's
     Stable Diffusion (and BLIP; its missing files are named); otherwise the offline VQ indices + small
     diffusion decoder shipped in codecs/weights/."""
-    if weights_dir and (Path(weights_dir).expanduser() / "stable-diffusion").is_dir():
+    from sagin_hil.codecs.modes import LATENT_PATH_WEIGHTS
+
+    if weights_dir and (Path(weights_dir).expanduser() / LATENT_PATH_WEIGHTS[0]).is_dir():
         from sagin_hil.codecs.generative.latent import LatentVqCodec
 
         return LatentVqCodec(weights_dir, mode, device=device or "auto", **kw)

@@ -414,7 +414,7 @@ class Scenario:
                     elev, visible = math.nan, True
             f_spread = cfg.fading_doppler_hz if cfg.fading_doppler_hz is not None else carrier * v_max / SPEED_OF_LIGHT_M_S
             path_loss += cfg.excess_loss_db
-        cal = self._calibrated.get(link_id(tx, rx))
+        cal = self.calibration(tx, rx)
         if cal is not None:  # a recording's fit replaces the model's fading (K above 60 dB: no fading left)
             k_db = math.inf if cal["k_factor_db"] > 60 else cal["k_factor_db"]
             f_spread = cal["max_doppler_hz"]
