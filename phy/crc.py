@@ -7,6 +7,8 @@ XOR, and the parity bits are appended MSB first, as TS 38.212 specifies. "crc8" 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
@@ -25,19 +27,42 @@ CRC_POLYNOMIALS: dict[str, tuple[int, int]] = {
 
 
 @njit(cache=True)
-def _crc_kernel(bits, length, poly, out):
+def _crc_kernel(bits, length, poly, table, out):
+    # MSB first: eight input bits at a time through the byte table (when length >= 8), the rest one by one
     top = np.int64(1) << (length - 1)
     mask = (np.int64(1) << length) - 1
     for b in range(bits.shape[0]):
         reg = np.int64(0)
         row = bits[b]
-        for i in range(row.size):
+        i = 0
+        if length >= 8:
+            for i0 in range(0, row.size - 7, 8):
+                byte = np.int64(0)
+                for q in range(8):
+                    byte = (byte << 1) | (row[i0 + q] != 0)
+                reg = ((reg << 8) & mask) ^ table[((reg >> (length - 8)) ^ byte) & 0xFF]
+            i = row.size - row.size % 8
+        for i in range(i, row.size):
             fb = ((reg & top) != 0) ^ (row[i] != 0)
             reg = (reg << 1) & mask
             if fb:
                 reg ^= poly
         for j in range(length):
             out[b, j] = (reg >> (length - 1 - j)) & 1
+
+
+@lru_cache(maxsize=None)
+def _byte_table(length: int, poly: int) -> np.ndarray:
+    """table[v]: the register after shifting in byte v (MSB first) from reg = 0, i.e. v << (length - 8)."""
+    table = np.zeros(256, np.int64)
+    if length >= 8:
+        mask, top = (1 << length) - 1, 1 << (length - 1)
+        for v in range(256):
+            reg = v << (length - 8)
+            for _ in range(8):
+                reg = ((reg << 1) & mask) ^ (poly if reg & top else 0)
+            table[v] = reg
+    return table
 
 
 def _spec(name: str) -> tuple[int, int]:
@@ -51,7 +76,7 @@ def _bits(bits: np.ndarray, min_len: int, what: str) -> np.ndarray:
     arr = np.asarray(bits)
     if arr.ndim == 0 or arr.shape[-1] < min_len:
         raise ValueError(f"{what} must have shape [..., >= {min_len}], got {arr.shape}")
-    if arr.size and not np.all((arr == 0) | (arr == 1)):
+    if arr.size and not (arr.max() <= 1 if arr.dtype == np.uint8 else np.all((arr == 0) | (arr == 1))):
         raise ValueError(f"{what} must hold only 0 and 1; convert with (x != 0).astype(np.uint8)")
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
@@ -62,7 +87,7 @@ def crc_remainder(bits: np.ndarray, name: str) -> np.ndarray:
     arr = _bits(bits, 0, "bits")
     flat = arr.reshape(-1, arr.shape[-1])
     out = np.empty((flat.shape[0], length), np.uint8)
-    _crc_kernel(flat, length, poly, out)
+    _crc_kernel(flat, length, poly, _byte_table(length, poly), out)
     return out.reshape(*arr.shape[:-1], length)
 
 

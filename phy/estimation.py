@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from sagin_hil.phy.modulation import nearest_point_index
 
@@ -33,13 +34,29 @@ class SnrEstimate:
 
 
 def _pair(received, reference) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(received).ravel().astype(np.complex128)
-    x = np.asarray(reference).ravel().astype(np.complex128)
+    y = np.ascontiguousarray(np.asarray(received).ravel(), dtype=np.complex128)
+    x = np.ascontiguousarray(np.asarray(reference).ravel(), dtype=np.complex128)
     if y.size != x.size:
         raise ValueError(f"received ({y.size}) and reference ({x.size}) symbols must have the same length")
     if y.size < 2:
         raise ValueError(f"need at least 2 symbols to estimate SNR, got {y.size}")
     return y, x
+
+
+@njit(cache=True)
+def _data_aided_sums(y, x):
+    """(sum |x|^2, sum y x*, sum |y - gain x|^2) with gain = sum y x* / sum |x|^2 (0 when x is all zero)."""
+    ex = 0.0
+    yx = 0j
+    for i in range(y.size):
+        ex += x[i].real * x[i].real + x[i].imag * x[i].imag
+        yx += y[i] * x[i].conjugate()
+    gain = yx / ex if ex > 0 else 0j
+    res = 0.0
+    for i in range(y.size):
+        e = y[i] - gain * x[i]
+        res += e.real * e.real + e.imag * e.imag
+    return ex, gain, res
 
 
 def snr_data_aided(received: np.ndarray, reference: np.ndarray) -> SnrEstimate:
@@ -49,11 +66,10 @@ def snr_data_aided(received: np.ndarray, reference: np.ndarray) -> SnrEstimate:
     Output: SnrEstimate; gain = sum(y x*) / sum |x|^2, n0 = sum |y - gain x|^2 / (n - 1).
     """
     y, x = _pair(received, reference)
-    ex = np.sum(np.abs(x) ** 2)
+    ex, gain, res = _data_aided_sums(y, x)
     if ex <= 0:
         raise ValueError("reference symbols are all zero; pass the known transmitted symbols")
-    gain = np.vdot(x, y) / ex
-    n0 = float(np.sum(np.abs(y - gain * x) ** 2) / (y.size - 1))
+    n0 = float(res / (y.size - 1))
     # E|gain|^2 = |h|^2 + n0 / sum|x|^2: subtract the noise's share
     es = max(float(abs(gain) ** 2 - n0 / ex) * ex / x.size, 1e-30)
     return SnrEstimate(float(10 * np.log10(es / max(n0, 1e-30))), es, n0, complex(gain))

@@ -134,13 +134,14 @@ class BurstHeader:
     @classmethod
     def unpack(cls, bits: np.ndarray) -> "BurstHeader":
         """Parse 96 field bits; raises HeaderError with the reason when a field is invalid."""
-        bits = np.asarray(bits, dtype=np.int64)
+        bits = np.asarray(bits)
         if bits.shape != (HEADER_FIELD_BITS,):
             raise HeaderError("length", f"expected {HEADER_FIELD_BITS} field bits, got shape {bits.shape}")
-        v, pos = {}, 0
+        word = int.from_bytes(np.packbits(bits != 0).tobytes(), "big")  # all fields, MSB first, in one int
+        v, left = {}, HEADER_FIELD_BITS
         for name, width in _FIELDS:
-            v[name] = int(bits[pos : pos + width] @ (1 << np.arange(width - 1, -1, -1)))
-            pos += width
+            left -= width
+            v[name] = (word >> left) & ((1 << width) - 1)
         if v["version"] != FRAME_VERSION:
             raise HeaderError("version", f"frame version {v['version']}, this receiver speaks {FRAME_VERSION}")
         analog = v["modulation"] == len(MODULATIONS)  # the 3-bit field has no unused id left
@@ -189,7 +190,8 @@ class HeaderCodec:
         llr = np.asarray(llr, dtype=np.float32)
         if llr.shape != (HEADER_CODED_BITS,):
             raise HeaderError("length", f"expected {HEADER_CODED_BITS} header LLRs, got shape {llr.shape}")
-        llr = np.nan_to_num(llr, nan=0.0, posinf=1e3, neginf=-1e3)
+        if not np.isfinite(llr).all():
+            llr = np.nan_to_num(llr, nan=0.0, posinf=1e3, neginf=-1e3)
         info = self.decoder(llr).info_bits
         if not bool(crc_check(info, "crc16")):
             raise HeaderError("crc", "header CRC16 mismatch after decoding (corrupted burst or noise)")

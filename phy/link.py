@@ -147,6 +147,7 @@ class PacketPlan:
     blocks_per_burst: int
 
     @classmethod
+    @lru_cache(maxsize=256)  # both ends plan every packet; a plan is immutable
     def make(cls, cfg: LinkConfig, mcs: str, total_len: int) -> "PacketPlan":
         m = get_mcs(mcs)
         rate = _rate_str(m.code_rate)
@@ -204,6 +205,7 @@ class AnalogPlan:
     side_len: int = 0
 
     @classmethod
+    @lru_cache(maxsize=256)
     def make(cls, cfg: LinkConfig, total_len: int, side_len: int = 0) -> "AnalogPlan":
         side_symbols = SideInfoCodec.symbols(side_len)
         plan = cls(int(total_len), cfg.max_burst_symbols - HEADER_CODED_BITS - side_symbols, int(side_len))
@@ -245,20 +247,27 @@ def _constellation(modulation: str, rate: str | None) -> Constellation:
     return Constellation(modulation, rate)  # built once: a receiver needs one per burst
 
 
+@lru_cache(maxsize=1)
+def _header_codec() -> HeaderCodec:
+    return HeaderCodec()  # stateless: every transmitter and receiver shares one
+
+
 @lru_cache(maxsize=8)
 def _side_codec(n_bytes: int) -> SideInfoCodec:
     return SideInfoCodec(n_bytes)
 
 
-def _scramble_seed(cfg: LinkConfig, seq: int, block: int) -> int:
-    return ((seq & 0xFFFF) << 14 | (block & 0x3FFF)) ^ cfg.scrambler_seed
+@lru_cache(maxsize=16)
+def _decoder(k: int, n: int, algorithm: str, iterations: int):
+    """The payload decoder of a plan (built once: a receiver decodes every packet with it)."""
+    from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+
+    return LdpcDecoder(nr_code(k, n), algorithm=algorithm, iterations=iterations)
 
 
-@lru_cache(maxsize=32)
-def _scrambling(seed: int, n: int) -> np.ndarray:
-    from sagin_hil.phy.scrambler import gold_sequence
-
-    return gold_sequence(seed, n)
+def _scrambling_seeds(cfg: LinkConfig, seq: int, blocks) -> list[int]:
+    """The Gold sequence seed of each code block in `blocks` of packet `seq`."""
+    return [((seq & 0xFFFF) << 14 | (blk & 0x3FFF)) ^ cfg.scrambler_seed for blk in blocks]
 
 
 class PacketTransmitter:
@@ -285,7 +294,7 @@ class PacketTransmitter:
     def __init__(self, cfg: LinkConfig | None = None):
         self.cfg = cfg or LinkConfig()
         self.fmt = self.cfg.frame
-        self.header_codec = HeaderCodec()
+        self.header_codec = _header_codec()
         self.clock = StageClock()  # enable it to split the wall time by stage (sagin-hil bench rx)
 
     def plan(self, n_bytes: int, mcs: str) -> PacketPlan:
@@ -305,6 +314,7 @@ class PacketTransmitter:
         """Scrambled codewords uint8 [n_blocks, n]."""
         from sagin_hil.phy.crc import crc_attach
         from sagin_hil.phy.ldpc import nr_code
+        from sagin_hil.phy.scrambler import gold_sequences
 
         bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
         info = np.zeros((plan.n_blocks, plan.k - CRC_BITS), dtype=np.uint8)
@@ -312,8 +322,8 @@ class PacketTransmitter:
         padded[: bits.size] = bits
         info[:, : plan.block_bytes * 8] = padded.reshape(plan.n_blocks, plan.block_bytes * 8)
         cw = nr_code(plan.k, plan.n).encode(crc_attach(info, CRC_NAME)) if plan.n_blocks else info[:, :0]
-        for b in range(plan.n_blocks):
-            cw[b] ^= _scrambling(_scramble_seed(self.cfg, seq, b), plan.n)
+        if plan.n_blocks:
+            cw ^= gold_sequences(_scrambling_seeds(self.cfg, seq, range(plan.n_blocks)), plan.n)
         return cw
 
     @staticmethod
@@ -443,7 +453,7 @@ class PacketReceiver:
     def __init__(self, cfg: LinkConfig | None = None):
         self.cfg = cfg or LinkConfig()
         self.fmt = self.cfg.frame
-        self.header_codec = HeaderCodec()
+        self.header_codec = _header_codec()
         self.detector = BurstDetector(self.fmt.preamble, self.cfg.sps, self.cfg.detection_threshold)
         self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock,
                                       self.cfg.phase_tracking)
@@ -456,7 +466,7 @@ class PacketReceiver:
             t0, cfo = self.sync.acquire(x, det.index, det.frac, det.cfo_cpsym)
         hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
         with self.clock("header"):
-            header = self.header_codec.decode((4.0 * hb.data.real / hb.noise_vars()).astype(np.float32))
+            header = self.header_codec.decode((4.0 * hb.data.real / hb.noise_var_of(0)).astype(np.float32))
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         if header.modulation == ANALOG:
             return self._read_analog(x, header, t0, cfo, tx_delay)
@@ -471,7 +481,7 @@ class PacketReceiver:
         const = _constellation(plan.modulation, plan.constellation_rate)
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
-            llr = const.demap(sb.data[HEADER_CODED_BITS:], sb.noise_vars()[HEADER_CODED_BITS:], self.cfg.demapper)
+            llr = const.demap(sb.data[HEADER_CODED_BITS:], sb.noise_var_of(HEADER_CODED_BITS), self.cfg.demapper)
             llr = np.clip(llr[: n_blk * plan.n], -1e3, 1e3).reshape(n_blk, plan.n)  # garbage-proof
             if not np.isfinite(llr).all():
                 llr = np.nan_to_num(llr)
@@ -494,7 +504,7 @@ class PacketReceiver:
         if plan.side_len:
             try:
                 with self.clock("header"):
-                    side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / sb.noise_vars()[a:b])
+                    side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / sb.noise_var_of(a, b))
             except HeaderError:
                 pass  # another burst's copy may decode
         burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,
@@ -586,27 +596,23 @@ class PacketReceiver:
     def _decode_blocks(self, plan: PacketPlan, seq: int, seen: dict[int, _Burst]) -> tuple[bytes, np.ndarray, float]:
         """LDPC-decode the code blocks of the bursts heard: (payload, block_ok, pre-FEC BER of good blocks)."""
         from sagin_hil.phy.crc import crc_check
-        from sagin_hil.phy.ldpc import LdpcDecoder, nr_code
+        from sagin_hil.phy.scrambler import descramble_llr
 
         block_ok = np.zeros(plan.n_blocks, dtype=bool)
-        payload = np.zeros(plan.n_blocks * plan.block_bytes, dtype=np.uint8)
+        payload = np.zeros((plan.n_blocks, plan.block_bytes), dtype=np.uint8)
         bit_err, bit_cnt = 0, 0
         idx = [blk for i in sorted(seen) for blk in plan.frag_blocks(i)]
         if idx:
             llr = np.concatenate([seen[i].llr for i in sorted(seen)])
-            flip = np.stack([_scrambling(_scramble_seed(self.cfg, seq, blk), plan.n) for blk in idx])
-            llr = np.where(flip == 1, -llr, llr).astype(np.float32)
-            dec = LdpcDecoder(nr_code(plan.k, plan.n), algorithm=self.cfg.decoder, iterations=self.cfg.iterations)
+            llr = descramble_llr(llr, _scrambling_seeds(self.cfg, seq, idx))
             with self.clock("ldpc"):
-                res = dec(llr)
+                res = _decoder(plan.k, plan.n, self.cfg.decoder, self.cfg.iterations)(llr)
             ok = crc_check(res.info_bits, CRC_NAME)
             block_ok[idx] = ok
-            data = res.info_bits[:, : plan.block_bytes * 8]
-            for j, blk in enumerate(idx):
-                if ok[j]:
-                    payload[blk * plan.block_bytes : (blk + 1) * plan.block_bytes] = np.packbits(data[j])
+            good = np.asarray(idx)[ok]
+            payload[good] = np.packbits(res.info_bits[ok, : plan.block_bytes * 8], axis=1)
             if ok.any():
-                bit_err = int(np.sum((llr[ok] < 0) != res.codeword[ok].astype(bool)))
+                bit_err = int(np.count_nonzero((llr[ok] < 0) != res.codeword[ok].astype(bool)))
                 bit_cnt = int(ok.sum() * plan.n)
         ber = bit_err / bit_cnt if bit_cnt else float("nan")
-        return payload[: plan.total_len].tobytes(), block_ok, ber
+        return payload.ravel()[: plan.total_len].tobytes(), block_ok, ber

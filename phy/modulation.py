@@ -68,7 +68,7 @@ def _demap_kernel(y, n0, pts, bit_table, exact, out):
     n_pts = pts.shape[0]
     d = np.empty(n_pts, dtype=np.float64)
     for i in range(n_sym):
-        inv = 1.0 / max(n0[i], 1e-30)
+        inv = 1.0 / max(n0[i] if n0.size > 1 else n0[0], 1e-30)
         for p in range(n_pts):
             dr = y[i].real - pts[p].real
             di = y[i].imag - pts[p].imag
@@ -98,23 +98,37 @@ def _demap_kernel(y, n0, pts, bit_table, exact, out):
 def _demap_qam_maxlog_kernel(y, n0, levels, zeros, ones, out):
     """Max-log LLRs of a square Gray QAM, one axis at a time: the I axis carries the even label bits, the
     Q axis the odd ones, so a symbol needs the sqrt(M) distances of each axis instead of all M points.
-    zeros[b] / ones[b]: the levels whose axis bit b is 0 / 1."""
+    zeros[b] / ones[b]: the levels whose axis bit b is 0 / 1. Blocks of symbols, the symbol loop innermost
+    (SIMD); n0 of one element applies to all symbols."""
     n_sym, n_lev, m_axis, half = y.shape[0], levels.shape[0], zeros.shape[0], zeros.shape[1]
-    d = np.empty(n_lev)
-    for i in range(n_sym):
-        inv = 1.0 / max(n0[i], 1e-30)
+    blk = 64
+    v, inv = np.empty(blk), np.empty(blk)
+    b0, b1 = np.empty(blk), np.empty(blk)
+    d = np.empty((n_lev, blk))
+    for i0 in range(0, n_sym, blk):
+        nb = min(blk, n_sym - i0)
+        for j in range(nb):
+            inv[j] = 1.0 / max(n0[i0 + j] if n0.size > 1 else n0[0], 1e-30)
         for axis in range(2):
-            v = y[i].real if axis == 0 else y[i].imag
+            for j in range(nb):
+                v[j] = y[i0 + j].real if axis == 0 else y[i0 + j].imag
             for lv in range(n_lev):
-                dv = v - levels[lv]
-                d[lv] = -(dv * dv) * inv
+                level = levels[lv]
+                for j in range(nb):
+                    dv = v[j] - level
+                    d[lv, j] = -(dv * dv) * inv[j]
             for b in range(m_axis):
-                best0 = d[zeros[b, 0]]
-                best1 = d[ones[b, 0]]
-                for j in range(1, half):
-                    best0 = max(best0, d[zeros[b, j]])
-                    best1 = max(best1, d[ones[b, j]])
-                out[i, 2 * b + axis] = best0 - best1
+                z, o = zeros[b, 0], ones[b, 0]
+                for j in range(nb):
+                    b0[j] = d[z, j]
+                    b1[j] = d[o, j]
+                for h in range(1, half):
+                    z, o = zeros[b, h], ones[b, h]
+                    for j in range(nb):
+                        b0[j] = max(b0[j], d[z, j])
+                        b1[j] = max(b1[j], d[o, j])
+                for j in range(nb):
+                    out[i0 + j, 2 * b + axis] = b0[j] - b1[j]
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -173,6 +187,7 @@ class Constellation:
         self.ring_ratios = ratios
         self.points_f64 = _points(name, ratios)  # complex128, for theory and tests
         self.points = self.points_f64.astype(np.complex64)
+        self._points_c128 = self.points.astype(np.complex128)  # what the demapper measures distances to
         self.bits_per_symbol = int(np.log2(self.points.size))
         labels = np.arange(self.points.size)
         self.bit_table = ((labels[:, None] >> np.arange(self.bits_per_symbol - 1, -1, -1)) & 1).astype(np.uint8)
@@ -226,15 +241,14 @@ class Constellation:
         n0 = np.asarray(noise_var, dtype=np.float64)
         if np.any(~np.isfinite(n0)) or np.any(n0 <= 0):
             raise ValueError(f"noise_var must be finite and > 0, got {noise_var!r}")
-        n0 = np.broadcast_to(n0, y.shape).ravel()
+        n0 = n0.reshape(1) if n0.size == 1 else np.ascontiguousarray(np.broadcast_to(n0, y.shape).ravel())
         yf = np.ascontiguousarray(y.ravel(), dtype=np.complex128)
-        out = np.empty((yf.size, self.bits_per_symbol), dtype=np.float64)
+        out = np.empty((yf.size, self.bits_per_symbol), dtype=np.float32)  # computed in float64, stored rounded
         if self._axis is not None and method == "maxlog":
-            _demap_qam_maxlog_kernel(yf, np.ascontiguousarray(n0), *self._axis, out)
+            _demap_qam_maxlog_kernel(yf, n0, *self._axis, out)
         else:
-            _demap_kernel(yf, np.ascontiguousarray(n0), self.points.astype(np.complex128), self.bit_table,
-                          method == "exact", out)
-        return out.astype(np.float32).reshape(*y.shape[:-1], -1) if y.ndim else out.astype(np.float32).ravel()
+            _demap_kernel(yf, n0, self._points_c128, self.bit_table, method == "exact", out)
+        return out.reshape(*y.shape[:-1], -1) if y.ndim else out.ravel()
 
     def hard_decide(self, symbols: np.ndarray) -> np.ndarray:
         """Nearest-point bits: complex [..., n] -> uint8 [..., m*n]."""

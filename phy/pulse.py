@@ -11,26 +11,35 @@ decimated symbols carry noise variance sigma2 / sps, i.e. Es/N0 = sps * (sample 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba
 import numpy as np
 
-__all__ = ["rrc_taps", "RrcInterpolator", "RrcMatchedFilter", "RrcDecimator", "fractional_resample"]
+__all__ = ["rrc_taps", "rrc_polyphase", "RrcInterpolator", "RrcMatchedFilter", "RrcDecimator", "fractional_resample"]
 
 
 def rrc_taps(rolloff: float, sps: int, span_symbols: int = 16) -> np.ndarray:
     """Root-raised-cosine impulse response with unit energy.
 
     Parameters: rolloff in (0, 1]; sps samples per symbol (>= 2); span_symbols filter length in symbols.
-    Output: float64 [span_symbols * sps + 1], symmetric, peak at the centre.
+    Output: float64 [span_symbols * sps + 1], symmetric, peak at the centre; read-only (computed once per
+    parameter set: every receiver built needs them).
     """
+    return _rrc_taps(float(rolloff), sps, span_symbols)
+
+
+def _check_rrc(rolloff: float, sps: int, span_symbols: int) -> None:
     if not 0.0 < rolloff <= 1.0:
         raise ValueError(f"rolloff must be in (0, 1], got {rolloff!r}")
     if int(sps) != sps or sps < 2:
         raise ValueError(f"sps must be an integer >= 2, got {sps!r}")
     if int(span_symbols) != span_symbols or span_symbols < 2 or span_symbols % 2:
         raise ValueError(f"span_symbols must be an even integer >= 2, got {span_symbols!r}")
-    t = np.arange(-span_symbols * sps // 2, span_symbols * sps // 2 + 1) / sps  # in symbols
-    a = rolloff
+
+
+def _rrc_shape(t: np.ndarray, a: float) -> np.ndarray:
+    """The RRC pulse (peak 1 - a + 4 a / pi) at times t in symbols, its removable singularities filled."""
     h = np.empty_like(t)
     centre = np.isclose(t, 0.0)
     sing = np.isclose(np.abs(t), 1.0 / (4.0 * a))
@@ -41,7 +50,39 @@ def rrc_taps(rolloff: float, sps: int, span_symbols: int = 16) -> np.ndarray:
     )
     h[centre] = 1.0 - a + 4.0 * a / np.pi
     h[sing] = (a / np.sqrt(2)) * ((1 + 2 / np.pi) * np.sin(np.pi / (4 * a)) + (1 - 2 / np.pi) * np.cos(np.pi / (4 * a)))
-    return h / np.sqrt(np.sum(h**2))
+    return h
+
+
+@lru_cache(maxsize=32)
+def _rrc_taps(rolloff: float, sps: int, span_symbols: int) -> np.ndarray:
+    _check_rrc(rolloff, sps, span_symbols)
+    t = np.arange(-span_symbols * sps // 2, span_symbols * sps // 2 + 1) / sps  # in symbols
+    h = _rrc_shape(t, rolloff)
+    h /= np.sqrt(np.sum(h**2))
+    h.flags.writeable = False
+    return h
+
+
+@lru_cache(maxsize=32)
+def rrc_polyphase(rolloff: float, sps: int, span_symbols: int = 16, phases: int = 128) -> np.ndarray:
+    """The RRC matched filter at fractional sample offsets: a bank of `phases` + 1 rows.
+
+    Row p holds the weights that give the matched filter's output at t = n + p / phases from samples
+    n - d .. n + d (d = span_symbols * sps / 2): w[p, j] = g(p / phases + d - j), g the RRC pulse in samples
+    scaled as rrc_taps (row 0 is rrc_taps; the pulse is cut at +-d samples, as the taps are). A receiver
+    that needs the filter only at its symbol instants computes one row's dot product per symbol, not the
+    filter at every sample plus an interpolation. float32 [phases + 1, 2 d + 1], read-only.
+    """
+    _check_rrc(float(rolloff), sps, span_symbols)
+    d = span_symbols * sps // 2
+    j = np.arange(2 * d + 1)
+    off = np.arange(phases + 1)[:, None] / phases + d - j[None, :]  # samples
+    w = _rrc_shape(off.ravel() / sps, float(rolloff)).reshape(off.shape)
+    w[np.abs(off) > d] = 0.0
+    w /= np.sqrt(np.sum(_rrc_shape(np.arange(-d, d + 1) / sps, float(rolloff)) ** 2))  # rrc_taps' energy
+    out = w.astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 class _StreamingFir:

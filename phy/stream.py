@@ -49,10 +49,12 @@ def _fir_kernel(xf, taps, a, b, outf):
 
 
 def fir_range(x: np.ndarray, taps: np.ndarray, a: int, b: int, out: np.ndarray) -> None:
-    """out[a:b] = causal FIR of complex128 x (zero before x[0]), each sample summed in a fixed order:
-    out[n] = sum_k taps[k] x[n - k], whatever range a call covers."""
+    """out[a:b] = causal FIR of x (zero before x[0]), each sample summed in a fixed order:
+    out[n] = sum_k taps[k] x[n - k], whatever range a call covers. x and out both complex64 (taps float32:
+    twice the SIMD lanes, ample for detection) or both complex128 (taps float64)."""
     if b > a:
-        _fir_kernel(x.view(np.float64), taps, int(a), int(b), out.view(np.float64))
+        real = np.float32 if x.dtype == np.complex64 else np.float64
+        _fir_kernel(x.view(real), taps.astype(real, copy=False), int(a), int(b), out.view(real))
 
 
 class StreamReceiver:
@@ -77,15 +79,17 @@ class StreamReceiver:
         self.rx = PacketReceiver(cfg)
         self.cfg, self.clock = self.rx.cfg, self.rx.clock
         sps, fmt, sync = self.cfg.sps, self.rx.fmt, self.rx.sync
-        self._taps = np.ascontiguousarray(sync.taps, dtype=np.float64)
+        self._taps = np.ascontiguousarray(sync.taps, dtype=np.float32)
         pre_samples = fmt.preamble.size * sps
         self._lookahead = 2 * pre_samples + 16  # what the detector's peak search reads beyond a candidate
         self._search_samples = 4096
         self._before = sync.mf_delay + sync.taps.size + 32  # window start before a detection
         # the longest burst, from its detection to its last sample and the synchroniser's margins
         self._burst_extent = (fmt.burst_len(self.cfg.max_burst_symbols) + 8) * sps + 2 * sync.taps.size + 64
-        self._buf = np.zeros(1 << 17, np.complex128)  # raw samples from absolute index _base on: _buf[:_n]
-        self._r = np.zeros(self._buf.size, np.complex128)  # their matched filter, valid on [_r_lo, _r_hi)
+        # complex64, what radios deliver: half the memory traffic of complex128, and the detection filter
+        # runs in float32 (twice the SIMD lanes)
+        self._buf = np.zeros(1 << 16, np.complex64)  # raw samples from absolute index _base on: _buf[:_n]
+        self._r = np.zeros(self._buf.size, np.complex64)  # their matched filter, valid on [_r_lo, _r_hi)
         self._n = self._base = self._r_lo = self._r_hi = 0
         self._pos = 0  # next absolute position the detector searches from (its grid)
         self._open: list = []  # bursts of the packet being received
@@ -110,8 +114,8 @@ class StreamReceiver:
         with self.clock("detection"):
             if self._n + c.size > self._buf.size:  # grow by doubling: appending stays O(chunk)
                 size = max(2 * self._buf.size, self._n + c.size)
-                self._buf = np.concatenate([self._buf[: self._n], np.zeros(size - self._n, np.complex128)])
-                self._r = np.concatenate([self._r, np.zeros(size - self._r.size, np.complex128)])
+                self._buf = np.concatenate([self._buf[: self._n], np.zeros(size - self._n, np.complex64)])
+                self._r = np.concatenate([self._r, np.zeros(size - self._r.size, np.complex64)])
             new = self._buf[self._n : self._n + c.size]
             new[:] = c
             if not np.isfinite(new).all():  # NaN and inf samples count as silence

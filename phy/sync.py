@@ -7,28 +7,35 @@ multiply by the symbol rate for Hz. The chain a burst receiver runs (see phy/lin
    preamble (insensitive to a carrier offset up to 1 / (2 * segment) cycles per symbol), normalised by the
    received energy, against a fixed threshold; gives start, fractional timing and a coarse carrier offset.
 2. `estimate_cfo_segments`: fine carrier offset from the slope of the unwrapped phases of preamble segments.
-3. `refine_timing`: fractional timing from the correlation with known symbols at +-1 sample (parabola).
+3. Fractional timing from the correlation with the preamble at +-1 sample (parabola).
 4. `estimate_clock_drift`: sample-clock offset from the timing of every pilot block (least-squares line).
 5. `PhaseTracker`: complex gain of every pilot block, unwrapped, fitted by a polynomial in time
    (quadratic: phase, residual frequency and a Doppler rate across the burst).
+
+After detection the matched filter is evaluated only where a symbol or a timing probe needs it, at the
+fractional instant itself, from a polyphase bank of the RRC pulse (`matched_filter_at`, 128 phases: at
+most 1/256 sample off): one 65-tap dot product per symbol instead of the filter at every sample and an
+interpolation between them, and no interpolation error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import math
 
 import numba
 import numpy as np
 
+from sagin_hil.phy.estimation import snr_data_aided
+
 __all__ = [
     "Rotator",
     "BurstDetector",
     "Detection",
-    "interpolate_cubic",
+    "matched_filter_at",
     "estimate_cfo_segments",
-    "refine_timing",
     "estimate_clock_drift",
     "PhaseTracker",
     "BurstSynchronizer",
@@ -66,10 +73,11 @@ class Rotator:
 
 
 @numba.njit(cache=True)
-def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i):
+def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i, stop_above):
     """Metric at positions m of (rr, ri), m < n_pos, all inside: vectorised over blocks of consecutive
     positions (SIMD, unit stride), each position summed in a fixed order (no fastmath), so a position's
-    metric does not depend on which call or block computed it."""
+    metric does not depend on which call or block computed it. Stops after the first block of 64 positions
+    with a metric above `stop_above` (the rest stay as they were)."""
     n_pre = pre_r.size
     k_seg = n_pre // seg
     blk = 64
@@ -110,6 +118,9 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i
             metric[m0 + m] = np.hypot(np.float64(ar[m]), np.float64(ai[m])) / (seg * e) * k_seg / (k_seg - 1) if e > 0 else 0.0
             dsum_r[m0 + m] = ar[m]
             dsum_i[m0 + m] = ai[m]
+        for m in range(mb):
+            if metric[m0 + m] > stop_above:
+                return
 
 
 @dataclass
@@ -159,8 +170,10 @@ class BurstDetector:
         self._pre_r, self._pre_i = self.pre.real.astype(np.float32), self.pre.imag.astype(np.float32)
         self.sps, self.threshold, self.segment, self.window = int(sps), float(threshold), int(segment), int(window)
 
-    def metric(self, r: np.ndarray, start: int = 0, stop: int | None = None, stride: int = 1):
-        """Metric float64 [m] and differential sums complex128 [m] at n = start, start+stride, ... < stop."""
+    def metric(self, r: np.ndarray, start: int = 0, stop: int | None = None, stride: int = 1,
+               stop_above: float = np.inf):
+        """Metric float64 [m] and differential sums complex128 [m] at n = start, start+stride, ... < stop.
+        With stop_above, positions from the first block of 64 after a metric above it on are left at 0."""
         r = np.asarray(r)
         stop = r.size if stop is None else stop
         m = len(range(start, stop, stride))
@@ -179,7 +192,8 @@ class BurstDetector:
             n_k = n_in if every == 1 else n_all
             m_k, d_r, d_i = np.zeros(n_k), np.zeros(n_k), np.zeros(n_k)
             _detect_kernel(np.ascontiguousarray(seg.real, dtype=np.float32), np.ascontiguousarray(seg.imag, dtype=np.float32),
-                           self._pre_r, self._pre_i, self.segment, sps, n_k, m_k, d_r, d_i)
+                           self._pre_r, self._pre_i, self.segment, sps, n_k, m_k, d_r, d_i,
+                           float(stop_above) if every == 1 else np.inf)
             metric[first : first + n_in] = m_k[::every]
             dsum.real[first : first + n_in] = d_r[::every]
             dsum.imag[first : first + n_in] = d_i[::every]
@@ -200,7 +214,8 @@ class BurstDetector:
         while pos < end:
             stop = min(pos + step, end)
             step = min(2 * step, self.window)
-            coarse, _ = self.metric(r, pos, stop, 2)  # every other sample: the peak is > 1 sample wide
+            # every other sample (the peak is > 1 sample wide), up to the first crossing
+            coarse, _ = self.metric(r, pos, stop, 2, stop_above=self.threshold)
             hits = np.flatnonzero(coarse > self.threshold)
             if hits.size:
                 # a window that only partly overlaps the preamble can cross the threshold at high SNR (its
@@ -222,67 +237,84 @@ class BurstDetector:
         return None
 
 
-@numba.njit(cache=True, fastmath=True)
-def _cubic_at(y, t):
-    base = int(np.floor(t))
-    mu = t - base
-    w = (-mu * (mu - 1) * (mu - 2) / 6, (mu + 1) * (mu - 1) * (mu - 2) / 2,
-         -(mu + 1) * mu * (mu - 2) / 2, (mu + 1) * mu * (mu - 1) / 6)  # fmt: skip
-    acc = 0j
-    for k in range(4):
-        i = base - 1 + k
-        if 0 <= i < y.size:
-            acc += w[k] * y[i]
-    return acc
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _mf_at(xr, xi, t, bank):
+    """The matched filter's output at fractional sample t of the unfiltered samples xr + j xi (zero outside
+    them), from the bank row of the nearest phase: sum_j x[n - d + j] bank[p, j], n = floor(t)."""
+    phases, n_t = bank.shape[0] - 1, bank.shape[1]
+    base = int(math.floor(t))
+    p = min(max(int((t - base) * phases + 0.5), 0), phases)  # clamped: a NaN t must not index outside
+    lo = base - (n_t - 1) // 2
+    j0, j1 = max(0, -lo), min(n_t, xr.size - lo)
+    ar = np.float32(0.0)
+    ai = np.float32(0.0)
+    row = bank[p]
+    sr, si, w = xr[lo + j0 : lo + j1], xi[lo + j0 : lo + j1], row[j0:j1]  # empty when t is far outside
+    for j in range(j1 - j0):
+        ar += sr[j] * w[j]
+        ai += si[j] * w[j]
+    return complex(ar, ai)
 
 
 @numba.njit(cache=True, fastmath=True)
-def _cubic_kernel(y, t, out):
-    for j in range(t.size):
-        out[j] = _cubic_at(y, t[j])
+def _mf_grid(xr, xi, t0, step, bank, out):
+    """out[k] = the matched filter at t0 + k step."""
+    for k in range(out.size):
+        out[k] = _mf_at(xr, xi, t0 + k * step, bank)
 
 
-def interpolate_cubic(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Cubic Lagrange interpolation of y at fractional indices t (zero outside the signal).
+def matched_filter_at(x: np.ndarray, t: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """The RRC matched filter of the unfiltered samples x at fractional sample positions t (zero outside x).
 
-    Input: y complex [n]; t float [...]. Output: complex128 shaped like t.
+    Input: x complex [n]; t float [...]; bank: `pulse.rrc_polyphase(...)`. Output: complex128 shaped like t.
+    At integer t it is the "same"-mode convolution with rrc_taps (to float32 rounding).
     """
+    x = np.asarray(x)
     t = np.asarray(t, dtype=np.float64)
-    out = np.empty(t.size, dtype=np.complex128)
-    _cubic_kernel(np.ascontiguousarray(y, dtype=np.complex128), np.ascontiguousarray(t.ravel()), out)
+    xr = np.ascontiguousarray(x.real, dtype=np.float32)
+    xi = np.ascontiguousarray(x.imag, dtype=np.float32) if np.iscomplexobj(x) else np.zeros_like(xr)
+    out = np.empty(t.size, np.complex128)
+    _mf_points(xr, xi, np.ascontiguousarray(t.ravel()), bank, out)
     return out.reshape(t.shape)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _mf_points(xr, xi, t, bank, out):
+    for k in range(t.size):
+        out[k] = _mf_at(xr, xi, t[k], bank)
 
 
 def estimate_cfo_segments(z: np.ndarray, segment: int = 16) -> float:
     """Frequency (cycles per symbol) of a modulation-free sequence z (received x conj(known)): least-squares
     slope of the unwrapped phases of `segment`-symbol sums. Range +-1 / (2 segment); near the CRLB."""
     z = np.asarray(z)
-    k = z.size // segment
-    if k < 2:
+    if z.size // segment < 2:
         raise ValueError(f"need at least {2 * segment} symbols to estimate a frequency, got {z.size}")
-    sums = z[: k * segment].reshape(k, segment).sum(axis=1)
-    phase = np.unwrap(np.angle(sums))
-    t = (np.arange(k) + 0.5) * segment
-    t = t - t.mean()
-    return float(np.sum(t * (phase - phase.mean())) / np.sum(t * t) / (2 * np.pi))
-
-
-def _parabola_peak(a: float, b: float, c: float) -> float:
-    den = a - 2 * b + c
-    return float(np.clip(0.5 * (a - c) / den, -1.0, 1.0)) if den < 0 else 0.0
-
-
-def refine_timing(y: np.ndarray, t: np.ndarray, known: np.ndarray, step: float = 1.0) -> float:
-    """Timing correction (samples) that maximises |sum y(t + d) conj(known)|, from d in {-step, 0, +step}.
-
-    y: matched-filtered samples; t: fractional sample positions of the known symbols [n]; known [n].
-    """
-    mags = [abs(np.vdot(known, interpolate_cubic(y, t + d))) for d in (-step, 0.0, step)]
-    return step * _parabola_peak(*mags)
+    return float(_cfo_segments_kernel(np.ascontiguousarray(z, dtype=np.complex128), int(segment)))
 
 
 @numba.njit(cache=True)
-def _batch_timing_pass(y, t0, sps, offset, drift, sym, ref, starts, sizes, x, min_span, max_slope):
+def _cfo_segments_kernel(z, segment):
+    k = z.size // segment
+    phase = np.empty(k)
+    for i in range(k):
+        acc = 0j
+        for j in range(i * segment, (i + 1) * segment):
+            acc += z[j]
+        phase[i] = math.atan2(acc.imag, acc.real)
+        if i:  # unwrap against the previous segment (np.unwrap)
+            phase[i] -= 2 * np.pi * np.round((phase[i] - phase[i - 1]) / (2 * np.pi))
+    tm, pm = 0.5 * (k - 1) * segment, phase.mean()
+    num = den = 0.0
+    for i in range(k):
+        t = i * segment - tm
+        num += t * (phase[i] - pm)
+        den += t * t
+    return num / den / (2 * np.pi)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _batch_timing_pass(xr, xi, bank, t0, sps, offset, drift, sym, ref, starts, sizes, x, min_span, max_slope):
     """One batch pass of estimate_clock_drift in one kernel: every block's timing error where the line
     (offset, drift) puts it (parabola through |correlation| at -1, 0, +1 sample), then the line through
     them weighted by the squared correlation; the slope stays 0 until the blocks span `min_span` samples
@@ -294,7 +326,7 @@ def _batch_timing_pass(y, t0, sps, offset, drift, sym, ref, starts, sizes, x, mi
         for di in range(3):
             acc = 0j
             for j in range(starts[b], starts[b] + sizes[b]):
-                acc += _cubic_at(y, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0)) * ref[j]
+                acc += _mf_at(xr, xi, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0), bank) * ref[j]
             m[di] = abs(acc)
         den = m[0] - 2 * m[1] + m[2]
         err[b] = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
@@ -310,7 +342,7 @@ def _batch_timing_pass(y, t0, sps, offset, drift, sym, ref, starts, sizes, x, mi
 
 
 @numba.njit(cache=True, fastmath=True)
-def _sequential_timing(y, t0, sps, order, sym, ref, starts, sizes, x, min_span, max_slope):
+def _sequential_timing(xr, xi, bank, t0, sps, order, sym, ref, starts, sizes, x, min_span, max_slope):
     """Visit blocks in `order`; measure each where the running weighted line predicts it; refit."""
     offset, drift = 0.0, 0.0
     sw = swx = swe = swxx = swxe = 0.0
@@ -320,7 +352,7 @@ def _sequential_timing(y, t0, sps, order, sym, ref, starts, sizes, x, min_span, 
         for di in range(3):
             acc = 0j
             for j in range(starts[b], starts[b] + sizes[b]):
-                acc += _cubic_at(y, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0)) * ref[j]
+                acc += _mf_at(xr, xi, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0), bank) * ref[j]
             m[di] = abs(acc)
         den = m[0] - 2 * m[1] + m[2]
         err = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
@@ -343,17 +375,19 @@ def _sequential_timing(y, t0, sps, order, sym, ref, starts, sizes, x, min_span, 
 
 
 def estimate_clock_drift(
-    y: np.ndarray,
+    x: np.ndarray,
     t0: float,
     sps: int,
     block_pos: np.ndarray,
     known_blocks: list[np.ndarray],
+    bank: np.ndarray,
     passes: int = 2,
     min_span_symbols: int = 1000,
 ) -> tuple[float, float]:
     """Timing offset (samples) and sample-clock offset (fractional, e.g. 50e-6) from known symbol blocks.
 
-    Symbol k of the burst is assumed at t0 + offset + k sps (1 + drift); block b's known symbols
+    x: the unfiltered samples (carrier removed), read through the matched filter `bank`
+    (pulse.rrc_polyphase). Symbol k of the burst is assumed at t0 + offset + k sps (1 + drift); block b's known symbols
     known_blocks[b] start at symbol block_pos[b]. The blocks are first visited in order, each measured
     (parabola through |correlation| at -1, 0, +1 sample) where the line fitted so far predicts it, so a drift
     of several samples over a long burst stays inside the +-1 sample capture range; then `passes` batch
@@ -363,19 +397,42 @@ def estimate_clock_drift(
     block_pos = np.asarray(block_pos, dtype=np.float64)
     if block_pos.size < 2:
         return 0.0, 0.0
-    sizes = np.array([kb.size for kb in known_blocks])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    sym = np.repeat(block_pos - starts, sizes) + np.arange(sizes.sum())  # symbol index of every known symbol
-    ref = np.conj(np.concatenate(known_blocks)).astype(np.complex128)
-    x = (block_pos + sizes / 2) * sps
-    offset, drift = _sequential_timing(
-        np.ascontiguousarray(y, dtype=np.complex128), float(t0), float(sps), np.argsort(block_pos), sym, ref,
-        starts.astype(np.int64), sizes.astype(np.int64), x, float(min_span_symbols * sps), 500e-6,
-    )  # fmt: skip
-    y = np.ascontiguousarray(y, dtype=np.complex128)
+    x = np.asarray(x)
+    xr, xi = np.ascontiguousarray(x.real, dtype=np.float32), np.ascontiguousarray(x.imag, dtype=np.float32)
+    return _clock_drift(xr, xi, bank, t0, _TimingBlocks.make(block_pos, known_blocks, sps), passes, min_span_symbols)
+
+
+@dataclass(frozen=True)
+class _TimingBlocks:
+    """estimate_clock_drift's view of the known blocks: symbol index and conjugated reference of every known
+    symbol, each block's start and size in them, its order and its centre (samples). Built once per layout."""
+
+    sym: np.ndarray
+    ref: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    order: np.ndarray
+    x: np.ndarray
+    sps: float
+
+    @classmethod
+    def make(cls, block_pos: np.ndarray, known_blocks: list[np.ndarray], sps: int) -> "_TimingBlocks":
+        block_pos = np.asarray(block_pos, dtype=np.float64)
+        sizes = np.array([kb.size for kb in known_blocks], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        sym = np.repeat(block_pos - starts, sizes) + np.arange(sizes.sum())  # symbol index of every known symbol
+        ref = np.conj(np.concatenate(known_blocks)).astype(np.complex128)
+        return cls(sym, ref, starts, sizes, np.argsort(block_pos), (block_pos + sizes / 2) * sps, float(sps))
+
+
+def _clock_drift(xr: np.ndarray, xi: np.ndarray, bank: np.ndarray, t0: float, tb: _TimingBlocks, passes: int = 2,
+                 min_span_symbols: int = 1000) -> tuple[float, float]:
+    span = float(min_span_symbols * tb.sps)
+    offset, drift = _sequential_timing(xr, xi, bank, float(t0), tb.sps, tb.order, tb.sym, tb.ref, tb.starts, tb.sizes,
+                                       tb.x, span, 500e-6)
     for _ in range(passes):
-        offset, drift = _batch_timing_pass(y, float(t0), float(sps), offset, drift, sym, ref, starts.astype(np.int64),
-                                           sizes.astype(np.int64), x, float(min_span_symbols * sps), 500e-6)
+        offset, drift = _batch_timing_pass(xr, xi, bank, float(t0), tb.sps, offset, drift, tb.sym, tb.ref, tb.starts,
+                                           tb.sizes, tb.x, span, 500e-6)
     return offset, drift
 
 
@@ -403,22 +460,59 @@ def _unwrap_predicted(centres, phase, memory=4):
 @numba.njit(cache=True)
 def _weighted_polyfit(x, y, order, w):
     """np.polyfit(x, y, order, w=w) (highest power first) for a small order, by its normal equations: the
-    fits here are of order <= 2 on |x| <= 1, well conditioned, and this costs microseconds, not polyfit's
-    hundred."""
+    fits here are of order <= 2 on |x| <= 1, well conditioned, and this costs a microsecond, not polyfit's
+    hundred (Gaussian elimination with partial pivoting on the (order + 1)^2 system)."""
     n = order + 1
-    m = np.zeros((n, n))
-    v = np.zeros(n)
+    m = np.zeros((n, n + 1))  # the augmented system
+    p = np.empty(n)
     for i in range(x.size):
         w2 = w[i] * w[i]
-        p = np.ones(n)  # x^0 .. x^order
+        p[0] = 1.0
         for a in range(1, n):
             p[a] = p[a - 1] * x[i]
         for a in range(n):
-            v[a] += w2 * p[a] * y[i]
+            m[a, n] += w2 * p[a] * y[i]
             for b in range(n):
                 m[a, b] += w2 * p[a] * p[b]
-    c = np.linalg.solve(m, v)
-    return c[::-1].copy()
+    for c in range(n):
+        piv = c
+        for r in range(c + 1, n):
+            if abs(m[r, c]) > abs(m[piv, c]):
+                piv = r
+        for q in range(n + 1):
+            m[c, q], m[piv, q] = m[piv, q], m[c, q]
+        for r in range(c + 1, n):
+            f = m[r, c] / m[c, c]
+            for q in range(c, n + 1):
+                m[r, q] -= f * m[c, q]
+    coef = np.empty(n)  # highest power first: coef[n - 1 - a] multiplies x^a
+    for a in range(n - 1, -1, -1):
+        acc = m[a, n]
+        for b in range(a + 1, n):
+            acc -= m[a, b] * coef[n - 1 - b]
+        coef[n - 1 - a] = acc / m[a, a]
+    return coef
+
+
+@numba.njit(cache=True)
+def _phase_fit(centres, gains, order):
+    """PhaseTracker.fit in one call: (coef, mean |gain|, centre, scale) of the block phases, unwrapped
+    against their prediction, fitted by a polynomial of `order` weighted by |gain| (a mean for order 0)."""
+    n = gains.size
+    if n == 0:
+        return np.zeros(1), 1.0, 0.0, 1.0
+    phase = np.empty(n)
+    w = np.empty(n)
+    for i in range(n):
+        phase[i] = math.atan2(gains[i].imag, gains[i].real)
+        w[i] = abs(gains[i])
+    phase = _unwrap_predicted(centres, phase)
+    centre = centres.mean()
+    scale = max(centres.max() - centres.min(), 1.0)
+    if order < 1:
+        return np.array([phase.mean()]), w.mean(), centre, scale
+    x = (centres - centre) / scale
+    return _weighted_polyfit(x, phase, order, w + 1e-12), w.mean(), centre, scale
 
 
 class PhaseTracker:
@@ -437,100 +531,69 @@ class PhaseTracker:
         self.scale = 1.0
 
     def fit(self, centres: np.ndarray, gains: np.ndarray) -> "PhaseTracker":
-        centres = np.asarray(centres, dtype=np.float64)
-        gains = np.asarray(gains)
+        centres = np.ascontiguousarray(centres, dtype=np.float64)
+        gains = np.ascontiguousarray(gains, dtype=np.complex128)
         # up to 2 blocks: interpolate; beyond: keep a spare block so that noise is not fitted
         order = min(self.order, centres.size - 1 if centres.size <= 2 else centres.size - 2)
-        phase = _unwrap_predicted(centres, np.angle(gains).astype(np.float64))
-        w = np.abs(gains)
-        self.gain = float(np.mean(w)) if w.size else 1.0
-        self.centre = float(centres.mean())
-        self.scale = float(max(np.ptp(centres), 1.0))
-        x = (centres - self.centre) / self.scale
-        self.coef = _weighted_polyfit(x, phase, order, w + 1e-12) if order >= 1 else np.array([phase.mean()])
+        self.coef, self.gain, self.centre, self.scale = _phase_fit(centres, gains, max(order, 0))
         return self
 
     def phase(self, k: np.ndarray) -> np.ndarray:
         return np.polyval(self.coef, (np.asarray(k, dtype=np.float64) - self.centre) / self.scale)
 
     def freq_cpsym(self, k: float) -> float:
-        d = np.polyder(self.coef) if self.coef.size > 1 else np.zeros(1)
-        return float(np.polyval(d, (k - self.centre) / self.scale) / self.scale / (2 * np.pi))
+        x, deg, slope = (k - self.centre) / self.scale, self.coef.size - 1, 0.0
+        for i, c in enumerate(self.coef[:-1]):  # d/dx of sum c_i x^(deg - i), by Horner
+            slope = slope * x + (deg - i) * float(c)
+        return slope / self.scale / (2 * np.pi)
 
 
 @numba.njit(cache=True, fastmath=True)
-def _derotate(raw, a, t_ref, f_cps, out):
-    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)): exact cos/sin every 64 samples (the phase reduced
-    modulo one cycle), a complex rotation by one sample's step in between."""
-    step_ph = -2.0 * np.pi * f_cps
-    step = complex(np.cos(step_ph), np.sin(step_ph))
-    for i0 in range(0, out.size, 64):
+def _derotate(raw, a, t_ref, f_cps, out_re, out_im):
+    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), split into float32 real and imaginary parts (what
+    the matched filter's dot products read): the phasor exact (cos / sin, phase reduced modulo one cycle) at
+    the start of every 64 samples, times a table of the 64 in-block steps, so the samples of a block are
+    independent multiplies (SIMD)."""
+    steps_re, steps_im = np.empty(64), np.empty(64)
+    for i in range(64):
+        ph = -2.0 * np.pi * f_cps * i
+        steps_re[i], steps_im[i] = np.cos(ph), np.sin(ph)
+    for i0 in range(0, out_re.size, 64):
         cyc = f_cps * (a + i0 - t_ref)
         ph = -2.0 * np.pi * (cyc - np.floor(cyc))
-        w = complex(np.cos(ph), np.sin(ph))
-        for i in range(i0, min(i0 + 64, out.size)):
-            out[i] = raw[a + i] * w
-            w *= step
-
-
-@numba.njit(cache=True)
-def _fir_same_kernel(xf, taps, delay, outf):
-    # "same"-mode FIR on float views (re, im interleaved), in blocks of output that stay in L1; four taps per
-    # pass (one store per four multiply-adds), the tap loop outside the sample loop so the inner loop is SIMD
-    n2 = outf.size
-    n_t = taps.size
-    for b0 in range(0, n2, 2048):
-        b1 = min(b0 + 2048, n2)
-        for j in range(b0, b1):
-            outf[j] = 0.0
-        for k in range(0, n_t, 4):
-            kk = min(k + 4, n_t)
-            # out[n] += taps[k] x[n + delay - k]: sample n exists for max(0, k - delay) <= n < n2/2 + k - delay
-            lo = max(b0, 2 * (kk - 1 - delay))
-            hi = min(b1, n2 + 2 * (k - delay))
-            if kk - k == 4 and hi > lo:
-                o = outf[lo:hi]
-                x0 = xf[lo + 2 * (delay - k) : hi + 2 * (delay - k)]
-                x1 = xf[lo + 2 * (delay - k - 1) : hi + 2 * (delay - k - 1)]
-                x2 = xf[lo + 2 * (delay - k - 2) : hi + 2 * (delay - k - 2)]
-                x3 = xf[lo + 2 * (delay - k - 3) : hi + 2 * (delay - k - 3)]
-                t0, t1, t2, t3 = taps[k], taps[k + 1], taps[k + 2], taps[k + 3]
-                for j in range(hi - lo):
-                    o[j] = o[j] + (t0 * x0[j] + t1 * x1[j] + t2 * x2[j] + t3 * x3[j])
-            else:
-                lo = hi = b0
-            for q in range(k, kk):  # the edges a group does not cover, one tap at a time
-                sh = 2 * (delay - q)
-                a, b = max(b0, -sh), min(b1, n2 - sh)
-                for j in range(a, min(b, lo)):
-                    outf[j] = outf[j] + taps[q] * xf[j + sh]
-                for j in range(max(a, hi), b):
-                    outf[j] = outf[j] + taps[q] * xf[j + sh]
-
-
-def fir_same(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """np.convolve(x, taps, mode="same") (scipy's "same": len(x) samples) for complex x and real taps, in
-    SIMD; complex64 x is filtered in float32 (twice the lanes), complex128 in float64."""
-    x = np.ascontiguousarray(x)
-    if x.dtype != np.complex64:
-        x = x.astype(np.complex128, copy=False)
-    out = np.empty(x.size, x.dtype)
-    if x.size:
-        real = np.float32 if x.dtype == np.complex64 else np.float64
-        _fir_same_kernel(x.view(real), np.ascontiguousarray(taps, dtype=real), (taps.size - 1) // 2, out.view(real))
-    return out
+        wr, wi = np.cos(ph), np.sin(ph)
+        for i in range(min(64, out_re.size - i0)):
+            cr = wr * steps_re[i] - wi * steps_im[i]
+            ci = wr * steps_im[i] + wi * steps_re[i]
+            v = raw[a + i0 + i]
+            out_re[i0 + i] = v.real * cr - v.imag * ci
+            out_im[i0 + i] = v.real * ci + v.imag * cr
 
 
 @numba.njit(cache=True)
 def _remove_phase(s, coef, centre, scale, inv_gain, out):
-    """out[k] = s[k] exp(-j phase(k)) inv_gain, phase(k) = polyval(coef, (k - centre) / scale) (Horner): one
-    pass instead of numpy's five (polyval, multiply, complex exp, multiply, divide)."""
-    for k in range(out.size):
-        x = (k - centre) / scale
-        ph = 0.0
+    """out[k] = s[k] exp(-j phase(k)) inv_gain, phase(k) = polyval(coef, (k - centre) / scale): one pass
+    instead of numpy's five. Exact cos / sin every 64 symbols; in between, for a polynomial of order <= 2
+    (the tracker's), the phasor advances by a step that itself turns by a constant (the phase's second
+    difference), so the rounding cannot build up past 64 complex products."""
+    n_c = coef.size
+    c2 = coef[n_c - 3] if n_c >= 3 else 0.0
+    dd = 2.0 * c2 / (scale * scale)  # second difference of the phase per symbol
+    chirp = complex(math.cos(dd), -math.sin(dd))
+    for k0 in range(0, out.size, 64):
+        ph0 = 0.0
+        ph1 = 0.0
+        x0 = (k0 - centre) / scale
+        x1 = (k0 + 1 - centre) / scale
         for c in coef:
-            ph = ph * x + c
-        out[k] = s[k] * complex(np.cos(ph), -np.sin(ph)) * inv_gain
+            ph0 = ph0 * x0 + c
+            ph1 = ph1 * x1 + c
+        w = complex(math.cos(ph0), -math.sin(ph0)) * inv_gain
+        step = complex(math.cos(ph1 - ph0), -math.sin(ph1 - ph0))
+        for k in range(k0, min(k0 + 64, out.size)):
+            out[k] = s[k] * w
+            w *= step
+            step *= chirp
 
 
 @dataclass
@@ -558,6 +621,12 @@ class SyncedBurst:
         if self.noise_var_per_symbol is None:
             return np.full(self.data.size, max(self.noise_var, 1e-9))
         return np.maximum(self.noise_var_per_symbol, 1e-9)
+
+    def noise_var_of(self, a: int, b: int | None = None) -> np.ndarray | float:
+        """noise_vars()[a:b], or the one value they all share (a demapper broadcasts it)."""
+        if self.noise_var_per_symbol is None:
+            return max(self.noise_var, 1e-9)
+        return np.maximum(self.noise_var_per_symbol[a:b], 1e-9)
 
 
 def fading_detected(block_gains: np.ndarray, n0: float, pilot_len: int) -> bool:
@@ -601,7 +670,7 @@ class BurstSynchronizer:
 
     def __init__(self, fmt, sps: int, rolloff: float, span_symbols: int = 16, track_clock: bool = True,
                  tracking: str = "auto"):
-        from sagin_hil.phy.pulse import rrc_taps
+        from sagin_hil.phy.pulse import rrc_polyphase, rrc_taps
 
         if tracking not in ("auto", "poly", "block"):
             raise ValueError(f"tracking {tracking!r}: choose 'auto', 'poly' or 'block'")
@@ -611,111 +680,204 @@ class BurstSynchronizer:
         self.clock = StageClock()  # the receiver shares its own: synchronisation vs equalisation time
         self.fmt, self.sps, self.track_clock = fmt, int(sps), bool(track_clock)
         self.taps = rrc_taps(rolloff, sps, span_symbols)
+        self.bank = rrc_polyphase(rolloff, sps, span_symbols)  # the matched filter at fractional instants
         self.mf_delay = (self.taps.size - 1) // 2
+        self._pre_conj = np.conj(fmt.preamble.astype(np.complex128))
 
     def _window(self, raw: np.ndarray, t0_raw: float, cfo_cps: float, n_symbols: int):
-        """Matched-filtered, derotated raw[a:b] and the window time of preamble symbol 0."""
+        """raw[a:b] derotated, as float32 (real, imaginary) for the matched filter's dot products (twice the
+        SIMD lanes of float64; the rounding, about 1e-7, lies 70 dB under the noise of any burst worth
+        reading), and the window time of preamble symbol 0."""
         pad = self.taps.size + 8
         a = max(int(np.floor(t0_raw)) - pad, 0)
         b = min(int(np.ceil(t0_raw + n_symbols * self.sps * (1 + 1e-3))) + pad, raw.size)
-        # derotated and filtered in complex64 (float32 lanes: twice as many per instruction; the rounding,
-        # about 1e-7, lies 70 dB under the noise of any burst worth reading), then back to complex128
-        seg = np.empty(max(b - a, 0), dtype=np.complex64)
-        _derotate(raw, a, t0_raw, cfo_cps, seg)
-        return fir_same(seg, self.taps).astype(np.complex128), t0_raw - a
+        xr, xi = np.empty(max(b - a, 0), np.float32), np.empty(max(b - a, 0), np.float32)
+        _derotate(raw, a, t0_raw, cfo_cps, xr, xi)
+        return xr, xi, t0_raw - a
 
     def acquire(self, raw: np.ndarray, index_mf: int, frac: float, cfo_cpsym: float) -> tuple[float, float]:
         """Fine carrier offset and preamble timing from a detection at causal-matched-filter index
         `index_mf` (+ frac). Output: (t0_raw, cfo_cpsym) refined."""
-        pre = self.fmt.preamble.astype(np.complex128)
         t0_raw = index_mf + frac - self.mf_delay
-        k = np.arange(pre.size)
-        y, t0 = self._window(raw, t0_raw, cfo_cpsym / self.sps, pre.size + 4)
-        z = interpolate_cubic(y, t0 + k * self.sps) * np.conj(pre)
-        d_cfo = estimate_cfo_segments(z, 16)
-        cfo_cpsym += d_cfo
-        # the residual is small (< 1 % of the symbol rate): rotate the filtered samples, no need to refilter
-        y = y * np.exp(-2j * np.pi * d_cfo / self.sps * (np.arange(y.size) - t0))
-        t0_raw += refine_timing(y, t0 + k * self.sps, pre)
-        return t0_raw, cfo_cpsym
+        xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / self.sps, self.fmt.preamble.size + 4)
+        d_cfo, dt = _refine_acquisition(xr, xi, self.bank, t0, float(self.sps), self._pre_conj)
+        return t0_raw + dt, cfo_cpsym + d_cfo
 
     def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None) -> SyncedBurst:
         """Equalised data symbols [:n_used] of a burst carrying n_data data symbols (pilot blocks after
         the last used data symbol are ignored, so the header can be read before n_data is known)."""
-        fmt = self.fmt
         n_used = n_data if n_used is None else min(n_used, n_data)
+        geo = self._geometry(int(n_data), int(n_used))
+        with self.clock("synchronisation"):
+            s, offset, drift = self._timed_symbols(raw, t0_raw, cfo_cpsym, geo)
+        with self.clock("equalisation"):
+            return self._equalise(s, offset, drift, geo, t0_raw, cfo_cpsym)
+
+    def _geometry(self, n_data: int, n_used: int) -> "_BurstGeometry":
+        """Where the used data symbols and the known blocks sit (computed once per burst length)."""
+        return _BurstGeometry.make(self.fmt, self.sps, n_data, n_used)
+
+    def _timed_symbols(self, raw, t0_raw, cfo_cpsym, geo):
+        """Matched-filtered symbols [n_sym] at the timing (offset, clock drift) measured on the known blocks."""
+        sps = self.sps
+        xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, geo.n_sym + 4)
+        offset, drift = 0.0, 0.0
+        if self.track_clock and geo.blocks_pos.size >= 3:  # the preamble and at least two pilot blocks
+            offset, drift = _clock_drift(xr, xi, self.bank, t0, geo.timing)
+        s = np.empty(geo.n_sym, np.complex128)
+        _mf_grid(xr, xi, t0 + offset, sps * (1 + drift), self.bank, s)
+        return s, offset, drift
+
+    def _equalise(self, s, offset, drift, geo, t0_raw, cfo_cpsym):
+        """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
+        gains = _block_gains(s, geo.known_conj, geo.timing.starts, geo.timing.sizes, geo.blocks_pos)
+        tracker = PhaseTracker(2).fit(geo.centres, gains)
+        eq = np.empty(geo.n_sym, np.complex128)
+        _remove_phase(s, tracker.coef, tracker.centre, tracker.scale, 1.0 / max(tracker.gain, 1e-30), eq)
+        h = self._block_channel(eq, geo) if geo.pil_idx.size else None
+        if h is not None:  # fading: divide out the interpolated channel; the noise is then N0 / |h_k|^2
+            eq = eq / h
+            # SNR in the faded domain (phase removed, |h| kept): the mean SNR the link sees
+            mag = np.abs(h[geo.known_idx])
+            est = snr_data_aided(eq[geo.known_idx] * mag, geo.known * mag)
+        else:
+            est = snr_data_aided(eq[geo.known_idx], geo.known)
+        if not (np.isfinite(est.gain) and abs(est.gain) > 1e-30 and np.isfinite(est.n0)):
+            raise ValueError("no usable signal on the preamble and pilots (zero or non-finite gain)")
+        noise_var = est.n0 / max(abs(est.gain) ** 2, 1e-30)
+        per_symbol = None if h is None else noise_var / np.maximum(np.abs(h[geo.data_idx]) ** 2, 1e-12)
+        return SyncedBurst(
+            data=eq[geo.data_idx] / est.gain,
+            noise_var=float(noise_var),
+            snr_db=est.snr_db,
+            evm_rms=est.evm_rms,
+            cfo_cpsym=cfo_cpsym + tracker.freq_cpsym(geo.n_sym / 2),
+            drift=drift,
+            t0_raw=t0_raw + offset,
+            noise_var_per_symbol=per_symbol,
+        )
+
+    def _block_channel(self, eq: np.ndarray, geo: "_BurstGeometry") -> np.ndarray | None:
+        """The residual channel of each symbol, linearly interpolated between the least-squares gains of the
+        preamble and the pilot blocks (held flat after the last block), or None when tracking is "poly" or
+        ("auto") the pilot blocks show no fading."""
+        if self.tracking == "poly" or geo.pil_idx.shape[0] < 2:
+            return None
+        pil = geo.pilots
+        g, n0 = _pilot_block_fit(eq, geo.blocks_pos[1:], pil)
+        if self.tracking == "auto" and not fading_detected(g, n0, pil.size):
+            return None
+        pre = geo.known[: self.fmt.preamble.size]
+        g = np.concatenate([[np.vdot(pre, eq[: pre.size]) / np.vdot(pre, pre).real], g])
+        k = np.arange(geo.n_sym, dtype=np.float64)
+        h = np.interp(k, geo.centres, g.real) + 1j * np.interp(k, geo.centres, g.imag)
+        return np.where(np.abs(h) > 1e-6, h, 1e-6)
+
+
+@dataclass(frozen=True)
+class _BurstGeometry:
+    """A burst's layout as the synchroniser reads it: n_sym symbols from the preamble on, the used data
+    symbols (data_idx), the preamble and pilot blocks (blocks_pos, pil_idx [b, L], their centres), every
+    known symbol (known_idx, known, known_conj) and the clock-drift view of them (timing)."""
+
+    n_sym: int
+    data_idx: np.ndarray
+    blocks_pos: np.ndarray
+    pil_idx: np.ndarray
+    centres: np.ndarray
+    known_idx: np.ndarray
+    known: np.ndarray
+    known_conj: np.ndarray
+    pilots: np.ndarray
+    timing: _TimingBlocks
+
+    @classmethod
+    @lru_cache(maxsize=512)  # per frame format and burst length: every receiver shares them
+    def make(cls, fmt, sps: int, n_data: int, n_used: int) -> "_BurstGeometry":
         data_pos, pilot_pos = fmt.layout(n_data)
         last = int(data_pos[n_used - 1]) + 1 if n_used else fmt.preamble.size
         pilot_pos = pilot_pos[pilot_pos < last + fmt.pilot_len]
         if n_used < n_data:  # the header stage: keep only blocks that exist whatever n_data is
             pilot_pos = pilot_pos[pilot_pos + fmt.pilot_len <= last]
         n_sym = int(max(last, pilot_pos.max() + fmt.pilot_len if pilot_pos.size else 0))
-        with self.clock("synchronisation"):
-            s, offset, drift, blocks_pos, known = self._timed_symbols(raw, t0_raw, cfo_cpsym, pilot_pos, n_sym)
-        with self.clock("equalisation"):
-            return self._equalise(s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym)
-
-    def _timed_symbols(self, raw, t0_raw, cfo_cpsym, pilot_pos, n_sym):
-        """Matched-filtered symbols [n_sym] at the timing (offset, clock drift) measured on the known blocks."""
-        fmt, sps = self.fmt, self.sps
-        y, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym + 4)
         pre, pil = fmt.preamble.astype(np.complex128), fmt.pilots.astype(np.complex128)
-        blocks_pos = np.concatenate([[0], pilot_pos])
-        known = [pre] + [pil] * pilot_pos.size
-        offset, drift = 0.0, 0.0
-        if self.track_clock and pilot_pos.size >= 2:
-            offset, drift = estimate_clock_drift(y, t0, sps, blocks_pos, known)
-        s = interpolate_cubic(y, t0 + offset + np.arange(n_sym) * sps * (1 + drift))
-        return s, offset, drift, blocks_pos, known
-
-    def _equalise(self, s, offset, drift, blocks_pos, known, data_pos, n_used, n_sym, t0_raw, cfo_cpsym):
-        """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
-        # known[0] is the preamble at 0, the rest are equal pilot blocks: their gains in one product
-        pre, pil = known[0], known[1] if len(known) > 1 else known[0][:0]
-        pil_idx = blocks_pos[1:, None].astype(np.int64) + np.arange(pil.size)
-        centres = np.concatenate([[pre.size / 2 - 0.5], blocks_pos[1:] + pil.size / 2 - 0.5])
-        gains = np.concatenate([[np.vdot(pre, s[: pre.size]) / pre.size], s[pil_idx] @ np.conj(pil) / max(pil.size, 1)])
-        tracker = PhaseTracker(2).fit(centres, gains)
-        eq = np.empty(n_sym, np.complex128)
-        _remove_phase(s, tracker.coef, tracker.centre, tracker.scale, 1.0 / max(tracker.gain, 1e-30), eq)
-        known_idx = np.concatenate([np.arange(pre.size), pil_idx.ravel()])
-        from sagin_hil.phy.estimation import snr_data_aided
-
-        h = self._block_channel(eq, pre, pil, pil_idx, centres, n_sym) if pil.size else None
-        if h is not None:  # fading: divide out the interpolated channel; the noise is then N0 / |h_k|^2
-            eq = eq / h
-            # SNR in the faded domain (phase removed, |h| kept): the mean SNR the link sees
-            est = snr_data_aided(eq[known_idx] * np.abs(h[known_idx]), np.concatenate(known) * np.abs(h[known_idx]))
-        else:
-            est = snr_data_aided(eq[known_idx], np.concatenate(known))
-        if not (np.isfinite(est.gain) and abs(est.gain) > 1e-30 and np.isfinite(est.n0)):
-            raise ValueError("no usable signal on the preamble and pilots (zero or non-finite gain)")
-        noise_var = est.n0 / max(abs(est.gain) ** 2, 1e-30)
-        per_symbol = None if h is None else noise_var / np.maximum(np.abs(h[data_pos[:n_used]]) ** 2, 1e-12)
-        return SyncedBurst(
-            data=eq[data_pos[:n_used]] / est.gain,
-            noise_var=float(noise_var),
-            snr_db=est.snr_db,
-            evm_rms=est.evm_rms,
-            cfo_cpsym=cfo_cpsym + tracker.freq_cpsym(n_sym / 2),
-            drift=drift,
-            t0_raw=t0_raw + offset,
-            noise_var_per_symbol=per_symbol,
+        if not pilot_pos.size:
+            pil = pil[:0]
+        blocks_pos = np.concatenate([[0], pilot_pos]).astype(np.int64)
+        pil_idx = blocks_pos[1:, None] + np.arange(pil.size)
+        known_blocks = [pre] + [pil] * pilot_pos.size
+        known = np.concatenate(known_blocks)
+        return cls(
+            n_sym=n_sym,
+            data_idx=np.ascontiguousarray(data_pos[:n_used]),
+            blocks_pos=blocks_pos,
+            pil_idx=pil_idx,
+            centres=np.concatenate([[pre.size / 2 - 0.5], pilot_pos + pil.size / 2 - 0.5]),
+            known_idx=np.concatenate([np.arange(pre.size), pil_idx.ravel()]),
+            known=known,
+            known_conj=np.conj(known),
+            pilots=pil,
+            timing=_TimingBlocks.make(blocks_pos, known_blocks, sps),
         )
 
-    def _block_channel(self, eq: np.ndarray, pre: np.ndarray, pil: np.ndarray, pil_idx: np.ndarray,
-                       centres: np.ndarray, n_sym: int) -> np.ndarray | None:
-        """The residual channel of each symbol, linearly interpolated between the least-squares gains of the
-        preamble and the pilot blocks (held flat after the last block), or None when tracking is "poly" or
-        ("auto") the pilot blocks show no fading."""
-        if self.tracking == "poly" or pil_idx.shape[0] < 2:
-            return None
-        g = eq[pil_idx] @ np.conj(pil) / np.vdot(pil, pil).real
-        resid = eq[pil_idx] - g[:, None] * pil
-        n0 = float(np.mean(np.abs(resid) ** 2)) * pil.size / max(pil.size - 1, 1)
-        if self.tracking == "auto" and not fading_detected(g, n0, pil.size):
-            return None
-        g = np.concatenate([[np.vdot(pre, eq[: pre.size]) / np.vdot(pre, pre).real], g])
-        k = np.arange(n_sym, dtype=np.float64)
-        h = np.interp(k, centres, g.real) + 1j * np.interp(k, centres, g.imag)
-        return np.where(np.abs(h) > 1e-6, h, 1e-6)
+
+@numba.njit(cache=True)
+def _refine_acquisition(xr, xi, bank, t0, sps, pre_conj):
+    """BurstSynchronizer.acquire's refinement in one call: the residual carrier offset (cycles per symbol)
+    from the preamble's 16-symbol segments (estimate_cfo_segments), then, with the samples turned back by
+    it, the timing correction in samples from the correlation with the preamble at -1, 0, +1 sample
+    (parabola)."""
+    n_pre = pre_conj.size
+    z = np.empty(n_pre, np.complex128)
+    for k in range(n_pre):
+        z[k] = _mf_at(xr, xi, t0 + k * sps, bank) * pre_conj[k]
+    d_cfo = _cfo_segments_kernel(z, 16)
+    w = -2.0 * np.pi * d_cfo / sps
+    yr, yi = np.empty_like(xr), np.empty_like(xi)
+    for i in range(xr.size):
+        ph = w * (i - t0)
+        c, s = math.cos(ph), math.sin(ph)
+        yr[i] = xr[i] * c - xi[i] * s
+        yi[i] = xr[i] * s + xi[i] * c
+    m = np.empty(3)
+    for di in range(3):
+        acc = 0j
+        for k in range(n_pre):
+            acc += _mf_at(yr, yi, t0 + k * sps + (di - 1.0), bank) * pre_conj[k]
+        m[di] = abs(acc)
+    den = m[0] - 2 * m[1] + m[2]
+    dt = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
+    return d_cfo, dt
+
+
+@numba.njit(cache=True)
+def _pilot_block_fit(eq, pilot_pos, pil):
+    """Least-squares complex gain g_b of every pilot block of eq, and the noise N0 of the residual
+    eq - g_b pilots (per symbol, unbiased for the one fitted gain per block)."""
+    n_b, n_p = pilot_pos.size, pil.size
+    e_pil = 0.0
+    for i in range(n_p):
+        e_pil += pil[i].real * pil[i].real + pil[i].imag * pil[i].imag
+    g = np.empty(n_b, np.complex128)
+    res = 0.0
+    for b in range(n_b):
+        acc = 0j
+        for i in range(n_p):
+            acc += eq[pilot_pos[b] + i] * pil[i].conjugate()
+        g[b] = acc / e_pil
+        for i in range(n_p):
+            e = eq[pilot_pos[b] + i] - g[b] * pil[i]
+            res += e.real * e.real + e.imag * e.imag
+    return g, res / (n_b * n_p) * n_p / max(n_p - 1, 1)
+
+
+@numba.njit(cache=True)
+def _block_gains(s, known_conj, starts, sizes, blocks_pos):
+    """Mean of s x conj(known) over each known block (the preamble, then every pilot block)."""
+    out = np.empty(blocks_pos.size, np.complex128)
+    for b in range(blocks_pos.size):
+        acc = 0j
+        for i in range(sizes[b]):
+            acc += s[blocks_pos[b] + i] * known_conj[starts[b] + i]
+        out[b] = acc / max(sizes[b], 1)
+    return out

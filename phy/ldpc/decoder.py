@@ -96,6 +96,7 @@ class LdpcDecoder:
         self.scale = float(scale)
         self.offset = float(offset)
         self.early_stop = bool(early_stop)
+        self._info_cols, self._tx_cols = self._taker(code.info_index), self._taker(code.tx_index)
 
     def _mother_llr(self, llr: np.ndarray) -> np.ndarray:
         """Rate recovery: sum repeated bits, 0 for punctured ones, +large for known zeros."""
@@ -105,11 +106,11 @@ class LdpcDecoder:
         return out
 
     @staticmethod
-    def _take(hard: np.ndarray, index: np.ndarray) -> np.ndarray:
-        # a contiguous index (the usual systematic layout) is a cheap slice
+    def _taker(index: np.ndarray) -> slice | np.ndarray:
+        # a contiguous index (the usual systematic layout) is taken as a cheap slice
         if index.size and index[-1] - index[0] == index.size - 1 and np.all(np.diff(index) == 1):
-            return hard[:, index[0] : index[-1] + 1]
-        return hard[:, index]
+            return slice(int(index[0]), int(index[-1]) + 1)
+        return index
 
     def __call__(self, llr: np.ndarray) -> DecodeResult:
         code = self.code
@@ -162,8 +163,8 @@ class LdpcDecoder:
             else:
                 kernels.layered_min_sum(mother, code.dec_row_ptr, code.dec_var_idx, *args)
         return DecodeResult(
-            info_bits=self._take(hard, code.info_index).reshape(*shape, code.k),
-            codeword=self._take(hard, code.tx_index).reshape(*shape, code.n),
+            info_bits=hard[:, self._info_cols].reshape(*shape, code.k),
+            codeword=hard[:, self._tx_cols].reshape(*shape, code.n),
             converged=conv.reshape(shape),
             iterations=iters.reshape(shape),
         )
