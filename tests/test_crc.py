@@ -50,6 +50,20 @@ def test_all_burst_errors_up_to_length_l_are_detected(name):
     assert not crc_check(np.array(bursts), name).any()
 
 
+@pytest.mark.parametrize("name", sorted(CRC_POLYNOMIALS))
+def test_byte_table_path_is_the_polynomial_division_at_any_length(name):
+    # eight bits at a time through a table, the tail bit by bit: the same remainder as long division
+    length, poly = CRC_POLYNOMIALS[name]
+    rng = np.random.default_rng(4)
+    for k in (1, 7, 8, 9, 63, 200, 1001):
+        bits = rng.integers(0, 2, k, dtype=np.uint8)
+        reg = 0
+        for b in bits:
+            top = (reg >> (length - 1)) & 1
+            reg = ((reg << 1) & ((1 << length) - 1)) ^ (poly if top ^ b else 0)
+        assert as_int(crc_remainder(bits, name)) == reg, (name, k)
+
+
 def test_crc_is_linear_and_batched():
     rng = np.random.default_rng(2)
     a, b = rng.integers(0, 2, (2, 3, 64), dtype=np.uint8)
