@@ -17,9 +17,11 @@ copy decoded) and the SNR it measured on the preamble and pilots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+from statistics import fmean
 
 import numpy as np
 from scipy.signal import oaconvolve
@@ -566,16 +568,17 @@ class PacketReceiver:
         seen: dict[int, _Burst] = {}
         for b in mine:
             seen.setdefault(b.header.frag_index, b)  # a repeated fragment: keep the first copy
-        snr_lin = np.mean([10 ** (b.snr_db / 10) for b in seen.values()])
+        heard = list(seen.values())  # means over a few bursts: plain Python (numpy's fixed costs dominate)
+        snr_lin = fmean([10 ** (b.snr_db / 10) for b in heard])
         measured = dict(
             header_ok=True,
             mcs=first.mcs,
             seq=first.seq,
             snr_db=float(10 * np.log10(snr_lin)),
-            evm_rms=float(np.sqrt(np.mean([b.evm_rms**2 for b in seen.values()]))),
-            cfo_hz=float(np.mean([b.cfo_cpsym for b in seen.values()]) * self.cfg.symbol_rate_hz),
+            evm_rms=math.sqrt(fmean([b.evm_rms**2 for b in heard])),
+            cfo_hz=fmean([b.cfo_cpsym for b in heard]) * self.cfg.symbol_rate_hz,
             start_sample=start,
-            clock_offset_ppm=float(np.mean([b.drift for b in seen.values()]) * 1e6),
+            clock_offset_ppm=fmean([b.drift for b in heard]) * 1e6,
             n_bursts=plan.frag_count,
             bursts_ok=len(seen),
             header_errors=errors,

@@ -63,35 +63,51 @@ def _points(name: str, ratios: tuple[float, ...]) -> np.ndarray:
 
 
 @numba.njit(cache=True, fastmath=True)
-def _demap_kernel(y, n0, pts, bit_table, exact, out):
-    n_sym, m = y.shape[0], bit_table.shape[1]
-    n_pts = pts.shape[0]
-    d = np.empty(n_pts, dtype=np.float64)
-    for i in range(n_sym):
-        inv = 1.0 / max(n0[i] if n0.size > 1 else n0[0], 1e-30)
+def _demap_kernel(y, n0, pts, zeros, ones, exact, out):
+    """Max-log or exact (log-MAP) LLRs of any constellation: zeros[b] / ones[b] list the points whose label
+    bit b is 0 / 1 (ascending). Blocks of symbols with the symbol loop innermost (SIMD); n0 of one element
+    applies to all symbols."""
+    n_sym, n_pts, m, half = y.shape[0], pts.shape[0], zeros.shape[0], zeros.shape[1]
+    blk = 64
+    yr, yi, inv = np.empty(blk), np.empty(blk), np.empty(blk)
+    b0, b1, s0, s1 = np.empty(blk), np.empty(blk), np.empty(blk), np.empty(blk)
+    d = np.empty((n_pts, blk))
+    for i0 in range(0, n_sym, blk):
+        nb = min(blk, n_sym - i0)
+        for j in range(nb):
+            inv[j] = 1.0 / max(n0[i0 + j] if n0.size > 1 else n0[0], 1e-30)
+            yr[j] = y[i0 + j].real
+            yi[j] = y[i0 + j].imag
         for p in range(n_pts):
-            dr = y[i].real - pts[p].real
-            di = y[i].imag - pts[p].imag
-            d[p] = -(dr * dr + di * di) * inv  # log-likelihood up to a constant
+            pr, pi = pts[p].real, pts[p].imag
+            for j in range(nb):
+                dr = yr[j] - pr
+                di = yi[j] - pi
+                d[p, j] = -(dr * dr + di * di) * inv[j]  # log-likelihood up to a constant
         for b in range(m):
-            best0 = -1e300
-            best1 = -1e300
-            for p in range(n_pts):
-                if bit_table[p, b] == 0:
-                    best0 = max(best0, d[p])
-                else:
-                    best1 = max(best1, d[p])
+            z, o = zeros[b, 0], ones[b, 0]
+            for j in range(nb):
+                b0[j] = d[z, j]
+                b1[j] = d[o, j]
+            for h in range(1, half):
+                z, o = zeros[b, h], ones[b, h]
+                for j in range(nb):
+                    b0[j] = max(b0[j], d[z, j])
+                    b1[j] = max(b1[j], d[o, j])
             if exact:
-                s0 = 0.0
-                s1 = 0.0
-                for p in range(n_pts):
-                    if bit_table[p, b] == 0:
-                        s0 += np.exp(d[p] - best0)
-                    else:
-                        s1 += np.exp(d[p] - best1)
-                out[i, b] = best0 - best1 + np.log(s0) - np.log(s1)
+                for j in range(nb):
+                    s0[j] = 0.0
+                    s1[j] = 0.0
+                for h in range(half):
+                    z, o = zeros[b, h], ones[b, h]
+                    for j in range(nb):
+                        s0[j] += np.exp(d[z, j] - b0[j])
+                        s1[j] += np.exp(d[o, j] - b1[j])
+                for j in range(nb):
+                    out[i0 + j, b] = b0[j] - b1[j] + np.log(s0[j]) - np.log(s1[j])
             else:
-                out[i, b] = best0 - best1
+                for j in range(nb):
+                    out[i0 + j, b] = b0[j] - b1[j]
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -193,6 +209,9 @@ class Constellation:
         self.bit_table = ((labels[:, None] >> np.arange(self.bits_per_symbol - 1, -1, -1)) & 1).astype(np.uint8)
         self._weights = (1 << np.arange(self.bits_per_symbol - 1, -1, -1)).astype(np.int64)
         self._axis = self._qam_axis() if name in ("qpsk", "16qam", "64qam") else None
+        # per label bit, the points where it is 0 and where it is 1 (ascending): what the demappers max over
+        self._label_sets = (np.stack([np.flatnonzero(self.bit_table[:, b] == 0) for b in range(self.bits_per_symbol)]),
+                            np.stack([np.flatnonzero(self.bit_table[:, b] == 1) for b in range(self.bits_per_symbol)]))
 
     def _qam_axis(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Levels of one axis and, per axis bit (even label bits on I, odd on Q, the same labels), the levels
@@ -247,7 +266,7 @@ class Constellation:
         if self._axis is not None and method == "maxlog":
             _demap_qam_maxlog_kernel(yf, n0, *self._axis, out)
         else:
-            _demap_kernel(yf, n0, self._points_c128, self.bit_table, method == "exact", out)
+            _demap_kernel(yf, n0, self._points_c128, *self._label_sets, method == "exact", out)
         return out.reshape(*y.shape[:-1], -1) if y.ndim else out.ravel()
 
     def hard_decide(self, symbols: np.ndarray) -> np.ndarray:

@@ -102,6 +102,26 @@ class _StreamingFir:
         return y
 
 
+@numba.njit(cache=True)
+def _interpolate_kernel(br, bi, poly, out):
+    """out[i sps + p] = sum_j poly[p, j] b[i + n_b - 1 - j], b = br + j bi: each branch's causal FIR at the
+    symbol rate over (the last n_b - 1 inputs of the previous call, then this call's). The symbol loop is
+    innermost (SIMD); every output still sums its taps in order j = 0, 1, ..."""
+    sps, n_b = poly.shape
+    n = br.size - n_b + 1
+    acc_r, acc_i = np.empty(n), np.empty(n)
+    for p in range(sps):
+        acc_r[:] = 0.0
+        acc_i[:] = 0.0
+        for j in range(n_b):
+            w, off = poly[p, j], n_b - 1 - j
+            for i in range(n):
+                acc_r[i] += w * br[i + off]
+                acc_i[i] += w * bi[i + off]
+        for i in range(n):
+            out[i * sps + p] = complex(acc_r[i], acc_i[i])
+
+
 def _check_1d(x, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 1:
@@ -133,22 +153,24 @@ class RrcInterpolator:
         self.sps = int(sps)
         self.taps = rrc_taps(rolloff, sps, span_symbols)
         self.delay_samples = (self.taps.size - 1) // 2
-        # polyphase branches: output phase p uses taps p, p+sps, ...
+        # polyphase branches: output phase p uses taps p, p+sps, ... (row p of _poly)
         n_branch = -(-self.taps.size // self.sps)
         padded = np.zeros(n_branch * self.sps)
         padded[: self.taps.size] = self.taps * np.sqrt(self.sps)
-        self._branches = [_StreamingFir(padded[p :: self.sps]) for p in range(self.sps)]
+        self._poly = np.ascontiguousarray(padded.reshape(n_branch, self.sps).T)
+        self._history = np.zeros(n_branch - 1, np.complex128)  # the last inputs, oldest first
 
     def reset(self) -> None:
-        for b in self._branches:
-            b.reset()
+        self._history[:] = 0
 
     def __call__(self, symbols: np.ndarray) -> np.ndarray:
         x = _check_1d(symbols, "symbols")
-        out = np.empty((x.size, self.sps), dtype=np.complex128)
-        for p, branch in enumerate(self._branches):
-            out[:, p] = branch(x)
-        return out.ravel().astype(np.complex64)
+        buf = np.concatenate([self._history, x.astype(np.complex128, copy=False)])
+        out = np.empty(x.size * self.sps, dtype=np.complex64)
+        _interpolate_kernel(np.ascontiguousarray(buf.real), np.ascontiguousarray(buf.imag), self._poly, out)
+        if self._history.size:  # the last inputs, for the next call's first outputs
+            self._history = buf[buf.size - self._history.size :].copy()
+        return out
 
 
 class RrcMatchedFilter:

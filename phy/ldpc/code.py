@@ -87,6 +87,9 @@ class LdpcCode:
         degree-1 parity bits carry no information); the dropped columns must not touch kept rows.
     qc : QcGraph, optional
         Quasi-cyclic description of that decoding graph, for the vectorised kernel.
+    encode_transmitted : callable, optional
+        Like encode_mother but only right at tx_index (it may skip parity that is never sent); `encode`
+        uses it. Default: encode_mother.
 
     Attributes
     ----------
@@ -105,6 +108,7 @@ class LdpcCode:
         n_dec_rows: int | None = None,
         n_dec_cols: int | None = None,
         qc: QcGraph | None = None,
+        encode_transmitted: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.H = sp.csr_matrix(H, dtype=np.uint8)
         self.k = int(k)
@@ -114,6 +118,7 @@ class LdpcCode:
         self.known_zero_index = np.asarray([] if known_zero_index is None else known_zero_index, np.int64)
         self.name = name
         self._encode_mother = encode_mother
+        self._encode_transmitted = encode_transmitted or encode_mother
         self.n_dec_rows = self.H.shape[0] if n_dec_rows is None else int(n_dec_rows)
         self.n_dec_cols = self.H.shape[1] if n_dec_cols is None else int(n_dec_cols)
         self.qc = qc
@@ -144,7 +149,9 @@ class LdpcCode:
 
     def encode(self, bits: np.ndarray) -> np.ndarray:
         """uint8 [..., k] -> the transmitted codeword uint8 [..., n]."""
-        return np.ascontiguousarray(self.encode_mother(bits)[..., self.tx_index])
+        bits = check_bits(bits, self.k, "information bits")
+        cw = self._encode_transmitted(bits.reshape(-1, self.k))
+        return np.ascontiguousarray(cw[:, self.tx_index]).reshape(*bits.shape[:-1], self.n)
 
     def syndrome_ok(self, mother_cw: np.ndarray) -> np.ndarray:
         """bool [...]: H c = 0 for mother codewords uint8 [..., N]."""

@@ -8,11 +8,12 @@ is read until exactly n bits are out, repeating from the start when n exceeds th
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from sagin_hil.phy.ldpc.code import LdpcCode, QcGraph
 
@@ -69,58 +70,89 @@ def _lift(rows, cols, shifts, z, n_rows, n_cols) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(r.size, np.uint8), (r, c)), shape=(n_rows * z, n_cols * z))
 
 
-def _circ(x: np.ndarray, s: int) -> np.ndarray:
-    """P^s x for a block x [..., Z]: (P^s x)[z] = x[(z + s) mod Z]."""
-    return np.roll(x, -s, axis=-1)
-
-
 class _NrEncoder:
-    """Systematic encoder using the base-graph structure: the 4 core rows, then one parity per row."""
+    """Systematic encoder using the base-graph structure: the 4 core rows, then one parity per row.
+
+    The order in which the parity columns can be solved depends only on the base graph, so it is worked
+    out once here, as a schedule of steps (column, row, shift); `_encode_kernel` then runs it on the bits."""
 
     def __init__(self, bg: int, z: int, rows, cols, shifts, k: int, n_rows_used: int) -> None:
         self.bg, self.z, self.k = bg, z, k
         self.m, self.n_cols, self.kb = _BG_DIMS[bg]
-        self.n_rows_used = n_rows_used
-        self.entries = [
-            [(int(c), int(s)) for c, s in zip(cols[rows == r], shifts[rows == r], strict=True)] for r in range(self.m)
-        ]
+        kb = self.kb
+        order = np.lexsort((cols, rows))
+        self.rows, self.cols, self.shifts = rows[order], cols[order].astype(np.int64), shifts[order].astype(np.int64)
+        self.row_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.rows, minlength=self.m))]).astype(np.int64)
+        entries = [list(zip(self.cols[self.rows == r].tolist(), self.shifts[self.rows == r].tolist())) for r in range(self.m)]
+        # summing the 4 core rows cancels parity columns kb+1..kb+3 and two of kb's three entries: the sum
+        # of their systematic parts is P^s p0 for the one shift s that appears an odd number of times
+        p0_shifts = [sh for r in range(4) for col, sh in entries[r] if col == kb]
+        odd = [sh for sh in set(p0_shifts) if p0_shifts.count(sh) % 2 == 1]
+        if len(odd) != 1:
+            raise ValueError(f"base graph {bg}: unexpected core structure (parity column {kb} shifts {p0_shifts})")
+        self.p0_shift = int(odd[0])
+        known, steps = set(range(kb)) | {kb}, []
+        while len(known) < kb + 4:  # the other core parity columns, each from a row where it is the last unknown
+            progress = False
+            for r in range(4):
+                unknown = [(col, sh) for col, sh in entries[r] if col not in known]
+                if len(unknown) == 1:
+                    steps.append((unknown[0][0], r, unknown[0][1]))
+                    known.add(unknown[0][0])
+                    progress = True
+            if not progress:
+                raise ValueError(f"base graph {bg}: the core parity columns cannot be solved row by row")
+        for r in range(4, n_rows_used):  # the extension rows: parity column kb + r only in row r, shift 0
+            unknown = [(col, sh) for col, sh in entries[r] if col not in known]
+            if unknown != [(kb + r, 0)]:
+                raise ValueError(f"base graph {bg}: extension row {r} is not lower-triangular")
+            steps.append((kb + r, r, 0))
+            known.add(kb + r)
+        self.steps = np.array(steps, dtype=np.int64).reshape(-1, 3)
 
-    def __call__(self, u: np.ndarray) -> np.ndarray:
+    def __call__(self, u: np.ndarray, n_rows: int | None = None) -> np.ndarray:
+        """Mother codewords of u [B, k]; with n_rows, only the parity of the first n_rows rows (the rest
+        zero): what a rate-matched code block transmits."""
         z, kb = self.z, self.kb
         B = u.shape[0]
         c = np.zeros((B, self.n_cols, z), np.uint8)
-        info = np.zeros((B, kb * z), np.uint8)
-        info[:, : self.k] = u  # filler bits are zeros
-        c[:, :kb] = info.reshape(B, kb, z)
-
-        def row_sum(r: int, known: set[int]) -> np.ndarray:
-            acc = np.zeros((B, z), np.uint8)
-            for col, s in self.entries[r]:
-                if col in known:
-                    acc ^= _circ(c[:, col], s)
-            return acc
-
-        systematic = set(range(kb))
-        lam = [row_sum(r, systematic) for r in range(4)]
-        # summing the 4 core rows cancels parity columns kb+1..kb+3 and two of kb's three entries
-        p0_shifts = [s for r in range(4) for col, s in self.entries[r] if col == kb]
-        odd = [s for s in set(p0_shifts) if p0_shifts.count(s) % 2 == 1]
-        assert len(odd) == 1, "unexpected core structure"
-        total = lam[0] ^ lam[1] ^ lam[2] ^ lam[3]
-        c[:, kb] = np.roll(total, odd[0], axis=-1)  # invert P^s
-        known = systematic | {kb}
-        while len(known) < kb + 4:
-            for r in range(4):
-                unknown = [(col, s) for col, s in self.entries[r] if col not in known]
-                if len(unknown) == 1:
-                    col, s = unknown[0]
-                    c[:, col] = np.roll(row_sum(r, known), s, axis=-1)
-                    known.add(col)
-        for r in range(4, self.n_rows_used):
-            # the extension rows: parity column kb + r appears only in row r, with shift 0
-            c[:, kb + r] = row_sum(r, known)
-            known.add(kb + r)
+        c.reshape(B, -1)[:, : self.k] = u  # filler bits (k .. kb z) stay zero
+        steps = self.steps if n_rows is None else self.steps[: 3 + max(n_rows - 4, 0)]  # 3 core steps first
+        _encode_kernel(c, kb, self.row_ptr, self.cols, self.shifts, self.p0_shift, steps)
         return c.reshape(B, -1)
+
+
+@njit(cache=True)
+def _xor_circ(acc, x, s):
+    """acc ^= P^s x for blocks of Z bits: (P^s x)[q] = x[(q + s) mod Z]."""
+    z = acc.size
+    for q in range(z - s):
+        acc[q] ^= x[q + s]
+    for q in range(z - s, z):
+        acc[q] ^= x[q + s - z]
+
+
+@njit(cache=True)
+def _encode_kernel(c, kb, row_ptr, cols, shifts, p0_shift, steps):
+    """Fill the parity columns of c [B, columns, Z] (systematic part set) by the encoder's schedule."""
+    z = c.shape[2]
+    acc = np.empty(z, np.uint8)
+    for b in range(c.shape[0]):
+        acc[:] = 0
+        for r in range(4):
+            for e in range(row_ptr[r], row_ptr[r + 1]):
+                if cols[e] < kb:
+                    _xor_circ(acc, c[b, cols[e]], shifts[e])
+        for q in range(z):  # p0 = P^-s (sum): out[(q + s) mod Z] = acc[q]
+            c[b, kb, (q + p0_shift) % z] = acc[q]
+        for t in range(steps.shape[0]):
+            target, r, s_inv = steps[t, 0], steps[t, 1], steps[t, 2]
+            acc[:] = 0
+            for e in range(row_ptr[r], row_ptr[r + 1]):
+                if cols[e] != target:
+                    _xor_circ(acc, c[b, cols[e]], shifts[e])
+            for q in range(z):
+                c[b, target, (q + s_inv) % z] = acc[q]
 
 
 @lru_cache(maxsize=64)
@@ -186,4 +218,5 @@ def nr_code(k: int, n: int, base_graph: int | None = None) -> LdpcCode:
         n_dec_rows=n_rows * z,
         n_dec_cols=(kb + n_rows) * z,
         qc=qc,
+        encode_transmitted=partial(encoder, n_rows=n_rows),  # the parity of the rows it sends, not all m
     )
