@@ -23,6 +23,7 @@ from fractions import Fraction
 from functools import lru_cache
 from statistics import fmean
 
+import numba
 import numpy as np
 from scipy.signal import oaconvolve
 
@@ -267,6 +268,26 @@ def _decoder(k: int, n: int, algorithm: str, iterations: int):
     return LdpcDecoder(nr_code(k, n), algorithm=algorithm, iterations=iterations)
 
 
+@numba.njit(cache=True)
+def _clip_llr(llr, limit):
+    """In place: LLRs clipped to +-limit, NaN to 0 (what garbage samples must not turn into)."""
+    flat = llr.reshape(-1)
+    for i in range(flat.size):
+        v = flat[i]
+        flat[i] = 0.0 if v != v else min(max(v, -limit), limit)
+
+
+@numba.njit(cache=True)
+def _hard_errors(llr, codeword, ok):
+    """Channel hard decisions that disagree with the decoded codeword, over the blocks that passed CRC."""
+    n = 0
+    for b in range(llr.shape[0]):
+        if ok[b]:
+            for i in range(llr.shape[1]):
+                n += (llr[b, i] < 0.0) != (codeword[b, i] != 0)
+    return n
+
+
 def _scrambling_seeds(cfg: LinkConfig, seq: int, blocks) -> list[int]:
     """The Gold sequence seed of each code block in `blocks` of packet `seq`."""
     return [((seq & 0xFFFF) << 14 | (blk & 0x3FFF)) ^ cfg.scrambler_seed for blk in blocks]
@@ -484,9 +505,8 @@ class PacketReceiver:
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
             llr = const.demap(sb.data[HEADER_CODED_BITS:], sb.noise_var_of(HEADER_CODED_BITS), self.cfg.demapper)
-            llr = np.clip(llr[: n_blk * plan.n], -1e3, 1e3).reshape(n_blk, plan.n)  # garbage-proof
-            if not np.isfinite(llr).all():
-                llr = np.nan_to_num(llr)
+            llr = llr[: n_blk * plan.n].reshape(n_blk, plan.n)
+            _clip_llr(llr, 1e3)  # garbage-proof
         payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
         burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
@@ -615,7 +635,7 @@ class PacketReceiver:
             good = np.asarray(idx)[ok]
             payload[good] = np.packbits(res.info_bits[ok, : plan.block_bytes * 8], axis=1)
             if ok.any():
-                bit_err = int(np.count_nonzero((llr[ok] < 0) != res.codeword[ok].astype(bool)))
+                bit_err = int(_hard_errors(llr, res.codeword, ok))
                 bit_cnt = int(ok.sum() * plan.n)
         ber = bit_err / bit_cnt if bit_cnt else float("nan")
         return payload.ravel()[: plan.total_len].tobytes(), block_ok, ber

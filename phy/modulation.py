@@ -7,6 +7,8 @@ Every constellation is normalised to unit average energy (Es = 1).
 
 from __future__ import annotations
 
+import math
+
 from fractions import Fraction
 
 import numba
@@ -258,7 +260,9 @@ class Constellation:
             raise ValueError(f"unknown demapping method {method!r}; choose 'maxlog' or 'exact'")
         y = np.asarray(symbols)
         n0 = np.asarray(noise_var, dtype=np.float64)
-        if np.any(~np.isfinite(n0)) or np.any(n0 <= 0):
+        v = float(n0.flat[0]) if n0.size == 1 else 0.0
+        ok = (math.isfinite(v) and v > 0) if n0.size == 1 else bool(np.all(np.isfinite(n0) & (n0 > 0)))
+        if not ok:
             raise ValueError(f"noise_var must be finite and > 0, got {noise_var!r}")
         n0 = n0.reshape(1) if n0.size == 1 else np.ascontiguousarray(np.broadcast_to(n0, y.shape).ravel())
         yf = np.ascontiguousarray(y.ravel(), dtype=np.complex128)

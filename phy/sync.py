@@ -191,21 +191,11 @@ class BurstDetector:
         first = 0 if start >= 0 else -(-(-start) // stride)  # positions before the stream's start stay 0
         n_in = len(range(start + first * stride, min(stop, r.size - span), stride))
         if n_in > 0:
-            a = start + first * stride
-            seg = r[a : a + (n_in - 1) * stride + span + 1]
-            sps, every = self.sps, 1
-            if stride > 1 and self.sps % stride == 0:  # every sample read lies on the grid: take that phase,
-                seg, sps = seg[::stride], self.sps // stride  # so the kernel reads contiguously
-            elif stride > 1:  # otherwise evaluate every position and keep the grid's
-                every, n_all = stride, (n_in - 1) * stride + 1
-            n_k = n_in if every == 1 else n_all
-            m_k, d_r, d_i = np.zeros(n_k), np.zeros(n_k), np.zeros(n_k)
-            _detect_kernel(np.ascontiguousarray(seg.real, dtype=np.float32), np.ascontiguousarray(seg.imag, dtype=np.float32),
-                           self._pre_r, self._pre_i, self.segment, sps, n_k, m_k, d_r, d_i,
-                           float(stop_above) if every == 1 else np.inf)
-            metric[first : first + n_in] = m_k[::every]
-            dsum.real[first : first + n_in] = d_r[::every]
-            dsum.imag[first : first + n_in] = d_i[::every]
+            d_r, d_i = np.zeros(n_in), np.zeros(n_in)
+            _metric_grid(np.ascontiguousarray(r), start + first * stride, n_in, stride, self._pre_r, self._pre_i,
+                         self.segment, self.sps, float(stop_above), metric[first:], d_r, d_i)
+            dsum.real[first : first + n_in] = d_r
+            dsum.imag[first : first + n_in] = d_i
         return metric, dsum
 
     def find(self, r: np.ndarray, start: int = 0, stop: int | None = None) -> Detection | None:
@@ -218,32 +208,70 @@ class BurstDetector:
         """
         last = r.size - (self.pre.size - 1) * self.sps  # last start with the whole preamble inside
         end = last if stop is None else min(int(stop), last)
-        pos = max(int(start), 0)
-        step = 512  # grows: a burst usually follows the previous one within a guard interval
-        while pos < end:
-            stop = min(pos + step, end)
-            step = min(2 * step, self.window)
-            # every other sample (the peak is > 1 sample wide), up to the first crossing
-            coarse, _ = self.metric(r, pos, stop, 2, stop_above=self.threshold)
-            hits = np.flatnonzero(coarse > self.threshold)
-            if hits.size:
+        index, frac, metric, cfo = _find_kernel(np.ascontiguousarray(r), int(start), end, last, self._pre_r,
+                                                self._pre_i, self.segment, self.sps, self.threshold, self.window)
+        return None if index < 0 else Detection(int(index), float(frac), float(metric), float(cfo))
+
+
+@numba.njit(cache=True)
+def _metric_grid(r, start, n, stride, pre_r, pre_i, seg, sps, stop_above, metric, dsum_r, dsum_i):
+    """BurstDetector.metric at the n positions start + i stride, all with the preamble's span inside r:
+    the samples they read copied to contiguous float32 (only the grid's phase when the stride divides sps,
+    so the kernel reads at unit stride), then _detect_kernel. metric, dsum_r, dsum_i [n] start at 0."""
+    span = (pre_r.size - 1) * sps
+    if sps % stride == 0:
+        m = n - 1 + span // stride + 1
+        rr, ri = np.empty(m, np.float32), np.empty(m, np.float32)
+        for i in range(m):
+            v = r[start + i * stride]
+            rr[i], ri[i] = v.real, v.imag
+        _detect_kernel(rr, ri, pre_r, pre_i, seg, sps // stride, n, metric, dsum_r, dsum_i, stop_above)
+    else:  # evaluate every position and keep the grid's
+        n_all = (n - 1) * stride + 1
+        rr, ri = np.empty(n_all + span, np.float32), np.empty(n_all + span, np.float32)
+        for i in range(n_all + span):
+            v = r[start + i]
+            rr[i], ri[i] = v.real, v.imag
+        m_all, d_r, d_i = np.zeros(n_all), np.zeros(n_all), np.zeros(n_all)
+        _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_all, m_all, d_r, d_i, np.inf)
+        for i in range(n):
+            metric[i], dsum_r[i], dsum_i[i] = m_all[i * stride], d_r[i * stride], d_i[i * stride]
+
+
+@numba.njit(cache=True)
+def _find_kernel(r, start, end, last, pre_r, pre_i, seg, sps, threshold, window):
+    """BurstDetector.find in one call: (index, frac, metric, cfo_cpsym), index -1 when nothing is found."""
+    pos = max(start, 0)
+    step = 512  # grows: a burst usually follows the previous one within a guard interval
+    while pos < end:
+        stop = min(pos + step, end)
+        step = min(2 * step, window)
+        # every other sample (the peak is > 1 sample wide), up to the first crossing
+        n = (stop - pos + 1) // 2
+        coarse, c_r, c_i = np.zeros(n), np.zeros(n), np.zeros(n)
+        _metric_grid(r, pos, n, 2, pre_r, pre_i, seg, sps, threshold, coarse, c_r, c_i)
+        for h in range(n):
+            if coarse[h] > threshold:
                 # a window that only partly overlaps the preamble can cross the threshold at high SNR (its
                 # energy is small); the true peak is then within one preamble length: take the maximum there
-                n1 = pos + 2 * int(hits[0])
-                wide, _ = self.metric(r, n1, min(n1 + self.pre.size * self.sps + 2, last), 2)
-                n2 = n1 + 2 * int(np.argmax(wide))
+                n1 = pos + 2 * h
+                nw = (min(n1 + pre_r.size * sps + 2, last) - n1 + 1) // 2
+                wide, w_r, w_i = np.zeros(nw), np.zeros(nw), np.zeros(nw)
+                _metric_grid(r, n1, nw, 2, pre_r, pre_i, seg, sps, np.inf, wide, w_r, w_i)
+                n2 = n1 + 2 * np.argmax(wide)
                 lo = max(n2 - 3, 0)
-                fine, dsum = self.metric(r, lo, min(n2 + 4, last), 1)
-                j = int(np.argmax(fine))
+                nf = min(n2 + 4, last) - lo
+                fine, f_r, f_i = np.zeros(nf), np.zeros(nf), np.zeros(nf)
+                _metric_grid(r, lo, nf, 1, pre_r, pre_i, seg, sps, np.inf, fine, f_r, f_i)
+                j = np.argmax(fine)
                 frac = 0.0
-                if 0 < j < fine.size - 1:
+                if 0 < j < nf - 1:
                     a, b, c = fine[j - 1], fine[j], fine[j + 1]
                     den = a - 2 * b + c
-                    frac = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
-                cfo = float(np.angle(dsum[j]) / (2 * np.pi * self.segment))
-                return Detection(lo + j, frac, float(fine[j]), cfo)
-            pos = stop
-        return None
+                    frac = min(max(0.5 * (a - c) / den, -0.5), 0.5) if den < 0 else 0.0
+                return lo + j, frac, fine[j], math.atan2(f_i[j], f_r[j]) / (2 * np.pi * seg)
+        pos = stop
+    return -1, 0.0, 0.0, 0.0
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -557,26 +585,51 @@ class PhaseTracker:
         return slope / self.scale / (2 * np.pi)
 
 
-@numba.njit(cache=True, fastmath=True)
-def _derotate(raw, a, t_ref, f_cps, out_re, out_im):
-    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), split into float32 real and imaginary parts (what
-    the matched filter's dot products read): the phasor exact (cos / sin, phase reduced modulo one cycle) at
-    the start of every 64 samples, times a table of the 64 in-block steps, so the samples of a block are
-    independent multiplies (SIMD)."""
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _step_table(f_cps):
+    """exp(-j 2 pi f i), i < 64: the in-block steps of a rotation at f cycles per sample."""
     steps_re, steps_im = np.empty(64), np.empty(64)
     for i in range(64):
         ph = -2.0 * np.pi * f_cps * i
         steps_re[i], steps_im[i] = np.cos(ph), np.sin(ph)
+    return steps_re, steps_im
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _phasor_at(f_cps, n):
+    """exp(-j 2 pi f n), the phase reduced modulo one cycle first (exact for any n)."""
+    cyc = f_cps * n
+    ph = -2.0 * np.pi * (cyc - np.floor(cyc))
+    return np.cos(ph), np.sin(ph)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _derotate(raw, a, t_ref, f_cps, out_re, out_im):
+    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), split into float32 real and imaginary parts (what
+    the matched filter's dot products read): the phasor exact at the start of every 64 samples, times a
+    table of the 64 in-block steps, so the samples of a block are independent multiplies (SIMD)."""
+    steps_re, steps_im = _step_table(f_cps)
     for i0 in range(0, out_re.size, 64):
-        cyc = f_cps * (a + i0 - t_ref)
-        ph = -2.0 * np.pi * (cyc - np.floor(cyc))
-        wr, wi = np.cos(ph), np.sin(ph)
+        wr, wi = _phasor_at(f_cps, a + i0 - t_ref)
         for i in range(min(64, out_re.size - i0)):
             cr = wr * steps_re[i] - wi * steps_im[i]
             ci = wr * steps_im[i] + wi * steps_re[i]
             v = raw[a + i0 + i]
             out_re[i0 + i] = v.real * cr - v.imag * ci
             out_im[i0 + i] = v.real * ci + v.imag * cr
+
+
+@numba.njit(cache=True, fastmath=True)
+def _rotate_split(xr, xi, f_cps, t_ref, out_re, out_im):
+    """(out_re + j out_im)[i] = (xr + j xi)[i] exp(-j 2 pi f (i - t_ref)), as _derotate."""
+    steps_re, steps_im = _step_table(f_cps)
+    for i0 in range(0, xr.size, 64):
+        wr, wi = _phasor_at(f_cps, i0 - t_ref)
+        for i in range(min(64, xr.size - i0)):
+            cr = wr * steps_re[i] - wi * steps_im[i]
+            ci = wr * steps_im[i] + wi * steps_re[i]
+            out_re[i0 + i] = xr[i0 + i] * cr - xi[i0 + i] * ci
+            out_im[i0 + i] = xr[i0 + i] * ci + xi[i0 + i] * cr
 
 
 @numba.njit(cache=True)
@@ -757,8 +810,10 @@ class BurstSynchronizer:
             raise ValueError("no usable signal on the preamble and pilots (zero or non-finite gain)")
         noise_var = est.n0 / max(abs(est.gain) ** 2, 1e-30)
         per_symbol = None if h is None else noise_var / np.maximum(np.abs(h[geo.data_idx]) ** 2, 1e-12)
+        data = np.empty(geo.data_idx.size, np.complex128)
+        _gather_scaled(eq, geo.data_idx, 1.0 / est.gain, data)
         return SyncedBurst(
-            data=eq[geo.data_idx] / est.gain,
+            data=data,
             noise_var=float(noise_var),
             snr_db=est.snr_db,
             evm_rms=est.evm_rms,
@@ -834,7 +889,7 @@ class _BurstGeometry:
         )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)  # fastmath: the inlined matched filter's sums vectorise
 def _refine_acquisition(xr, xi, bank, t0, sps, pre_conj):
     """BurstSynchronizer.acquire's refinement in one call: the residual carrier offset (cycles per symbol)
     from the preamble's 16-symbol segments (estimate_cfo_segments), then, with the samples turned back by
@@ -845,13 +900,8 @@ def _refine_acquisition(xr, xi, bank, t0, sps, pre_conj):
     for k in range(n_pre):
         z[k] = _mf_at(xr, xi, t0 + k * sps, bank) * pre_conj[k]
     d_cfo = _cfo_segments_kernel(z, 16)
-    w = -2.0 * np.pi * d_cfo / sps
     yr, yi = np.empty_like(xr), np.empty_like(xi)
-    for i in range(xr.size):
-        ph = w * (i - t0)
-        c, s = math.cos(ph), math.sin(ph)
-        yr[i] = xr[i] * c - xi[i] * s
-        yi[i] = xr[i] * s + xi[i] * c
+    _rotate_split(xr, xi, d_cfo / sps, t0, yr, yi)
     m = np.empty(3)
     for di in range(3):
         acc = 0j
@@ -882,6 +932,13 @@ def _pilot_block_fit(eq, pilot_pos, pil):
             e = eq[pilot_pos[b] + i] - g[b] * pil[i]
             res += e.real * e.real + e.imag * e.imag
     return g, res / (n_b * n_p) * n_p / max(n_p - 1, 1)
+
+
+@numba.njit(cache=True)
+def _gather_scaled(x, idx, scale, out):
+    """out[i] = x[idx[i]] * scale."""
+    for i in range(idx.size):
+        out[i] = x[idx[i]] * scale
 
 
 @numba.njit(cache=True)

@@ -112,3 +112,17 @@ def test_streaming_fir_is_the_causal_convolution_whatever_the_cut():
     again = np.zeros(500, np.complex128)
     fir_range(x, taps, 0, 500, again)
     assert np.array_equal(out, again)  # bit for bit: each sample sums its taps in one order
+
+
+def test_nan_and_inf_samples_count_as_silence_and_lose_nothing(stream):
+    y, payloads, _ = stream
+    y = y.copy()
+    y[100:140] = np.nan  # garbage in the gap before the first packet: NaN and inf parts
+    y[200:210] = complex(np.inf, 0.5)
+    y[300] = complex(0.2, -np.inf)
+    clean = receive(stream[0], [8192] * (y.size // 8192))
+    packets = receive(y, [8192] * (y.size // 8192))
+    assert [p.payload for p in packets] == [p.payload for p in clean]
+    assert [p.payload for p in packets if p.mcs != "analog"] == payloads
+    rx = StreamReceiver(CFG)  # a real-valued chunk is taken as I only
+    assert rx.feed(np.zeros(5000)) == [] and rx.samples_in == 5000

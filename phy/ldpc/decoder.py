@@ -123,7 +123,8 @@ class LdpcDecoder:
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"llr must be floating point, got dtype {arr.dtype}; cast with .astype(np.float32)")
         arr = arr.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(arr)):
+        # a float64 sum of float32 values cannot overflow, so it is finite exactly when every value is
+        if not np.isfinite(arr.sum(dtype=np.float64)):
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(
                 f"llr holds a non-finite value ({arr[tuple(bad)]}) at index {tuple(int(i) for i in bad)}; "
