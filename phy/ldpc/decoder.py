@@ -102,7 +102,13 @@ class LdpcDecoder:
         """Rate recovery: sum repeated bits, 0 for punctured ones, +large for known zeros."""
         code = self.code
         out = np.empty((llr.shape[0], code.n_dec_cols), np.float32)
-        kernels.rate_recover(llr, code.tx_index, code.known_zero_index, FILLER_LLR, out)
+        bad = kernels.rate_recover(llr, code.tx_index, code.known_zero_index, FILLER_LLR, out)
+        if bad >= 0:
+            where = np.unravel_index(bad, llr.shape)
+            raise ValueError(
+                f"llr holds a non-finite value ({llr[where]}) at index {tuple(int(i) for i in where)}; "
+                "clip or replace NaN/inf LLRs (e.g. np.nan_to_num) before decoding"
+            )
         return out
 
     @staticmethod
@@ -123,17 +129,10 @@ class LdpcDecoder:
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"llr must be floating point, got dtype {arr.dtype}; cast with .astype(np.float32)")
         arr = arr.astype(np.float32, copy=False)
-        # a float64 sum of float32 values cannot overflow, so it is finite exactly when every value is
-        if not np.isfinite(arr.sum(dtype=np.float64)):
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(
-                f"llr holds a non-finite value ({arr[tuple(bad)]}) at index {tuple(int(i) for i in bad)}; "
-                "clip or replace NaN/inf LLRs (e.g. np.nan_to_num) before decoding"
-            )
         shape = arr.shape[:-1]
         flat = np.ascontiguousarray(arr.reshape(-1, code.n))
         B = flat.shape[0]
-        mother = self._mother_llr(flat)
+        mother = self._mother_llr(flat)  # checks finiteness on the way
         hard = np.empty((B, code.n_dec_cols), np.uint8)
         iters = np.empty(B, np.int32)
         conv = np.empty(B, np.bool_)

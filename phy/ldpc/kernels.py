@@ -391,13 +391,19 @@ def flooding_spa(llr, row_ptr, var_idx, max_iter, early_stop, hard_out, iters_ou
 
 @njit(cache=True)
 def rate_recover(llr, tx_index, known_zero_index, known_llr, out):
-    """Mother-code LLRs: repeated bits add up, punctured bits stay 0, known zeros get `known_llr`."""
+    """Mother-code LLRs: repeated bits add up, punctured bits stay 0, known zeros get `known_llr`.
+    Returns the flat index of the first non-finite input LLR, -1 when all are finite (checked on the way)."""
     B = llr.shape[0]
+    bad = -1
     for b in range(B):
         ob = out[b]
         lb = llr[b]
         ob[:] = 0.0
         for i in range(tx_index.size):
-            ob[tx_index[i]] += lb[i]
+            v = lb[i]
+            if bad < 0 and not np.isfinite(v):
+                bad = b * llr.shape[1] + i
+            ob[tx_index[i]] += v
         for i in range(known_zero_index.size):
             ob[known_zero_index[i]] = known_llr
+    return bad
