@@ -64,6 +64,20 @@ def _points(name: str, ratios: tuple[float, ...]) -> np.ndarray:
     return pts / np.sqrt(np.mean(np.abs(pts) ** 2))
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _label_max(d, zeros, ones, b, nb, b0, b1):
+    """b0[j] / b1[j] = the largest d[p, j] over the points (or levels) p in zeros[b] / in ones[b], j < nb."""
+    z, o = zeros[b, 0], ones[b, 0]
+    for j in range(nb):
+        b0[j] = d[z, j]
+        b1[j] = d[o, j]
+    for h in range(1, zeros.shape[1]):
+        z, o = zeros[b, h], ones[b, h]
+        for j in range(nb):
+            b0[j] = max(b0[j], d[z, j])
+            b1[j] = max(b1[j], d[o, j])
+
+
 @numba.njit(cache=True, fastmath=True)
 def _demap_kernel(y, n0, pts, zeros, ones, exact, out):
     """Max-log or exact (log-MAP) LLRs of any constellation: zeros[b] / ones[b] list the points whose label
@@ -87,15 +101,7 @@ def _demap_kernel(y, n0, pts, zeros, ones, exact, out):
                 di = yi[j] - pi
                 d[p, j] = -(dr * dr + di * di) * inv[j]  # log-likelihood up to a constant
         for b in range(m):
-            z, o = zeros[b, 0], ones[b, 0]
-            for j in range(nb):
-                b0[j] = d[z, j]
-                b1[j] = d[o, j]
-            for h in range(1, half):
-                z, o = zeros[b, h], ones[b, h]
-                for j in range(nb):
-                    b0[j] = max(b0[j], d[z, j])
-                    b1[j] = max(b1[j], d[o, j])
+            _label_max(d, zeros, ones, b, nb, b0, b1)
             if exact:
                 for j in range(nb):
                     s0[j] = 0.0
@@ -118,7 +124,7 @@ def _demap_qam_maxlog_kernel(y, n0, levels, zeros, ones, out):
     Q axis the odd ones, so a symbol needs the sqrt(M) distances of each axis instead of all M points.
     zeros[b] / ones[b]: the levels whose axis bit b is 0 / 1. Blocks of symbols, the symbol loop innermost
     (SIMD); n0 of one element applies to all symbols."""
-    n_sym, n_lev, m_axis, half = y.shape[0], levels.shape[0], zeros.shape[0], zeros.shape[1]
+    n_sym, n_lev, m_axis = y.shape[0], levels.shape[0], zeros.shape[0]
     blk = 64
     v, inv = np.empty(blk), np.empty(blk)
     b0, b1 = np.empty(blk), np.empty(blk)
@@ -136,15 +142,7 @@ def _demap_qam_maxlog_kernel(y, n0, levels, zeros, ones, out):
                     dv = v[j] - level
                     d[lv, j] = -(dv * dv) * inv[j]
             for b in range(m_axis):
-                z, o = zeros[b, 0], ones[b, 0]
-                for j in range(nb):
-                    b0[j] = d[z, j]
-                    b1[j] = d[o, j]
-                for h in range(1, half):
-                    z, o = zeros[b, h], ones[b, h]
-                    for j in range(nb):
-                        b0[j] = max(b0[j], d[z, j])
-                        b1[j] = max(b1[j], d[o, j])
+                _label_max(d, zeros, ones, b, nb, b0, b1)
                 for j in range(nb):
                     out[i0 + j, 2 * b + axis] = b0[j] - b1[j]
 

@@ -45,7 +45,7 @@ def received_signal(tx, mcs: str, rng: np.random.Generator, seq: int = 7) -> tup
     x = np.concatenate([np.zeros(LEAD_SAMPLES, np.complex64), x])
     n = np.arange(x.size)
     x = x * np.exp(2j * np.pi * CFO_CPSYM / tx.cfg.sps * n)
-    n0 = 10 ** (-ESN0_DB / 10) / tx.cfg.sps  # Es / N0 per symbol; the samples carry Es / sps each
+    n0 = tx.cfg.sps * 10 ** (-ESN0_DB / 10)  # unit sample power is Es = sps per symbol: N0 per sample = Es / (Es/N0)
     noise = np.sqrt(n0 / 2) * (rng.normal(size=x.size) + 1j * rng.normal(size=x.size))
     return (x + noise).astype(np.complex64), sent
 
