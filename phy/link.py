@@ -25,7 +25,6 @@ from statistics import fmean
 
 import numba
 import numpy as np
-from scipy.signal import oaconvolve
 
 from sagin_hil.phy.frame import (
     ANALOG,
@@ -537,9 +536,17 @@ class PacketReceiver:
         x = np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"samples must be a 1-D complex array, got shape {x.shape}")
+        from sagin_hil.phy.stream import _append_finite, fir_range
+
         with self.clock("detection"):
-            x = np.nan_to_num(x.astype(np.complex128), nan=0.0, posinf=0.0, neginf=0.0)
-            r = oaconvolve(x, self.sync.taps)[: x.size]  # the causal matched filter, by FFT blocks
+            # as the streaming receiver reads samples: complex64 (what radios deliver), NaN / inf parts
+            # zeroed, the causal matched filter in float32 (the detector's precision)
+            raw = np.empty(x.size, np.complex64)
+            if x.size:
+                _append_finite(raw, x if np.iscomplexobj(x) else x.astype(np.complex64))
+            r = np.empty_like(raw)
+            fir_range(raw, self.sync.taps.astype(np.float32), 0, raw.size, r)
+            x = raw
         bursts, errors, start, pos = [], [], None, 0
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         while True:

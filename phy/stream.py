@@ -57,10 +57,11 @@ def _fir_kernel(xf, taps, a, b, outf):
 
 @numba.njit(cache=True)
 def _append_finite(dst, src):
-    """dst[:] = src, a NaN or infinite part (I or Q) replaced by 0: such samples count as silence."""
+    """dst[:] = src in complex64, a part (I or Q) that is NaN or infinite there (beyond float32's range
+    too) replaced by 0: such samples count as silence."""
     for i in range(src.size):
-        re, im = src[i].real, src[i].imag
-        dst[i] = complex(re if math.isfinite(re) else 0.0, im if math.isfinite(im) else 0.0)
+        re, im = np.float32(src[i].real), np.float32(src[i].imag)
+        dst[i] = complex(re if math.isfinite(re) else np.float32(0.0), im if math.isfinite(im) else np.float32(0.0))
 
 
 def fir_range(x: np.ndarray, taps: np.ndarray, a: int, b: int, out: np.ndarray) -> None:
