@@ -94,33 +94,6 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i
         xi = ri[i * sps : i * sps + n_en]
         for n in range(n_en):
             seg_en[n] += xr[n] * xr[n] + xi[n] * xi[n]
-    # a +-1 preamble in 4-symbol segments (ours): a segment is +-1 times one of 8 sign patterns (first
-    # symbol +1), so its correlation at every position is a slice of that pattern's filtered stream
-    # (4 products per sample and pattern, instead of 4 per position and segment); x (-1) is exact, so the
-    # values are those of the direct sum
-    fast = real and seg == 4 and np.all(np.abs(pre_r) == 1)
-    pat = np.zeros(k_seg, np.int64)
-    pat_sign = np.ones(k_seg, f4)
-    pat_r = np.zeros((8 if fast else 0, n_en), f4)
-    pat_i = np.zeros((8 if fast else 0, n_en), f4)
-    if fast:
-        for k in range(k_seg):
-            sg = f4.type(1.0) if pre_r[4 * k] > 0 else f4.type(-1.0)
-            pat_sign[k] = sg
-            pat[k] = (pre_r[4 * k + 1] * sg < 0) * 4 + (pre_r[4 * k + 2] * sg < 0) * 2 + (pre_r[4 * k + 3] * sg < 0)
-        for q in range(8):
-            used = False
-            for k in range(k_seg):
-                used |= pat[k] == q
-            if not used:
-                continue
-            s1 = f4.type(-1.0) if q & 4 else f4.type(1.0)
-            s2 = f4.type(-1.0) if q & 2 else f4.type(1.0)
-            s3 = f4.type(-1.0) if q & 1 else f4.type(1.0)
-            yr, yi = pat_r[q], pat_i[q]
-            for n in range(n_en):
-                yr[n] = rr[n] + rr[n + sps] * s1 + rr[n + 2 * sps] * s2 + rr[n + 3 * sps] * s3
-                yi[n] = ri[n] + ri[n + sps] * s1 + ri[n + 2 * sps] * s2 + ri[n + 3 * sps] * s3
     cr, ci = np.empty(blk, f4), np.empty(blk, f4)
     pr_, pi_ = np.empty(blk, f4), np.empty(blk, f4)
     ar, ai, en = np.empty(blk, f4), np.empty(blk, f4), np.empty(blk, f4)
@@ -130,21 +103,25 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i
             ar[m] = 0.0
             ai[m] = 0.0
             en[m] = 0.0
-        if fast:  # ours: each segment's correlation read off its pattern's stream, combined in one pass
+        if real and seg == 4:  # ours: one pass per segment, its correlation and the combining fused
             for k in range(k_seg):
                 a0 = m0 + 4 * k * sps
-                yr, yi, sg = pat_r[pat[k], a0 : a0 + mb], pat_i[pat[k], a0 : a0 + mb], pat_sign[k]
+                p0, p1, p2, p3 = pre_r[4 * k], pre_r[4 * k + 1], pre_r[4 * k + 2], pre_r[4 * k + 3]
+                r0, r1 = rr[a0 : a0 + mb], rr[a0 + sps : a0 + sps + mb]
+                r2, r3 = rr[a0 + 2 * sps : a0 + 2 * sps + mb], rr[a0 + 3 * sps : a0 + 3 * sps + mb]
+                i0, i1 = ri[a0 : a0 + mb], ri[a0 + sps : a0 + sps + mb]
+                i2, i3 = ri[a0 + 2 * sps : a0 + 2 * sps + mb], ri[a0 + 3 * sps : a0 + 3 * sps + mb]
                 e_k = seg_en[a0 : a0 + mb]
                 for m in range(mb):
-                    c_r = sg * yr[m]
-                    c_i = sg * yi[m]
+                    c_r = r0[m] * p0 + r1[m] * p1 + r2[m] * p2 + r3[m] * p3
+                    c_i = i0[m] * p0 + i1[m] * p1 + i2[m] * p2 + i3[m] * p3
                     if k > 0:  # differential combining: c_k conj(c_{k-1})
                         ar[m] += c_r * pr_[m] + c_i * pi_[m]
                         ai[m] += c_i * pr_[m] - c_r * pi_[m]
                     pr_[m] = c_r
                     pi_[m] = c_i
                     en[m] += e_k[m]
-        for k in range(k_seg if not fast else 0):
+        for k in range(k_seg if not (real and seg == 4) else 0):
             for m in range(mb):
                 cr[m] = 0.0
                 ci[m] = 0.0
