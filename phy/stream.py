@@ -135,7 +135,8 @@ class StreamReceiver:
                 self._buf = np.concatenate([self._buf[: self._n], np.zeros(size - self._n, np.complex64)])
                 self._r = np.concatenate([self._r, np.zeros(size - self._r.size, np.complex64)])
             if c.size:
-                _append_finite(self._buf[self._n : self._n + c.size], c if np.iscomplexobj(c) else c.astype(np.complex64))
+                src = c if np.iscomplexobj(c) else c.astype(np.complex64)
+                _append_finite(self._buf[self._n : self._n + c.size], src)
             self._n += c.size
         return self._run()
 

@@ -866,8 +866,9 @@ class BurstSynchronizer:
 @dataclass(frozen=True)
 class _BurstGeometry:
     """A burst's layout as the synchroniser reads it: n_sym symbols from the preamble on (header_stage: only
-    the header's, before the burst length is known), the used data symbols (data_idx), the preamble and pilot blocks (blocks_pos, pil_idx [b, L], their centres), every
-    known symbol (known_idx, known, known_conj) and the clock-drift view of them (timing)."""
+    the header's, before the burst length is known), the used data symbols (data_idx), the preamble and
+    pilot blocks (blocks_pos, pil_idx [b, L], their centres), every known symbol (known_idx, known,
+    known_conj) and the clock-drift view of them (timing)."""
 
     n_sym: int
     header_stage: bool
@@ -897,7 +898,7 @@ class _BurstGeometry:
         pil_idx = blocks_pos[1:, None] + np.arange(pil.size)
         known_blocks = [pre] + [pil] * pilot_pos.size
         known = np.concatenate(known_blocks)
-        return cls(
+        geo = cls(
             n_sym=n_sym,
             header_stage=n_used < n_data,
             data_idx=np.ascontiguousarray(data_pos[:n_used]),
@@ -910,6 +911,10 @@ class _BurstGeometry:
             pilots=pil,
             timing=_TimingBlocks.make(blocks_pos, known_blocks, sps),
         )
+        for a in (geo.data_idx, geo.blocks_pos, geo.pil_idx, geo.centres, geo.known_idx, geo.known, geo.known_conj,
+                  geo.pilots):
+            a.flags.writeable = False  # shared by every receiver through the cache
+        return geo
 
 
 @numba.njit(cache=True, fastmath=True)  # fastmath: the inlined matched filter's sums vectorise

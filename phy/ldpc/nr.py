@@ -83,7 +83,8 @@ class _NrEncoder:
         order = np.lexsort((cols, rows))
         self.rows, self.cols, self.shifts = rows[order], cols[order].astype(np.int64), shifts[order].astype(np.int64)
         self.row_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.rows, minlength=self.m))]).astype(np.int64)
-        entries = [list(zip(self.cols[self.rows == r].tolist(), self.shifts[self.rows == r].tolist())) for r in range(self.m)]
+        entries = [list(zip(self.cols[self.rows == r].tolist(), self.shifts[self.rows == r].tolist()))
+                   for r in range(self.m)]
         # summing the 4 core rows cancels parity columns kb+1..kb+3 and two of kb's three entries: the sum
         # of their systematic parts is P^s p0 for the one shift s that appears an odd number of times
         p0_shifts = [sh for r in range(4) for col, sh in entries[r] if col == kb]
