@@ -41,7 +41,7 @@ from sagin_hil.phy.mcs import BITS_PER_SYMBOL, get_mcs
 from sagin_hil.phy.modulation import Constellation
 from sagin_hil.phy.pulse import RrcInterpolator
 from sagin_hil.phy.stage_clock import StageClock
-from sagin_hil.phy.sync import BurstDetector, BurstSynchronizer
+from sagin_hil.phy.sync import BurstDetector, BurstSynchronizer, append_finite, fir_range
 
 __all__ = ["LinkConfig", "PacketTransmitter", "PacketReceiver", "RxPacket", "PacketPlan", "AnalogPlan", "ANALOG"]
 
@@ -480,6 +480,7 @@ class PacketReceiver:
         self.sync = BurstSynchronizer(self.fmt, self.cfg.sps, self.cfg.rolloff, self.cfg.span_symbols, self.cfg.track_clock,
                                       self.cfg.phase_tracking)
         self.clock = self.sync.clock = StageClock()  # enable it to split the wall time by stage (bench rx)
+        self.mf_taps = self.sync.taps.astype(np.float32)  # the detection filter's, float32 as its samples
         # the header stage assumes at least one more pilot block after the header
         self._hdr_n_data = HEADER_CODED_BITS + self.fmt.pilot_spacing
 
@@ -536,16 +537,14 @@ class PacketReceiver:
         x = np.asarray(samples)
         if x.ndim != 1:
             raise ValueError(f"samples must be a 1-D complex array, got shape {x.shape}")
-        from sagin_hil.phy.stream import _append_finite, fir_range
-
         with self.clock("detection"):
             # as the streaming receiver reads samples: complex64 (what radios deliver), NaN / inf parts
             # zeroed, the causal matched filter in float32 (the detector's precision)
             raw = np.empty(x.size, np.complex64)
             if x.size:
-                _append_finite(raw, x if np.iscomplexobj(x) else x.astype(np.complex64))
+                append_finite(raw, x if np.iscomplexobj(x) else x.astype(np.complex64))
             r = np.empty_like(raw)
-            fir_range(raw, self.sync.taps.astype(np.float32), 0, raw.size, r)
+            fir_range(raw, self.mf_taps, 0, raw.size, r)
             x = raw
         bursts, errors, start, pos = [], [], None, 0
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2

@@ -258,8 +258,10 @@ class Constellation:
             raise ValueError(f"unknown demapping method {method!r}; choose 'maxlog' or 'exact'")
         y = np.asarray(symbols)
         n0 = np.asarray(noise_var, dtype=np.float64)
-        v = float(n0.flat[0]) if n0.size == 1 else 0.0
-        ok = (math.isfinite(v) and v > 0) if n0.size == 1 else bool(np.all(np.isfinite(n0) & (n0 > 0)))
+        if n0.size == 1:  # the common case, checked without array passes
+            ok = math.isfinite(float(n0.flat[0])) and float(n0.flat[0]) > 0
+        else:
+            ok = bool(np.all(np.isfinite(n0) & (n0 > 0)))
         if not ok:
             raise ValueError(f"noise_var must be finite and > 0, got {noise_var!r}")
         n0 = n0.reshape(1) if n0.size == 1 else np.ascontiguousarray(np.broadcast_to(n0, y.shape).ravel())

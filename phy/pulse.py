@@ -79,7 +79,7 @@ def rrc_polyphase(rolloff: float, sps: int, span_symbols: int = 16, phases: int 
     off = np.arange(phases + 1)[:, None] / phases + d - j[None, :]  # samples
     w = _rrc_shape(off.ravel() / sps, float(rolloff)).reshape(off.shape)
     w[np.abs(off) > d] = 0.0
-    w /= np.sqrt(np.sum(_rrc_shape(np.arange(-d, d + 1) / sps, float(rolloff)) ** 2))  # rrc_taps' energy
+    w /= np.sqrt(np.sum(w[0] ** 2))  # row 0 is the pulse at whole samples: rrc_taps' energy
     out = w.astype(np.float32)
     out.flags.writeable = False
     return out

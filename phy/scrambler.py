@@ -29,6 +29,7 @@ def _x2_jump_columns() -> np.ndarray:
     return cols
 
 
+@lru_cache(maxsize=8)
 def _x1_after_discard(length: int) -> np.ndarray:
     """x1(1600 + n), n < length: the same for every seed (x1 starts from 1, 0, ..., 0)."""
     reg = 1
@@ -42,11 +43,6 @@ def _x1_after_discard(length: int) -> np.ndarray:
 
 
 _X2_JUMP = _x2_jump_columns()
-
-
-@lru_cache(maxsize=8)
-def _x1_bucket(length: int) -> np.ndarray:
-    return _x1_after_discard(length)
 
 
 @njit(cache=True)
@@ -90,7 +86,7 @@ def _seeds_and_x1(seeds, length: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"seeds must lie in [0, 2^31) (TS 38.211 c_init is 31 bits), got {seeds!r}")
     if length < 0:
         raise ValueError(f"length={length} must be >= 0")
-    return c_init, _x1_bucket(max(1024, 1 << (int(length) - 1).bit_length()))[: int(length)]  # one per 2^k
+    return c_init, _x1_after_discard(max(1024, 1 << (int(length) - 1).bit_length()))[: int(length)]  # one per 2^k
 
 
 def gold_sequences(seeds, length: int) -> np.ndarray:

@@ -19,60 +19,13 @@ has gone on for longer than a burst since the packet's last burst (its other bur
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
 
 from sagin_hil.phy.frame import HeaderError
 from sagin_hil.phy.link import LinkConfig, PacketReceiver, RxPacket
-from sagin_hil.phy.sync import Detection
+from sagin_hil.phy.sync import Detection, append_finite, fir_range
 
 __all__ = ["StreamReceiver", "fir_range"]
-
-
-@numba.njit(cache=True)
-def _fir_kernel(xf, taps, a, b, outf):
-    # on float views (re, im interleaved), in blocks that stay in L1, four taps per pass (one load and store
-    # of the output per four multiply-adds; taps zero-padded to a multiple of four), the tap loop outside so
-    # the inner loop is SIMD; no fastmath, so every sample sums its taps in the same order whatever the
-    # call: in groups of four, left to right, a tap that reaches before the stream's first sample adding 0
-    zero = xf.dtype.type(0.0)
-    for b0 in range(2 * a, 2 * b, 2048):
-        b1 = min(b0 + 2048, 2 * b)
-        for j in range(b0, b1):
-            outf[j] = 0.0
-        for k in range(0, taps.size, 4):
-            t0, t1, t2, t3 = taps[k], taps[k + 1], taps[k + 2], taps[k + 3]
-            lo = min(max(b0, 2 * (k + 3)), b1)  # from here on every tap of the group has its sample
-            for j in range(b0, lo):  # the first samples of the stream
-                v = [xf[j - 2 * q] if j - 2 * q >= 0 else zero for q in range(k, k + 4)]
-                outf[j] = outf[j] + (t0 * v[0] + t1 * v[1] + t2 * v[2] + t3 * v[3])
-            o = outf[lo:b1]
-            x0, x1 = xf[lo - 2 * k : b1 - 2 * k], xf[lo - 2 * k - 2 : b1 - 2 * k - 2]
-            x2, x3 = xf[lo - 2 * k - 4 : b1 - 2 * k - 4], xf[lo - 2 * k - 6 : b1 - 2 * k - 6]
-            for j in range(b1 - lo):
-                o[j] = o[j] + (t0 * x0[j] + t1 * x1[j] + t2 * x2[j] + t3 * x3[j])
-
-
-@numba.njit(cache=True)
-def _append_finite(dst, src):
-    """dst[:] = src in complex64, a part (I or Q) that is NaN or infinite there (beyond float32's range
-    too) replaced by 0: such samples count as silence."""
-    for i in range(src.size):
-        re, im = np.float32(src[i].real), np.float32(src[i].imag)
-        dst[i] = complex(re if math.isfinite(re) else np.float32(0.0), im if math.isfinite(im) else np.float32(0.0))
-
-
-def fir_range(x: np.ndarray, taps: np.ndarray, a: int, b: int, out: np.ndarray) -> None:
-    """out[a:b] = causal FIR of x (zero before x[0]), each sample summed in a fixed order:
-    out[n] = sum_k taps[k] x[n - k], whatever range a call covers. x and out both complex64 (taps float32:
-    twice the SIMD lanes, ample for detection) or both complex128 (taps float64)."""
-    if b > a:
-        real = np.float32 if x.dtype == np.complex64 else np.float64
-        padded = np.zeros(-(-taps.size // 4) * 4, real)  # zero taps add exact zeros
-        padded[: taps.size] = taps
-        _fir_kernel(x.view(real), padded, int(a), int(b), out.view(real))
 
 
 class StreamReceiver:
@@ -97,7 +50,6 @@ class StreamReceiver:
         self.rx = PacketReceiver(cfg)
         self.cfg, self.clock = self.rx.cfg, self.rx.clock
         sps, fmt, sync = self.cfg.sps, self.rx.fmt, self.rx.sync
-        self._taps = np.ascontiguousarray(sync.taps, dtype=np.float32)
         pre_samples = fmt.preamble.size * sps
         self._lookahead = 2 * pre_samples + 16  # what the detector's peak search reads beyond a candidate
         self._search_samples = 4096
@@ -136,7 +88,7 @@ class StreamReceiver:
                 self._r = np.concatenate([self._r, np.zeros(size - self._r.size, np.complex64)])
             if c.size:
                 src = c if np.iscomplexobj(c) else c.astype(np.complex64)
-                _append_finite(self._buf[self._n : self._n + c.size], src)
+                append_finite(self._buf[self._n : self._n + c.size], src)
             self._n += c.size
         return self._run()
 
@@ -154,7 +106,7 @@ class StreamReceiver:
         if a >= self._r_hi or a < self._r_lo:
             self._r_lo = self._r_hi = a
         if b > self._r_hi:
-            fir_range(self._x, self._taps, self._r_hi - self._base, b - self._base, self._r)
+            fir_range(self._x, self.rx.mf_taps, self._r_hi - self._base, b - self._base, self._r)
             self._r_hi = b
 
     def _run(self) -> list[RxPacket]:
@@ -231,7 +183,7 @@ class StreamReceiver:
     def _trim(self) -> None:
         """Drop samples no burst or filter will read again (moving the rest to the front of the buffer)."""
         keep_from = min(self._pos - self._before - 8, self._r_lo if self._r_hi > self._r_lo else self._pos)
-        cut = max(keep_from - self._taps.size, self._base) - self._base
+        cut = max(keep_from - self.rx.mf_taps.size, self._base) - self._base
         if cut > 65536 or (cut > 0 and cut > self._n // 2):
             rest = self._n - cut
             self._buf[:rest] = self._buf[cut : self._n]

@@ -33,6 +33,8 @@ from sagin_hil.phy.estimation import snr_data_aided
 __all__ = [
     "Rotator",
     "BurstDetector",
+    "fir_range",
+    "append_finite",
     "Detection",
     "matched_filter_at",
     "estimate_cfo_segments",
@@ -153,6 +155,50 @@ def _detect_kernel(rr, ri, pre_r, pre_i, seg, sps, n_pos, metric, dsum_r, dsum_i
         for m in range(mb):
             if metric[m0 + m] > stop_above:
                 return
+
+
+@numba.njit(cache=True)
+def _fir_kernel(xf, taps, a, b, outf):
+    # on float views (re, im interleaved), in blocks that stay in L1, four taps per pass (one load and store
+    # of the output per four multiply-adds; taps zero-padded to a multiple of four), the tap loop outside so
+    # the inner loop is SIMD; no fastmath, so every sample sums its taps in the same order whatever the
+    # call: in groups of four, left to right, a tap that reaches before the stream's first sample adding 0
+    zero = xf.dtype.type(0.0)
+    for b0 in range(2 * a, 2 * b, 2048):
+        b1 = min(b0 + 2048, 2 * b)
+        for j in range(b0, b1):
+            outf[j] = 0.0
+        for k in range(0, taps.size, 4):
+            t0, t1, t2, t3 = taps[k], taps[k + 1], taps[k + 2], taps[k + 3]
+            lo = min(max(b0, 2 * (k + 3)), b1)  # from here on every tap of the group has its sample
+            for j in range(b0, lo):  # the first samples of the stream
+                v = [xf[j - 2 * q] if j - 2 * q >= 0 else zero for q in range(k, k + 4)]
+                outf[j] = outf[j] + (t0 * v[0] + t1 * v[1] + t2 * v[2] + t3 * v[3])
+            o = outf[lo:b1]
+            x0, x1 = xf[lo - 2 * k : b1 - 2 * k], xf[lo - 2 * k - 2 : b1 - 2 * k - 2]
+            x2, x3 = xf[lo - 2 * k - 4 : b1 - 2 * k - 4], xf[lo - 2 * k - 6 : b1 - 2 * k - 6]
+            for j in range(b1 - lo):
+                o[j] = o[j] + (t0 * x0[j] + t1 * x1[j] + t2 * x2[j] + t3 * x3[j])
+
+
+@numba.njit(cache=True)
+def append_finite(dst, src):
+    """dst[:] = src in complex64, a part (I or Q) that is NaN or infinite there (beyond float32's range
+    too) replaced by 0: such samples count as silence."""
+    for i in range(src.size):
+        re, im = np.float32(src[i].real), np.float32(src[i].imag)
+        dst[i] = complex(re if math.isfinite(re) else np.float32(0.0), im if math.isfinite(im) else np.float32(0.0))
+
+
+def fir_range(x: np.ndarray, taps: np.ndarray, a: int, b: int, out: np.ndarray) -> None:
+    """out[a:b] = causal FIR of x (zero before x[0]), each sample summed in a fixed order:
+    out[n] = sum_k taps[k] x[n - k], whatever range a call covers. x and out both complex64 (taps float32:
+    twice the SIMD lanes, ample for detection) or both complex128 (taps float64)."""
+    if b > a:
+        real = np.float32 if x.dtype == np.complex64 else np.float64
+        padded = np.zeros(-(-taps.size // 4) * 4, real)  # zero taps add exact zeros
+        padded[: taps.size] = taps
+        _fir_kernel(x.view(real), padded, int(a), int(b), out.view(real))
 
 
 @dataclass
@@ -373,6 +419,25 @@ def _cfo_segments_kernel(z, segment):
     return num / den / (2 * np.pi)
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _timing_error(xr, xi, bank, base, sps, drift, sym, ref, j0, j1):
+    """(timing error in samples, |correlation|) of the known symbols ref[j0:j1], symbol j at base + sym[j] sps
+    (1 + drift): the peak of a parabola through |correlation| at -1, 0, +1 sample, clipped to +-1."""
+    m_lo = m_mid = m_hi = 0.0
+    for di in range(3):
+        acc = 0j
+        for j in range(j0, j1):
+            acc += _mf_at(xr, xi, base + sym[j] * sps * (1 + drift) + (di - 1.0), bank) * ref[j]
+        if di == 0:
+            m_lo = abs(acc)
+        elif di == 1:
+            m_mid = abs(acc)
+        else:
+            m_hi = abs(acc)
+    den = m_lo - 2 * m_mid + m_hi
+    return (min(max(0.5 * (m_lo - m_hi) / den, -1.0), 1.0) if den < 0 else 0.0), m_mid
+
+
 @numba.njit(cache=True, fastmath=True)
 def _batch_timing_pass(xr, xi, bank, t0, sps, offset, drift, sym, ref, starts, sizes, x, min_span, max_slope):
     """One batch pass of estimate_clock_drift in one kernel: every block's timing error where the line
@@ -382,15 +447,8 @@ def _batch_timing_pass(xr, xi, bank, t0, sps, offset, drift, sym, ref, starts, s
     n_b = starts.size
     err, w = np.empty(n_b), np.empty(n_b)
     for b in range(n_b):
-        m = np.zeros(3)
-        for di in range(3):
-            acc = 0j
-            for j in range(starts[b], starts[b] + sizes[b]):
-                acc += _mf_at(xr, xi, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0), bank) * ref[j]
-            m[di] = abs(acc)
-        den = m[0] - 2 * m[1] + m[2]
-        err[b] = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
-        w[b] = m[1] * m[1] + 1e-30
+        err[b], m_mid = _timing_error(xr, xi, bank, t0 + offset, sps, drift, sym, ref, starts[b], starts[b] + sizes[b])
+        w[b] = m_mid * m_mid + 1e-30
     e = offset + drift * x + err
     sw = w.sum()
     xm, em = (w * x).sum() / sw, (w * e).sum() / sw
@@ -407,17 +465,10 @@ def _sequential_timing(xr, xi, bank, t0, sps, order, sym, ref, starts, sizes, x,
     offset, drift = 0.0, 0.0
     sw = swx = swe = swxx = swxe = 0.0
     xmin, xmax = 1e300, -1e300
-    m = np.zeros(3)
     for b in order:
-        for di in range(3):
-            acc = 0j
-            for j in range(starts[b], starts[b] + sizes[b]):
-                acc += _mf_at(xr, xi, t0 + offset + sym[j] * sps * (1 + drift) + (di - 1.0), bank) * ref[j]
-            m[di] = abs(acc)
-        den = m[0] - 2 * m[1] + m[2]
-        err = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
+        err, m_mid = _timing_error(xr, xi, bank, t0 + offset, sps, drift, sym, ref, starts[b], starts[b] + sizes[b])
         e = offset + drift * x[b] + err
-        wb = m[1] * m[1] + 1e-30
+        wb = m_mid * m_mid + 1e-30
         sw += wb
         swx += wb * x[b]
         swe += wb * e
@@ -608,51 +659,26 @@ class PhaseTracker:
         return slope / self.scale / (2 * np.pi)
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _step_table(f_cps):
-    """exp(-j 2 pi f i), i < 64: the in-block steps of a rotation at f cycles per sample."""
+@numba.njit(cache=True, fastmath=True)
+def _derotate(raw, a, t_ref, f_cps, out_re, out_im):
+    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), split into float32 real and imaginary parts (what
+    the matched filter's dot products read): the phasor exact at the start of every 64 samples (cos / sin,
+    the phase reduced modulo one cycle), times a table of the 64 in-block steps, so the samples of a block
+    are independent multiplies (SIMD)."""
     steps_re, steps_im = np.empty(64), np.empty(64)
     for i in range(64):
         ph = -2.0 * np.pi * f_cps * i
         steps_re[i], steps_im[i] = np.cos(ph), np.sin(ph)
-    return steps_re, steps_im
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _phasor_at(f_cps, n):
-    """exp(-j 2 pi f n), the phase reduced modulo one cycle first (exact for any n)."""
-    cyc = f_cps * n
-    ph = -2.0 * np.pi * (cyc - np.floor(cyc))
-    return np.cos(ph), np.sin(ph)
-
-
-@numba.njit(cache=True, fastmath=True)
-def _derotate(raw, a, t_ref, f_cps, out_re, out_im):
-    """out[i] = raw[a + i] exp(-j 2 pi f (a + i - t_ref)), split into float32 real and imaginary parts (what
-    the matched filter's dot products read): the phasor exact at the start of every 64 samples, times a
-    table of the 64 in-block steps, so the samples of a block are independent multiplies (SIMD)."""
-    steps_re, steps_im = _step_table(f_cps)
     for i0 in range(0, out_re.size, 64):
-        wr, wi = _phasor_at(f_cps, a + i0 - t_ref)
+        cyc = f_cps * (a + i0 - t_ref)
+        ph = -2.0 * np.pi * (cyc - np.floor(cyc))
+        wr, wi = np.cos(ph), np.sin(ph)
         for i in range(min(64, out_re.size - i0)):
             cr = wr * steps_re[i] - wi * steps_im[i]
             ci = wr * steps_im[i] + wi * steps_re[i]
             v = raw[a + i0 + i]
             out_re[i0 + i] = v.real * cr - v.imag * ci
             out_im[i0 + i] = v.real * ci + v.imag * cr
-
-
-@numba.njit(cache=True, fastmath=True)
-def _rotate_split(xr, xi, f_cps, t_ref, out_re, out_im):
-    """(out_re + j out_im)[i] = (xr + j xi)[i] exp(-j 2 pi f (i - t_ref)), as _derotate."""
-    steps_re, steps_im = _step_table(f_cps)
-    for i0 in range(0, xr.size, 64):
-        wr, wi = _phasor_at(f_cps, i0 - t_ref)
-        for i in range(min(64, xr.size - i0)):
-            cr = wr * steps_re[i] - wi * steps_im[i]
-            ci = wr * steps_im[i] + wi * steps_re[i]
-            out_re[i0 + i] = xr[i0 + i] * cr - xi[i0 + i] * ci
-            out_im[i0 + i] = xr[i0 + i] * ci + xi[i0 + i] * cr
 
 
 @numba.njit(cache=True)
@@ -703,9 +729,7 @@ class SyncedBurst:
 
     def noise_vars(self) -> np.ndarray:
         """The noise variance to demap each data symbol with (floored at 1e-9), one per symbol of `data`."""
-        if self.noise_var_per_symbol is None:
-            return np.full(self.data.size, max(self.noise_var, 1e-9))
-        return np.maximum(self.noise_var_per_symbol, 1e-9)
+        return np.broadcast_to(self.noise_var_of(0), self.data.shape).copy()
 
     def noise_var_of(self, a: int, b: int | None = None) -> np.ndarray | float:
         """noise_vars()[a:b], or the one value they all share (a demapper broadcasts it)."""
@@ -768,6 +792,7 @@ class BurstSynchronizer:
         self.bank = rrc_polyphase(rolloff, sps, span_symbols)  # the matched filter at fractional instants
         self.mf_delay = (self.taps.size - 1) // 2
         self._pre_conj = np.conj(fmt.preamble.astype(np.complex128))
+        self._pre_sym = np.arange(self._pre_conj.size, dtype=np.float64)
 
     def _window(self, raw: np.ndarray, t0_raw: float, cfo_cps: float, n_symbols: int):
         """raw[a:b] derotated, as float32 (real, imaginary) for the matched filter's dot products (twice the
@@ -783,10 +808,11 @@ class BurstSynchronizer:
     def acquire(self, raw: np.ndarray, index_mf: int, frac: float, cfo_cpsym: float) -> tuple[float, float]:
         """Fine carrier offset and preamble timing from a detection at causal-matched-filter index
         `index_mf` (+ frac). Output: (t0_raw, cfo_cpsym) refined."""
-        t0_raw = index_mf + frac - self.mf_delay
-        xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / self.sps, self.fmt.preamble.size + 4)
-        d_cfo, dt = _refine_acquisition(xr, xi, self.bank, t0, float(self.sps), self._pre_conj)
-        return t0_raw + dt, cfo_cpsym + d_cfo
+        t0_raw, n_sym, sps = index_mf + frac - self.mf_delay, self.fmt.preamble.size + 4, float(self.sps)
+        xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym)
+        cfo_cpsym += _preamble_cfo(xr, xi, self.bank, t0, sps, self._pre_conj)
+        xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym)  # derotated by coarse + fine
+        return t0_raw + _preamble_timing(xr, xi, self.bank, t0, sps, self._pre_sym, self._pre_conj), cfo_cpsym
 
     def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None) -> SyncedBurst:
         """Equalised data symbols [:n_used] of a burst carrying n_data data symbols (pilot blocks after
@@ -918,27 +944,19 @@ class _BurstGeometry:
 
 
 @numba.njit(cache=True, fastmath=True)  # fastmath: the inlined matched filter's sums vectorise
-def _refine_acquisition(xr, xi, bank, t0, sps, pre_conj):
-    """BurstSynchronizer.acquire's refinement in one call: the residual carrier offset (cycles per symbol)
-    from the preamble's 16-symbol segments (estimate_cfo_segments), then, with the samples turned back by
-    it, the timing correction in samples from the correlation with the preamble at -1, 0, +1 sample
-    (parabola)."""
-    n_pre = pre_conj.size
-    z = np.empty(n_pre, np.complex128)
-    for k in range(n_pre):
+def _preamble_cfo(xr, xi, bank, t0, sps, pre_conj):
+    """The residual carrier offset (cycles per symbol) of the preamble at window time t0, from its 16-symbol
+    segments (estimate_cfo_segments)."""
+    z = np.empty(pre_conj.size, np.complex128)
+    for k in range(pre_conj.size):
         z[k] = _mf_at(xr, xi, t0 + k * sps, bank) * pre_conj[k]
-    d_cfo = _cfo_segments_kernel(z, 16)
-    yr, yi = np.empty_like(xr), np.empty_like(xi)
-    _rotate_split(xr, xi, d_cfo / sps, t0, yr, yi)
-    m = np.empty(3)
-    for di in range(3):
-        acc = 0j
-        for k in range(n_pre):
-            acc += _mf_at(yr, yi, t0 + k * sps + (di - 1.0), bank) * pre_conj[k]
-        m[di] = abs(acc)
-    den = m[0] - 2 * m[1] + m[2]
-    dt = min(max(0.5 * (m[0] - m[2]) / den, -1.0), 1.0) if den < 0 else 0.0
-    return d_cfo, dt
+    return _cfo_segments_kernel(z, 16)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _preamble_timing(xr, xi, bank, t0, sps, pre_sym, pre_conj):
+    """The preamble's timing correction in samples (its correlation at -1, 0, +1 sample, parabola)."""
+    return _timing_error(xr, xi, bank, t0, sps, 0.0, pre_sym, pre_conj, 0, pre_conj.size)[0]
 
 
 @numba.njit(cache=True)
