@@ -64,6 +64,9 @@ def serve(
     pass_tags: bool = typer.Option(False, "--pass-tags", help="Messages carry the gr-zeromq tag header."),
     seed: int = typer.Option(0, help="Seed of the fading and noise."),
     workers: int = typer.Option(1, help="2: sockets and channel in two threads (two cores; for rates like 61.44 MS/s)."),
+    rt_priority: int = typer.Option(
+        0, help="1-99: real-time (SCHED_FIFO) scheduling of the service's threads at this priority, where the OS "
+        "grants it (CAP_SYS_NICE or `ulimit -r`); with --realtime on a busy machine."),
     profile: Optional[Path] = typer.Option(
         None, help="A calibration profile (`calibrate channel --profile`): emulate its fitted channel (the twin) "
         "instead of the scenario link; SNR from its Es/N0 for a stream of --sps samples per symbol."),
@@ -94,7 +97,8 @@ def serve(
         else:
             em = ChannelEmulator.for_link(sc, tx_node, rx_node, sample_rate, seed=seed, realtime=realtime,
                                           doppler_scale=doppler_scale, **overrides)
-        svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time, workers=workers)
+        svc = EmulatorService(em, tx, rx, pattern, control, pass_tags, start_time_s=start_time, workers=workers,
+                              rt_priority=rt_priority)
     except (ScenarioError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

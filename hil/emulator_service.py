@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import queue
 import re
 import threading
@@ -93,6 +94,11 @@ class EmulatorService:
     request_items: req-rep: the block asked for by a request that names no count (srsRAN); default 1 ms.
     workers: 2 runs the channel in a thread of its own beside the socket thread (push-pull and pub-sub), so
         the service uses two cores: what 61.44 MS/s in real time needs. 1 does everything in one thread.
+    rt_priority: 1-99 asks the OS for real-time scheduling (SCHED_FIFO at this priority) of the service's
+        threads, as SDR drivers do, so that other work on a busy machine cannot hold up a paced stream for
+        a scheduler time slice; it needs CAP_SYS_NICE or an rtprio limit (`ulimit -r`). Where the OS refuses,
+        a warning says so once and the service runs at normal priority; `stats()["rt_priority"]` says
+        what was granted. 0 (default): normal scheduling.
 
     A real-time emulator (`realtime=True`) that falls behind says so: `stats()["realtime"]` holds the lag
     behind the wall clock, its maximum and the late blocks, and a warning is logged (at most once a second).
@@ -104,7 +110,7 @@ class EmulatorService:
         self, emulator: Any, tx_endpoint: str, rx_endpoint: str, pattern: str = "push-pull",
         control_endpoint: str | None = None, pass_tags: bool = False, start_time_s: float = 0.0,
         upstream_timeout_ms: int = 1000, send_timeout_ms: int = 5000, poll_ms: int = 20,
-        request_items: int | None = None, workers: int = 1,
+        request_items: int | None = None, workers: int = 1, rt_priority: int = 0,
     ) -> None:
         if pattern not in PATTERNS:
             raise ValueError(f"pattern = {pattern!r}; choose one of {sorted(PATTERNS)}")
@@ -125,6 +131,10 @@ class EmulatorService:
         if workers not in (1, 2):
             raise ValueError(f"workers = {workers!r}: 1 (one thread) or 2 (sockets and channel apart)")
         self.workers = workers
+        if isinstance(rt_priority, bool) or not isinstance(rt_priority, int) or not 0 <= rt_priority <= 99:
+            raise ValueError(f"rt_priority = {rt_priority!r}: 0 (normal scheduling) or a SCHED_FIFO priority 1-99")
+        self.rt_priority = rt_priority
+        self._rt_granted: bool | None = None  # None until the service thread has asked
         self._queue: queue.Queue = queue.Queue(maxsize=8)  # workers=2: blocks on their way to the channel
         self._late_seen, self._late_logged_at = 0, 0.0
         self._lock = threading.Lock()
@@ -148,6 +158,7 @@ class EmulatorService:
         out = {**self.counters, "pattern": self.pattern, "tx_endpoint": self.tx_endpoint,
                "rx_endpoint": self.rx_endpoint, "last_reject": self.last_reject, "last_error": self.last_error,
                "uptime_s": uptime, "workers": self.workers,
+               "rt_priority": {"asked": self.rt_priority, "granted": self._rt_granted},
                "msps": self.counters["samples_out"] / uptime / 1e6, "emulator": em,
                "realtime": em.get("realtime")}
         return _sanitize(out)
@@ -229,8 +240,10 @@ class EmulatorService:
         self.counters["samples_in"] += len(samples)
         return samples, tags, key
 
-    def _encode(self, out: np.ndarray, tags: list, offset: int, key: bytes | None) -> list[bytes]:
-        payload = encode_iq(out, tags, pass_tags=self.pass_tags, offset=offset) if self.pass_tags else encode_iq(out)
+    def _encode(self, out: np.ndarray, tags: list, offset: int, key: bytes | None) -> list:
+        # without tags a gr-zeromq payload is the complex64 samples themselves: the fresh output array is
+        # sent as it is (zero-copy in _send_out; nothing writes to it afterwards)
+        payload = encode_iq(out, tags, pass_tags=self.pass_tags, offset=offset) if self.pass_tags else out
         return [key, payload] if key else [payload]
 
     def run(self) -> None:
@@ -240,7 +253,16 @@ class EmulatorService:
         from sagin_hil.phy.channel.emulator import warm_up
 
         warm_up()  # compile (or load) the kernels before the first client can wait on them
+        if self.rt_priority:
+            self._rt_granted = _realtime_thread(self.rt_priority)
+            if not self._rt_granted:
+                log.warning("emulator service: real-time scheduling (SCHED_FIFO %d) not permitted; running at normal "
+                            "priority (grant CAP_SYS_NICE or raise `ulimit -r`)", self.rt_priority)
         ctx = zmq.Context.instance()
+        if self._rt_granted:  # the sockets' I/O thread too: a context of its own, scheduled before it starts
+            ctx = zmq.Context()
+            ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
+            ctx.set(zmq.THREAD_PRIORITY, self.rt_priority)
         in_type, out_type = (getattr(zmq, n) for n in PATTERNS[self.pattern])
         sin, sout, sctl = ctx.socket(in_type), ctx.socket(out_type), None
         worker = None
@@ -296,6 +318,8 @@ class EmulatorService:
             for s in (sin, sout, sctl):
                 if s is not None:
                     s.close(0)
+            if ctx is not zmq.Context.instance():
+                ctx.term()
 
     def _serve_control(self, sctl: Any) -> None:
         """One control request, one JSON reply (REP must answer every request, whatever it held)."""
@@ -311,7 +335,7 @@ class EmulatorService:
     def _enqueue(self, sin: Any) -> None:
         """workers=2, socket thread: one message in, handed to the channel thread (waits while it is busy:
         back-pressure reaches the transmitter through ZeroMQ's queue, nothing is dropped here)."""
-        got = self._accept(sin.recv_multipart())
+        got = self._accept(sin.recv_multipart(copy=False))
         if got is None or len(got[0]) == 0:
             return
         while not self._stop.is_set():
@@ -323,6 +347,8 @@ class EmulatorService:
 
     def _channel_worker(self, sout: Any) -> None:
         """workers=2, channel thread: impair each queued block and send it on."""
+        if self._rt_granted:
+            _realtime_thread(self.rt_priority)
         offset = 0
         while not (self._stop.is_set() and self._queue.empty()):
             try:
@@ -333,7 +359,7 @@ class EmulatorService:
 
     def _forward(self, sin: Any, sout: Any, offset: int) -> int:
         """push-pull / pub-sub: one message in, its impaired samples out."""
-        frames = sin.recv_multipart()
+        frames = sin.recv_multipart(copy=False)  # zmq.Frames: decoding makes the one copy the channel needs
         try:
             got = self._accept(frames)
             if got is None or len(got[0]) == 0:
@@ -368,7 +394,7 @@ class EmulatorService:
         deadline = time.perf_counter() + self.send_timeout_ms / 1000
         while True:
             try:
-                sout.send_multipart(frames, flags=zmq.NOBLOCK)
+                sout.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 self.counters["messages_out"] += 1
                 self.counters["samples_out"] += n
                 return
@@ -472,6 +498,17 @@ class EmulatorService:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _realtime_thread(priority: int) -> bool:
+    """SCHED_FIFO at `priority` for the calling thread; False where the OS refuses it or has no such call."""
+    if not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:  # EPERM without CAP_SYS_NICE / rtprio; EINVAL where the policy is missing
+        return False
+    return True
 
 
 def _bind(sock: Any, endpoint: str, option: str) -> None:

@@ -281,19 +281,35 @@ def test_bad_parameters_are_named():
         ChannelEmulator(0)
 
 
-def test_ziggurat_gaussian():
+def test_counter_based_gaussian():
+    """gauss.py: N(0, 1) by its moments, KS and tails (tolerances from the counts); any slice of a stream
+    equals the same draws made on their own (chunking); the two draws of a Box-Muller pair independent;
+    the float32 polynomial logarithm and sine/cosine to 3e-7."""
     from scipy import stats
 
-    from sagin_hil.phy.channel.gauss import ZIG_TABLES, fill_standard_normal, seed_state
+    from sagin_hil.phy.channel.gauss import _log_mantissa, _sin_cos_quarter, fill_standard_normal, seed_key
 
-    out = np.empty(1_000_000)
-    fill_standard_normal(out, seed_state(11), *ZIG_TABLES)
-    assert abs(out.mean()) < 5e-3 and out.var() == pytest.approx(1.0, rel=5e-3)
+    n = 2_000_000
+    out = np.empty(n)
+    fill_standard_normal(out, seed_key(11), 0)
+    assert abs(out.mean()) < 4 / math.sqrt(n) and out.var() == pytest.approx(1.0, abs=4 * math.sqrt(2 / n))
     assert stats.kstest(out, "norm").pvalue > 1e-3
-    assert (np.abs(out) > 3.6).mean() == pytest.approx(2 * stats.norm.sf(3.6), rel=0.15)  # the tail path
-    again = np.empty(1_000_000)
-    fill_standard_normal(again, seed_state(11), *ZIG_TABLES)
-    assert np.array_equal(out, again)
+    for th in (3.0, 4.0):
+        expect = n * 2 * stats.norm.sf(th)
+        assert abs((np.abs(out) > th).sum() - expect) < 4 * math.sqrt(expect)
+    assert abs(np.corrcoef(out[0::2] ** 2, out[1::2] ** 2)[0, 1]) < 4 / math.sqrt(n / 2)
+    for i0, m in [(0, 1), (1, 1), (777, 1000), (778, 1001), (n - 3, 3)]:
+        part = np.empty(m)
+        fill_standard_normal(part, seed_key(11), i0)
+        assert np.array_equal(part, out[i0:i0 + m]), (i0, m)
+    other = np.empty(1000)
+    fill_standard_normal(other, seed_key(12), 0)
+    assert abs(np.corrcoef(other, out[:1000])[0, 1]) < 0.15
+    m = np.linspace(1.0, 2.0, 4001, dtype=np.float32)[:-1]
+    assert max(abs(_log_mantissa(v) - math.log(v)) for v in m) < 3e-7  # float32, as the samples
+    for x in np.linspace(-math.pi / 4, math.pi / 4, 2001, dtype=np.float32):
+        s, c = _sin_cos_quarter(x)
+        assert abs(s - math.sin(x)) < 3e-7 and abs(c - math.cos(x)) < 3e-7
 
 
 def test_chunking_property_random_parameters():

@@ -69,7 +69,9 @@ def test_the_shipped_data_set_loads_with_every_family():
 
 def test_labelled_recordings_are_scored_beside_the_held_out_families(tmp_path):
     """`calibrate channel-map --recording los=... --recording nlos=...`: the user's recordings become a test
-    split of their own; a clear Rician and a Rayleigh recording are told apart."""
+    split of their own; a clear Rician and a Rayleigh recording are told apart. (One short recording is one
+    draw of the fading: with seed 4 the Rayleigh recording has so few fades that three of the four
+    classifiers call it LoS, whichever noise generator; with seeds 5, 6 and 7 all four tell the two apart.)"""
     import json
     import math
 
@@ -84,7 +86,7 @@ def test_labelled_recordings_are_scored_beside_the_held_out_families(tmp_path):
         params = ChannelParams(snr_db=12.0 - 10 * math.log10(cm.SPS), signal_power=1.0, k_factor_db=k_db,
                                max_doppler_hz=60.0, cfo_ppm=0.5)
         recs[label] = synthesize(tmp_path / label, params, carrier_hz=cm.CARRIER_HZ, symbol_rate_hz=cm.RS_HZ,
-                                 sps=cm.SPS, duration_s=cm.DURATION_S, burst_period_s=cm.PERIOD_S, seed=4)
+                                 sps=cm.SPS, duration_s=cm.DURATION_S, burst_period_s=cm.PERIOD_S, seed=5)
     res = CliRunner().invoke(app, ["calibrate", "channel-map", "--dataset", "shipped", "--out", str(tmp_path / "out"),
                                    "--recording", f"los={recs['los']}", "--recording", f"nlos={recs['nlos']}"])
     assert res.exit_code == 0, res.output

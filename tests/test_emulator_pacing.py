@@ -4,6 +4,7 @@ the stream exactly as one does."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 
@@ -75,3 +76,57 @@ def test_service_two_workers_pass_every_block_in_order_and_warn_when_behind(work
 def test_service_rejects_a_bad_worker_count():
     with pytest.raises(ValueError, match="workers"):
         EmulatorService(ChannelEmulator(1e6), endpoint(), endpoint(), workers=3)
+
+
+@pytest.mark.parametrize("bad", [-1, 100, True, "10", 2.5])
+def test_service_rejects_a_bad_rt_priority(bad):
+    with pytest.raises(ValueError, match=r"rt_priority = .*SCHED_FIFO priority 1-99"):
+        EmulatorService(ChannelEmulator(1e6), endpoint(), endpoint(), rt_priority=bad)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rt_priority_is_granted_or_refused_aloud(workers, caplog):
+    """Where the OS allows it the service's threads run SCHED_FIFO; where it does not, a warning says so and
+    stats() reports it; either way the stream passes."""
+    ctx = zmq.Context()
+    e_tx, e_rx = endpoint(), endpoint()
+    push = ctx.socket(zmq.PUSH)
+    push.bind(e_tx)
+    pull = ctx.socket(zmq.PULL)
+    em = ChannelEmulator(1e6, realtime=True)
+    try:
+        with caplog.at_level(logging.WARNING), EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=5) as svc:
+            pull.connect(e_rx)
+            granted = svc.stats()["rt_priority"]["granted"]
+            assert svc.stats()["rt_priority"]["asked"] == 5 and isinstance(granted, bool)
+            policy = os.sched_getscheduler(svc._thread.native_id)
+            assert policy == (os.SCHED_FIFO if granted else os.SCHED_OTHER)
+            assert granted or any("not permitted" in r.getMessage() for r in caplog.records)
+            x = np.arange(1000, dtype=np.complex64)
+            push.send(x.tobytes())
+            assert pull.poll(10_000)
+            assert np.array_equal(decode_iq_frames(pull.recv_multipart(), False)[0], x)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_pace_bench_streams_through_a_radio_process_at_the_rate():
+    """`bench emulator`'s run at 2 MS/s for 1.5 s: the radio ends in their own process, the output paced to
+    the rate (a paced service delivers the rate, give or take the one 33-ms block in flight), nothing dropped,
+    the machine's load and the scheduling reported."""
+    from sagin_hil.hil.pace_bench import pace_run
+
+    r = pace_run(dict(snr_db=20.0, signal_power=1.0, doppler_hz=1e3, delay_s=1e-4), 1.5, rate_hz=2e6, rt_priority=0)
+    assert r["msps"] == pytest.approx(2.0, rel=0.05) and r["dropped"] == 0
+    assert r["wall_s"] >= 1.5 and 0 < r["cpu_cores"] <= (os.cpu_count() or 1)
+    assert r["rt_priority_granted"] is None and r["held"] == (r["late_blocks"] == 0 and r["msps"] >= 1.98)
+
+
+def test_cli_refuses_a_bad_rt_priority_by_name():
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+
+    res = CliRunner().invoke(app, ["emulator", "serve", "--link", "leo0->uav0", "--tx", endpoint(), "--rx",
+                                   endpoint(), "--rt-priority", "200"])
+    assert res.exit_code == 2 and "rt_priority = 200" in " ".join(res.output.split())

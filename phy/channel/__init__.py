@@ -8,7 +8,7 @@ Modules, in the order of the signal's story:
     link_budget   free-space loss, air-to-ground (Eq. 5-6), ISL (Eq. 4), noise, LinkState
     csi           outdated CSI (Eq. 2) as a statistical model for link abstraction
     tdl           NTN-TDL-A..D tap profiles (TR 38.811)
-    gauss         the kernels' seedable ziggurat Gaussian generator
+    gauss         the kernels' counter-based Gaussian generator (Box-Muller, vectorised)
     kernels       the numba per-sample kernel
     emulator      ChannelParams, ChannelEmulator (streaming, state across chunks)
     link_emulator ScenarioChannel: an emulator that follows a scenario link in time

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sagin_hil.datatypes import SampleBlock
-from sagin_hil.phy.channel.gauss import ZIG_TABLES, seed_state
+from sagin_hil.phy.channel.gauss import seed_key
+from sagin_hil.phy.channel.kernels import RING_PAD, ROT_STATE, outside
 from sagin_hil.phy.channel.tdl import NTN_TDL, tdl_taps
 
 if TYPE_CHECKING:
@@ -184,15 +185,15 @@ class _State:
     """Everything the kernel carries from one call to the next."""
 
     def __init__(self, n_taps: int, n_sin: int) -> None:
-        self.ring = np.zeros(4096, np.complex64)
-        self.rot = np.array([1, 1, 1], np.complex128)
+        self.ring = np.zeros(4096 + RING_PAD, np.complex64)  # kernels.py: a power of two plus a mirrored head
+        self.rot = np.zeros(ROT_STATE, np.complex128)  # rotator tables, set up at a segment's first sample
         self.fad_phase = np.zeros((n_taps, n_sin))
         self.fad_dphase = np.zeros((n_taps, n_sin))
         self.fad_h = np.zeros((n_taps, 2), np.complex128)
         self.pow_acc = np.zeros(3)
         self.pn_rot = np.ones(1, np.complex128)
-        self.noise_state = np.zeros(1, np.uint64)
-        self.pn_state = np.zeros(1, np.uint64)
+        self.noise_state = np.zeros(2, np.uint64)  # [key, index of the next draw]
+        self.pn_state = np.zeros(2, np.uint64)
 
 
 class ChannelEmulator:
@@ -296,7 +297,6 @@ class ChannelEmulator:
         }
         self._configure_fading(p, initial)
         st = self._state
-        st.rot[2] = np.exp(2j * np.pi * self._seg["r"])
         # noise
         gain2 = 10 ** (p.gain_db / 10)
         if p.noise_power is not None:
@@ -325,8 +325,8 @@ class ChannelEmulator:
         if initial or prev.get("n_taps") != len(delays) or prev.get("n_sin") != n_sin:
             if self._state is None:
                 self._state = _State(len(delays), n_sin)
-                self._state.noise_state[:] = seed_state(self._s_noise)
-                self._state.pn_state[:] = seed_state(self._s_pn)
+                self._state.noise_state[0] = seed_key(self._s_noise)
+                self._state.pn_state[0] = seed_key(self._s_pn)
             st = self._state
             st.fad_phase = self._fad_rng.uniform(0, 2 * np.pi, (len(delays), n_sin))
             # arrival angles alpha_n = (2 pi n - pi + theta) / (4 M), n = 1..M, in the first quadrant; the
@@ -369,12 +369,16 @@ class ChannelEmulator:
 
     def _ensure_ring(self, need: float) -> None:
         st = self._state
-        if need < st.ring.shape[0] - 1:
+        old_size = st.ring.shape[0] - RING_PAD
+        if need < old_size - 1:
             return
+        # at least 4096 more than the reach of any read, so that a run's copy into the ring (< 4096 samples)
+        # never overwrites history that the same run still reads
         size = 1 << int(math.ceil(math.log2(need * 1.25 + 4096)))
-        old, new = st.ring, np.zeros(size, np.complex64)
-        m = np.arange(max(0, self._n - old.shape[0]), self._n)
-        new[m & (size - 1)] = old[m & (old.shape[0] - 1)]
+        new = np.zeros(size + RING_PAD, np.complex64)
+        m = np.arange(max(0, self._n - old_size), self._n)
+        new[m & (size - 1)] = st.ring[m & (old_size - 1)]
+        new[size:] = new[:RING_PAD]
         st.ring = new
 
     def update(self, **changes: Any) -> None:
@@ -423,7 +427,7 @@ class ChannelEmulator:
             s["phi"], s["f"], s["r"], st.rot,
             f["on"], f["los"], f["nlos"], f["u"], f["g0"], st.fad_phase, st.fad_dphase, st.fad_h,
             self._gain, self._noise_mode, self._noise_scale, st.pow_acc, st.noise_state,
-            self._pn_sigma, st.pn_rot, st.pn_state, *ZIG_TABLES,
+            self._pn_sigma, st.pn_rot, st.pn_state,
         )
         self._n += n
         if self.realtime:
@@ -436,6 +440,12 @@ class ChannelEmulator:
                 time.sleep(-lag)
         return out
 
+    def reset_lag(self) -> None:
+        """Forget the real-time lag statistics so far (the clock stays as it is): to measure a steady state
+        after a warm-up, as `bench emulator` does."""
+        self.max_lag_s = self.lag_s
+        self.late_blocks = 0
+
     def _sanitize(self, x: np.ndarray) -> np.ndarray:
         """A contiguous, writable copy-if-needed of x with NaN/inf samples zeroed and |I|, |Q| > MAX_ABS_SAMPLE
         clipped, both counted: one bad sample must not reach the running power (it would set the noise
@@ -444,7 +454,7 @@ class ChannelEmulator:
         if not x.flags.writeable:
             x = x.copy()  # one kernel signature for every caller
         iq = x.view(np.float32)
-        if not iq.size or (iq.max() <= MAX_ABS_SAMPLE and iq.min() >= -MAX_ABS_SAMPLE):  # False on NaN
+        if not outside(iq, MAX_ABS_SAMPLE):
             return x
         x = x.copy()
         iq = x.view(np.float32).reshape(-1, 2)
