@@ -258,9 +258,9 @@ class EmulatorService:
             if not self._rt_granted:
                 log.warning("emulator service: real-time scheduling (SCHED_FIFO %d) not permitted; running at normal "
                             "priority (grant CAP_SYS_NICE or raise `ulimit -r`)", self.rt_priority)
-        ctx = zmq.Context.instance()
-        if self._rt_granted:  # the sockets' I/O thread too: a context of its own, scheduled before it starts
-            ctx = zmq.Context()
+        own_ctx = bool(self._rt_granted)  # the sockets' I/O thread too: a context scheduled before it starts
+        ctx = zmq.Context() if own_ctx else zmq.Context.instance()
+        if own_ctx:  # asked only once our own thread was granted: libzmq asserts on a refusal
             ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
             ctx.set(zmq.THREAD_PRIORITY, self.rt_priority)
         in_type, out_type = (getattr(zmq, n) for n in PATTERNS[self.pattern])
@@ -318,7 +318,7 @@ class EmulatorService:
             for s in (sin, sout, sctl):
                 if s is not None:
                     s.close(0)
-            if ctx is not zmq.Context.instance():
+            if own_ctx:
                 ctx.term()
 
     def _serve_control(self, sctl: Any) -> None:

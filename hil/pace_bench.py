@@ -124,6 +124,17 @@ def _cpu_jiffies() -> np.ndarray:
     return np.array([v[0] + v[1] + v[2] + v[5] + v[6], v[7], sum(v)], float)
 
 
+def _next(result: Any, timeout_s: float, radio: Any) -> Any:
+    """The radio process's next message, or an error that says what became of it."""
+    import queue
+
+    try:
+        return result.get(timeout=timeout_s)
+    except queue.Empty:
+        raise RuntimeError(f"bench emulator: the radio process said nothing for {timeout_s:g} s (exit code "
+                           f"{radio.exitcode}); is the loopback interface up?") from None
+
+
 def pace_run(params: dict[str, Any], duration_s: float, rate_hz: float = RATE_HZ, workers: int = WORKERS,
              rt_priority: int = RT_PRIORITY) -> dict[str, Any]:
     """Stream for duration_s through a real-time service; what came out, how late, per wall second."""
@@ -139,10 +150,12 @@ def pace_run(params: dict[str, Any], duration_s: float, rate_hz: float = RATE_HZ
     svc = EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=rt_priority).start()
     j0 = _cpu_jiffies()
     try:
-        if result.get(timeout=90) == "measuring":
+        msg = _next(result, 90.0, radio)
+        if msg == "measuring":
             em.reset_lag()
-        j0 = _cpu_jiffies()
-        got, wall = result.get(timeout=duration_s + 30)
+            j0 = _cpu_jiffies()
+            msg = _next(result, duration_s + 30.0, radio)
+        got, wall = msg
     finally:
         d = _cpu_jiffies() - j0
         st = svc.stats()
