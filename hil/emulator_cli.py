@@ -63,7 +63,7 @@ def serve(
     signal_power: Optional[float] = typer.Option(None, help="Reference input power for the SNR (default: measured)."),
     pass_tags: bool = typer.Option(False, "--pass-tags", help="Messages carry the gr-zeromq tag header."),
     seed: int = typer.Option(0, help="Seed of the fading and noise."),
-    workers: int = typer.Option(1, help="2: sockets and channel in two threads (two cores; for rates like 61.44 MS/s)."),
+    workers: int = typer.Option(1, help="2: sockets and channel in two threads (two cores; one is enough for 61.44 MS/s)."),
     rt_priority: int = typer.Option(
         0, help="1-99: real-time (SCHED_FIFO) scheduling of the service's threads at this priority, where the OS "
         "grants it (CAP_SYS_NICE or `ulimit -r`); with --realtime on a busy machine."),

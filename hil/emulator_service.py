@@ -93,7 +93,8 @@ class EmulatorService:
     send_timeout_ms: push-pull: how long to wait for a receiver before dropping (and counting) a message.
     request_items: req-rep: the block asked for by a request that names no count (srsRAN); default 1 ms.
     workers: 2 runs the channel in a thread of its own beside the socket thread (push-pull and pub-sub), so
-        the service uses two cores: what 61.44 MS/s in real time needs. 1 does everything in one thread.
+        the service uses two cores. 1 does everything in one thread: at about 5 ns a sample the channel
+        leaves it time for 61.44 MS/s, and the hand-over between two threads costs more than it saves.
     rt_priority: 1-99 asks the OS for real-time scheduling (SCHED_FIFO at this priority) of the service's
         threads, as SDR drivers do, so that other work on a busy machine cannot hold up a paced stream for
         a scheduler time slice; it needs CAP_SYS_NICE or an rtprio limit (`ulimit -r`). Where the OS refuses,
