@@ -148,17 +148,17 @@ def pace_run(params: dict[str, Any], duration_s: float, rate_hz: float = RATE_HZ
     radio.start()
     em = ChannelEmulator(rate_hz, 2.4e9, ChannelParams(**params), seed=1, realtime=True)
     svc = EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=rt_priority).start()
-    j0 = _cpu_jiffies()
     try:
+        j0 = _cpu_jiffies()
         msg = _next(result, 90.0, radio)
         if msg == "measuring":
             em.reset_lag()
             j0 = _cpu_jiffies()
             msg = _next(result, duration_s + 30.0, radio)
         got, wall = msg
-    finally:
         d = _cpu_jiffies() - j0
         st = svc.stats()
+    finally:
         svc.stop()
         radio.join(10.0)
         if radio.is_alive():

@@ -24,7 +24,7 @@ import numpy as np
 
 from sagin_hil.datatypes import SampleBlock
 from sagin_hil.phy.channel.gauss import seed_key
-from sagin_hil.phy.channel.kernels import RING_PAD, ROT_STATE, outside
+from sagin_hil.phy.channel.kernels import RING_PAD, ROT_STATE, channel_kernel, outside, sos_value
 from sagin_hil.phy.channel.tdl import NTN_TDL, tdl_taps
 
 if TYPE_CHECKING:
@@ -355,8 +355,6 @@ class ChannelEmulator:
             w_los = 1.0 if math.isinf(k_lin) else k_lin / (k_lin + 1)
             los_amp[l] = math.sqrt(powers[l] * w_los) * self._los_phase[l]
             nlos_amp[l] = math.sqrt(powers[l] * (1 - w_los))
-        from sagin_hil.phy.channel.kernels import sos_value
-
         for l in range(len(delays)):  # the value at "now", the first grid point of the new segment
             st.fad_h[l, 1] = los_amp[l] + nlos_amp[l] * sos_value(st.fad_phase, l)
         self._fad = {"n_taps": len(delays), "n_sin": n_sin, "g0": self._n, "u": u, "on": fading_on,
@@ -410,8 +408,6 @@ class ChannelEmulator:
     __call__ = process
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        from sagin_hil.phy.channel.kernels import channel_kernel
-
         n = x.shape[0]
         out = np.empty(n, np.complex64)
         if n == 0:

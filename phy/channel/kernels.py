@@ -134,7 +134,7 @@ def _output(y, accr, acci, k, rot, phi_seg, f_cyc, r_cyc, gain, w, std, noisy):
 
 @njit(cache=True, inline="always")
 def _offset(tau0, tau_rate, kk, tau_max, d):
-    """floor(-tau(kk) - d): where the delayed sample falls relative to the current one."""
+    """(-tau(kk) - d, its floor): where the delayed sample falls relative to the current one."""
     tau = min(max(tau0 + tau_rate * kk, 0.0), tau_max)
     return -tau - d, math.floor(-tau - d)
 
