@@ -83,8 +83,11 @@ def reproduce_003(
         raise typer.Exit(2) from None
     for target, schemes in res["table4"].items():
         for name, r in schemes.items():
-            typer.echo(f"{target:>12} {name:>8}: P(PF>=min) {r['p_pf']:.2f}  P(SF>=min) {r['p_sf']:.2f}  "
-                       f"saving {100 * r['saving']:.0f} %")
+            typer.echo(f"{target:>12} {name:>9}: P(PF>=min) {r['p_pf']:.2f}  P(SF>=min) {r['p_sf']:.2f}  "
+                       f"saving {100 * r['saving']:.1f} %")
+        d = res["spiff_vs_ncb"][target]["saving"]
+        typer.echo(f"{target:>12} spiff - ncb saving {100 * d['mean']:+.2f} pt "
+                   f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}] (paired, 95 %)")
     typer.echo(f"-> {out / 'paper-003.json'}")
 
 

@@ -125,13 +125,74 @@ def test_reproduce_paper_003_writes_table4(tmp_path):
     t4 = out["table4"]
     assert set(t4) == {"strict", "intermediate", "lenient"}
     for target in t4:
-        assert set(t4[target]) == {"spiff", "ncb", "jpeg", "caption"}
+        assert set(t4[target]) == {"spiff", "ncb", "jpeg", "caption", "hindsight"}
+        d = out["spiff_vs_ncb"][target]["saving"]
+        assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+        assert d["mean"] == pytest.approx(t4[target]["spiff"]["saving"] - t4[target]["ncb"]["saving"], abs=1e-6)
         for r in t4[target].values():
             assert 0 <= r["p_pf"] <= 1 and 0 <= r["p_sf"] <= 1 and r["saving"] < 1
             assert r["p_pf_ci95"][0] <= r["p_pf"] <= r["p_pf_ci95"][1]
         assert out["checks"][target]["both_ahead_of_caption_only"]
     assert out["setup"]["held_out_images"] and all(t.startswith("grace_hopper") for t in out["setup"]["held_out_images"])
     assert (tmp_path / "paper-003.png").stat().st_size > 10_000
+
+
+def test_hindsight_picks_each_images_least_cost_configuration():
+    """Brute force over the grid with the scalar cost: the hindsight action is the configuration of least mean cost
+    over the image's seeds at the state's nominal rate (caption off), and it differs between the targets."""
+    from sagin_hil.controllers.spiff.engine import PROPAGATION_S
+    from sagin_hil.controllers.spiff.train import hindsight_action
+
+    table = _synthetic_table()
+    env = OutcomeEnv(table, "eval", seed=3)
+    row = table["images"]["eval"][1]
+    chosen = {}
+    for target in TARGETS:
+        st = {"image": 1, "target": target, "rate_bps": 8_000.0}
+        best, arg = np.inf, None
+        for bi, b in enumerate(env.betas):
+            for ki, k in enumerate(env.keeps):
+                cs = [cost_of([o["bits"] / row["ref_bits"], o["pf"][0], o["sf"][0], o["pf"][1], o["sf"][1],
+                               (o["encode_s"] + o["bits"] / 8_000.0 + PROPAGATION_S + o["decode_s"]) / D_MAX_S], target)
+                      for o in row["grid"][bi][ki]]
+                if np.mean(cs) < best:
+                    best, arg = np.mean(cs), (b, k)
+        a = hindsight_action(row, st, env)
+        assert tuple(a[:2]) == arg and a[2] == 0.0
+        chosen[target] = arg
+    assert chosen["strict"][1] > chosen["lenient"][1]  # PF_0 >= 0.8 needs patches, >= 0.4 none
+
+
+def test_paired_difference_is_zero_against_itself_and_finds_a_shift():
+    from sagin_hil.controllers.spiff.train import METRICS, evaluate, paired_difference
+
+    res = evaluate(_synthetic_table(), {"spiff": [], "ncb": []}, states=3, n_boot=50)["strict"]
+    same = paired_difference(res["jpeg"], res["jpeg"])
+    assert all(v["mean"] == 0 and v["ci95"] == [0, 0] for v in same.values())
+    shifted = dict(res["jpeg"], per_image=(np.asarray(res["jpeg"]["per_image"]) + [0, 0, 0.05, 0, 0]).tolist())
+    d = paired_difference(shifted, res["jpeg"])
+    assert d["saving"]["mean"] == pytest.approx(0.05) and d["saving"]["ci95"] == pytest.approx([0.05, 0.05])
+    assert set(d) == set(METRICS)
+    h = res["hindsight"]  # a reference beside the paper's schemes; on this table it keeps patches only as needed
+    assert h["p_pf"] == 1.0 and h["cost"] < res["jpeg"]["cost"]
+
+
+def test_the_risk_level_is_checked_and_kept_with_the_checkpoint(tmp_path):
+    import torch
+
+    from sagin_hil.controllers.spiff.engine import Engine, EngineConfig
+    from sagin_hil.controllers.spiff.train import train_engine
+
+    with pytest.raises(ValueError, match="alpha = 0.7"):
+        Engine(EngineConfig(alpha=0.7))
+    torch.set_num_threads(1)
+    train_engine("spiff", _synthetic_table(), 0, 25, tmp_path, checkpoint_every=25)
+    with pytest.raises(ValueError, match=r"trained with alpha = 0.1, not 0.3.*another --out"):
+        train_engine("spiff", _synthetic_table(), 0, 50, tmp_path, alpha=0.3)
+    from sagin_hil.cli import app
+
+    res = CliRunner().invoke(app, ["train", "spiff", "--alpha", "0.7", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--alpha = 0.7" in res.output
 
 
 @pytest.mark.slow

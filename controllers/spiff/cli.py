@@ -24,6 +24,8 @@ def train_spiff(
                               "for `reproduce paper-003 --actors OUT`)."),
     mode_row: bool = typer.Option(True, help="Re-measure the spiff row of the mode table (bits, quality, compute time)."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto (CUDA when present); these MLPs are small."),
+    alpha: float = typer.Option(0.1, help="SPIFF's risk level: the fidelity quantile held to the targets (delay: "
+                                "1 - alpha); 0.5 is the median. Lower keeps more, saves less (docs/spiff.md)."),
 ) -> None:
     """Measure SPIFF's per-image outcomes (train + held-out person images x beta x p(0) x sampling seeds), train
     the quantile actor-multi-critic engine and the NCB baseline on them for several seeds (resumable), and
@@ -37,6 +39,8 @@ def train_spiff(
     for name, v in (("steps", steps), ("seeds", seeds), ("workers", workers), ("threads", threads)):
         if v < 1:
             raise typer.BadParameter(f"--{name} = {v}; use 1 or more")
+    if not 0.0 < alpha <= 0.5:
+        raise typer.BadParameter(f"--alpha = {alpha}; use a low quantile level in (0, 0.5]")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     path = outcomes or OUTCOMES_PATH
@@ -48,8 +52,12 @@ def train_spiff(
             tid, completed=i, total=n, description=f"outcomes {tag}")) if measure else load_outcomes(path)
         bar.remove_task(tid)
         tid = bar.add_task(f"engines: {2 * seeds} runs of {steps} steps", total=2 * seeds)
-        summary = train_all(table, out, steps, seeds, device=device, ship=ship, workers=workers, threads=threads,
-                            progress=lambda kind, seed, _: bar.advance(tid))
+        try:
+            summary = train_all(table, out, steps, seeds, device=device, ship=ship, workers=workers, threads=threads,
+                                progress=lambda kind, seed, _: bar.advance(tid), alpha=alpha)
+        except ValueError as exc:  # e.g. resuming checkpoints trained at another alpha
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
     n = {s: len(v) for s, v in table["images"].items()}
     typer.echo(f"outcome table: {n['train']} train / {n['eval']} held-out images ({len(table['skipped'])} without a "
                f"person share in range) -> {path}")

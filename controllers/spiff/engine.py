@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "TARGETS", "D_MAX_S", "RATE_BPS", "ALPHA", "OutcomeEnv", "Engine", "EngineConfig", "aggregated_cost",
-    "quantile_huber_loss", "quantile_at",
+    "TARGETS", "D_MAX_S", "RATE_BPS", "ALPHA", "OutcomeEnv", "Engine", "EngineConfig", "aggregated_cost", "cost_of",
+    "costs_of", "quantile_huber_loss", "quantile_at",
 ]
 
 # Table III: f_0,min per, f_0,min sem, lambda_0 per, lambda_0 sem
@@ -95,12 +95,20 @@ class OutcomeEnv:
                           np.float32)
 
 
-def cost_of(terms: np.ndarray, target: str) -> float:
-    """The realised BITS cost (Eq. 2a, bits as a fraction of the reference) plus the delay penalty."""
+def costs_of(terms: np.ndarray, target: str) -> np.ndarray:
+    """The realised BITS cost (Eq. 2a, bits as a fraction of the reference) plus the delay penalty, for terms of
+    shape (..., 6)."""
     fp, fs, lp, ls = TARGETS[target]
     t = np.asarray(terms, float)
-    return float(t[0] + lp * max(0, fp - t[1]) + ls * max(0, fs - t[2]) + HIGH_LAMBDA * max(0, HIGH_F_MIN - t[3])
-                 + HIGH_LAMBDA * max(0, HIGH_F_MIN - t[4]) + LAMBDA_DELAY * max(0, t[5] - 1.0))
+    fmin = np.asarray([fp, fs, HIGH_F_MIN, HIGH_F_MIN])
+    lam = np.asarray([lp, ls, HIGH_LAMBDA, HIGH_LAMBDA])
+    shortfall = np.maximum(0.0, fmin - t[..., 1:5]) @ lam
+    return t[..., 0] + shortfall + LAMBDA_DELAY * np.maximum(0.0, t[..., 5] - 1.0)
+
+
+def cost_of(terms: np.ndarray, target: str) -> float:
+    """`costs_of` for one transmission's six terms."""
+    return float(costs_of(terms, target))
 
 
 # ---- torch parts ------------------------------------------------------------------------------------------------
@@ -188,6 +196,7 @@ class EngineConfig:
     replay: int = 2000
     batch: int = 32
     n_quantiles: int = N_QUANTILES
+    alpha: float = ALPHA  # risk level: the fidelity quantile the actor holds to its targets (delay: 1 - alpha)
 
 
 class Engine:
@@ -201,6 +210,8 @@ class Engine:
 
         if config.kind not in ("spiff", "ncb"):
             raise ValueError(f"engine kind {config.kind!r}; use 'spiff' or 'ncb'")
+        if not 0.0 < config.alpha <= 0.5:
+            raise ValueError(f"engine alpha = {config.alpha}; use a low quantile level in (0, 0.5]")
         self.cfg, self.device = config, torch.device(device)
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -265,7 +276,7 @@ class Engine:
         a = self.policy(torch.cat([img, tgt], dim=1))
         self.critics.requires_grad_(False)  # the actor's gradient flows through the critics, not into them
         q = self._critic_out(img, tgt, a)
-        actor_loss = (aggregated_cost(q, tgt) if self.cfg.kind == "spiff" else q[0]).mean()
+        actor_loss = (aggregated_cost(q, tgt, self.cfg.alpha) if self.cfg.kind == "spiff" else q[0]).mean()
         self.actor_opt.zero_grad()
         actor_loss.backward()
         self.actor_opt.step()

@@ -15,9 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sagin_hil.controllers.spiff.engine import TARGETS, Engine, EngineConfig, OutcomeEnv, cost_of
+from sagin_hil.controllers.spiff.engine import (ALPHA, D_MAX_S, PROPAGATION_S, TARGETS, Engine, EngineConfig, OutcomeEnv,
+                                                cost_of, costs_of)
 
-__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "evaluate", "plot_curves", "EVAL_SEED"]
+__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "evaluate", "paired_difference", "hindsight_action",
+           "plot_curves", "EVAL_SEED", "METRICS", "SCHEMES"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 EVAL_SEED = 10_000  # network-state seeds of the evaluation: disjoint from the training seeds (0, 1, 2, ...)
@@ -28,17 +30,21 @@ def shipped_path(kind: str) -> Path:
 
 
 def train_engine(kind: str, table: dict[str, Any], seed: int, steps: int, out: Path, device: str = "cpu",
-                 checkpoint_every: int = 1000, progress: Callable[[int], None] | None = None) -> tuple[Engine, list[float]]:
+                 checkpoint_every: int = 1000, progress: Callable[[int], None] | None = None,
+                 alpha: float = ALPHA) -> tuple[Engine, list[float]]:
     """Train one engine for `steps` bandit steps on the train images (resuming OUT/<kind>-seed<seed>.pt);
-    returns it and the running mean realised cost per 250 steps."""
+    returns it and the running mean realised cost per 250 steps. `alpha`: SPIFF's risk level (EngineConfig)."""
     import torch
 
-    eng = Engine(EngineConfig(kind=kind), seed=seed, device=device)
+    eng = Engine(EngineConfig(kind=kind, alpha=alpha), seed=seed, device=device)
     env = OutcomeEnv(table, "train", seed=seed)
     ck = out / f"{kind}-seed{seed}.pt"
     curve: list[float] = []
     if ck.exists():
         sd = torch.load(ck, map_location=device, weights_only=False)  # our own checkpoint (numpy arrays inside)
+        if kind == "spiff" and sd.get("alpha", ALPHA) != alpha:
+            raise ValueError(f"{ck} was trained with alpha = {sd.get('alpha', ALPHA)}, not {alpha}; "
+                             "resume with that alpha or train into another --out folder")
         eng.load_state_dict(sd["engine"])
         env.rng.bit_generator.state = sd["env_rng"]
         curve = sd["curve"]
@@ -50,7 +56,8 @@ def train_engine(kind: str, table: dict[str, Any], seed: int, steps: int, out: P
             window = []
         if eng.steps % checkpoint_every == 0 or eng.steps >= steps:
             out.mkdir(parents=True, exist_ok=True)
-            torch.save({"engine": eng.state_dict(), "env_rng": env.rng.bit_generator.state, "curve": curve}, ck)
+            torch.save({"engine": eng.state_dict(), "env_rng": env.rng.bit_generator.state, "curve": curve,
+                        "alpha": alpha}, ck)
         if progress:
             progress(eng.steps)
     return eng, curve
@@ -60,24 +67,24 @@ def _job(args: tuple) -> tuple[str, int, list[float], float, dict[str, Any]]:
     """One (kind, seed) training run in a worker process; returns its actor's weights as numpy arrays."""
     import torch
 
-    kind, seed, table, steps, out, device, threads = args
+    kind, seed, table, steps, out, device, threads, alpha = args
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    eng, curve = train_engine(kind, table, seed, steps, out, device)
+    eng, curve = train_engine(kind, table, seed, steps, out, device, alpha=alpha)
     return kind, seed, curve, time.perf_counter() - t0, {k: v.cpu().numpy() for k, v in eng.actor.state_dict().items()}
 
 
 def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: tuple[str, ...] = ("spiff", "ncb"),
               device: str = "cpu", ship: bool = True, workers: int = 1, threads: int = 1,
-              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[str, int, int], None] | None = None, alpha: float = ALPHA) -> dict[str, Any]:
     """Every kind x seed, over `workers` processes (each with `threads` torch threads); the actors of all seeds
     saved together per kind (shipped weights, or OUT/ without `ship`); learning curves in OUT/curves.json.
-    `progress(kind, seed, steps)` is called as each run finishes."""
+    `progress(kind, seed, steps)` is called as each run finishes; `alpha`: SPIFF's risk level."""
     import torch
     from safetensors.torch import save_file
 
-    jobs = [(kind, s, table, steps, out, device, threads) for kind in kinds for s in range(seeds)]
-    summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "curves": {}, "wall_s": {}}
+    jobs = [(kind, s, table, steps, out, device, threads, alpha) for kind in kinds for s in range(seeds)]
+    summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "alpha": alpha, "curves": {}, "wall_s": {}}
     tensors: dict[str, dict[str, Any]] = {kind: {} for kind in kinds}
     if workers == 1:
         results = map(_job, jobs)
@@ -98,7 +105,8 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
         path = shipped_path(kind) if ship else out / f"{kind}-actors.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(dict(sorted(tensors[kind].items())), str(path),
-                  metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps)})
+                  metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps),
+                            **({"alpha": str(alpha)} if kind == "spiff" else {})})
     out.mkdir(parents=True, exist_ok=True)
     (out / "curves.json").write_text(json.dumps(summary))
     plot_curves(summary, out / "curves.png")
@@ -124,7 +132,8 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
         ax.fill_between(x, c.min(0), c.max(0), alpha=0.25)
     ax.set_xlabel("training step (image)")
     ax.set_ylabel("realised cost (Eq. 2a + delay penalty)")
-    ax.legend()
+    if ax.lines:  # no curve before 250 steps
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -147,27 +156,37 @@ def load_actors(kind: str, path: str | Path | None = None, device: str = "cpu") 
     return out
 
 
+METRICS = ("p_pf", "p_sf", "saving", "p_delay", "cost")
+SCHEMES = ("spiff", "ncb", "jpeg", "caption", "hindsight")
+
+
 def evaluate(table: dict[str, Any], engines: dict[str, list[Engine]], states: int = 20, split: str = "eval",
              seed: int = EVAL_SEED, n_boot: int = 1000) -> dict[str, Any]:
     """Table IV: per target and scheme, P(PF_0 >= min), P(SF_0 >= min), mean bandwidth saving (1 - bits / the
     reference file), P(delay <= d_max) and the mean realised cost, over the `split` images x `states` network
-    states; learned schemes are averaged over their seeds. 95 % intervals: bootstrap over images."""
+    states; learned schemes are averaged over their seeds. Besides the paper's schemes, "hindsight": per image and
+    state the grid configuration of least expected cost, chosen from that image's own measured outcomes (a
+    reference no policy of the image features can beat on expected cost). 95 % intervals: bootstrap over images;
+    "per_image" keeps each image's values (in METRICS order) for paired comparisons (`paired_difference`).
+    Every scheme meets the same network states and patch seeds (the same random stream per seed index)."""
     rows = table["images"][split]
     out: dict[str, Any] = {}
     rng = np.random.default_rng(seed)
     for target, (fp, fs, _, _) in TARGETS.items():
         out[target] = {}
-        for scheme in ("spiff", "ncb", "jpeg", "caption"):
-            per_image = np.zeros((len(rows), 5))  # p_pf, p_sf, saving, p_delay, cost (means per image)
+        for scheme in SCHEMES:
+            per_image = np.zeros((len(rows), len(METRICS)))
             per_seed = []
             runs = engines.get(scheme, [None]) if scheme in ("spiff", "ncb") else [None]
             for k, eng in enumerate(runs):
                 env = OutcomeEnv(table, split, seed=seed + k)
-                acc = np.zeros((len(rows), 5))
+                acc = np.zeros((len(rows), len(METRICS)))
                 for i in range(len(rows)):
                     for _ in range(states):
                         st = env.sample_state(target=target, image=i)
-                        if eng is None:
+                        if scheme == "hindsight":
+                            terms = env.outcome(st, hindsight_action(rows[i], st, env))
+                        elif eng is None:
                             terms = _fixed_terms(rows[i], scheme, st, env)
                         else:
                             terms = env.outcome(st, eng.act(env.image_part(st), env.target_part(st)))
@@ -178,17 +197,37 @@ def evaluate(table: dict[str, Any], engines: dict[str, list[Engine]], states: in
             boot = np.stack([per_image[rng.integers(len(rows), size=len(rows))].mean(0) for _ in range(n_boot)])
             lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
             m = per_image.mean(0)
-            names = ("p_pf", "p_sf", "saving", "p_delay", "cost")
-            out[target][scheme] = {**{n: float(m[j]) for j, n in enumerate(names)},
-                                   **{f"{n}_ci95": [float(lo[j]), float(hi[j])] for j, n in enumerate(names)},
-                                   "per_seed": [{n: float(v[j]) for j, n in enumerate(names)} for v in per_seed]}
+            out[target][scheme] = {**{n: float(m[j]) for j, n in enumerate(METRICS)},
+                                   **{f"{n}_ci95": [float(lo[j]), float(hi[j])] for j, n in enumerate(METRICS)},
+                                   "per_seed": [{n: float(v[j]) for j, n in enumerate(METRICS)} for v in per_seed],
+                                   "per_image": per_image.round(6).tolist()}
     return out
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any], n_boot: int = 2000, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Scheme a minus scheme b on the same images (two entries of one target of `evaluate`'s table): per metric
+    the mean difference and its 95 % bootstrap interval over images, resampling the images jointly."""
+    d = np.asarray(a["per_image"]) - np.asarray(b["per_image"])
+    rng = np.random.default_rng(seed)
+    boot = np.stack([d[rng.integers(len(d), size=len(d))].mean(0) for _ in range(n_boot)])
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    return {n: {"mean": float(d[:, j].mean()), "ci95": [float(lo[j]), float(hi[j])]} for j, n in enumerate(METRICS)}
+
+
+def hindsight_action(row: dict[str, Any], st: dict[str, Any], env: OutcomeEnv) -> np.ndarray:
+    """The grid configuration (beta, p(0), caption off) whose measured outcomes for this image give the least
+    mean cost at this state's nominal link rate (the mean over the stored patch-sampling seeds). Offline the
+    caption changes no fidelity, so it only adds bits and stays off."""
+    g = np.asarray([[[[o["bits"] / row["ref_bits"], o["pf"][0], o["sf"][0], o["pf"][1], o["sf"][1], o["bits"],
+                       o["encode_s"] + o["decode_s"]] for o in cell] for cell in r] for r in row["grid"]], float)
+    delay = (g[..., 6] + g[..., 5] / st["rate_bps"] + PROPAGATION_S) / D_MAX_S  # g: (betas, keeps, seeds, 7)
+    terms = np.concatenate([g[..., :5], delay[..., None]], axis=-1)
+    bi, ki = np.unravel_index(np.argmin(costs_of(terms, st["target"]).mean(-1)), g.shape[:2])
+    return np.asarray([env.betas[bi], env.keeps[ki], 0.0])
 
 
 def _fixed_terms(row: dict[str, Any], scheme: str, st: dict[str, Any], env: OutcomeEnv) -> np.ndarray:
     """JPEG quality 45 or caption-only: fixed payloads, the same delay model (Pillow's codec times are ~ms)."""
-    from sagin_hil.controllers.spiff.engine import D_MAX_S, PROPAGATION_S
-
     o = row["jpeg" if scheme == "jpeg" else "caption_only"]
     rate = st["rate_bps"] * float(np.exp(env.rng.normal(0.0, 0.2)))
     delay = o["bits"] / rate + PROPAGATION_S
