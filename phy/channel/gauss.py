@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["seed_key", "fill_pairs", "fill_standard_normal"]
+__all__ = ["seed_key", "fill_pairs", "fill_standard_normal", "fill_standard_normal_into"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: SplitMix64's counter step
 _F = np.float32
@@ -118,11 +118,19 @@ def fill_pairs(out, key, p0, scale, work):
 @njit(cache=True, nogil=True)
 def fill_standard_normal(out, key, i0, scale=1.0):
     """out[j] = scale * (draw i0 + j of the stream `key`), N(0, 1) draws; out is float64."""
+    n_pairs = (i0 % 2 + out.shape[0] + 1) // 2
+    fill_standard_normal_into(out, key, i0, scale, np.empty(2 * n_pairs, np.float32), np.empty(3 * n_pairs))
+
+
+@njit(cache=True, nogil=True)
+def fill_standard_normal_into(out, key, i0, scale, tmp, work):
+    """`fill_standard_normal` with the caller's scratch (a kernel's, reused from call to call): tmp float32 of
+    at least 2 m and work float64 of at least 3 m entries, m = (len(out) + 2) // 2."""
     n = out.shape[0]
     if n == 0:
         return
     head = i0 % 2  # an odd start takes the second half of a pair
     n_pairs = (head + n + 1) // 2
-    tmp = np.empty(2 * n_pairs, np.float32)
-    fill_pairs(tmp, key, (i0 - head) // 2, scale, np.empty(3 * n_pairs))
-    out[:] = tmp[head:head + n]
+    pairs = tmp[:2 * n_pairs]
+    fill_pairs(pairs, key, (i0 - head) // 2, scale, work)
+    out[:] = pairs[head:head + n]

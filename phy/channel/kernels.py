@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sagin_hil.phy.channel.gauss import fill_pairs, fill_standard_normal
+from sagin_hil.phy.channel.gauss import fill_pairs, fill_standard_normal_into
 
 __all__ = ["channel_kernel", "sos_value", "outside", "RENORM", "RING_PAD", "ROT_STATE"]
 
@@ -266,7 +266,8 @@ def channel_kernel(
             _delay_tap(accr, acci, ring, mask, n, k, run, tau0, tau_rate, tau_max, tap_delay[l], fading_on,
                        ha, hs, gm)
         if pn_sigma > 0.0:
-            fill_standard_normal(pbuf[:run], p_key, p_next + i, pn_sigma)
+            # wbuf and work as its scratch: this run's noise is drawn into them only below
+            fill_standard_normal_into(pbuf[:run], p_key, p_next + i, pn_sigma, wbuf, work)
             if km == 0:
                 pnr /= abs(pnr)
             for j in range(run):
