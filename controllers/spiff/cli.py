@@ -32,6 +32,7 @@ def train_spiff(
     re-measure the spiff mode's row. About 13 minutes on 2 idle cores with the shipped outcome table."""
     import torch
 
+    from sagin_hil.controllers.spiff.engine import EngineConfig
     from sagin_hil.controllers.spiff.outcomes import OUTCOMES_PATH, build_outcomes, load_outcomes
     from sagin_hil.controllers.spiff.train import train_all
     from sagin_hil.progress import progress_bar
@@ -39,8 +40,10 @@ def train_spiff(
     for name, v in (("steps", steps), ("seeds", seeds), ("workers", workers), ("threads", threads)):
         if v < 1:
             raise typer.BadParameter(f"--{name} = {v}; use 1 or more")
-    if not 0.0 < alpha <= 0.5:
-        raise typer.BadParameter(f"--alpha = {alpha}; use a low quantile level in (0, 0.5]")
+    try:
+        EngineConfig(alpha=alpha)  # checked before the outcome table, which can take minutes
+    except ValueError as exc:
+        raise typer.BadParameter(f"--{exc}") from None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     path = outcomes or OUTCOMES_PATH

@@ -198,6 +198,10 @@ class EngineConfig:
     n_quantiles: int = N_QUANTILES
     alpha: float = ALPHA  # risk level: the fidelity quantile the actor holds to its targets (delay: 1 - alpha)
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 0.5:
+            raise ValueError(f"alpha = {self.alpha}; use a low quantile level in (0, 0.5]")
+
 
 class Engine:
     """Actor + critics; `act` gives the deterministic configuration, `train_step` one bandit step."""
@@ -210,8 +214,6 @@ class Engine:
 
         if config.kind not in ("spiff", "ncb"):
             raise ValueError(f"engine kind {config.kind!r}; use 'spiff' or 'ncb'")
-        if not 0.0 < config.alpha <= 0.5:
-            raise ValueError(f"engine alpha = {config.alpha}; use a low quantile level in (0, 0.5]")
         self.cfg, self.device = config, torch.device(device)
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
