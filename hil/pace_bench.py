@@ -1,11 +1,14 @@
 """`sagin-hil bench emulator`: can the channel emulator service hold a radio's sample rate in real time?
 
-The radio ends run in a process of their own, as a radio (its driver, GNU Radio) would: a transmitter
-thread streams 2^16-sample complex64 blocks over ZeroMQ PUSH (TCP, loopback) as fast as the service takes
-them, and a receiver counts what comes out. The service (`EmulatorService`, real time; `workers=1`: sockets
-and channel in one thread; `rt_priority=10`: real-time scheduling where the OS grants it) impairs them
-(Doppler with rate, drifting delay, AWGN; Rician fading in a second entry). Each entry runs `duration_s`
-(60 s; 5 s quick) at 61.44 MS/s (a Pluto's top rate), all on this machine's cores, measured after WARMUP_S
+Every party runs in a process of its own, as on a bench: the service (`EmulatorService`, real time;
+`workers=1`: sockets and channel in one thread; `rt_priority=10`: real-time scheduling where the OS grants
+it) as `sagin-hil emulator serve` runs it, and each radio end as its driver (or GNU Radio) would. A thread
+that shares its interpreter with others waits for the lock they hold; with the service inside the bench's
+own process, or both radio ends in one, blocks came out late now and then (docs/benchmarks.md). The
+transmitter streams 2^16-sample complex64 blocks over ZeroMQ PUSH (TCP, loopback) as fast as the service
+takes them, the service impairs them (Doppler with rate, drifting delay, AWGN; Rician fading in a second
+entry), and the receiver counts what comes out. Each entry runs `duration_s` (60 s; 5 s quick) at
+61.44 MS/s (a Pluto's top rate), all on this machine's cores, measured after WARMUP_S
 of flow (the first block waits for connections and fresh pages; the lag it causes is forgotten).
 
 ours: `msps` (samples delivered per wall second), `max_lag_s` / `late_blocks` (how far the output fell
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import threading
 import time
 from typing import Any
 
@@ -53,10 +55,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _radio_ends(tx_endpoint: str, rx_endpoint: str, duration_s: float, result: Any) -> None:
-    """The other process: transmit as fast as the service takes blocks; once blocks have come back for
-    WARMUP_S, put "measuring" on `result`, count what comes back for duration_s, and put (samples, wall
-    seconds) on `result`."""
+def _radio_tx(tx_endpoint: str, stop: Any) -> None:
+    """The transmitting radio's process: stream blocks as fast as the service takes them, until `stop`."""
     import zmq
 
     ctx = zmq.Context()
@@ -64,29 +64,35 @@ def _radio_ends(tx_endpoint: str, rx_endpoint: str, duration_s: float, result: A
     tx.setsockopt(zmq.SNDHWM, 8)
     tx.setsockopt(zmq.LINGER, 0)
     tx.bind(tx_endpoint)
-    rx = ctx.socket(zmq.PULL)
-    rx.setsockopt(zmq.LINGER, 0)
-    rx.setsockopt(zmq.RCVTIMEO, 200)
-    rx.connect(rx_endpoint)
     rng = np.random.default_rng(0)
     blocks = [((rng.normal(size=BLOCK) + 1j * rng.normal(size=BLOCK)) / np.sqrt(2)).astype(np.complex64)
               for _ in range(4)]
-    stop = threading.Event()
-
-    def send() -> None:
-        i = 0
+    i = 0
+    try:
         while not stop.is_set():
             try:
                 tx.send(blocks[i % 4], copy=False, flags=zmq.NOBLOCK)
                 i += 1
             except zmq.Again:
-                time.sleep(0.0005)
+                tx.poll(100, zmq.POLLOUT)  # the service's queue is full: wait for room (or look at `stop`)
+    finally:
+        tx.close(0)
+        ctx.term()
 
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+
+def _radio_rx(rx_endpoint: str, duration_s: float, result: Any, stop: Any) -> None:
+    """The receiving radio's process: once blocks have come back for WARMUP_S, put "measuring" on `result`,
+    count what comes back for duration_s, and put (samples, wall seconds) on `result` (or give up at `stop`)."""
+    import zmq
+
+    ctx = zmq.Context()
+    rx = ctx.socket(zmq.PULL)
+    rx.setsockopt(zmq.LINGER, 0)
+    rx.setsockopt(zmq.RCVTIMEO, 200)
+    rx.connect(rx_endpoint)
     got, first, t0, deadline = 0, None, None, time.perf_counter() + duration_s + 60  # 60 s to start
     try:
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not stop.is_set():
             try:
                 msg = rx.recv(copy=False)
             except zmq.Again:
@@ -106,9 +112,6 @@ def _radio_ends(tx_endpoint: str, rx_endpoint: str, duration_s: float, result: A
                 break
         result.put((got, time.perf_counter() - t0 if t0 is not None else 0.0))
     finally:
-        stop.set()
-        sender.join(2.0)
-        tx.close(0)
         rx.close(0)
         ctx.term()
 
@@ -124,45 +127,84 @@ def _cpu_jiffies() -> np.ndarray:
     return np.array([v[0] + v[1] + v[2] + v[5] + v[6], v[7], sum(v)], float)
 
 
-def _next(result: Any, timeout_s: float, radio: Any) -> Any:
-    """The radio process's next message, or an error that says what became of it."""
-    import queue
+def _service(params: dict[str, Any], rate_hz: float, workers: int, rt_priority: int, e_tx: str, e_rx: str,
+             measuring: Any, done: Any, out: Any) -> None:
+    """The service's process, as `sagin-hil emulator serve` runs it: a real-time EmulatorService between the
+    radios; its lag statistics restart when `measuring` is set, and its stats() go on `out` once `done` is."""
+    from sagin_hil.hil.emulator_service import EmulatorService
+    from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
 
     try:
-        return result.get(timeout=timeout_s)
-    except queue.Empty:
-        raise RuntimeError(f"bench emulator: the radio process said nothing for {timeout_s:g} s (exit code "
-                           f"{radio.exitcode}); is the loopback interface up?") from None
+        em = ChannelEmulator(rate_hz, 2.4e9, ChannelParams(**params), seed=1, realtime=True)
+        svc = EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=rt_priority).start()
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")  # for the parent's error; the exit code says it too
+        raise
+    try:
+        measuring.wait()
+        em.reset_lag()
+        done.wait()
+        out.put(svc.stats())
+    finally:
+        svc.stop()
+
+
+def _next(q: Any, timeout_s: float, procs: dict[str, Any], errors: Any) -> Any:
+    """The next message on q; an error naming the process that died (with what it said on `errors`), or
+    saying that nothing came for timeout_s."""
+    import queue
+
+    end = time.perf_counter() + timeout_s
+    while True:
+        try:
+            return q.get(timeout=max(0.0, min(1.0, end - time.perf_counter())))
+        except queue.Empty:
+            pass
+        dead = {name: p.exitcode for name, p in procs.items() if p.exitcode not in (None, 0)}
+        if dead:
+            try:
+                said = f": {errors.get(timeout=1.0)}"
+            except queue.Empty:
+                said = ""
+            codes = ", ".join(f"the {name} process exited with code {c}" for name, c in dead.items())
+            raise RuntimeError(f"bench emulator: {codes}{said}")
+        if time.perf_counter() >= end:
+            raise RuntimeError(f"bench emulator: nothing heard for {timeout_s:g} s; is the loopback interface up?")
 
 
 def pace_run(params: dict[str, Any], duration_s: float, rate_hz: float = RATE_HZ, workers: int = WORKERS,
              rt_priority: int = RT_PRIORITY) -> dict[str, Any]:
     """Stream for duration_s through a real-time service; what came out, how late, per wall second."""
-    from sagin_hil.hil.emulator_service import EmulatorService
-    from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
-
     e_tx, e_rx = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
-    spawn = mp.get_context("spawn")  # a fresh interpreter: not a fork of this one's threads and sockets
-    result = spawn.Queue()
-    radio = spawn.Process(target=_radio_ends, args=(e_tx, e_rx, duration_s, result), daemon=True)
-    radio.start()
-    em = ChannelEmulator(rate_hz, 2.4e9, ChannelParams(**params), seed=1, realtime=True)
-    svc = EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=rt_priority).start()
+    spawn = mp.get_context("spawn")  # fresh interpreters: not forks of this one's threads and sockets
+    result, stats = spawn.Queue(), spawn.Queue()
+    stop, measuring, done = spawn.Event(), spawn.Event(), spawn.Event()
+    procs = {"transmitter": spawn.Process(target=_radio_tx, args=(e_tx, stop), daemon=True),
+             "receiver": spawn.Process(target=_radio_rx, args=(e_rx, duration_s, result, stop), daemon=True),
+             "service": spawn.Process(target=_service, daemon=True, args=(
+                 params, rate_hz, workers, rt_priority, e_tx, e_rx, measuring, done, stats))}
+    for p in procs.values():
+        p.start()
     try:
         j0 = _cpu_jiffies()
-        msg = _next(result, 90.0, radio)
+        msg = _next(result, 90.0, procs, stats)
         if msg == "measuring":
-            em.reset_lag()
+            measuring.set()
             j0 = _cpu_jiffies()
-            msg = _next(result, duration_s + 30.0, radio)
+            msg = _next(result, duration_s + 30.0, procs, stats)
         got, wall = msg
         d = _cpu_jiffies() - j0
-        st = svc.stats()
+        measuring.set()
+        done.set()
+        st = _next(stats, 30.0, procs, stats)
     finally:
-        svc.stop()
-        radio.join(10.0)
-        if radio.is_alive():
-            radio.kill()
+        stop.set()
+        measuring.set()
+        done.set()
+        for p in procs.values():
+            p.join(10.0)
+            if p.is_alive():
+                p.kill()
     rt = st["realtime"] or {}
     msps = got / wall / 1e6 if wall > 0 else 0.0
     busy, stolen = (d[:2] / d[2] * (os.cpu_count() or 1)) if d[2] > 0 else (float("nan"), float("nan"))
@@ -184,6 +226,6 @@ def bench_emulator(quick: bool = False) -> dict[str, Any]:
                                    settings={"rate_hz": RATE_HZ, "block_samples": BLOCK, "duration_s": duration,
                                              "workers": WORKERS, "rt_priority": RT_PRIORITY,
                                              "transport": "tcp loopback, push-pull",
-                                             "radio_ends": "a separate process on the same machine",
+                                             "processes": "service, transmitter and receiver: one each, on the same machine",
                                              "channel": params}))
     return {"benchmarks": out}

@@ -110,8 +110,8 @@ def test_rt_priority_is_granted_or_refused_aloud(workers, caplog):
         ctx.destroy(linger=0)
 
 
-def test_pace_bench_streams_through_a_radio_process_at_the_rate():
-    """`bench emulator`'s run at 2 MS/s for 1.5 s: the radio ends in their own process, the output paced to
+def test_pace_bench_streams_between_two_radio_processes_at_the_rate():
+    """`bench emulator`'s run at 2 MS/s for 1.5 s: each radio end in a process of its own, the output paced to
     the rate (a paced service delivers the rate, give or take the one 33-ms block in flight), nothing dropped,
     the machine's load and the scheduling reported."""
     from sagin_hil.hil.pace_bench import pace_run
@@ -120,6 +120,15 @@ def test_pace_bench_streams_through_a_radio_process_at_the_rate():
     assert r["msps"] == pytest.approx(2.0, rel=0.05) and r["dropped"] == 0
     assert r["wall_s"] >= 1.5 and 0 < r["cpu_cores"] <= (os.cpu_count() or 1)
     assert r["rt_priority_granted"] is None and r["held"] == (r["late_blocks"] == 0 and r["msps"] >= 1.98)
+
+
+def test_pace_bench_says_why_its_service_process_died():
+    """A service that cannot start (here a scheduling priority out of range) ends the run at once with its
+    own error, instead of leaving the bench waiting for blocks that never come."""
+    from sagin_hil.hil.pace_bench import pace_run
+
+    with pytest.raises(RuntimeError, match=r"service process exited with code 1: ValueError: rt_priority = 200"):
+        pace_run(dict(snr_db=20.0, signal_power=1.0), 1.0, rate_hz=2e6, rt_priority=200)
 
 
 def test_cli_refuses_a_bad_rt_priority_by_name():
