@@ -139,7 +139,7 @@ class PacketPhyChannel:
         pkt = self.rx.demodulate(np.asarray(self.em.process(np.concatenate([x, np.zeros(self.tail, np.complex64)]))))
         if pkt is None or pkt.analog is None:
             return np.zeros(len(data), np.complex64), b"", -50.0
-        return pkt.analog, pkt.payload, pkt.snr_db
+        return pkt.analog, pkt.payload, pkt.analog_snr_db
 
 
 @dataclass

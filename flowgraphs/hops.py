@@ -45,6 +45,7 @@ class HopResult:
     blocks: int = 0
     block_errors: int = 0
     analog: np.ndarray | None = field(default=None, repr=False)  # equalised analog symbols (send_symbols)
+    analog_snr_db: float = float("nan")  # the SNR to tell an analog decoder (RxPacket.analog_snr_db)
 
 
 class Hop:
@@ -259,6 +260,7 @@ class Hop:
             blocks=n_bursts,
             block_errors=lost,
             analog=pkt.analog if heard else np.zeros(sym.size, np.complex64),
+            analog_snr_db=float(np.clip(pkt.analog_snr_db, -50.0, 100.0)) if heard else -50.0,
         )
 
 

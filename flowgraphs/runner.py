@@ -388,7 +388,7 @@ class _Experiment:
         encode_s = self._compute_s(spec, bpp, "encode", encode_wall_s)
         data, t, air, retx = payload.data, t_s + encode_s, 0.0, 0
         timeline = [{"stage": "encode", "start_s": t_s, "duration_s": encode_s}]
-        symbols, gain, hop_snrs, hop_rates = payload.symbols, 1.0, [], {}
+        symbols, gain, hop_snrs, analog_snrs, hop_rates = payload.symbols, 1.0, [], [], {}
         for (a, b), lid in zip(links, link_ids):  # decode (JSCC: amplify) and forward, hop by hop
             h = alloc.hop(lid)
             # first come, first served: a transmitter sends one thing at a time on its band, unless the plan
@@ -404,6 +404,7 @@ class _Experiment:
                 res = self._send(a, b, data, h.mcs, start, power_w=h.power_w, bandwidth_hz=h.bandwidth_hz)
             self.clock.add("hops", time.perf_counter() - hop_wall)
             hop_snrs.append(res.report.snr_db)
+            analog_snrs.append(res.analog_snr_db)  # on fading: of the error the deep-fade guard left
             hop_rates[lid] = self._hop_rate_bps(res, h)
             self.busy_until_s[queue] = start + res.air_time_s
             queue_s = start - t
@@ -414,7 +415,7 @@ class _Experiment:
         wall = time.perf_counter()
         try:
             if spec.analog:
-                received = codec.decode(data, symbols=symbols * gain, snr_db=relay_snr_db(hop_snrs))
+                received = codec.decode(data, symbols=symbols * gain, snr_db=relay_snr_db(analog_snrs))
             else:
                 received = codec.decode(data)
         except CodecError:

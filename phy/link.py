@@ -26,6 +26,7 @@ from statistics import fmean
 import numba
 import numpy as np
 
+from sagin_hil.phy.analog import fade_guard
 from sagin_hil.phy.frame import (
     ANALOG,
     CODE_RATES,
@@ -416,7 +417,9 @@ class RxPacket:
     of skipped bursts; symbols: equalised payload symbols of the first burst heard (<= 4096, for plots).
     An analog packet (mcs ANALOG) has `analog`: the equalised symbols [total_len] (zeros where a burst was
     lost), payload: its side information (b"" when no burst's copy decoded), and counts bursts as its blocks
-    (block_ok per burst, bler = lost fraction).
+    (block_ok per burst, bler = lost fraction). On a fading channel (per-symbol noise variances) its deep-faded
+    symbols are replaced by their LMMSE estimate (phy/analog.py:fade_guard), and `analog_snr_db`, the SNR to
+    tell its decoder, is that of the error left; otherwise analog_snr_db = snr_db.
     """
 
     payload: bytes
@@ -437,6 +440,7 @@ class RxPacket:
     header_errors: list = field(default_factory=list)
     symbols: np.ndarray | None = None
     analog: np.ndarray | None = None
+    analog_snr_db: float = float("nan")
 
 
 @dataclass
@@ -450,6 +454,7 @@ class _Burst:
     start: float  # raw sample where this burst's first transmitted sample arrived
     symbols: np.ndarray  # equalised payload symbols (the first 4096 of a digital burst, all of an analog one)
     side: bytes | None = None  # an analog burst's side information, None when it failed its CRC
+    noise_var: np.ndarray | float = 0.0  # an analog burst's noise variance per payload symbol (or one for all)
 
 
 class PacketReceiver:
@@ -530,7 +535,7 @@ class PacketReceiver:
             except HeaderError:
                 pass  # another burst's copy may decode
         burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,
-                       sb.data[b:].astype(np.complex64), side)
+                       sb.data[b:].astype(np.complex64), side, sb.noise_var_of(b))
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
 
     def demodulate(self, samples: np.ndarray) -> RxPacket | None:
@@ -612,12 +617,22 @@ class PacketReceiver:
         )
         if analog:
             sym = np.zeros(plan.total_len, np.complex64)
-            for i, b in seen.items():
-                sym[plan.frag_slice(i)] = b.symbols
+            snr_db = measured["snr_db"]
+            if any(np.ndim(b.noise_var) for b in heard):  # fading: guard the deep fades, over the bursts heard
+                kept = [np.asarray(b.symbols) for b in seen.values()]
+                nv = [np.broadcast_to(b.noise_var, b.symbols.shape) for b in seen.values()]
+                nv = np.nan_to_num(np.concatenate(nv), nan=1e12, posinf=1e12)  # a lost channel estimate: no trust
+                guarded, snr_db = fade_guard(np.concatenate(kept), nv)
+                ends = np.cumsum([k.size for k in kept])[:-1]
+                for i, g in zip(seen, np.split(guarded, ends)):
+                    sym[plan.frag_slice(i)] = g
+            else:
+                for i, b in seen.items():
+                    sym[plan.frag_slice(i)] = b.symbols
             ok = np.isin(np.arange(plan.frag_count), list(seen))
             side = next((b.side for b in seen.values() if b.side is not None), b"")
             return RxPacket(payload=side, block_ok=ok, ber=float("nan"), bler=float(1.0 - ok.mean()),
-                            n_blocks=plan.frag_count, analog=sym, **measured)
+                            n_blocks=plan.frag_count, analog=sym, analog_snr_db=float(snr_db), **measured)
         payload, block_ok, ber = self._decode_blocks(plan, first.seq, seen)
         return RxPacket(payload=payload, block_ok=block_ok, ber=ber, n_blocks=plan.n_blocks,
                         bler=float(1.0 - block_ok.mean()) if plan.n_blocks else 0.0, **measured)
