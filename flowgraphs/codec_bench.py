@@ -112,7 +112,8 @@ class PacketPhyChannel:
     Parameters: snr_db (Es/N0 after the matched filter), seed, channel ("awgn", or "rician": the bench's
     Rician fading on top, which the receiver follows by interpolating between pilot blocks).
     Input: complex64 symbols [N], side bytes.
-    Output: (equalised symbols [N] (zeros where a burst was lost), side bytes as received, SNR estimate dB).
+    Output: (equalised symbols [N] (zeros where a burst was lost), side bytes as received, the SNR in dB to
+    give the decoder: RxPacket.analog_snr_db).
     """
 
     SPS = 4
@@ -348,7 +349,7 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
         je, jd = [], []
         for ch in channels:
             draws = 1 if ch == "awgn" or quick else RICIAN_DRAWS
-            jscc_q: dict[str, list[float]] = {"psnr": [], "ssim": []}
+            jscc_q: dict[str, list] = {"psnr": [], "ssim": [], "psnr_frames": []}
             for si, snr in enumerate(snrs):
                 qp, qs = [], []
                 for ii, (_, img) in enumerate(imgs):
@@ -366,7 +367,7 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
                         qs.append(s_)
                 jscc_q["psnr"].append(float(np.mean(qp)))
                 jscc_q["ssim"].append(float(np.mean(qs)))
-                jscc_q.setdefault("psnr_frames", []).append(qp)
+                jscc_q["psnr_frames"].append(qp)
             # the same symbols through the real packet PHY (on Rician its receiver interpolates between pilots)
             phy_q = _phy_jscc_curve(jscc, imgs, snrs, ch)
             curves.append({"codec": f"jscc-phy-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": phy_q["psnr"],
