@@ -167,6 +167,8 @@ class EmulatorService:
     def _check_pace(self) -> None:
         """Log when a real-time emulator has fallen behind since the last look (once a second at most)."""
         late = getattr(self.emulator, "late_blocks", 0)
+        if late < self._late_seen:  # the emulator's counts were reset (reset_lag): count again from there
+            self._late_seen = 0
         now = time.perf_counter()
         if late > self._late_seen and now - self._late_logged_at >= 1.0:
             log.warning("emulator service: behind real time by %.1f ms (max %.1f ms, %d late blocks at %.4g MS/s)",

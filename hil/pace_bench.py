@@ -130,10 +130,15 @@ def _cpu_jiffies() -> np.ndarray:
 def _service(params: dict[str, Any], rate_hz: float, workers: int, rt_priority: int, e_tx: str, e_rx: str,
              measuring: Any, done: Any, out: Any) -> None:
     """The service's process, as `sagin-hil emulator serve` runs it: a real-time EmulatorService between the
-    radios; its lag statistics restart when `measuring` is set, and its stats() go on `out` once `done` is."""
+    radios; its lag statistics restart when `measuring` is set, and its stats() go on `out` once `done` is.
+    Its "behind real time" warnings are held back until then: the first block waits for the connections."""
+    import logging
+
     from sagin_hil.hil.emulator_service import EmulatorService
+    from sagin_hil.hil.emulator_service import log as service_log
     from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
 
+    service_log.setLevel(logging.ERROR)
     try:
         em = ChannelEmulator(rate_hz, 2.4e9, ChannelParams(**params), seed=1, realtime=True)
         svc = EmulatorService(em, e_tx, e_rx, workers=workers, rt_priority=rt_priority).start()
@@ -143,6 +148,7 @@ def _service(params: dict[str, Any], rate_hz: float, workers: int, rt_priority: 
     try:
         measuring.wait()
         em.reset_lag()
+        service_log.setLevel(logging.NOTSET)
         done.wait()
         out.put(svc.stats())
     finally:

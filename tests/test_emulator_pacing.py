@@ -73,6 +73,22 @@ def test_service_two_workers_pass_every_block_in_order_and_warn_when_behind(work
         ctx.destroy(linger=0)
 
 
+def test_service_warns_again_after_the_lag_statistics_are_reset(caplog):
+    """`bench emulator` forgets the warm-up's late blocks (reset_lag): late blocks after that are warned
+    about again, however many the warm-up had (its check, driven by hand: no timing involved)."""
+    em = ChannelEmulator(1e6, realtime=True)
+    svc = EmulatorService(em, endpoint(), endpoint())
+    with caplog.at_level(logging.WARNING):
+        em.late_blocks = 200  # the warm-up: the first block waited for the connections
+        svc._check_pace()
+        em.reset_lag()
+        caplog.clear()
+        em.late_blocks = 2  # two late blocks in the measurement
+        svc._late_logged_at -= 1.0  # a second later (the service warns once a second at most)
+        svc._check_pace()
+    assert any("2 late blocks" in r.getMessage() for r in caplog.records)
+
+
 def test_service_rejects_a_bad_worker_count():
     with pytest.raises(ValueError, match="workers"):
         EmulatorService(ChannelEmulator(1e6), endpoint(), endpoint(), workers=3)
