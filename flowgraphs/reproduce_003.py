@@ -45,14 +45,15 @@ def _plot(table4: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    schemes = ("spiff", "ncb", "jpeg", "caption", "hindsight")
+    from sagin_hil.controllers.spiff.train import SCHEMES
+
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for ax, (metric, label) in zip(axes, (("p_pf", "P(PF_0 >= min)"), ("p_sf", "P(SF_0 >= min)"), ("saving", "bandwidth saving"))):
         x = np.arange(len(table4))
-        for k, sc in enumerate(schemes):
+        for k, sc in enumerate(SCHEMES):
             v = [table4[t][sc][metric] for t in table4]
             ci = np.array([table4[t][sc][f"{metric}_ci95"] for t in table4]).T
-            ax.bar(x + (k - 2) * 0.16, v, 0.16, label=sc, yerr=[np.subtract(v, ci[0]), np.subtract(ci[1], v)], capsize=2)
+            ax.bar(x + (k - (len(SCHEMES) - 1) / 2) * 0.16, v, 0.16, label=sc, yerr=[np.subtract(v, ci[0]), np.subtract(ci[1], v)], capsize=2)
         ax.set_xticks(x, list(table4))
         ax.set_title(label)
         ax.set_ylim(0, 1.05)

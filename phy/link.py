@@ -619,8 +619,8 @@ class PacketReceiver:
             sym = np.zeros(plan.total_len, np.complex64)
             snr_db = measured["snr_db"]
             if any(np.ndim(b.noise_var) for b in heard):  # fading: guard the deep fades, over the bursts heard
-                kept = [np.asarray(b.symbols) for b in seen.values()]
-                nv = [np.broadcast_to(b.noise_var, b.symbols.shape) for b in seen.values()]
+                kept = [np.asarray(b.symbols) for b in heard]
+                nv = [np.broadcast_to(b.noise_var, b.symbols.shape) for b in heard]
                 nv = np.nan_to_num(np.concatenate(nv), nan=1e12, posinf=1e12)  # a lost channel estimate: no trust
                 guarded, snr_db = fade_guard(np.concatenate(kept), nv)
                 ends = np.cumsum([k.size for k in kept])[:-1]
