@@ -19,76 +19,66 @@ def train_jscc_cmd(
     quick: bool = typer.Option(False, "--quick", help="8 min of the same training (checks the code path; writes "
                                "runs/jscc-quick/ unless --out)."),
     minutes: Optional[float] = typer.Option(None, help="Training-time budget in minutes (default 120 with --full, "
-                                            "8 with --quick, 28 with --arch film)."),
+                                            "8 with --quick); with --arch film, the budget of each ratio's model."),
     ratios: str = typer.Option("1/12,1/6", help="Comma-separated bandwidth ratios k/n (multiples of 1/48)."),
-    arch: str = typer.Option("adjscc", help="adjscc (GDN + attention, one model for all ratios) or film (the first "
-                             "model, one per ratio, 1/6 warm-started from 1/12)."),
-    channels: int = typer.Option(64, help="adjscc: feature channels."),
+    arch: str = typer.Option("adjscc", help="adjscc (GDN + attention, one model for all ratios) or film (residual "
+                             "blocks with FiLM on the SNR, one model per ratio, checkpoints in CHECKPOINT_DIR/<ratio>)."),
+    channels: int = typer.Option(64, help="Feature channels."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the package's codecs/weights)."),
-    checkpoint_dir: Optional[Path] = typer.Option(None, help="adjscc: checkpoint and curve folder (default "
+    checkpoint_dir: Optional[Path] = typer.Option(None, help="Checkpoint and curve folder (default "
                                                   "runs/jscc-train, runs/jscc-quick with --quick)."),
-    fresh: bool = typer.Option(False, "--fresh", help="adjscc: ignore an existing checkpoint and start over."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint and start over."),
     batch: int = typer.Option(16, help="Patches per step."),
     patch: int = typer.Option(64, help="Patch side in px."),
-    eval_images: int = typer.Option(8, help="adjscc: held-out images of the final evaluation (the curve uses <= 3)."),
+    eval_images: int = typer.Option(8, help="Held-out images of the final evaluation (the curve uses <= 3)."),
 ) -> None:
     """Train deep JSCC models on patches of the shipped train images; write jscc-<ratio>.safetensors.
 
-    adjscc runs resume automatically from CHECKPOINT_DIR/checkpoint.pt (written every 2 min and on Ctrl-C or
+    Runs resume automatically from CHECKPOINT_DIR/checkpoint.pt (written every 2 min and on Ctrl-C or
     SIGTERM, after which the run still writes its weights); the training curve goes to CHECKPOINT_DIR/curve.*.
     """
     names = [r.strip() for r in ratios.split(",") if r.strip()]
     if full and quick:
         typer.echo("error: choose one of --full and --quick", err=True)
         raise typer.Exit(2)
-    if arch == "film":
-        _train_film(names, minutes or 28.0, threads, device, out_dir, batch, patch)
-        return
-    if arch != "adjscc":
+    if arch not in ("adjscc", "film"):
         typer.echo(f"error: --arch {arch!r}: choose adjscc or film", err=True)
         raise typer.Exit(2)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sagin_hil.codecs.train import JSCC_FULL_MINUTES, JSCC_QUICK_MINUTES, train_jscc_adaptive
+    from sagin_hil.codecs.train import JSCC_FULL_MINUTES, JSCC_QUICK_MINUTES, train_jscc_adaptive, train_jscc_jobs
 
     budget = minutes or (JSCC_QUICK_MINUTES if quick else JSCC_FULL_MINUTES)
     ckpt = checkpoint_dir or Path("runs/jscc-quick" if quick else "runs/jscc-train")
     out = out_dir or (Path("runs/jscc-quick") if quick else None)
+    # adjscc: one network for every ratio; film: one network per ratio, each in a process and folder of its own
+    groups = [tuple(names)] if arch == "adjscc" else [(r,) for r in names]
+    jobs = [dict(ratios=g, minutes=budget, channels=channels, batch=batch, patch=patch,
+                 lr=7e-4 if arch == "adjscc" else 1e-3, arch=arch, device=device,
+                 threads=max(1, threads // len(groups)), out_dir=out,
+                 checkpoint_dir=ckpt if arch == "adjscc" else ckpt / g[0].replace("/", "_"), resume=not fresh,
+                 eval_every_s=60.0 if quick else 300.0, eval_images=eval_images) for g in groups]
     try:
         with Progress(TextColumn("jscc {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                       TimeElapsedColumn(), transient=True) as bar:
-            task = bar.add_task(f"{ratios} ({budget:.0f} min)", total=1.0)
-            res = train_jscc_adaptive(tuple(names), budget, channels=channels, batch=batch, patch=patch, device=device,
-                                      threads=threads, out_dir=out, checkpoint_dir=ckpt, resume=not fresh,
-                                      eval_every_s=60.0 if quick else 300.0, eval_images=eval_images,
-                                      log=bar.console.print,
-                                      progress=lambda f: bar.update(task, completed=f))
-    except ValueError as exc:
+            tasks = [bar.add_task(f"{arch} {','.join(g)} ({budget:.0f} min)", total=1.0) for g in groups]
+            if len(jobs) == 1:
+                results = [train_jscc_adaptive(**jobs[0], log=bar.console.print,
+                                               progress=lambda f: bar.update(tasks[0], completed=f))]
+            else:
+                results = train_jscc_jobs(jobs, lambda i, line: bar.console.print(f"[{names[i]}] {line}"),
+                                          lambda i, f: bar.update(tasks[i], completed=f))
+    except (ValueError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"jscc {ratios}: {res['steps']} steps in {res['train_time_s'] / 60:.1f} min of training"
-               + (" (stopped early; run the same command again to continue)" if res["stopped_early"] else ""))
-    for ratio, ev in res["eval_psnr_db"].items():
-        typer.echo(f"  {ratio}: held-out PSNR by SNR " + ", ".join(f"{k} dB: {v:.2f}" for k, v in ev.items()))
-    typer.echo("weights: " + ", ".join(res["paths"]) + "; curve: " + ", ".join(res["curve"]))
-
-
-def _train_film(names: list[str], minutes: float, threads: int, device: str, out_dir: Optional[Path], batch: int,
-                patch: int) -> None:
-    """The first JSCC (arch film): one model per ratio, the budget split over them."""
-    from sagin_hil.codecs.jscc import weights_path
-    from sagin_hil.codecs.train import train_jscc
-
-    first = None
-    for ratio in names:
-        typer.echo(f"training jscc {ratio} for {minutes / len(names):.1f} min on {threads} threads")
-        res = train_jscc(ratio, minutes / len(names), batch=batch, patch=patch, device=device, threads=threads,
-                         out_dir=out_dir, warm_start=first, log=typer.echo)
-        first = first or weights_path(ratio, out_dir)
-        typer.echo(f"jscc {ratio}: {res['steps']} steps in {res['train_time_s']:.0f} s; held-out PSNR by SNR "
-                   + ", ".join(f"{k} dB: {v:.2f}" for k, v in res["eval_psnr_db"].items()) + f"; saved {res['path']}")
+    for g, res in zip(groups, results):
+        typer.echo(f"jscc {arch} {','.join(g)}: {res['steps']} steps in {res['train_time_s'] / 60:.1f} min of training"
+                   + (" (stopped early; run the same command again to continue)" if res["stopped_early"] else ""))
+        for ratio, ev in res["eval_psnr_db"].items():
+            typer.echo(f"  {ratio}: held-out PSNR by SNR " + ", ".join(f"{k} dB: {v:.2f}" for k, v in ev.items()))
+        typer.echo("weights: " + ", ".join(res["paths"]) + "; curve: " + ", ".join(res["curve"]))
 
 
 @train_app.command("vq")

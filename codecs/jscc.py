@@ -166,6 +166,21 @@ class JsccNet(nn.Module):
         h = self.dec_film2(self.dec_res2(h), s)
         return torch.sigmoid(self.dec_up(h))
 
+    def _own_k(self, k: torch.Tensor) -> None:
+        own = self.cfg.symbols_per_position
+        if bool((k != own).any()):
+            raise ValueError(f"a film JSCC sends {own} symbols per position (ratio {self.cfg.ratio}), asked for "
+                             f"{sorted(set(k.tolist()) - {own})}; train one model per ratio")
+
+    def encode_k(self, x: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The trainer's interface shared with AdJsccNet; k must be this model's own."""
+        self._own_k(k)
+        return self.encode(x, snr_db)
+
+    def decode_k(self, z: torch.Tensor, snr_db: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        self._own_k(k)
+        return self.decode(z, snr_db)
+
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
         return self.decode(awgn(self.encode(x, snr_db), snr_db), snr_db)
 

@@ -21,7 +21,7 @@ import torch
 
 from sagin_hil.codecs.base import Budget
 
-__all__ = ["PatchSampler", "train_jscc", "train_vq", "evaluate_jscc", "evaluate_vq"]
+__all__ = ["PatchSampler", "train_jscc_adaptive", "train_jscc_jobs", "train_vq", "evaluate_jscc", "evaluate_vq"]
 
 
 class PatchSampler:
@@ -120,46 +120,6 @@ def evaluate_vq(codec: Any, n_images: int = 8, size: int = 256) -> dict[str, flo
             "bits": int(pays[0].n_bits)}
 
 
-def train_jscc(ratio: str = "1/12", minutes: float = 12.0, batch: int = 16, patch: int = 64, lr: float = 1e-3,
-               device: str | None = None, threads: int = 2, out_dir: Path | None = None, warm_start: Path | None = None,
-               seed: int = 0, log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Train one JSCC model (SNR drawn uniformly from its range per image) and save its weights.
-
-    Parameters
-    ----------
-    ratio : bandwidth ratio "1/12" or "1/6" (any multiple of 1/48)
-    minutes : wall-clock training budget
-    warm_start : a JSCC safetensors file whose same-shaped tensors initialise this model (e.g. 1/6 from 1/12)
-
-    Output
-    ------
-    dict: steps, train_time_s, final_loss, eval PSNR per SNR on held-out images, path, threads, device
-    """
-    from sagin_hil.codecs.jscc import JsccCodec, JsccConfig, JsccNet, awgn, load_state, save_model, weights_path
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    dev = _device(device)
-    cfg = JsccConfig(ratio=ratio)
-    net = JsccNet(cfg)
-    if warm_start is not None and Path(warm_start).exists():
-        _, state, _ = load_state(Path(warm_start), JsccConfig)
-        own = net.state_dict()
-        net.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False)
-    sampler = PatchSampler(patch, seed)
-
-    def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        snr = torch.empty(x.shape[0], device=x.device).uniform_(cfg.snr_min_db, cfg.snr_max_db)
-        return torch.mean((net.decode(awgn(net.encode(x, snr), snr), snr) - x) ** 2)
-
-    stats = _fit(net, loss_fn, sampler, minutes, batch, lr, dev, log)
-    path = weights_path(ratio, out_dir)
-    codec = JsccCodec(net.cpu(), device="cpu")
-    stats["eval_psnr_db"] = evaluate_jscc(codec)
-    save_model(net, cfg, path, {"train": {k: v for k, v in stats.items()}})
-    return {**stats, "path": str(path), "threads": threads, "device": dev, "ratio": ratio}
-
-
 def train_vq(mode: str = "3_2", minutes: float = 8.0, batch: int | None = None, patch: int | None = None,
              lr: float = 1e-3, beta: float = 0.25, device: str | None = None, threads: int = 2,
              out_dir: Path | None = None, seed: int = 0, log: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -193,13 +153,14 @@ JSCC_QUICK_MINUTES = 8.0
 
 
 def train_jscc_adaptive(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: float = JSCC_FULL_MINUTES,
-                        channels: int = 64, batch: int = 16, patch: int = 64, lr: float = 7e-4,
+                        channels: int = 64, batch: int = 16, patch: int = 64, lr: float = 7e-4, arch: str = "adjscc",
                         device: str | None = None, threads: int = 2, out_dir: Path | None = None,
                         checkpoint_dir: Path = Path("runs/jscc-train"), resume: bool = True,
                         checkpoint_every_s: float = 120.0, eval_every_s: float = 300.0, eval_images: int = 8,
                         seed: int = 0, log: Callable[[str], None] | None = print,
                         progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Train one SNR- and ratio-adaptive JSCC (arch "adjscc") serving every ratio of `ratios`, resumably.
+    With arch "film" the network serves one ratio (FiLM on the SNR only): `ratios` must name exactly one.
 
     Each patch draws a ratio from `ratios` and an SNR (70 % uniform on [snr_min, 12] dB, 30 % on [12, snr_max]:
     most links the bench and the controllers see sit below 12 dB). Adam with a cosine decay over `minutes`
@@ -215,16 +176,21 @@ def train_jscc_adaptive(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: floa
     import json
     import signal
 
-    from sagin_hil.codecs.jscc import AdJsccNet, JsccCodec, JsccConfig, awgn, save_model, weights_path
+    from sagin_hil.codecs.jscc import JsccCodec, JsccConfig, awgn, build_net, save_model, weights_path
 
+    if arch == "film" and len(ratios) != 1:
+        raise ValueError(f"a film JSCC serves one ratio, got ratios {list(ratios)}; train one per ratio "
+                         f"(or use arch adjscc for one network serving all)")
     torch.set_num_threads(threads)
     dev = _device(device)
     wide = max(ratios, key=lambda r: Fraction(r))
-    cfg = JsccConfig(ratio=wide, channels=channels, arch="adjscc", latent_ratio=wide)
+    cfg = JsccConfig(ratio=wide, channels=channels, arch=arch, latent_ratio=wide if arch == "adjscc" else "")
     ks = torch.tensor([_k_of(r) for r in ratios])
     settings = {"ratios": list(ratios), "channels": channels, "batch": batch, "patch": patch, "lr": lr, "seed": seed}
+    if arch != "adjscc":  # checkpoints written before film could resume have no arch: they are adjscc
+        settings["arch"] = arch
     torch.manual_seed(seed)
-    net = AdJsccNet(cfg).to(dev)
+    net = build_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sampler = PatchSampler(patch, seed)
     state = {"step": 0, "train_time_s": 0.0, "smooth": None, "curve": [], "skipped": 0}
@@ -304,15 +270,15 @@ def train_jscc_adaptive(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: floa
     net.eval()
     stats = {"steps": state["step"], "train_time_s": state["train_time_s"], "budget_s": budget_s,
              "final_loss": state["smooth"], "skipped_steps": state["skipped"], "batch": batch, "patch": patch,
-             "channels": channels, "stopped_early": bool(state["train_time_s"] < budget_s)}
+             "channels": channels, "arch": arch, "stopped_early": bool(state["train_time_s"] < budget_s)}
     curve_paths = _write_curve(state["curve"], Path(checkpoint_dir))
     out: dict[str, Any] = {**stats, "device": dev, "threads": threads, "paths": [], "eval_psnr_db": {},
                            "curve": [str(p) for p in curve_paths]}
     # evaluated as stored (float16), so the recorded PSNR is what the shipped file gives
     state_cpu = {k_: v.detach().cpu().half().float() for k_, v in net.state_dict().items()}
     for ratio in ratios:
-        rcfg = JsccConfig(ratio=ratio, channels=channels, arch="adjscc", latent_ratio=wide)
-        rnet = AdJsccNet(rcfg)
+        rcfg = JsccConfig(ratio=ratio, channels=channels, arch=arch, latent_ratio=cfg.latent_ratio)
+        rnet = build_net(rcfg)
         rnet.load_state_dict(state_cpu)
         ev = evaluate_jscc(JsccCodec(rnet, device="cpu"), n_images=eval_images)
         out["eval_psnr_db"][ratio] = ev
@@ -322,6 +288,64 @@ def train_jscc_adaptive(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: floa
     if log:
         log(json.dumps({k_: out[k_] for k_ in ("steps", "train_time_s", "eval_psnr_db", "paths")}))
     return out
+
+
+def train_jscc_jobs(jobs: list[dict[str, Any]], on_log: Callable[[int, str], None],
+                    on_progress: Callable[[int, float], None]) -> list[dict[str, Any]]:
+    """Run :func:`train_jscc_adaptive` (keyword arguments `jobs[i]`) for every job at once, each in a spawned
+    process of its own, so one network's Python loop never waits on another's interpreter lock.
+
+    on_log(i, line) and on_progress(i, fraction) are called here, in the parent. Ctrl-C reaches the children
+    too: each checkpoints, writes its weights and reports as usual, and this call waits for them. Output: the
+    jobs' results in order; RuntimeError naming every job that failed, once all have ended."""
+    import multiprocessing as mp
+    import queue
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_job_main, args=(i, job, q)) for i, job in enumerate(jobs)]
+    for proc in procs:
+        proc.start()
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    errors: dict[int, str] = {}
+    while len(errors) + sum(r is not None for r in results) < len(jobs):
+        try:
+            kind, i, payload = q.get(timeout=1.0)
+        except queue.Empty:  # a process killed outside Python sends nothing: its exit code says so
+            for i, proc in enumerate(procs):
+                if results[i] is None and i not in errors and proc.exitcode not in (None, 0):
+                    errors[i] = f"the process exited with code {proc.exitcode}"
+            continue
+        except KeyboardInterrupt:  # the children checkpoint and still report
+            continue
+        if kind == "log":
+            on_log(i, payload)
+        elif kind == "progress":
+            on_progress(i, payload)
+        elif kind == "result":
+            results[i] = payload
+        else:
+            errors[i] = payload
+    for proc in procs:
+        proc.join()
+    if errors:
+        raise RuntimeError("; ".join(f"ratios {','.join(jobs[i]['ratios'])}: {e}" for i, e in sorted(errors.items())))
+    return [r for r in results if r is not None]
+
+
+def _job_main(i: int, job: dict[str, Any], q: Any) -> None:
+    last = [0.0]
+
+    def progress(frac: float) -> None:  # at most once a second: the queue is shared
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or frac >= 1.0:
+            last[0] = now
+            q.put(("progress", i, frac))
+
+    try:
+        q.put(("result", i, train_jscc_adaptive(**job, log=lambda line: q.put(("log", i, line)), progress=progress)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the job
+        q.put(("error", i, f"{type(exc).__name__}: {exc}"))
 
 
 def _k_of(ratio: str) -> int:

@@ -437,8 +437,9 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
 
 
 def _seed(si: int, ii: int, draw: int = 0) -> int:
-    """Channel seed of SNR point si, image ii (< 100) and fading draw (< 10); draw 0 is the fixed-MCS curves'."""
-    return 1000 * si + ii + 100 * draw
+    """Channel seed of SNR point si (< 1000), image ii (< 100) and fading draw; draw 0 is the fixed-MCS curves'.
+    Draws from 10 on move to 10**7 and up: 100 * draw alone would reach the next SNR point's seeds."""
+    return 1000 * si + ii + 100 * (draw % 10) + 10**7 * (draw // 10)
 
 
 def _csi_delta() -> float:

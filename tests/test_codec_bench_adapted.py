@@ -47,6 +47,17 @@ def test_report_measures_the_snr_and_on_rician_it_fades():
     assert 10 * np.log10(np.median(np.abs(y - x) ** 2)) < -est + 3.0
 
 
+def test_channel_seeds_never_repeat_across_snr_points_images_and_fading_draws():
+    """Every (SNR point, image, fading draw) the bench can ask for meets a channel of its own, draws beyond
+    the tenth included, and none is a margin calibration's seed (10**6 + 1000 * si + t)."""
+    from sagin_hil.flowgraphs.codec_bench import RICIAN_DRAWS, _CALIBRATION_SEED, _seed
+
+    seeds = [_seed(si, ii, d) for si in range(12) for ii in range(8) for d in range(max(RICIAN_DRAWS, 40))]
+    assert len(set(seeds)) == len(seeds)
+    assert all(_seed(si, ii) == 1000 * si + ii for si in range(12) for ii in range(8))  # the fixed-MCS curves'
+    assert not set(seeds) & {_CALIBRATION_SEED + 1000 * si + t for si in range(12) for t in range(1000)}
+
+
 def test_margin_calibration_is_the_smallest_margin_meeting_the_target():
     links = {m: DigitalImageLink(m, 2048) for m in ("bpsk-1/2", "qpsk-1/2", "16qam-1/2", "16qam-3/4")}
     cal = calibrate_margin(links, [6.0, 10.0], trials=2, target_bler=0.1)

@@ -112,6 +112,49 @@ def test_train_jscc_quick_cli_writes_weights_curve_and_resumes(tmp_path):
     assert bad.exit_code == 2 and "--fresh" in bad.output
 
 
+def test_train_jscc_film_cli_trains_one_resumable_network_per_ratio(tmp_path):
+    """`--arch film`: one FiLM network per ratio, trained side by side in processes of their own, each
+    checkpointed in its own folder and resumed on the next call; the written files load as film models of
+    their own ratio."""
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+
+    args = ["train", "jscc", "--arch", "film", "--minutes", "0.01", "--channels", "8", "--threads", "1",
+            "--out", str(tmp_path / "w"), "--checkpoint-dir", str(tmp_path / "ck"), "--eval-images", "1"]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    steps = {}
+    for ratio, k in (("1/12", 4), ("1/6", 8)):
+        codec = JsccCodec.pretrained(ratio, weights_dir=tmp_path / "w", device="cpu")
+        assert codec.cfg.arch == "film" and codec.cfg.ratio == ratio and codec.cfg.channels == 8
+        curve = json.loads((tmp_path / "ck" / ratio.replace("/", "_") / "curve.json").read_text())
+        assert all(math.isfinite(curve[-1][f"psnr_k{k}_{s}db"]) for s in (0, 5, 10))
+        steps[ratio] = curve[-1]["step"]
+    run = CliRunner().invoke(app, args[:5] + ["0.02"] + args[6:])
+    assert run.exit_code == 0, run.output
+    assert run.output.count("resumed") == 2
+    for ratio in steps:
+        assert json.loads((tmp_path / "ck" / ratio.replace("/", "_") / "curve.json").read_text())[-1]["step"] > steps[ratio]
+    # each network runs in a process of its own; a job that fails is named, with its error
+    bad = CliRunner().invoke(app, args[:7] + ["16"] + args[8:])
+    assert bad.exit_code == 2
+    assert "ratios 1/12: ValueError" in bad.output and "ratios 1/6: ValueError" in bad.output and "--fresh" in bad.output
+
+
+def test_a_film_network_refuses_a_ratio_other_than_its_own():
+    from sagin_hil.codecs.jscc import JsccNet
+    from sagin_hil.codecs.train import train_jscc_adaptive
+
+    net = JsccNet(JsccConfig(ratio="1/12", channels=8))
+    x, snr = torch.rand(2, 3, 8, 8), torch.tensor([0.0, 5.0])
+    torch.testing.assert_close(net.encode_k(x, snr, torch.tensor([4, 4])), net.encode(x, snr))
+    with pytest.raises(ValueError, match=r"sends 4 symbols per position .*asked for \[8\]"):
+        net.encode_k(x, snr, torch.tensor([4, 8]))
+    with pytest.raises(ValueError, match="one ratio"):
+        train_jscc_adaptive(("1/12", "1/6"), 0.01, arch="film")
+
+
 @pytest.mark.slow
 def test_shipped_weights_reproduce_their_recorded_held_out_psnr():
     """The shipped JSCC files' metadata records held-out PSNR by SNR; measuring again (same images, same
