@@ -55,8 +55,7 @@ def train_jscc_cmd(
     out = out_dir or (Path("runs/jscc-quick") if quick else None)
     # adjscc: one network for every ratio; film: one network per ratio, each in a process and folder of its own
     groups = [tuple(names)] if arch == "adjscc" else [(r,) for r in names]
-    jobs = [dict(ratios=g, minutes=budget, channels=channels, batch=batch, patch=patch,
-                 lr=7e-4 if arch == "adjscc" else 1e-3, arch=arch, device=device,
+    jobs = [dict(ratios=g, minutes=budget, channels=channels, batch=batch, patch=patch, arch=arch, device=device,
                  threads=max(1, threads // len(groups)), out_dir=out,
                  checkpoint_dir=ckpt if arch == "adjscc" else ckpt / g[0].replace("/", "_"), resume=not fresh,
                  eval_every_s=60.0 if quick else 300.0, eval_images=eval_images) for g in groups]
