@@ -192,6 +192,8 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
                 rows[spec.table_key] = _caption_mode_row(spec, imgs, timing)
             continue
         rows[spec.table_key] = _measure_mode(spec, imgs, size, weights_dir, device, scorers)
+        if spec.trained_files and not spec.opted_in(weights_dir):  # what the row was measured with
+            rows[spec.table_key]["weights_sha256"] = spec.weights_digests()
     table = {
         **old, "image_size": size, "images": [n for n, _ in imgs], "machine": platform.processor() or platform.machine(),
         "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

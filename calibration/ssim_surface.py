@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from sagin_hil.codecs.modes import MODE_TABLE_PATH, file_digest, warn_if_stale
+
 __all__ = ["SsimSurface", "PAPER_002_TABLE_I", "SURFACE_PATH", "measure_jscc_ssim", "fit_surface", "load_surface",
            "eval_tiles", "measure_jpeg_ssim", "jpeg_bits_for", "load_jpeg_table"]
 
@@ -131,6 +133,7 @@ def load_surface(path: str | Path | None = None, quantile: float | None = None) 
     if not p.exists():
         raise FileNotFoundError(f"no SSIM surface at {p}; measure and fit it with `sagin-hil calibrate jscc-surface`")
     data = json.loads(p.read_text())
+    _warn_if_stale(p, data)
     if quantile is None:
         return SsimSurface.from_dict(data)
     stored = data.get("quantiles", {})
@@ -138,6 +141,18 @@ def load_surface(path: str | Path | None = None, quantile: float | None = None) 
         raise ValueError(f"SSIM quantile {quantile!r} is not stored in {p}; stored: {sorted(stored) or 'none'} "
                          "(`sagin-hil calibrate jscc-surface` fits 0.1)")
     return SsimSurface.from_dict(stored[f"{quantile:g}"])
+
+
+def _warn_if_stale(path: Path, data: dict[str, Any]) -> None:
+    """Warn when the JSCC weights the surface was measured with were replaced (surfaces measured before
+    2026-12-03 record none and are not judged)."""
+    weights = data.get("fit", {}).get("measured", {}).get("weights")
+    if not weights:
+        return
+    folder = Path(weights["dir"]) if weights.get("dir") else MODE_TABLE_PATH.parent
+    stale = [f"jscc-{r}" for r, f in weights["files"].items() if file_digest(folder / f["name"]) != f["sha256"]]
+    warn_if_stale(f"the SSIM surface {path}", stale,
+                  "sagin-hil calibrate jscc-surface" + (f" --weights-dir {folder}" if weights.get("dir") else ""))
 
 
 def eval_tiles(n_tiles: int = 64, tile_px: int = 64) -> list[tuple[str, np.ndarray]]:
@@ -170,9 +185,13 @@ def measure_jscc_ssim(ratios: Sequence[str] = ("1/12", "1/6"), snr_db: Sequence[
     tiles = eval_tiles(n_tiles)
     snr_db = [float(v) for v in snr_db]
     rows: dict[str, list] = {"ratio": [], "snr_db": [], "ssim": [], "ssim_ci95": [], "ssim_p10": []}
+    # the weights measured, by file name and digest: load_surface warns once they are replaced
+    weights: dict[str, Any] = {"dir": str(Path(weights_dir).resolve()) if weights_dir is not None else None, "files": {}}
     for ratio in ratios:
         kw = {"weights_dir": weights_dir} if weights_dir is not None else {}
         codec = get_codec(f"jscc-{ratio}", **kw)
+        if codec.weights_file is not None:
+            weights["files"][ratio] = {"name": codec.weights_file.name, "sha256": file_digest(codec.weights_file)}
         for k, s in enumerate(snr_db):
             values = []
             for seed in range(noise_seeds):
@@ -192,7 +211,7 @@ def measure_jscc_ssim(ratios: Sequence[str] = ("1/12", "1/6"), snr_db: Sequence[
             if progress is not None:
                 progress(len(rows["ssim"]), len(ratios) * len(snr_db))
     return {**rows, "n_tiles": len(tiles), "noise_seeds": noise_seeds, "tile_px": 64, "split": "eval",
-            "channel": "awgn"}
+            "channel": "awgn", "weights": weights}
 
 
 def fit_surface(measured: dict[str, Any], key: str = "ssim") -> SsimSurface:

@@ -15,14 +15,16 @@ train_app = typer.Typer(help="Train the project's codecs (deep JSCC, VQ) and mea
 
 @train_app.command("jscc")
 def train_jscc_cmd(
-    full: bool = typer.Option(False, "--full", help="The shipped training: one adaptive model for all ratios, 120 min."),
+    full: bool = typer.Option(False, "--full", help="The shipped training: one FiLM network per "
+                              "ratio, side by side, 110 min."),
     quick: bool = typer.Option(False, "--quick", help="8 min of the same training (checks the code path; writes "
                                "runs/jscc-quick/ unless --out)."),
-    minutes: Optional[float] = typer.Option(None, help="Training-time budget in minutes (default 120 with --full, "
+    minutes: Optional[float] = typer.Option(None, help="Training-time budget in minutes (default 110 with --full, "
                                             "8 with --quick); with --arch film, the budget of each ratio's model."),
     ratios: str = typer.Option("1/12,1/6", help="Comma-separated bandwidth ratios k/n (multiples of 1/48)."),
-    arch: str = typer.Option("adjscc", help="adjscc (GDN + attention, one model for all ratios) or film (residual "
-                             "blocks with FiLM on the SNR, one model per ratio, checkpoints in CHECKPOINT_DIR/<ratio>)."),
+    arch: str = typer.Option("film", help="film (the shipped one: residual blocks with FiLM on the SNR, one model "
+                             "per ratio, checkpoints in CHECKPOINT_DIR/<ratio>) or adjscc (GDN + attention, one model "
+                             "for all ratios)."),
     channels: int = typer.Option(64, help="Feature channels."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
@@ -48,7 +50,7 @@ def train_jscc_cmd(
         raise typer.Exit(2)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sagin_hil.codecs.train import JSCC_FULL_MINUTES, JSCC_QUICK_MINUTES, train_jscc_adaptive, train_jscc_jobs
+    from sagin_hil.codecs.train import JSCC_FULL_MINUTES, JSCC_QUICK_MINUTES, train_jscc, train_jscc_jobs
 
     budget = minutes or (JSCC_QUICK_MINUTES if quick else JSCC_FULL_MINUTES)
     ckpt = checkpoint_dir or Path("runs/jscc-quick" if quick else "runs/jscc-train")
@@ -64,8 +66,8 @@ def train_jscc_cmd(
                       TimeElapsedColumn(), transient=True) as bar:
             tasks = [bar.add_task(f"{arch} {','.join(g)} ({budget:.0f} min)", total=1.0) for g in groups]
             if len(jobs) == 1:
-                results = [train_jscc_adaptive(**jobs[0], log=bar.console.print,
-                                               progress=lambda f: bar.update(tasks[0], completed=f))]
+                results = [train_jscc(**jobs[0], log=bar.console.print,
+                                      progress=lambda f: bar.update(tasks[0], completed=f))]
             else:
                 results = train_jscc_jobs(jobs, lambda i, line: bar.console.print(f"[{names[i]}] {line}"),
                                           lambda i, f: bar.update(tasks[i], completed=f))
@@ -78,6 +80,12 @@ def train_jscc_cmd(
         for ratio, ev in res["eval_psnr_db"].items():
             typer.echo(f"  {ratio}: held-out PSNR by SNR " + ", ".join(f"{k} dB: {v:.2f}" for k, v in ev.items()))
         typer.echo("weights: " + ", ".join(res["paths"]) + "; curve: " + ", ".join(res["curve"]))
+    from sagin_hil.codecs.modes import MODES
+
+    modes = ",".join(f"jscc-{r}" for r in names if f"jscc-{r}" in MODES)
+    if out is None and modes:  # the package's weights changed: what was measured with the old ones is stale
+        typer.echo(f"The mode table's {modes} rows and the SSIM surface describe the previous weights; measure "
+                   f"them again: sagin-hil train modes --modes {modes} && sagin-hil calibrate jscc-surface")
 
 
 @train_app.command("vq")

@@ -343,6 +343,7 @@ class JsccCodec(Codec):
 
     kind = "analog"
     codec_id = 2
+    weights_file: Path | None = None  # set by pretrained()
 
     def __init__(self, net: nn.Module, device: str | None = None):
         self.net = net.eval()
@@ -359,11 +360,15 @@ class JsccCodec(Codec):
 
     @classmethod
     def pretrained(cls, ratio: str = "1/12", weights_dir: str | Path | None = None, **kw) -> "JsccCodec":
-        """The model trained by `sagin-hil train jscc`, read from codecs/weights (never downloaded)."""
-        cfg, state, _ = load_state(weights_path(ratio, Path(weights_dir) if weights_dir else None), JsccConfig)
+        """The model trained by `sagin-hil train jscc`, read from codecs/weights (never downloaded); the file
+        read is `weights_file` (measurements made with it record its digest)."""
+        path = weights_path(ratio, Path(weights_dir) if weights_dir else None)
+        cfg, state, _ = load_state(path, JsccConfig)
         net = build_net(cfg)
         net.load_state_dict(state)
-        return cls(net, **kw)
+        codec = cls(net, **kw)
+        codec.weights_file = path
+        return codec
 
     def n_symbols(self, height: int, width: int) -> int:
         """Complex channel uses for an image of height x width (after padding to multiples of 4)."""

@@ -21,10 +21,13 @@ codecs/weights/mode_table.json and read back by :func:`load_mode_table`; nothing
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +38,7 @@ from sagin_hil.registry import Registry
 
 __all__ = [
     "MODES", "ModeSpec", "MODE_TABLE_PATH", "MIN_MODE1_BITS", "RateQualityTable", "available_modes", "get_mode",
-    "j2k_bits_for_psnr", "j2k_rate_quality", "load_mode_table",
+    "j2k_bits_for_psnr", "j2k_rate_quality", "load_mode_table", "file_digest", "stale_modes", "warn_if_stale",
 ]
 
 MODE_TABLE_PATH = Path(__file__).parent / "weights" / "mode_table.json"
@@ -102,7 +105,9 @@ class ModeSpec:
     takes the flowgraph's `codecs.weights_dir` and `codecs.device` (neural codecs with user-supplied models);
     needs_weights: the folders of codecs/generative/weights.py it cannot run without (see missing_weights);
     weights_when_present: folders it needs only once the weights directory holds the first of them (the user
-    chose the pretrained path over the offline default; a half-copied folder is then named, not ignored).
+    chose the pretrained path over the offline default; a half-copied folder is then named, not ignored);
+    trained_files: the files of the package's codecs/weights/ its default codec loads (the project's trained
+    models): its row of the mode table records their digests, so a row measured with other weights is found.
     """
 
     name: str
@@ -114,12 +119,23 @@ class ModeSpec:
     user_weights: bool = False
     needs_weights: tuple[str, ...] = ()
     weights_when_present: tuple[str, ...] = ()
+    trained_files: tuple[str, ...] = ()
+
+    def opted_in(self, weights_dir: str | Path | None) -> bool:
+        """Whether `weights_dir` holds the first of `weights_when_present`: the user's models replace the
+        offline default (and its trained_files)."""
+        opted = self.weights_when_present
+        return bool(opted and weights_dir and (Path(weights_dir).expanduser() / opted[0]).is_dir())
+
+    def weights_digests(self, folder: str | Path | None = None) -> dict[str, str | None]:
+        """file name -> digest (:func:`file_digest`) of each of `trained_files` in `folder` (default: the
+        package's codecs/weights/, where the mode table lies)."""
+        folder = Path(folder) if folder is not None else MODE_TABLE_PATH.parent
+        return {name: file_digest(folder / name) for name in self.trained_files}
 
     def missing_weights(self, weights_dir: str | Path | None) -> str | None:
         """Why this mode cannot run with `weights_dir` (the files to provide), or None when it can."""
-        needs, opted = self.needs_weights, self.weights_when_present
-        if opted and weights_dir and (Path(weights_dir).expanduser() / opted[0]).is_dir():
-            needs += opted
+        needs = self.needs_weights + (self.weights_when_present if self.opted_in(weights_dir) else ())
         if not needs:
             return None
         from sagin_hil.codecs.generative.weights import GenerativeWeightsError, require
@@ -205,13 +221,18 @@ MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
     ModeSpec("mode2", "caption-t2i", "bits", "2", "BLIP caption + LDPC, Stable Diffusion text-to-image at the "
              "receiver (user weights)", user_weights=True, needs_weights=("blip", "stable-diffusion")),
     ModeSpec("mode3_1", "gen-3_1", "bits", "3_1", "VQ latent indices + LDPC, diffusion decoder, coarsest grid",
-             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS,
+             trained_files=("vq-3_1.safetensors", "gen-3_1.safetensors")),
     ModeSpec("mode3_2", "gen-3_2", "bits", "3_2", "VQ latent indices + LDPC, diffusion decoder, middle grid",
-             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS,
+             trained_files=("vq-3_2.safetensors", "gen-3_2.safetensors")),
     ModeSpec("mode3_3", "gen-3_3", "bits", "3_3", "VQ latent indices + LDPC, diffusion decoder, finest grid",
-             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS),
-    ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values"),
-    ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values"),
+             user_weights=True, weights_when_present=LATENT_PATH_WEIGHTS,
+             trained_files=("vq-3_3.safetensors", "gen-3_3.safetensors")),
+    ModeSpec("jscc-1/12", "jscc-1/12", "analog", "jscc-1/12", "deep JSCC, 1 channel use per 12 source values",
+             trained_files=("jscc-1_12.safetensors",)),
+    ModeSpec("jscc-1/6", "jscc-1/6", "analog", "jscc-1/6", "deep JSCC, 1 channel use per 6 source values",
+             trained_files=("jscc-1_6.safetensors",)),
     ModeSpec("spiff", "spiff", "bits", "spiff", "SPIFF (paper 003): person box + sampled patches in JPEG 2000, "
              "the rest inpainted; fixed configuration beta 0.25, p(0) 0.2, 1 bpp kept", user_weights=True),
 )})
@@ -228,11 +249,54 @@ def get_mode(name: str) -> ModeSpec:
 
 
 def load_mode_table(path: str | Path | None = None) -> dict[str, Any]:
-    """The stored mode table; regenerate it with `sagin-hil train modes`."""
+    """The stored mode table; regenerate it with `sagin-hil train modes`. Rows measured with other trained
+    weights than those beside the table now are named in a warning (:func:`warn_if_stale`)."""
     p = Path(path) if path is not None else MODE_TABLE_PATH
     if not p.exists():
         raise FileNotFoundError(f"no mode table at {p}; create it with `sagin-hil train modes`")
-    return json.loads(p.read_text())
+    table = json.loads(p.read_text())
+    stale = stale_modes(table)  # its rows describe the package's codecs, wherever the table was copied
+    warn_if_stale(f"the mode table {p}", stale, "sagin-hil train modes --modes " + ",".join(stale))
+    return table
+
+
+def file_digest(path: str | Path) -> str | None:
+    """The first 16 hex digits of the file's SHA-256 (None if it does not exist): what a measurement made
+    from trained weights records, so that new weights show which measurements are stale."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return _digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:  # keyed on size and mtime: a rewritten file is read again
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def stale_modes(table: dict[str, Any], folder: str | Path | None = None) -> list[str]:
+    """Modes whose row of `table` records weight digests other than those of the files in `folder` now
+    (default: the package's codecs/weights/). Rows without digests (measured before they were recorded)
+    are not judged."""
+    rows = table.get("modes", {})
+    return [spec.name for spec in (MODES.get(n) for n in MODES.names())
+            if "weights_sha256" in rows.get(spec.table_key, {})
+            and rows[spec.table_key]["weights_sha256"] != spec.weights_digests(folder)]
+
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def warn_if_stale(what: str, stale: list[str], fix: str) -> None:
+    """Warn (once per process for each `what` and set) that `what` was measured with other weights for
+    `stale` than the current ones, naming the command that measures it again."""
+    key = (what, *stale)
+    if stale and key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"{what} was measured with other trained weights for {', '.join(stale)} than the ones "
+                      f"installed now, so its predictions describe the old models; measure again: {fix}",
+                      stacklevel=3)
 
 
 def j2k_rate_quality(path: str | Path | None = None) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def test_train_jscc_quick_cli_writes_weights_curve_and_resumes(tmp_path):
 
     from sagin_hil.cli import app
 
-    args = ["train", "jscc", "--quick", "--minutes", "0.02", "--channels", "8", "--threads", "1",
+    args = ["train", "jscc", "--quick", "--arch", "adjscc", "--minutes", "0.02", "--channels", "8", "--threads", "1",
             "--out", str(tmp_path / "w"), "--checkpoint-dir", str(tmp_path / "ck"), "--eval-images", "1"]
     run = CliRunner().invoke(app, args)
     assert run.exit_code == 0, run.output
@@ -102,13 +102,13 @@ def test_train_jscc_quick_cli_writes_weights_curve_and_resumes(tmp_path):
     assert (tmp_path / "ck" / "curve.png").exists() and (tmp_path / "ck" / "curve.csv").exists()
     steps = curve[-1]["step"]
     assert steps >= 1 and all(math.isfinite(curve[-1][f"psnr_k{k}_{s}db"]) for k in (4, 8) for s in (0, 5, 10))
-    run = CliRunner().invoke(app, args[:4] + ["0.04"] + args[5:])
+    run = CliRunner().invoke(app, args[:6] + ["0.04"] + args[7:])
     assert run.exit_code == 0, run.output
     assert "resumed" in run.output
     assert json.loads((tmp_path / "ck" / "curve.json").read_text())[-1]["step"] > steps
     codec = JsccCodec.pretrained("1/12", weights_dir=tmp_path / "w", device="cpu")
     assert codec.cfg.latent_ratio == "1/6" and codec.cfg.channels == 8
-    bad = CliRunner().invoke(app, args[:6] + ["16"] + args[7:])
+    bad = CliRunner().invoke(app, args[:8] + ["16"] + args[9:])
     assert bad.exit_code == 2 and "--fresh" in bad.output
 
 
@@ -144,7 +144,7 @@ def test_train_jscc_film_cli_trains_one_resumable_network_per_ratio(tmp_path):
 
 def test_a_film_network_refuses_a_ratio_other_than_its_own():
     from sagin_hil.codecs.jscc import JsccNet
-    from sagin_hil.codecs.train import train_jscc_adaptive
+    from sagin_hil.codecs.train import train_jscc
 
     net = JsccNet(JsccConfig(ratio="1/12", channels=8))
     x, snr = torch.rand(2, 3, 8, 8), torch.tensor([0.0, 5.0])
@@ -152,7 +152,7 @@ def test_a_film_network_refuses_a_ratio_other_than_its_own():
     with pytest.raises(ValueError, match=r"sends 4 symbols per position .*asked for \[8\]"):
         net.encode_k(x, snr, torch.tensor([4, 8]))
     with pytest.raises(ValueError, match="one ratio"):
-        train_jscc_adaptive(("1/12", "1/6"), 0.01, arch="film")
+        train_jscc(("1/12", "1/6"), 0.01, arch="film")
 
 
 @pytest.mark.slow
