@@ -80,12 +80,11 @@ def train_jscc_cmd(
         for ratio, ev in res["eval_psnr_db"].items():
             typer.echo(f"  {ratio}: held-out PSNR by SNR " + ", ".join(f"{k} dB: {v:.2f}" for k, v in ev.items()))
         typer.echo("weights: " + ", ".join(res["paths"]) + "; curve: " + ", ".join(res["curve"]))
-    from sagin_hil.codecs.modes import MODES
+    from sagin_hil.codecs.modes import remeasure_hint
 
-    modes = ",".join(f"jscc-{r}" for r in names if f"jscc-{r}" in MODES)
-    if out is None and modes:  # the package's weights changed: what was measured with the old ones is stale
-        typer.echo(f"The mode table's {modes} rows and the SSIM surface describe the previous weights; measure "
-                   f"them again: sagin-hil train modes --modes {modes} && sagin-hil calibrate jscc-surface")
+    # the package's weights changed: what was measured with the old ones is stale
+    if out is None and (hint := remeasure_hint([f"jscc-{r}" for r in names])):
+        typer.echo(hint)
 
 
 @train_app.command("vq")
@@ -105,6 +104,10 @@ def train_vq_cmd(
         res = train_vq(mode, minutes / len(names), device=device, threads=threads, out_dir=out_dir, log=typer.echo)
         typer.echo(f"vq {mode}: {res['steps']} steps in {res['train_time_s']:.0f} s; held-out PSNR "
                    f"{res['eval']['psnr_db']:.2f} dB at {res['eval']['bits']} bits; saved {res['path']}")
+    if out_dir is None:  # as after train jscc
+        from sagin_hil.codecs.modes import remeasure_hint
+
+        typer.echo(remeasure_hint([f"mode{m}" for m in names]))
 
 
 @train_app.command("eval")

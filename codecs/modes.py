@@ -39,6 +39,7 @@ from sagin_hil.registry import Registry
 __all__ = [
     "MODES", "ModeSpec", "MODE_TABLE_PATH", "MIN_MODE1_BITS", "RateQualityTable", "available_modes", "get_mode",
     "j2k_bits_for_psnr", "j2k_rate_quality", "load_mode_table", "file_digest", "stale_modes", "warn_if_stale",
+    "remeasure_hint",
 ]
 
 MODE_TABLE_PATH = Path(__file__).parent / "weights" / "mode_table.json"
@@ -297,6 +298,18 @@ def warn_if_stale(what: str, stale: list[str], fix: str) -> None:
         warnings.warn(f"{what} was measured with other trained weights for {', '.join(stale)} than the ones "
                       f"installed now, so its predictions describe the old models; measure again: {fix}",
                       stacklevel=3)
+
+
+def remeasure_hint(mode_names: list[str]) -> str:
+    """What to run once new trained weights of `mode_names` are in the package's codecs/weights/ ("" if
+    none of them is a registered mode): the commands that measure their rows (and JCRRA's surface) again."""
+    names = [n for n in mode_names if n in MODES]
+    if not names:
+        return ""
+    cmd = f"sagin-hil train modes --modes {','.join(names)}"
+    if any(MODES.get(n).analog for n in names):
+        cmd += " && sagin-hil calibrate jscc-surface"
+    return f"The mode table's rows for {', '.join(names)} describe the previous weights; measure them again: {cmd}"
 
 
 def j2k_rate_quality(path: str | Path | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from sagin_hil.calibration.ssim_surface import SURFACE_PATH, load_surface, measure_jscc_ssim
 from sagin_hil.codecs.jscc import JsccConfig, JsccNet, save_model
-from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, file_digest, load_mode_table, stale_modes
+from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, file_digest, load_mode_table, remeasure_hint, stale_modes
 
 
 def test_the_shipped_mode_table_and_surface_were_measured_with_the_shipped_weights():
@@ -59,3 +59,10 @@ def test_a_surface_measured_with_other_weights_warns_with_the_command_that_measu
     save_model(JsccNet(wider), wider, tmp_path / "jscc-1_12.safetensors")
     with pytest.warns(UserWarning, match=rf"jscc-1/12 .*calibrate jscc-surface --weights-dir {tmp_path.resolve()}"):
         load_surface(path, quantile=0.1)
+
+
+def test_the_hint_after_training_names_the_commands_that_measure_again():
+    assert remeasure_hint(["jscc-1/12", "jscc-1/24"]).endswith(
+        "measure them again: sagin-hil train modes --modes jscc-1/12 && sagin-hil calibrate jscc-surface")
+    assert remeasure_hint(["mode3_1", "mode3_2"]).endswith("sagin-hil train modes --modes mode3_1,mode3_2")
+    assert remeasure_hint(["jscc-1/24"]) == ""  # not a registered mode: no row to measure

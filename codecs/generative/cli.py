@@ -83,6 +83,10 @@ def train_generative_cmd(
     except (CodecError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if offline and out_dir is None:
+        from sagin_hil.codecs.modes import remeasure_hint
+
+        typer.echo(remeasure_hint([f"mode{m}" for m in names]))
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(results, indent=1))
