@@ -375,7 +375,8 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
             if ch == "awgn":  # the separation bound
                 cap_q = _capacity_curve(j2k, imgs, n_sym, snrs)
                 curves.append({"codec": f"j2k-capacity-{ratio}", "channel": ch, "snr_db": snrs,
-                               "psnr_db": cap_q["psnr"], "ssim": cap_q["ssim"]})
+                               "psnr_db": cap_q["psnr"], "ssim": cap_q["ssim"],
+                               "psnr_db_by_image": _by_image(cap_q["psnr_images"], imgs)})
             else:  # link adaptation from outdated reports, its margin calibrated to TARGET_BLER
                 cal = calibrate_margin(links, snrs, 3 if quick else 8)
                 adapt = AdaptedMcs(cal["margin_db"], mcs_names)
@@ -388,7 +389,7 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
             fixed = {m: _digital_curve(j2k, links[m], pays[m], imgs, ch, snrs) for m in mcs_names}
             best = [max(mcs_names, key=lambda m: fixed[m]["psnr"][i]) for i in range(len(snrs))]
             curves.append({"codec": f"jscc-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": jscc_q["psnr"],
-                           "ssim": jscc_q["ssim"]})
+                           "ssim": jscc_q["ssim"], "psnr_db_by_image": _by_image(jscc_q["psnr_frames"], imgs)})
             curves.append({"codec": f"j2k-ldpc-{ratio}", "channel": ch, "snr_db": snrs,
                            "psnr_db": [fixed[b]["psnr"][i] for i, b in enumerate(best)],
                            "ssim": [fixed[b]["ssim"][i] for i, b in enumerate(best)], "mcs": best})
@@ -498,16 +499,24 @@ def _phy_jscc_curve(jscc: Any, imgs: list[tuple[str, np.ndarray]], snrs: list[fl
     return out
 
 
+def _by_image(frames: list[list[float]], imgs: list[tuple[str, np.ndarray]]) -> dict[str, list[float]]:
+    """Per SNR point, frames ordered image by image (each image's draws together) -> image name -> its mean
+    PSNR per SNR point: where a curve's mean comes from."""
+    return {name: [float(np.mean(np.array_split(np.asarray(f), len(imgs))[ii])) for f in frames]
+            for ii, (name, _) in enumerate(imgs)}
+
+
 def _capacity_curve(j2k: Any, imgs: list[tuple[str, np.ndarray]], n_symbols: int, snrs: list[float]) -> dict[str, list[float]]:
     """The separation bound with JPEG 2000: PSNR when the J2K payload fills n_symbols * log2(1 + SNR) bits, what
     an ideal (capacity-achieving, infinitely long) channel code would carry error-free."""
-    out: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    out: dict[str, list] = {"psnr": [], "ssim": [], "psnr_images": []}
     for snr in snrs:
         budget = int(n_symbols * math.log2(1 + 10 ** (snr / 10)))
         q = [_measure(img, j2k.decode(p.data)) if (p := _j2k_encode(j2k, img, budget)) is not None else _measure(img, None)
              for _, img in imgs]
         out["psnr"].append(float(np.mean([a for a, _ in q])))
         out["ssim"].append(float(np.mean([b for _, b in q])))
+        out["psnr_images"].append([a for a, _ in q])
     return out
 
 

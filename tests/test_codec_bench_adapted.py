@@ -104,3 +104,8 @@ def test_bench_codec_quick_has_the_adapted_baseline_and_the_rician_phy_curve(tmp
     rician = entries["jscc_vs_j2k_1_12_rician"]["ours"]
     assert {"lead_over_adapted_db_at_0db", "adapted_margin_db"} <= set(rician)
     assert "gap_to_separation_bound_db_at_5db" in entries["jscc_vs_j2k_1_12_awgn"]["ours"]
+    # each curve's per-image PSNR averages to the curve (Rician: each image's mean over its fading draws)
+    for key in (("jscc-1/12", "awgn"), ("jscc-1/12", "rician"), ("j2k-capacity-1/12", "awgn")):
+        per = by[key]["psnr_db_by_image"]
+        assert len(per) == 2 and all(len(v) == len(by[key]["snr_db"]) for v in per.values())
+        np.testing.assert_allclose(np.mean(list(per.values()), axis=0), by[key]["psnr_db"], atol=1e-9)
