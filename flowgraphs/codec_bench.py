@@ -533,6 +533,28 @@ def _at(snrs: list[float], vals: list[float], snr: float) -> float:
     return float(vals[snrs.index(snr)]) if snr in snrs else float("nan")
 
 
+def _curve(curves: list[dict[str, Any]], codec: str, channel: str) -> dict[str, Any] | None:
+    return next((c for c in curves if c["codec"] == codec and c["channel"] == channel), None)
+
+
+def _plot_gaps(ax: Any, curves: list[dict[str, Any]], ratio: str) -> None:
+    """The AWGN gap to the separation bound image by image: where the mean gap comes from."""
+    ax.axis("on")
+    bound, jscc = _curve(curves, f"j2k-capacity-{ratio}", "awgn"), _curve(curves, f"jscc-{ratio}", "awgn")
+    if jscc is None:
+        return
+    for name, psnr in jscc["psnr_db_by_image"].items():
+        ax.plot(jscc["snr_db"], np.subtract(bound["psnr_db_by_image"][name], psnr), "-o", ms=2, lw=1, label=name)
+    ax.plot(jscc["snr_db"], np.subtract(bound["psnr_db"], jscc["psnr_db"]), "k-", lw=2.5, label="mean")
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.plot([0.0, 5.0], [1.5, 1.5], "k--", lw=1, label="target at 0-5 dB (target_met)")
+    ax.set_xlabel("channel SNR (dB)")
+    ax.set_ylabel("bound - JSCC PSNR (dB)")
+    ax.set_title(f"ratio {ratio}, AWGN: gap to the separation bound, by image")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def _plot(curves: list[dict[str, Any]], out_dir: Path, quick: bool) -> Path | None:
     import matplotlib
 
@@ -541,9 +563,16 @@ def _plot(curves: list[dict[str, Any]], out_dir: Path, quick: bool) -> Path | No
 
     chans = sorted({c["channel"] for c in curves})
     ratios = sorted({c["codec"].split("-")[-1] for c in curves if c["codec"].startswith("jscc-")}, key=lambda r: -Fraction(r))
-    fig, axes = plt.subplots(len(ratios), len(chans), figsize=(6 * len(chans), 4.2 * len(ratios)), squeeze=False)
+    gaps = [r for r in ratios if _curve(curves, f"j2k-capacity-{r}", "awgn") is not None]  # a row of its own
+    rows, cols = len(ratios) + bool(gaps), max(len(chans), len(gaps))
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, ratio in zip(axes[-1], gaps):
+        _plot_gaps(ax, curves, ratio)
     for row, ratio in enumerate(ratios):
         for ax, ch in zip(axes[row], chans):
+            ax.axis("on")
             for c in curves:
                 if c["channel"] != ch or not c["codec"].endswith(ratio) and f"{ratio}@" not in c["codec"]:
                     continue
