@@ -38,8 +38,9 @@ def train_jscc_cmd(
 ) -> None:
     """Train deep JSCC models on patches of the shipped train images; write jscc-<ratio>.safetensors.
 
-    Runs resume automatically from CHECKPOINT_DIR/checkpoint.pt (written every 2 min and on Ctrl-C or
-    SIGTERM, after which the run still writes its weights); the training curve goes to CHECKPOINT_DIR/curve.*.
+    Runs resume automatically from checkpoint.pt in CHECKPOINT_DIR (film: in CHECKPOINT_DIR/<ratio>/; written
+    every 2 min and on Ctrl-C or SIGTERM, after which the run still writes its weights); the training curve
+    (curve.*) lies beside it.
     """
     names = [r.strip() for r in ratios.split(",") if r.strip()]
     if full and quick:
