@@ -109,3 +109,15 @@ def test_bench_codec_quick_has_the_adapted_baseline_and_the_rician_phy_curve(tmp
         per = by[key]["psnr_db_by_image"]
         assert len(per) == 2 and all(len(v) == len(by[key]["snr_db"]) for v in per.values())
         np.testing.assert_allclose(np.mean(list(per.values()), axis=0), by[key]["psnr_db"], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_bench_codec_is_reproducible_run_to_run(tmp_path):
+    """Every channel draw is seeded, so the same run twice gives the same numbers to the bit: a change in a
+    stored row is a change in the code or the weights, never noise."""
+    from sagin_hil.flowgraphs.codec_bench import bench_codec
+
+    runs = [bench_codec(quick=True, out_dir=tmp_path / str(i), channels=["awgn", "rician"]) for i in range(2)]
+    first, second = ({(c["codec"], c["channel"]): c["psnr_db"] for c in r["curves"]} for r in runs)
+    assert first.keys() == second.keys() and len(first) > 10
+    assert first == second
