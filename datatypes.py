@@ -49,12 +49,15 @@ class QualityProfile:
     Images differ: at 1 bit per pixel JPEG 2000 gives one image 30 dB and another 40 dB, so a controller that
     plans with the mean curve of other images misjudges every task. bpp, psnr_db: this image's JPEG 2000
     rate-quality curve (bits per pixel increasing, PSNR made non-decreasing); mode_psnr_db: mode name -> the
-    PSNR a fixed-size digital mode (VQ, Modes 3_x) delivers for it when every bit arrives.
+    PSNR a fixed-size digital mode (VQ, Modes 3_x) delivers for it when every bit arrives; analog_psnr_db:
+    analog mode name (deep JSCC) -> its PSNR for this image at each SNR of snr_db (dB, increasing).
     """
 
     bpp: tuple[float, ...]
     psnr_db: tuple[float, ...]
     mode_psnr_db: dict[str, float] = field(default_factory=dict)
+    snr_db: tuple[float, ...] = ()
+    analog_psnr_db: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bpp = tuple(float(b) for b in self.bpp)
@@ -65,18 +68,36 @@ class QualityProfile:
                              f"psnr_db {psnr}")
         if not all(math.isfinite(q) for q in psnr + tuple(self.mode_psnr_db.values())):
             raise ValueError(f"QualityProfile PSNRs must be finite; got {psnr}, {self.mode_psnr_db}")
+        snr = tuple(float(v) for v in self.snr_db)
+        analog = {str(k): tuple(float(q) for q in v) for k, v in self.analog_psnr_db.items()}
+        if analog and (len(snr) < 2 or any(b <= a for a, b in zip(snr, snr[1:]))
+                       or any(len(v) != len(snr) or not all(map(math.isfinite, v)) for v in analog.values())):
+            raise ValueError(f"QualityProfile.analog_psnr_db needs >= 2 increasing snr_db and one finite PSNR per "
+                             f"SNR for each mode; got snr_db {snr}, {analog}")
         object.__setattr__(self, "bpp", bpp)
         object.__setattr__(self, "psnr_db", tuple(np.maximum.accumulate(psnr).tolist()))
         object.__setattr__(self, "mode_psnr_db", {str(k): float(v) for k, v in self.mode_psnr_db.items()})
+        object.__setattr__(self, "snr_db", snr)
+        object.__setattr__(self, "analog_psnr_db", analog)
+
+    def analog_psnr_at(self, mode: str, snr_db: float) -> float | None:
+        """This image's PSNR through analog `mode` at `snr_db` (clamped to the measured SNRs); None if the
+        profile has no curve for it."""
+        curve = self.analog_psnr_db.get(mode)
+        return None if curve is None else float(np.interp(snr_db, self.snr_db, curve))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bpp": list(self.bpp), "psnr_db": list(self.psnr_db), "mode_psnr_db": dict(self.mode_psnr_db)}
+        out = {"bpp": list(self.bpp), "psnr_db": list(self.psnr_db), "mode_psnr_db": dict(self.mode_psnr_db)}
+        if self.analog_psnr_db:
+            out.update(snr_db=list(self.snr_db), analog_psnr_db={k: list(v) for k, v in self.analog_psnr_db.items()})
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QualityProfile:
         if not isinstance(data, dict) or not {"bpp", "psnr_db"} <= set(data):
             raise ValueError(f"QualityProfile must be a map with 'bpp' and 'psnr_db'; got {data!r:.80}")
-        return cls(tuple(data["bpp"]), tuple(data["psnr_db"]), dict(data.get("mode_psnr_db", {})))
+        return cls(tuple(data["bpp"]), tuple(data["psnr_db"]), dict(data.get("mode_psnr_db", {})),
+                   tuple(data.get("snr_db", ())), dict(data.get("analog_psnr_db", {})))
 
 
 @dataclass

@@ -28,12 +28,12 @@ import numpy as np
 from sagin_hil.codecs.base import Budget
 from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, ModeSpec
 from sagin_hil.codecs.perceptual import learned_scores, load_present
-from sagin_hil.codecs.profile import PROFILE_BPP_GRID, build_image_profiles
+from sagin_hil.codecs.profile import PROFILE_BPP_GRID, PROFILE_SNR_GRID_DB, build_image_profiles
 from sagin_hil.phy.theory import awgn
 
 __all__ = ["BPP_GRID", "JSCC_SNR_GRID_DB", "build_mode_table", "measure_jscc", "measure_j2k_rate_quality"]
 
-JSCC_SNR_GRID_DB = (-4.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0)
+JSCC_SNR_GRID_DB = PROFILE_SNR_GRID_DB  # the per-image analog curves share the mean curve's grid
 BPP_GRID = PROFILE_BPP_GRID  # the per-image profiles share the mean curve's grid
 MODE1_BPP = 1.0  # the Mode 1 operating point reported in the mode table (the controller may pick any rate)
 

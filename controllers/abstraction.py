@@ -44,6 +44,18 @@ SNR_FLOOR_DB = -50.0  # a link below the horizon (-inf dB) is shown to agents at
 CANDIDATE_UAVS = 2  # controllers/world.py: the UAVs nearest each user a task may go through
 
 
+def _interp_rows(x: np.ndarray, grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """np.interp of each x[...] on its own row rows[..., :] over the shared increasing `grid` (clamped at the
+    ends, as np.interp)."""
+    grid = np.asarray(grid, float)
+    j = np.clip(np.searchsorted(grid, x), 1, len(grid) - 1)
+    x0, x1 = grid[j - 1], grid[j]
+    t = np.clip((x - x0) / (x1 - x0), 0.0, 1.0)
+    y0 = np.take_along_axis(rows, (j - 1)[..., None], -1)[..., 0]
+    y1 = np.take_along_axis(rows, j[..., None], -1)[..., 0]
+    return y0 + t * (y1 - y0)
+
+
 class LinkTables:
     """Link budgets of one scenario on a time grid t_k = k step_s, k = 0..ceil(horizon_s / step_s).
 
@@ -380,17 +392,33 @@ class Predictor:
             out[feas] = np.take_along_axis(grid, np.argmax(w, axis=1)[:, None], axis=1)[:, 0]
         return out
 
+    def analog_curves_of(self, profiles: list) -> np.ndarray | None:
+        """[I, len(modes), S] each profile's own PSNR curve of each analog mode on the table's SNR grid of that
+        mode (NaN where a profile has none, or measured it on another grid); None without analog modes."""
+        if not self._analog_curves:
+            return None
+        S = max(len(grid) for grid, _ in self._analog_curves.values())
+        out = np.full((len(profiles), len(self.modes), S), np.nan)
+        for k, prof in enumerate(profiles):
+            for i, (grid, _) in self._analog_curves.items():
+                own = prof.analog_psnr_db.get(self.modes[i]) if prof is not None else None
+                if own is not None and len(grid) == S and np.allclose(prof.snr_db, grid):
+                    out[k, i] = own
+        return out
+
     def predict(self, mode: np.ndarray, snr_db: np.ndarray, rate_hz: np.ndarray, prop_s: np.ndarray,
                 hop_on: np.ndarray, deadline_s: np.ndarray, q_min_db: np.ndarray, xi_q=0.5,
                 active: np.ndarray | None = None, curve_db: np.ndarray | None = None,
-                mode_psnr_db: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                mode_psnr_db: np.ndarray | None = None,
+                analog_curve_db: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Prediction for tasks [...] over hops [..., H] (hop_on masks the hops a route has).
 
         mode: index into self.modes; snr_db, rate_hz (symbol rate), prop_s per hop. Returns bits_per_pixel,
         mcs (index into self.mcs) and air_s per hop, encode_s, decode_s, delay_s (no queueing), psnr_db,
         delivers (every hop's MCS meets the BLER target). Tasks outside `active` get no Mode 1 budget search.
         The images' own quality (Task.quality), where known: curve_db [..., G] their JPEG 2000 PSNR on the
-        table's bpp grid, mode_psnr_db [..., len(modes)] each mode's PSNR (NaN: use the table's mean)."""
+        table's bpp grid, mode_psnr_db [..., len(modes)] each mode's PSNR, analog_curve_db [..., len(modes), S]
+        each analog mode's PSNR on the table's SNR grid of that mode (NaN: use the table's mean)."""
         mode = np.asarray(mode, np.intp)
         hop_on = np.asarray(hop_on, bool)
         mcs, meets = self.choose_mcs(np.where(hop_on, snr_db, 0.0))
@@ -413,8 +441,15 @@ class Predictor:
         if np.any(an):  # amplify and forward: 1 + 1/SNR_e2e = prod_h (1 + 1/SNR_h) (phy.theory.relay_snr_db)
             inv = np.where(hop_on, 10.0 ** (-np.asarray(snr_db, float) / 10.0), 0.0)
             e2e_db = -10.0 * np.log10(np.prod(1.0 + inv, axis=-1) - 1.0)
+            own = None
+            if analog_curve_db is not None:  # each image's own curve, on the table's grid
+                rows = np.broadcast_to(analog_curve_db, (*mode.shape, *np.shape(analog_curve_db)[-2:]))
+                own = np.take_along_axis(rows, mode[..., None, None], axis=-2)[..., 0, :]
             for i, (grid, curve) in self._analog_curves.items():
-                psnr = np.where(mode == i, np.interp(e2e_db, grid, curve), psnr)
+                q = np.interp(e2e_db, grid, curve)
+                if own is not None:
+                    q = np.where(np.isnan(own[..., 0]), q, _interp_rows(e2e_db, grid, own))
+                psnr = np.where(mode == i, q, psnr)
             n_sym = self.analog_symbols[mode]
             air = np.where(an[..., None], np.where(hop_on, n_sym[..., None] / np.where(hop_on, rate_hz, 1.0), 0.0), air)
             delay = np.where(an, total + prop + air.sum(-1), delay)
@@ -510,6 +545,7 @@ class SaginWorld:
         if not profiles:
             self.pool_curve_db = self.predictor.quality.psnr_db[None, :].copy()
             self.pool_mode_psnr_db = self.predictor.fixed_psnr[None, :].copy()
+            self.pool_analog_curve_db = None
             self.pool_psnr_1bpp_db = self.predictor.quality.psnr_at(np.array([1.0]))
             self.pool_profiles = [None]
             return
@@ -521,6 +557,7 @@ class SaginWorld:
         self.pool_curve_db = np.array([p.psnr_db for p in self.pool_profiles])
         self.pool_mode_psnr_db = np.array([[p.mode_psnr_db.get(m, np.nan) for m in self.modes]
                                            for p in self.pool_profiles])
+        self.pool_analog_curve_db = self.predictor.analog_curves_of(self.pool_profiles)
         self.pool_psnr_1bpp_db = self.predictor._psnr_at(np.ones((len(self.pool_profiles), 1)), self.pool_curve_db)[:, 0]
 
     # -- episode -------------------------------------------------------------------------------------------
@@ -655,7 +692,8 @@ class SaginWorld:
         dl, qm = self._take(self.deadline_s), self._take(self.q_min_db)
         img = self._take(self.image)
         pred = pr.predict(mode, snr, rate, prop, hop_on, dl, qm, self.weight_quality, active=ok,
-                          curve_db=self.pool_curve_db[img], mode_psnr_db=self.pool_mode_psnr_db[img])
+                          curve_db=self.pool_curve_db[img], mode_psnr_db=self.pool_mode_psnr_db[img],
+                          analog_curve_db=None if self.pool_analog_curve_db is None else self.pool_analog_curve_db[img])
         # store and forward through FCFS transmitters, window order = arrival order
         tx = np.stack([src, leo, self.K + uav], -1)
         air, enc, dec = pred["air_s"], pred["encode_s"], pred["decode_s"]

@@ -13,8 +13,9 @@ For every task of the ControllerState and each of its candidate routes:
      highest SCC, else the deadline wins (the largest budget that meets D_max, else the smallest);
    - fixed-size digital modes (VQ, Modes 3_x): their measured bits and compute time, the image's own PSNR
      (else the table's mean), the same MCS;
-   - analog modes (deep JSCC): quality from the PSNR-vs-SNR curve at the route's amplify-and-forward SNR
-     (phy.theory.relay_snr_db), delay from ratio x 3 x P channel uses per hop;
+   - analog modes (deep JSCC): quality from the image's own PSNR-vs-SNR curve (else the table's mean) at
+     the route's amplify-and-forward SNR (phy.theory.relay_snr_db), delay from ratio x 3 x P channel uses
+     per hop;
 3. the mode (and route) of highest predicted SCC wins; digital modes compete only where every hop's MCS
    meets the BLER target (a digital link below its threshold delivers nothing, an analog one a noisier image).
 
@@ -198,7 +199,8 @@ class LinkAdaptation(Controller):
                 return None  # its quality needs every hop's SNR
             n_sym = spec.symbols(n_pixels)
             delay = self._compute_s(spec) + prop_s + sum(n_sym / r for r in rates.values())
-            psnr = spec.psnr_db(self.table, snr_db=e2e_db)
+            own = task.quality.analog_psnr_at(spec.name, e2e_db) if task.quality is not None else None
+            psnr = spec.psnr_db(self.table, snr_db=e2e_db) if own is None else own
             return {"bandwidth_ratio": spec.bandwidth_ratio(), "delay_s": delay, "psnr_db": psnr,
                     "scc": self._scc(task, delay, psnr), "delivers": True, "e2e_snr_db": e2e_db}
         bpp = spec.bits_per_pixel(self.table)

@@ -107,3 +107,66 @@ def test_the_shipped_images_profiles_are_stored_and_equal_a_fresh_measurement():
         prof_mod._STORED = saved_store
     assert np.allclose(fresh.psnr_db, stored.psnr_db, atol=1e-6)
     assert fresh.mode_psnr_db["mode3_2"] == pytest.approx(stored.mode_psnr_db["mode3_2"], abs=1e-6)
+
+
+def test_a_jscc_profile_is_the_images_own_curve_and_averages_to_the_tables():
+    """An analog mode's profile is the image's own PSNR over the table's SNR grid. Over the held-out images
+    it averages to the mode table's mean curve (the same images, other noise draws: within 0.15 dB, several
+    times the noise's spread on a mean over 8 images of 16k-32k symbols), and the images lie dB apart."""
+    from sagin_hil.codecs.modes import load_mode_table
+
+    profiles, table = image_profiles(), load_mode_table()
+    for mode in ("jscc-1/12", "jscc-1/6"):
+        row = table["modes"][mode]
+        assert all(list(p.snr_db) == row["snr_db"] for p in profiles.values())
+        curves = np.array([p.analog_psnr_db[mode] for p in profiles.values()])
+        assert np.allclose(curves.mean(0), row["psnr_db"], atol=0.15)
+        assert np.ptp(curves[:, row["snr_db"].index(5.0)]) > 3.0
+    prof = next(iter(profiles.values()))
+    assert prof.analog_psnr_at("jscc-1/12", 3.5) == pytest.approx(np.interp(3.5, prof.snr_db, prof.analog_psnr_db["jscc-1/12"]))
+    assert prof.analog_psnr_at("mode3_2", 3.5) is None and QualityProfile.from_dict(prof.to_dict()) == prof
+    with pytest.raises(ValueError, match="analog_psnr_db"):
+        QualityProfile((0.1, 1.0), (20.0, 30.0), {}, (0.0, 5.0), {"jscc-1/12": (25.0,)})
+
+
+def test_the_controllers_plan_jscc_with_the_images_own_curve():
+    """Link adaptation and the vectorised predictor both read a task's own JSCC curve; without one, the mean."""
+    from sagin_hil.codecs.modes import load_mode_table
+    from sagin_hil.controllers.abstraction import Predictor
+    from sagin_hil.controllers.link_adaptation import LinkAdaptation
+    from sagin_hil.datatypes import ControllerState, Route
+
+    row = load_mode_table()["modes"]["jscc-1/12"]
+    grid, mean = np.array(row["snr_db"]), np.array(row["psnr_db"])
+    own = QualityProfile(PROFILE_BPP_GRID, tuple(range(20, 20 + len(PROFILE_BPP_GRID))), {}, tuple(grid),
+                         {"jscc-1/12": tuple(mean + 3.0)})
+    route = Route(("leo0", "uav0", "user0"))
+    state = ControllerState(time_s=0.0, tasks=[], routes={0: [route]}, modes=["mode1", "jscc-1/12"],
+                            predicted_snr_db={h: 6.0 for h in route.links},
+                            bandwidth_hz={h: 10e6 for h in route.links}, rolloff=0.25)
+    la, got = LinkAdaptation(), {}
+    for name, prof in (("own", own), ("mean", None)):
+        task = Task(0, None, "leo0", "user0", deadline_s=1.0, quality_min_db=10.0, quality=prof)
+        got[name] = la._route(task, route, state)[1]["candidates"]["jscc-1/12"]["psnr_db"]
+    assert got["own"] - got["mean"] == pytest.approx(3.0, abs=1e-3)
+
+    pr = Predictor(modes=("mode1", "jscc-1/12"))
+    curves = pr.analog_curves_of([own, None])
+    assert np.all(np.isnan(curves[1])) and np.all(np.isnan(curves[0, 0])) and np.allclose(curves[0, 1], mean + 3.0)
+    snr = np.array([[7.0, 30.0], [7.0, 30.0]])  # the second hop strong: the end-to-end SNR is about the first's
+    args = (np.ones(2, np.intp), snr, np.full((2, 2), 8e6), np.zeros((2, 2)), np.ones((2, 2), bool),
+            np.full(2, 1.0), np.full(2, 10.0))
+    with_own = pr.predict(*args, analog_curve_db=curves)["psnr_db"]
+    without = pr.predict(*args)["psnr_db"]
+    assert with_own[0] - without[0] == pytest.approx(3.0, abs=1e-9) and with_own[1] == without[1]
+
+
+def test_row_wise_interpolation_is_np_interp_on_each_row():
+    from sagin_hil.controllers.abstraction import _interp_rows
+
+    rng = np.random.default_rng(0)
+    grid = np.array([-4.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0])
+    rows = np.cumsum(rng.uniform(0, 2, (5, 3, len(grid))), -1)
+    x = rng.uniform(-8, 25, (5, 3))  # beyond both ends too: clamped, as np.interp
+    want = np.array([[np.interp(x[i, j], grid, rows[i, j]) for j in range(3)] for i in range(5)])
+    assert np.allclose(_interp_rows(x, grid, rows), want, atol=1e-12)

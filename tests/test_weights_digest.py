@@ -10,6 +10,7 @@ import pytest
 from sagin_hil.calibration.ssim_surface import SURFACE_PATH, load_surface, measure_jscc_ssim
 from sagin_hil.codecs.jscc import JsccConfig, JsccNet, save_model
 from sagin_hil.codecs.modes import MODE_TABLE_PATH, MODES, file_digest, load_mode_table, remeasure_hint, stale_modes
+from sagin_hil.codecs.profile import IMAGE_PROFILES_PATH, image_profiles
 
 
 def test_the_shipped_mode_table_and_surface_were_measured_with_the_shipped_weights():
@@ -18,7 +19,10 @@ def test_the_shipped_mode_table_and_surface_were_measured_with_the_shipped_weigh
         warnings.simplefilter("error")
         table = load_mode_table()
         load_surface()
+        image_profiles()
     assert stale_modes(table) == []
+    recorded = json.loads(IMAGE_PROFILES_PATH.read_text())["weights_sha256"]
+    assert recorded == {m: MODES.get(m).weights_digests() for m in recorded} and "jscc-1/12" in recorded
     for name in ("jscc-1/12", "jscc-1/6"):
         spec = MODES.get(name)
         assert table["modes"][spec.table_key]["weights_sha256"] == spec.weights_digests()

@@ -122,7 +122,9 @@ def world_options(world: SaginWorld) -> WorldOptions:
                       curve_db=np.broadcast_to(w.pool_curve_db[img][:, :, None, None, None, :],
                                                (*shape, w.pool_curve_db.shape[1])),
                       mode_psnr_db=np.broadcast_to(w.pool_mode_psnr_db[img][:, :, None, None, None, :],
-                                                   (*shape, Mm)))
+                                                   (*shape, Mm)),
+                      analog_curve_db=None if w.pool_analog_curve_db is None else
+                      w.pool_analog_curve_db[img][:, :, None, None, None])
     backlog = np.maximum(w.busy_until_s - w.t_s, 0.0)  # [E, K + N]
     q_src = backlog[e, s5]
     queue = np.maximum(np.where(via, q_src, 0.0), np.maximum(backlog[e, leo], backlog[e, K + uav]))
@@ -212,16 +214,17 @@ def state_options(state, predictor: Predictor, busy_until_s: dict[str, float] | 
                 rank.append(min(uavs.index(r.uav), CANDIDATE_UAVS - 1))
         mode_idx = np.array([predictor.modes.index(name) for _, name in opts], np.intp)
         n = len(opts)
-        curve = mode_psnr = None
+        curve = mode_psnr = analog = None
         if task.quality is not None:
             curve = np.broadcast_to(np.asarray(task.quality.psnr_db, float), (n, len(task.quality.psnr_db)))
             mode_psnr = np.broadcast_to(np.array([task.quality.mode_psnr_db.get(m, np.nan) for m in predictor.modes]),
                                         (n, len(predictor.modes)))
+            analog = predictor.analog_curves_of([task.quality])
         left = np.full(n, max(float(task.deadline_s), 1e-6))
         qm = np.full(n, float(task.quality_min_db))
         snr_a, hop_a = np.array(snr, float), np.array(hop_on, bool)
         pred = predictor.predict(mode_idx, snr_a, np.array(rate, float), np.array(prop, float), hop_a, left, qm,
-                                 task.weight_quality, curve_db=curve, mode_psnr_db=mode_psnr)
+                                 task.weight_quality, curve_db=curve, mode_psnr_db=mode_psnr, analog_curve_db=analog)
         waited = np.full(n, max(now - task.arrival_s, 0.0))
         f = option_features(pred, snr_a, hop_a, np.array(queue, float), left, qm, task.weight_quality, waited,
                             np.array(rank))
