@@ -78,19 +78,17 @@ def _fixed_modes(modes) -> list[str]:
 def _analog_curve(codec, img: np.ndarray, content: str) -> list[float]:
     """The image's PSNR through `codec` over complex AWGN at each SNR of PROFILE_SNR_GRID_DB (encoder and
     decoder told the SNR, as the mode table measures), ANALOG_NOISE_DRAWS draws each, seeded by the image."""
+    import torch
+
+    from sagin_hil.codecs.jscc import awgn_symbols
     from sagin_hil.codecs.metrics import psnr
 
+    gen = torch.Generator().manual_seed(int(content[:8], 16))
     curve = []
-    for k, snr in enumerate(PROFILE_SNR_GRID_DB):
+    for snr in PROFILE_SNR_GRID_DB:
         pay = codec.encode(img, Budget(snr_db=snr))
-        rng = np.random.default_rng([int(content[:8], 16), k])
-        sigma = np.sqrt(10 ** (-snr / 10) / 2)
-        draws = []
-        for _ in range(ANALOG_NOISE_DRAWS):
-            noise = rng.normal(0.0, sigma, (2, pay.symbols.size))
-            rx = (pay.symbols + noise[0] + 1j * noise[1]).astype(np.complex64)
-            draws.append(psnr(img, codec.decode(pay.data, symbols=rx, snr_db=snr)))
-        curve.append(float(np.mean(draws)))
+        curve.append(float(np.mean([psnr(img, codec.decode(pay.data, symbols=awgn_symbols(pay.symbols, snr, gen),
+                                                           snr_db=snr)) for _ in range(ANALOG_NOISE_DRAWS)])))
     return curve
 
 
