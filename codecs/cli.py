@@ -35,6 +35,9 @@ def train_jscc_cmd(
     batch: int = typer.Option(16, help="Patches per step."),
     patch: int = typer.Option(64, help="Patch side in px."),
     eval_images: int = typer.Option(8, help="Held-out images of the final evaluation (the curve uses <= 3)."),
+    colour: bool = typer.Option(False, "--colour", help="Add two colour photographs to the train images and "
+                                "shuffle the RGB channels of half the patches (the train images hold almost no "
+                                "blue; docs/codecs.md)."),
 ) -> None:
     """Train deep JSCC models on patches of the shipped train images; write jscc-<ratio>.safetensors.
 
@@ -61,7 +64,9 @@ def train_jscc_cmd(
     jobs = [dict(ratios=g, minutes=budget, channels=channels, batch=batch, patch=patch, arch=arch, device=device,
                  threads=max(1, threads // len(groups)), out_dir=out,
                  checkpoint_dir=ckpt if arch == "adjscc" else ckpt / g[0].replace("/", "_"), resume=not fresh,
-                 eval_every_s=60.0 if quick else 300.0, eval_images=eval_images) for g in groups]
+                 eval_every_s=60.0 if quick else 300.0, eval_images=eval_images,
+                 split="train+colour" if colour else "train", permute_p=0.5 if colour else 0.0)
+            for g in groups]
     try:
         with Progress(TextColumn("jscc {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                       TimeElapsedColumn(), transient=True) as bar:

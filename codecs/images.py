@@ -1,12 +1,15 @@
 """The image set: photographs shipped inside installed packages (no downloads), split for training and evaluation.
 
 Sources: scikit-image (skimage/data/*.png|jpg), matplotlib (sample_data/grace_hopper.jpg), PyWavelets
-(pywt/data/aero.npz, ascent.npz) and glymur (data/nemo.jp2). Grey images are repeated to 3 channels.
+(pywt/data/aero.npz, ascent.npz), glymur (data/nemo.jp2) and scikit-learn (datasets/images/china.jpg,
+flower.jpg). Grey images are repeated to 3 channels.
 
 Splits
 ------
 - ``"eval"``: held out from every training run (JSCC, VQ) and used by the benchmarks and rate-quality tables.
 - ``"train"``: the remaining images; trainers cut random patches from them at full resolution.
+- ``"train+colour"``: "train" and two colour photographs (:data:`COLOUR_NAMES`, one with a blue sky), for the
+  JSCC: seven of the twelve train images are grey (the VQ codecs were trained on "train" alone).
 - ``"run"``: the images a flowgraph carries by default (astronaut, coffee, chelsea, rocket, grace_hopper,
   aero, nemo, ...); it mixes both groups, see :data:`EVAL_NAMES` for which are unseen by the trained codecs.
 """
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_images", "load_image_files", "image_files_in", "load_full", "image_names", "EVAL_NAMES", "TRAIN_NAMES", "RUN_NAMES"]
+__all__ = ["load_images", "load_image_files", "image_files_in", "load_full", "image_names", "EVAL_NAMES", "TRAIN_NAMES",
+           "COLOUR_NAMES", "RUN_NAMES"]
 
 EVAL_NAMES: tuple[str, ...] = (
     "chelsea", "rocket", "grace_hopper", "aero", "coffee", "motorcycle_right", "ascent", "immunohistochemistry",
@@ -27,11 +31,12 @@ TRAIN_NAMES: tuple[str, ...] = (
     "astronaut", "nemo", "motorcycle_left", "retina", "hubble_deep_field", "camera", "grass", "gravel",
     "brick", "moon", "coins", "page",
 )
+COLOUR_NAMES: tuple[str, ...] = ("china", "flower")
 RUN_NAMES: tuple[str, ...] = (
     "astronaut", "coffee", "chelsea", "rocket", "grace_hopper", "aero", "nemo", "motorcycle_left",
     "motorcycle_right", "ascent", "immunohistochemistry", "retina", "hubble_deep_field", "camera",
 )
-_SPLITS = {"eval": EVAL_NAMES, "train": TRAIN_NAMES, "run": RUN_NAMES}
+_SPLITS = {"eval": EVAL_NAMES, "train": TRAIN_NAMES, "train+colour": TRAIN_NAMES + COLOUR_NAMES, "run": RUN_NAMES}
 
 
 def _skimage_file(name: str) -> Path:
@@ -56,6 +61,10 @@ def _load_raw(name: str) -> np.ndarray:
         import pywt.data
 
         img = getattr(pywt.data, name)()
+    elif name in COLOUR_NAMES:
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(f"{name}.jpg")
     elif name == "nemo":
         import glymur
 
@@ -78,7 +87,7 @@ def _load_raw(name: str) -> np.ndarray:
 
 
 def image_names(split: str = "run") -> tuple[str, ...]:
-    """Names of the images in `split` ("run", "train" or "eval"), in their fixed order."""
+    """Names of the images in `split` ("run", "train", "train+colour" or "eval"), in their fixed order."""
     try:
         return _SPLITS[split]
     except KeyError:

@@ -25,14 +25,20 @@ __all__ = ["PatchSampler", "train_jscc", "train_jscc_jobs", "train_vq", "evaluat
 
 
 class PatchSampler:
-    """Random size x size patches (float tensors in [0, 1], NCHW) from the train images at 3 scales."""
+    """Random size x size patches (float tensors in [0, 1], NCHW) from the train images at 3 scales.
 
-    def __init__(self, size: int = 64, seed: int = 0, split: str = "train"):
+    permute_p: the probability that a patch's RGB channels are put in a random order. Seven of the twelve
+    train images are grey and the colour ones are mostly warm, so without it a JSCC never sees a blue sky
+    and decodes one purple (docs/codecs.md); 0 keeps the draws of the samplers trained before it existed."""
+
+    def __init__(self, size: int = 64, seed: int = 0, split: str = "train", permute_p: float = 0.0):
+        if not 0.0 <= permute_p <= 1.0:
+            raise ValueError(f"permute_p = {permute_p}: a probability, in [0, 1]")
         from skimage.transform import rescale
 
         from sagin_hil.codecs.images import load_full
 
-        self.size = size
+        self.size, self.permute_p = size, permute_p
         self.rng = np.random.default_rng(seed)
         self.pool: list[np.ndarray] = []
         for _, img in load_full(split):
@@ -54,6 +60,8 @@ class PatchSampler:
                 p = p[:, ::-1]
             if self.rng.random() < 0.5:
                 p = p[::-1]
+            if self.permute_p and self.rng.random() < self.permute_p:
+                p = p[:, :, self.rng.permutation(3)]
             out[i] = p
         return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
 
@@ -157,11 +165,13 @@ def train_jscc(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: float = JSCC_
                device: str | None = None, threads: int = 2, out_dir: Path | None = None,
                checkpoint_dir: Path = Path("runs/jscc-train"), resume: bool = True,
                checkpoint_every_s: float = 120.0, eval_every_s: float = 300.0, eval_images: int = 8,
-               seed: int = 0, log: Callable[[str], None] | None = print,
+               seed: int = 0, split: str = "train", permute_p: float = 0.0, log: Callable[[str], None] | None = print,
                progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Train a deep JSCC resumably: arch "adjscc" is one SNR- and ratio-adaptive network serving every ratio
     of `ratios`; arch "film" (the shipped one) serves one ratio (FiLM on the SNR only): `ratios` must name one.
     lr: Adam's initial rate (default: 7e-4 for adjscc, 1e-3 for film, the rates each recipe was tuned at).
+    split: the images patches are cut from; permute_p: the probability that a patch's colour channels are
+    shuffled (PatchSampler). `train jscc --colour` sets "train+colour" and 0.5.
 
     Each patch draws a ratio from `ratios` and an SNR (70 % uniform on [snr_min, 12] dB, 30 % on [12, snr_max]:
     most links the bench and the controllers see sit below 12 dB). Adam with a cosine decay over `minutes`
@@ -191,10 +201,12 @@ def train_jscc(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: float = JSCC_
     settings = {"ratios": list(ratios), "channels": channels, "batch": batch, "patch": patch, "lr": lr, "seed": seed}
     if arch != "adjscc":  # checkpoints written before film could resume have no arch: they are adjscc
         settings["arch"] = arch
+    if split != "train" or permute_p:  # nor have those written before the colour recipe
+        settings.update(split=split, permute_p=permute_p)
     torch.manual_seed(seed)
     net = build_net(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sampler = PatchSampler(patch, seed)
+    sampler = PatchSampler(patch, seed, split, permute_p)
     state = {"step": 0, "train_time_s": 0.0, "smooth": None, "curve": [], "skipped": 0}
     ckpt = Path(checkpoint_dir) / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -272,7 +284,8 @@ def train_jscc(ratios: tuple[str, ...] = ("1/12", "1/6"), minutes: float = JSCC_
     net.eval()
     stats = {"steps": state["step"], "train_time_s": state["train_time_s"], "budget_s": budget_s,
              "final_loss": state["smooth"], "skipped_steps": state["skipped"], "batch": batch, "patch": patch,
-             "channels": channels, "arch": arch, "stopped_early": bool(state["train_time_s"] < budget_s)}
+             "channels": channels, "arch": arch, "split": split,
+             "permute_p": permute_p, "stopped_early": bool(state["train_time_s"] < budget_s)}
     curve_paths = _write_curve(state["curve"], Path(checkpoint_dir))
     out: dict[str, Any] = {**stats, "device": dev, "threads": threads, "paths": [], "eval_psnr_db": {},
                            "curve": [str(p) for p in curve_paths]}

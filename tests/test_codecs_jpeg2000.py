@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sagin_hil.codecs import Budget, CodecError, get_codec
-from sagin_hil.codecs.images import EVAL_NAMES, TRAIN_NAMES, load_images
+from sagin_hil.codecs.images import COLOUR_NAMES, EVAL_NAMES, TRAIN_NAMES, load_full, load_images
 from sagin_hil.codecs.metrics import psnr
 
 
@@ -24,7 +24,9 @@ def test_images_deterministic_and_held_out():
     assert [n for n, _ in a] == ["astronaut", "coffee", "chelsea"]
     for (_, x), (_, y) in zip(a, b):
         assert x.shape == (64, 64, 3) and x.dtype == np.uint8 and np.array_equal(x, y)
-    assert not set(EVAL_NAMES) & set(TRAIN_NAMES)
+    assert not set(EVAL_NAMES) & set(TRAIN_NAMES + COLOUR_NAMES)
+    colour = dict(load_full("train+colour"))  # the JSCC's pool: train and two colour photographs
+    assert list(colour) == list(TRAIN_NAMES + COLOUR_NAMES) and colour["china"].shape == (427, 640, 3)
     grey = dict(load_images(n=4, size=32, split="eval"))["aero"]  # a grey image repeated on 3 channels
     assert np.array_equal(grey[..., 0], grey[..., 2])
     with pytest.raises(ValueError, match="split"):

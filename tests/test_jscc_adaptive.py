@@ -172,3 +172,20 @@ def test_shipped_weights_reproduce_their_recorded_held_out_psnr():
             assert got[snr] == pytest.approx(v, abs=0.1)  # older files were measured before float16 storage
         vals = [got[k] for k in sorted(got, key=float)]
         assert all(b > a for a, b in zip(vals, vals[1:]))
+
+
+def test_colour_permutation_balances_the_channels_of_the_training_patches():
+    """The train images are grey or warm (red above blue on average); with every patch's channels shuffled
+    the three channel means agree to within their sampling spread, and with none they keep the pool's tilt.
+    A probability outside [0, 1] is refused by name."""
+    from sagin_hil.codecs.train import PatchSampler
+
+    plain = PatchSampler(32, seed=4)(1500).mean(dim=(2, 3))  # per patch and channel
+    mixed = PatchSampler(32, seed=4, permute_p=1.0)(1500).mean(dim=(2, 3))
+    spread = float(plain.std(dim=0).max()) / math.sqrt(len(plain))  # standard error of a channel mean
+    tilt = plain.mean(dim=0)
+    assert float(tilt[0] - tilt[2]) > 6 * spread  # the pool: more red than blue
+    balanced = mixed.mean(dim=0)
+    assert float(balanced.max() - balanced.min()) < 4 * spread
+    with pytest.raises(ValueError, match=r"permute_p = 1.5: a probability, in \[0, 1\]"):
+        PatchSampler(32, permute_p=1.5)
