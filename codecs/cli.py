@@ -123,13 +123,16 @@ def eval_cmd(
     size: int = typer.Option(256, help="Image side in px."),
     budget_bits: Optional[int] = typer.Option(None, help="Bit budget (jpeg2000)."),
     snr_db: float = typer.Option(10.0, help="AWGN SNR for analog codecs (jscc)."),
+    codec_weights: Optional[Path] = typer.Option(None, help="Folder with the codec's weights (jscc, vq), e.g. a "
+                                                 "candidate from `train jscc --out` (default: the package's)."),
     perceptual: bool = typer.Option(False, help="Also LPIPS and CLIP image similarity (needs --weights-dir)."),
     weights_dir: Optional[Path] = typer.Option(None, help="Folder with user-supplied lpips/ and clip/ weights."),
     device: str = typer.Option("auto", help="Torch device of the perceptual metrics: auto (CUDA if present), cpu."),
 ) -> None:
     """PSNR, SSIM and MS-SSIM of a codec on the held-out images (with --perceptual also LPIPS and CLIP-I).
 
-    CLIP-I is 100 * max(cos, 0) of the CLIP image embeddings of the original and the decoded image.
+    CLIP-I is 100 * max(cos, 0) of the CLIP image embeddings of the original and the decoded image. "cast" is
+    the decoded image's mean colour minus the original's, R/G/B levels (a colour cast costs PSNR everywhere).
     """
     import numpy as np
 
@@ -146,9 +149,12 @@ def eval_cmd(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
     try:
-        c = get_codec(codec)
+        c = get_codec(codec, **({"weights_dir": codec_weights} if codec_weights else {}))
     except (ValueError, CodecError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TypeError:  # the codec takes no weights
+        typer.echo(f"error: {codec} has no trained weights; drop --codec-weights", err=True)
         raise typer.Exit(2) from None
     import torch
 
@@ -173,11 +179,15 @@ def eval_cmd(
 
 
 def _eval_row(img, rec, scorers: dict) -> dict[str, float]:
-    """Metrics of one decoded image: PSNR, SSIM, MS-SSIM (NaN below its 161 px minimum), LPIPS / CLIP-I if scored."""
-    from sagin_hil.codecs.metrics import ms_ssim, psnr, ssim
+    """Metrics of one decoded image: PSNR, SSIM, MS-SSIM (NaN below its 161 px minimum), colour cast (R, G, B
+    levels), LPIPS / CLIP-I if scored."""
+    import numpy as np
+
+    from sagin_hil.codecs.metrics import colour_offset, ms_ssim, psnr, ssim
     from sagin_hil.codecs.perceptual import learned_scores
 
-    row = {"psnr_db": psnr(img, rec), "ssim": ssim(img, rec)}
+    cast = np.resize(colour_offset(img, rec), 3)  # a grey image's one offset on all three
+    row = {"psnr_db": psnr(img, rec), "ssim": ssim(img, rec), "cast_r": cast[0], "cast_g": cast[1], "cast_b": cast[2]}
     try:
         row["ms_ssim"] = ms_ssim(img, rec)
     except ValueError:  # too small for 5 scales: print n/a rather than stop the evaluation
@@ -189,7 +199,7 @@ def _format_eval_row(row: dict[str, float]) -> str:
     """One line of `train eval`: bits, symbols, PSNR, SSIM, MS-SSIM and, when present, LPIPS and CLIP-I."""
     ms = "  n/a" if math.isnan(row["ms_ssim"]) else f"{row['ms_ssim']:.3f}"
     text = (f"bits {row['bits']:7.0f} symbols {row['symbols']:6.0f}  PSNR {row['psnr_db']:6.2f} dB  "
-            f"SSIM {row['ssim']:.3f}  MS-SSIM {ms}")
+            f"SSIM {row['ssim']:.3f}  MS-SSIM {ms}  cast {row['cast_r']:+5.1f}/{row['cast_g']:+5.1f}/{row['cast_b']:+5.1f}")
     if "lpips" in row:
         text += f"  LPIPS {row['lpips']:.4f}"
     if "clip_i" in row:

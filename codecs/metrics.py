@@ -13,7 +13,7 @@ from scipy.ndimage import correlate1d
 # locator and its error are re-exported here so existing callers keep working.
 from sagin_hil.codecs.perceptual import MetricWeightsError, perceptual_metrics
 
-__all__ = ["psnr", "ssim", "ms_ssim", "MS_SSIM_WEIGHTS", "MetricWeightsError", "perceptual_metrics"]
+__all__ = ["psnr", "ssim", "ms_ssim", "colour_offset", "MS_SSIM_WEIGHTS", "MetricWeightsError", "perceptual_metrics"]
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
 _SIGMA = 1.5
@@ -34,6 +34,13 @@ def psnr(ref: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> float:
     a, b = _check_pair(ref, test)
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0.0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
+def colour_offset(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Mean of test - ref per channel (levels; shape (C,), (1,) for a grey image): a decoder's colour cast.
+    An offset d costs the PSNR as an MSE of mean(d^2) would, whatever the rest of the error."""
+    a, b = _check_pair(ref, test)
+    return (b - a).reshape(-1, a.shape[2] if a.ndim == 3 else 1).mean(axis=0)
 
 
 def ssim(ref: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> float:

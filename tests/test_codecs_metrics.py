@@ -77,3 +77,37 @@ def test_cli_perceptual_without_weights_says_where(tmp_path):
     assert res.exit_code == 2
     out = res.output  # click mixes stderr into output
     assert "lpips" in out and f"{tmp_path}" in out and "nothing is downloaded" in out
+
+
+def test_colour_offset_is_the_mean_colour_cast_and_its_mse_share():
+    from sagin_hil.codecs.metrics import colour_offset, psnr
+
+    rng = np.random.default_rng(1)
+    ref = rng.integers(20, 230, (32, 40, 3)).astype(np.uint8)
+    cast = ref.astype(int) + np.array([3, -7, 0])
+    np.testing.assert_allclose(colour_offset(ref, cast.astype(np.uint8)), [3.0, -7.0, 0.0])
+    # a pure cast d costs exactly MSE = mean(d^2) = 58/3
+    assert psnr(ref, cast.astype(np.uint8)) == pytest.approx(10 * np.log10(255**2 / (58 / 3)))
+    assert colour_offset(ref[..., 0], ref[..., 0] + 2).shape == (1,)
+
+
+def test_cli_eval_reads_candidate_weights_and_prints_the_colour_cast(tmp_path):
+    """`train eval jscc-1/12 --codec-weights DIR` evaluates the file in DIR (here a tiny random network: a PSNR
+    no trained JSCC has, and a cast of tens of levels); a codec without weights refuses the option."""
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+    from sagin_hil.codecs.jscc import JsccCodec, JsccConfig, save_model, weights_path
+
+    codec = JsccCodec.from_config(JsccConfig(ratio="1/12", channels=8), device="cpu")
+    save_model(codec.net, codec.cfg, weights_path("1/12", tmp_path))
+    res = CliRunner().invoke(app, ["train", "eval", "jscc-1/12", "--images", "2", "--size", "64",
+                                   "--codec-weights", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines() if "cast" in line]
+    assert len(rows) == 3 and rows[-1].startswith("mean")
+    casts = [[float(v) for v in row.split("cast")[1].split("/")] for row in rows[:2]]
+    assert all(len(c) == 3 for c in casts) and max(abs(v) for c in casts for v in c) > 10.0
+    assert float(rows[-1].split("PSNR")[1].split()[0]) < 18.0  # the shipped 1/12 gives about 28 dB here
+    bad = CliRunner().invoke(app, ["train", "eval", "jpeg2000", "--codec-weights", str(tmp_path)])
+    assert bad.exit_code == 2 and "jpeg2000 has no trained weights; drop --codec-weights" in bad.output
