@@ -196,7 +196,7 @@ def _eval_row(img, rec, scorers: dict) -> dict[str, float]:
 
 
 def _format_eval_row(row: dict[str, float]) -> str:
-    """One line of `train eval`: bits, symbols, PSNR, SSIM, MS-SSIM and, when present, LPIPS and CLIP-I."""
+    """One line of `train eval`: bits, symbols, PSNR, SSIM, MS-SSIM, colour cast and, when present, LPIPS and CLIP-I."""
     ms = "  n/a" if math.isnan(row["ms_ssim"]) else f"{row['ms_ssim']:.3f}"
     text = (f"bits {row['bits']:7.0f} symbols {row['symbols']:6.0f}  PSNR {row['psnr_db']:6.2f} dB  "
             f"SSIM {row['ssim']:.3f}  MS-SSIM {ms}  cast {row['cast_r']:+5.1f}/{row['cast_g']:+5.1f}/{row['cast_b']:+5.1f}")
