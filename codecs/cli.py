@@ -16,7 +16,7 @@ train_app = typer.Typer(help="Train the project's codecs (deep JSCC, VQ) and mea
 @train_app.command("jscc")
 def train_jscc_cmd(
     full: bool = typer.Option(False, "--full", help="The shipped training: one FiLM network per "
-                              "ratio, side by side, 110 min."),
+                              "ratio, side by side, 110 min, with --colour."),
     quick: bool = typer.Option(False, "--quick", help="8 min of the same training (checks the code path; writes "
                                "runs/jscc-quick/ unless --out)."),
     minutes: Optional[float] = typer.Option(None, help="Training-time budget in minutes (default 110 with --full, "
@@ -35,9 +35,10 @@ def train_jscc_cmd(
     batch: int = typer.Option(16, help="Patches per step."),
     patch: int = typer.Option(64, help="Patch side in px."),
     eval_images: int = typer.Option(8, help="Held-out images of the final evaluation (the curve uses <= 3)."),
-    colour: bool = typer.Option(False, "--colour", help="Add two colour photographs to the train images and "
-                                "shuffle the RGB channels of half the patches (the train images hold almost no "
-                                "blue; docs/codecs.md)."),
+    colour: Optional[bool] = typer.Option(None, "--colour/--no-colour", help="Add two colour photographs to the "
+                                          "train images and shuffle the RGB channels of half the patches (the train "
+                                          "images hold almost no blue; docs/codecs.md). Default: on with --full "
+                                          "and --quick, off otherwise."),
 ) -> None:
     """Train deep JSCC models on patches of the shipped train images; write jscc-<ratio>.safetensors.
 
@@ -56,6 +57,7 @@ def train_jscc_cmd(
 
     from sagin_hil.codecs.train import JSCC_FULL_MINUTES, JSCC_QUICK_MINUTES, train_jscc, train_jscc_jobs
 
+    colour = (full or quick) if colour is None else colour  # the shipped recipe trains with it
     budget = minutes or (JSCC_QUICK_MINUTES if quick else JSCC_FULL_MINUTES)
     ckpt = checkpoint_dir or Path("runs/jscc-quick" if quick else "runs/jscc-train")
     out = out_dir or (Path("runs/jscc-quick") if quick else None)

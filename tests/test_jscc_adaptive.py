@@ -110,6 +110,11 @@ def test_train_jscc_quick_cli_writes_weights_curve_and_resumes(tmp_path):
     assert codec.cfg.latent_ratio == "1/6" and codec.cfg.channels == 8
     bad = CliRunner().invoke(app, args[:8] + ["16"] + args[9:])
     assert bad.exit_code == 2 and "--fresh" in bad.output
+    # --quick trains the shipped recipe's colour images; --no-colour is another run, refused with the same hint
+    saved = torch.load(tmp_path / "ck" / "checkpoint.pt", map_location="cpu", weights_only=False)["settings"]
+    assert saved["split"] == "train+colour" and saved["permute_p"] == 0.5
+    plain = CliRunner().invoke(app, args + ["--no-colour"])
+    assert plain.exit_code == 2 and "'permute_p': 0.5" in plain.output and "--fresh" in plain.output
 
 
 def test_train_jscc_film_cli_trains_one_resumable_network_per_ratio(tmp_path):
