@@ -354,14 +354,14 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
         for ch in channels:
             draws = 1 if ch == "awgn" or quick else RICIAN_DRAWS
             jscc_q: dict[str, list] = {"psnr": [], "ssim": [], "psnr_frames": []}
-            csi_q: dict[str, list] = {"psnr": [], "ssim": [], "psnr_frames": []}
+            csi_frames: list[tuple[float, float]] = []  # (PSNR, SSIM) per SNR and image, the channel known
             for si, snr in enumerate(snrs):
                 qp, qs = [], []
                 for ii, (_, img) in enumerate(imgs):
                     pay = jscc.encode(img, Budget(snr_db=snr))
                     je.append(pay.encode_time_s)
                     if ch == "awgn":  # like the bound: the channel known, no pilots to estimate it from
-                        csi_q["psnr_frames"].append(_measure(img, jscc.decode(
+                        csi_frames.append(_measure(img, jscc.decode(
                             pay.data, symbols=awgn_symbols(pay.symbols, snr, torch.Generator().manual_seed(_seed(si, ii))),
                             snr_db=snr)))
                     for d in range(draws):
@@ -377,10 +377,10 @@ def bench_codec(quick: bool = False, out_dir: str | Path | None = None, ratios: 
                 jscc_q["psnr"].append(float(np.mean(qp)))
                 jscc_q["ssim"].append(float(np.mean(qs)))
                 jscc_q["psnr_frames"].append(qp)
-            if ch == "awgn":  # (psnr, ssim) per frame, SNR-major -> per SNR
-                frames = np.reshape(csi_q.pop("psnr_frames"), (len(snrs), len(imgs), 2))
-                csi_q = {"psnr": frames[..., 0].mean(1).tolist(), "ssim": frames[..., 1].mean(1).tolist(),
-                         "psnr_frames": frames[..., 0].tolist()}
+            if ch == "awgn":
+                f = np.reshape(csi_frames, (len(snrs), len(imgs), 2))
+                csi_q = {"psnr": f[..., 0].mean(1).tolist(), "ssim": f[..., 1].mean(1).tolist(),
+                         "psnr_frames": f[..., 0].tolist()}
             # the same symbols through the real packet PHY (on Rician its receiver interpolates between pilots)
             phy_q = _phy_jscc_curve(jscc, imgs, snrs, ch)
             curves.append({"codec": f"jscc-phy-{ratio}", "channel": ch, "snr_db": snrs, "psnr_db": phy_q["psnr"],
