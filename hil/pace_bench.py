@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sagin_hil.benchmarks import benchmark_entry, report_progress
+from sagin_hil.hil.ports import free_endpoint
 
 __all__ = ["bench_emulator", "pace_run"]
 
@@ -45,14 +46,6 @@ CHANNELS = {
     "doppler_delay_rician_awgn": dict(snr_db=20.0, signal_power=1.0, doppler_hz=48e3, doppler_rate_hz_per_s=-500.0,
                                       delay_s=2.5e-3, delay_rate_s_per_s=2e-6, k_factor_db=10.0, max_doppler_hz=100.0),
 }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _radio_tx(tx_endpoint: str, stop: Any) -> None:
@@ -181,7 +174,7 @@ def _next(q: Any, timeout_s: float, procs: dict[str, Any], errors: Any) -> Any:
 def pace_run(params: dict[str, Any], duration_s: float, rate_hz: float = RATE_HZ, workers: int = WORKERS,
              rt_priority: int = RT_PRIORITY) -> dict[str, Any]:
     """Stream for duration_s through a real-time service; what came out, how late, per wall second."""
-    e_tx, e_rx = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
+    e_tx, e_rx = free_endpoint(), free_endpoint()
     spawn = mp.get_context("spawn")  # fresh interpreters: not forks of this one's threads and sockets
     result, stats = spawn.Queue(), spawn.Queue()
     stop, measuring, done = spawn.Event(), spawn.Event(), spawn.Event()

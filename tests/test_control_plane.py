@@ -14,6 +14,7 @@ from sagin_hil.controllers import Controller
 from sagin_hil.controllers.messages import PROTOCOL_VERSION, Message, encode
 from sagin_hil.controllers.plane import ControlClient, ControlServer
 from sagin_hil.datatypes import Allocation, ControllerState, HopAllocation, LinkReport, Plan, Route, Task, to_dict
+from sagin_hil.hil.ports import free_port
 from sagin_hil.phy.mcs import MCS_TABLE, get_mcs
 
 ROUTE = ["leo0->uav0", "uav0->user0"]
@@ -193,11 +194,7 @@ def test_wire_round_trip_of_a_plan_message():
 
 def test_server_in_another_process(tmp_path):
     """`sagin-hil controller serve` in a child process answers a client in this one."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "sagin_hil", "controller", "serve", "--algo", "fixed-robust",
                              "--endpoint", endpoint], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 
 import numpy as np
@@ -15,12 +14,9 @@ import zmq
 from sagin_hil.hil.emulator_service import EmulatorService
 from sagin_hil.hil.zmq_iq import decode_iq_frames
 from sagin_hil.phy.channel.emulator import LATE_AFTER_S, ChannelEmulator, ChannelParams
+from sagin_hil.hil.ports import free_endpoint
 
 
-def endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def test_a_paced_emulator_waits_for_the_wall_clock_and_is_never_late():
@@ -48,7 +44,7 @@ def test_an_emulator_that_cannot_keep_up_reports_it():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_service_two_workers_pass_every_block_in_order_and_warn_when_behind(workers, caplog):
     ctx = zmq.Context()
-    e_tx, e_rx = endpoint(), endpoint()
+    e_tx, e_rx = free_endpoint(), free_endpoint()
     push = ctx.socket(zmq.PUSH)
     push.bind(e_tx)
     pull = ctx.socket(zmq.PULL)
@@ -77,7 +73,7 @@ def test_service_warns_again_after_the_lag_statistics_are_reset(caplog):
     """`bench emulator` forgets the warm-up's late blocks (reset_lag): late blocks after that are warned
     about again, however many the warm-up had (its check, driven by hand: no timing involved)."""
     em = ChannelEmulator(1e6, realtime=True)
-    svc = EmulatorService(em, endpoint(), endpoint())
+    svc = EmulatorService(em, free_endpoint(), free_endpoint())
     with caplog.at_level(logging.WARNING):
         em.late_blocks = 200  # the warm-up: the first block waited for the connections
         svc._check_pace()
@@ -91,13 +87,13 @@ def test_service_warns_again_after_the_lag_statistics_are_reset(caplog):
 
 def test_service_rejects_a_bad_worker_count():
     with pytest.raises(ValueError, match="workers"):
-        EmulatorService(ChannelEmulator(1e6), endpoint(), endpoint(), workers=3)
+        EmulatorService(ChannelEmulator(1e6), free_endpoint(), free_endpoint(), workers=3)
 
 
 @pytest.mark.parametrize("bad", [-1, 100, True, "10", 2.5])
 def test_service_rejects_a_bad_rt_priority(bad):
     with pytest.raises(ValueError, match=r"rt_priority = .*SCHED_FIFO priority 1-99"):
-        EmulatorService(ChannelEmulator(1e6), endpoint(), endpoint(), rt_priority=bad)
+        EmulatorService(ChannelEmulator(1e6), free_endpoint(), free_endpoint(), rt_priority=bad)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -105,7 +101,7 @@ def test_rt_priority_is_granted_or_refused_aloud(workers, caplog):
     """Where the OS allows it the service's threads run SCHED_FIFO; where it does not, a warning says so and
     stats() reports it; either way the stream passes."""
     ctx = zmq.Context()
-    e_tx, e_rx = endpoint(), endpoint()
+    e_tx, e_rx = free_endpoint(), free_endpoint()
     push = ctx.socket(zmq.PUSH)
     push.bind(e_tx)
     pull = ctx.socket(zmq.PULL)
@@ -152,6 +148,6 @@ def test_cli_refuses_a_bad_rt_priority_by_name():
 
     from sagin_hil.cli import app
 
-    res = CliRunner().invoke(app, ["emulator", "serve", "--link", "leo0->uav0", "--tx", endpoint(), "--rx",
-                                   endpoint(), "--rt-priority", "200"])
+    res = CliRunner().invoke(app, ["emulator", "serve", "--link", "leo0->uav0", "--tx", free_endpoint(), "--rx",
+                                   free_endpoint(), "--rt-priority", "200"])
     assert res.exit_code == 2 and "rt_priority = 200" in " ".join(res.output.split())

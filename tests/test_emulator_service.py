@@ -1,7 +1,6 @@
 """The emulator service over real ZeroMQ sockets: patterns, chaining, malformed input, control, GNU Radio."""
 
 import json
-import socket
 import subprocess
 import textwrap
 import time
@@ -16,14 +15,11 @@ from sagin_hil.hil.emulator_service import EmulatorService
 from sagin_hil.hil.zmq_iq import IqTag, decode_iq, decode_iq_frames, encode_iq, encode_request
 from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
 from sagin_hil.phy.channel.scenario import Scenario
+from sagin_hil.hil.ports import free_endpoint
 
 FS = 1e6
 
 
-def endpoint():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def signal(n, seed=0):
@@ -48,7 +44,7 @@ def ctx():
 
 def test_two_services_chain_leo_uav_user(ctx):
     sc = Scenario.default()
-    e_tx, e_mid, e_out = endpoint(), endpoint(), endpoint()
+    e_tx, e_mid, e_out = free_endpoint(), free_endpoint(), free_endpoint()
     a = ChannelEmulator.for_link(sc, "leo0", "uav0", FS, seed=1, doppler_scale=0.0)
     b = ChannelEmulator.for_link(sc, "uav0", "user0", FS, seed=2)
     push = ctx.socket(zmq.PUSH)
@@ -70,7 +66,7 @@ def test_two_services_chain_leo_uav_user(ctx):
 
 
 def test_malformed_message_is_rejected_and_counted(ctx):
-    e_tx, e_out, e_ctl = endpoint(), endpoint(), endpoint()
+    e_tx, e_out, e_ctl = free_endpoint(), free_endpoint(), free_endpoint()
     push, pull, req = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL), ctx.socket(zmq.REQ)
     push.bind(e_tx)
     em = ChannelEmulator(FS, 0.0, ChannelParams(delay_s=3 / FS))
@@ -90,7 +86,7 @@ def test_malformed_message_is_rejected_and_counted(ctx):
 
 
 def test_control_socket_changes_parameters_while_streaming(ctx):
-    e_tx, e_out, e_ctl = endpoint(), endpoint(), endpoint()
+    e_tx, e_out, e_ctl = free_endpoint(), free_endpoint(), free_endpoint()
     push, pull, req = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL), ctx.socket(zmq.REQ)
     push.bind(e_tx)
     em = ChannelEmulator(FS, 0.0, ChannelParams(doppler_hz=1000.0))
@@ -120,7 +116,7 @@ def test_control_socket_changes_parameters_while_streaming(ctx):
 
 
 def test_pub_sub_with_tags(ctx):
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     pub.bind(e_tx)
     em = ChannelEmulator(FS, 0.0, ChannelParams(gain_db=-6.0))
@@ -137,7 +133,7 @@ def test_pub_sub_with_tags(ctx):
 
 
 def test_req_rep_srsran_style(ctx):
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     rep, req = ctx.socket(zmq.REP), ctx.socket(zmq.REQ)
     rep.bind(e_tx)  # the transmitter answers requests, as srsRAN's ZMQ radio does
     x = signal(6000, 3)
@@ -178,16 +174,33 @@ def test_bad_endpoints_are_named():
         EmulatorService(em, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", pattern="push-push")
     with pytest.raises(ValueError, match="tx_endpoint = '5555'"):
         EmulatorService(em, "5555", "tcp://127.0.0.1:2")
-    busy = endpoint()
+    busy = free_endpoint()
     ctx = zmq.Context.instance()
     holder = ctx.socket(zmq.PULL)
     holder.bind(busy)
     try:
         with pytest.raises(RuntimeError, match="failed to start"):
-            EmulatorService(em, endpoint(), busy).start()
+            EmulatorService(em, free_endpoint(), busy).start()
     finally:
         holder.close(0)
 
+
+
+def test_free_ports_lie_outside_the_ephemeral_range_and_are_never_handed_out_twice():
+    """What the kernel gives outgoing connections cannot take a port between free_port() and its bind."""
+    from sagin_hil.hil.ports import ephemeral_range, free_port
+
+    lo, hi = ephemeral_range()
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200 and not any(lo <= p <= hi for p in ports)
+    ctx = zmq.Context.instance()
+    socks = [ctx.socket(zmq.PULL) for _ in range(3)]
+    try:
+        for s, port in zip(socks, ports):
+            s.bind(f"tcp://127.0.0.1:{port}")  # free when handed out
+    finally:
+        for s in socks:
+            s.close(0)
 
 GR_FLOWGRAPH = textwrap.dedent("""
     import sys, time
@@ -226,7 +239,7 @@ def _have_gnuradio_zeromq():
 @pytest.mark.skipif(not _have_gnuradio_zeromq(), reason="GNU Radio with gr-zeromq not installed (apt install gnuradio)")
 @pytest.mark.parametrize("pattern", ["push-pull", "req-rep"])
 def test_gnuradio_flowgraph_is_transmitter_and_receiver(tmp_path: Path, pattern):
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     params = ChannelParams(delay_s=12.5 / FS, doppler_hz=2500.0, gain_db=-3.0)
     with EmulatorService(ChannelEmulator(FS, 0.0, params), e_tx, e_out, pattern=pattern) as svc:
         proc = subprocess.run(["/usr/bin/python3", "-c", GR_FLOWGRAPH, e_tx, e_out, "30000", str(tmp_path / "gr"),
@@ -244,7 +257,7 @@ def test_gnuradio_flowgraph_is_transmitter_and_receiver(tmp_path: Path, pattern)
 def test_cli_serve_streams_and_stops_on_control(ctx):
     import sys
 
-    e_tx, e_out, e_ctl = endpoint(), endpoint(), endpoint()
+    e_tx, e_out, e_ctl = free_endpoint(), free_endpoint(), free_endpoint()
     push, pull, req = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL), ctx.socket(zmq.REQ)
     push.bind(e_tx)
     proc = subprocess.Popen(
@@ -292,7 +305,7 @@ def test_cli_errors_and_link_budget():
 def test_fuzzed_messages_never_stop_the_stream(ctx):
     """Random payloads (any length, any bytes, tag headers on) are rejected or passed, never fatal."""
     rng = np.random.default_rng(5)
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
     push.bind(e_tx)
     with EmulatorService(ChannelEmulator(FS), e_tx, e_out, pass_tags=True) as svc:
@@ -316,15 +329,15 @@ def test_cli_busy_port_names_the_option_and_link_budget_json():
     from sagin_hil.cli import app
 
     runner = CliRunner()
-    busy = endpoint()
+    busy = free_endpoint()
     holder = zmq.Context.instance().socket(zmq.PULL)
     holder.bind(busy)
     try:
-        res = runner.invoke(app, ["emulator", "serve", "--tx", endpoint(), "--rx", busy])
+        res = runner.invoke(app, ["emulator", "serve", "--tx", free_endpoint(), "--rx", busy])
         assert res.exit_code == 1
         assert f"cannot bind --rx {busy}: Address already in use" in res.output
         assert "pass a free port with --rx" in res.output
-        res = runner.invoke(app, ["emulator", "serve", "--tx", endpoint(), "--rx", endpoint(), "--control", busy])
+        res = runner.invoke(app, ["emulator", "serve", "--tx", free_endpoint(), "--rx", free_endpoint(), "--control", busy])
         assert res.exit_code == 1 and f"cannot bind --control {busy}" in res.output
         assert "pass a free port with --control" in res.output
     finally:

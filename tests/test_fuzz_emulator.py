@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from sagin_hil.hil.zmq_iq import (
 )
 from sagin_hil.phy.channel.emulator import MAX_ABS_SAMPLE, ChannelEmulator, ChannelParams
 from sagin_hil.phy.channel.scenario import Scenario
+from sagin_hil.hil.ports import free_endpoint
 
 FS = 1e6
 FUZZ_MESSAGES = int(os.environ.get("FUZZ_MESSAGES", "100000"))  # per service, `make fuzz`
@@ -49,10 +49,6 @@ REPORT_DIR = Path(os.environ.get("FUZZ_REPORT_DIR", "runs/fuzz"))
 PARAM_NAMES = [f.name for f in dataclasses.fields(ChannelParams)]
 
 
-def endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def fuzz_settings(n: int):
@@ -105,7 +101,7 @@ class Stream:
     PULL and a control REQ."""
 
     def __init__(self, ctx, em=None, pass_tags=False):
-        self.e_tx, self.e_out, self.e_ctl = endpoint(), endpoint(), endpoint()
+        self.e_tx, self.e_out, self.e_ctl = free_endpoint(), free_endpoint(), free_endpoint()
         self.push, self.pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
         self.req = ctx.socket(zmq.REQ)
         for s in (self.push, self.pull, self.req):
@@ -262,7 +258,7 @@ def test_inf_sample_then_steady_snr():
 
 
 def test_req_rep_two_frame_and_huge_requests(ctx):
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     rep, dealer = ctx.socket(zmq.REP), ctx.socket(zmq.DEALER)
     rep.bind(e_tx)
     with EmulatorService(ChannelEmulator(FS), e_tx, e_out, pattern="req-rep", upstream_timeout_ms=300) as svc:
@@ -420,7 +416,7 @@ class CliService:
     """`sagin-hil emulator serve` as a separate process, as a user runs it."""
 
     def __init__(self, ctx):
-        self.e_tx, self.e_out, self.e_ctl = endpoint(), endpoint(), endpoint()
+        self.e_tx, self.e_out, self.e_ctl = free_endpoint(), free_endpoint(), free_endpoint()
         self.push, self.pull, self.req = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL), ctx.socket(zmq.REQ)
         for s in (self.push, self.pull, self.req):
             s.setsockopt(zmq.LINGER, 0)
@@ -597,7 +593,7 @@ def test_pmt_serialize_refuses_deep_values():
 # ============================================================================ fuzzing: REQ/REP
 def fuzz_req_rep(ctx, n_messages: int) -> dict:
     counts = {"messages": 0, "upstream_messages": 0, "replies": 0, "examples": 0}
-    e_tx, e_out = endpoint(), endpoint()
+    e_tx, e_out = free_endpoint(), free_endpoint()
     rep, dealer = ctx.socket(zmq.REP), ctx.socket(zmq.DEALER)
     for sck in (rep, dealer):
         sck.setsockopt(zmq.LINGER, 0)

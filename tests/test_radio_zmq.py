@@ -1,6 +1,5 @@
 """ZmqRadio: two radios wired back to back over ZeroMQ (gr-zeromq wire format), every socket pattern."""
 
-import socket
 
 import numpy as np
 import pytest
@@ -8,17 +7,12 @@ import pytest
 pytest.importorskip("zmq")
 
 from sagin_hil.hil.radio import RadioConfig, RadioError, open_radio  # noqa: E402
+from sagin_hil.hil.ports import free_port  # noqa: E402
 from sagin_hil.hil.zmq_iq import decode_iq, encode_iq  # noqa: E402
 
 
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _pair(pattern, pass_tags=False, timeout_s=3.0):
-    a, b = _port(), _port()
+    a, b = free_port(), free_port()
     common = dict(kind="zmq", zmq_pattern=pattern, zmq_pass_tags=pass_tags, sample_rate_hz=1e6, timeout_s=timeout_s)
     # each radio binds its TX and connects its RX to the other's TX: a loopback "cable"
     r1 = open_radio(RadioConfig(uri=f"tcp://127.0.0.1:{b}", tx_uri=f"tcp://127.0.0.1:{a}", **common))
@@ -115,10 +109,10 @@ def test_through_the_channel_emulator_service():
     from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
 
     fs = 1e6
-    a, b = _port(), _port()
+    a, b = free_port(), free_port()
     em = ChannelEmulator(fs, 2.4e9, ChannelParams(doppler_hz=5e3, delay_s=500e-6))
     common = dict(kind="zmq", sample_rate_hz=fs, timeout_s=5.0)
-    tx = open_radio(RadioConfig(uri=f"tcp://127.0.0.1:{_port()}", tx_uri=f"tcp://127.0.0.1:{a}", **common))
+    tx = open_radio(RadioConfig(uri=f"tcp://127.0.0.1:{free_port()}", tx_uri=f"tcp://127.0.0.1:{a}", **common))
     service = service_mod.EmulatorService(em, f"tcp://127.0.0.1:{a}", f"tcp://127.0.0.1:{b}").start()
     rx = open_radio(RadioConfig(uri=f"tcp://127.0.0.1:{b}", **common))
     try:
@@ -144,7 +138,7 @@ def test_busy_tx_port_is_named_with_the_fix():
     port = holder.bind_to_random_port("tcp://127.0.0.1")
     try:
         with pytest.raises(RadioError) as info:
-            open_radio(RadioConfig(kind="zmq", uri=f"tcp://127.0.0.1:{_port()}", tx_uri=f"tcp://127.0.0.1:{port}"))
+            open_radio(RadioConfig(kind="zmq", uri=f"tcp://127.0.0.1:{free_port()}", tx_uri=f"tcp://127.0.0.1:{port}"))
         msg = str(info.value)
         assert f"cannot bind tx_uri 'tcp://127.0.0.1:{port}': Address already in use" in msg
         assert "set tx_uri to a free one" in msg
@@ -161,8 +155,8 @@ def test_srsran_receiver_pulls_1920_sample_blocks_from_our_transmitter():
 
     import zmq
 
-    port = _port()
-    radio = open_radio(RadioConfig(kind="zmq", zmq_pattern="req-rep", uri=f"tcp://127.0.0.1:{_port()}",
+    port = free_port()
+    radio = open_radio(RadioConfig(kind="zmq", zmq_pattern="req-rep", uri=f"tcp://127.0.0.1:{free_port()}",
                                    tx_uri=f"tcp://127.0.0.1:{port}", sample_rate_hz=SRSRAN_FS, timeout_s=5))
     req = zmq.Context.instance().socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)
@@ -191,7 +185,7 @@ def test_our_receiver_pulls_from_an_srsran_transmitter():
 
     import zmq
 
-    port = _port()
+    port = free_port()
     rep = zmq.Context.instance().socket(zmq.REP)
     rep.setsockopt(zmq.LINGER, 0)
     rep.bind(f"tcp://127.0.0.1:{port}")

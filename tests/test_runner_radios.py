@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sagin_hil.cli import app
+from sagin_hil.hil.ports import free_port
 
 pytest.importorskip("adi", reason="pyadi-iio is not installed")
 
@@ -96,11 +97,7 @@ def test_an_unreachable_radio_is_named(tmp_path):
 
 def test_a_zmq_radio_cabled_to_itself(tmp_path):
     """kind = "zmq": a gr-zeromq style radio whose RX subscribes to its own TX (a software cable)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     uri = f"tcp://127.0.0.1:{port}"
     text = (SMALL.format(name="zmq") + '[phy]\nsymbol_rate_hz = 250e3\n'
             + f'[radio]\nkind = "zmq"\nuri = "{uri}"\ntx_uri = "{uri}"\nsample_rate_hz = 1e6\n')

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from sagin_hil.hil.ports import free_endpoint
 
 SOAK_S = float(os.environ.get("SOAK_S", "3600"))
 SOAK_RATE = float(os.environ.get("SOAK_RATE", "2e6"))
@@ -43,10 +44,6 @@ RSS_GROWTH_MB = 16.0
 SNR_SPREAD_DB = 0.5  # max - min of the per-second SNR (each from 2e6 samples: its own spread is ~0.01 dB)
 
 
-def _endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def qpsk_block(b: int, n: int = BLOCK_ITEMS) -> np.ndarray:
@@ -158,7 +155,7 @@ def soak(duration_s: float = SOAK_S, rate: float = SOAK_RATE, client_s: float = 
     import zmq
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tx_ep, rx_ep, ctl_ep = _endpoint(), _endpoint(), _endpoint()
+    tx_ep, rx_ep, ctl_ep = free_endpoint(), free_endpoint(), free_endpoint()
     me = str(Path(__file__).resolve())
     svc = subprocess.Popen([sys.executable, me, "service", tx_ep, rx_ep, ctl_ep, str(rate)])
     ctx = zmq.Context()
