@@ -2,8 +2,9 @@
 
 Both schemes fill the same frame: N data symbols (N = ratio * 3HW) framed by the PHY's preamble and pilot
 blocks (phy/frame.py), sent at one sample per symbol through the channel emulator (AWGN, or flat Rician
-fading with Jakes Doppler), and equalised from the pilots (least squares per pilot block, linear
-interpolation between blocks). Timing and carrier are taken as synchronised (this bench isolates the
+fading with Jakes Doppler), and equalised from the pilots as the packet receiver does: one gain fitted to
+every pilot when the blocks agree within their estimation noise (a static channel), else least squares per
+pilot block, linearly interpolated between blocks. Timing and carrier are taken as synchronised (this bench isolates the
 source/channel coding; the packet PHY's own sync is benchmarked by `bench ldpc`).
 
 - JSCC: the codec's complex symbols are the data symbols (analog mapping); zero-forcing equalisation
@@ -39,6 +40,7 @@ import numpy as np
 from sagin_hil.codecs.base import Budget
 from sagin_hil.flowgraphs.sweep_report import mean_ci95
 from sagin_hil.phy.analog import fade_guard
+from sagin_hil.phy.sync import fading_detected
 
 __all__ = ["bench_codec", "PilotChannel", "PacketPhyChannel", "DigitalImageLink", "AdaptedMcs", "calibrate_margin"]
 
@@ -56,17 +58,23 @@ RICIAN_DRAWS = 16  # fading draws per image and SNR for JSCC and the adapted bas
 class PilotChannel:
     """Data symbols -> PHY frame (preamble + pilots) -> channel emulator -> pilot-equalised data symbols.
 
-    Parameters: channel ("awgn" | "rician"), snr_db, seed.
+    Parameters: channel ("awgn" | "rician"), snr_db, seed; tracking, as the packet receiver's
+    (phy.sync.BurstSynchronizer): "block" divides out each pilot block's least-squares gain, linearly
+    interpolated between blocks; "auto" (default) does so only when the blocks disagree by more than their
+    estimation noise (phy.sync.fading_detected), and otherwise divides out one gain fitted to every pilot.
     Input: complex64 data symbols [N]. Output: (equalised symbols [N], noise variance per symbol [N],
     estimated mean SNR in dB). `mmse=True` shrinks symbols by |h|^2 / (|h|^2 + N0) (analog payloads).
     """
 
-    def __init__(self, channel: str, snr_db: float, seed: int = 0):
+    def __init__(self, channel: str, snr_db: float, seed: int = 0, tracking: str = "auto"):
         from sagin_hil.phy.channel.emulator import ChannelEmulator, ChannelParams
         from sagin_hil.phy.frame import FrameFormat
 
         if channel not in ("awgn", "rician"):
             raise ValueError(f"channel {channel!r}: choose 'awgn' or 'rician'")
+        if tracking not in ("auto", "block"):
+            raise ValueError(f"tracking {tracking!r}: choose 'auto' or 'block'")
+        self.tracking = tracking
         fading = {"k_factor_db": RICIAN_K_DB, "max_doppler_hz": RICIAN_DOPPLER_HZ} if channel == "rician" else {}
         self.params = ChannelParams(snr_db=float(snr_db), signal_power=1.0, **fading)
         self.em = ChannelEmulator(SYMBOL_RATE_HZ, 0.0, self.params, seed=seed)
@@ -97,8 +105,12 @@ class PilotChannel:
         h_blk = (blocks * np.conj(p)).mean(axis=1) / np.mean(np.abs(p) ** 2)  # LS estimate per pilot block
         resid = blocks - h_blk[:, None] * p
         n0 = self._n0 = max(float(np.mean(np.abs(resid) ** 2)) * L / (L - 1), 1e-12)
-        centre = pilot_pos + (L - 1) / 2
-        h = np.interp(data_pos, centre, h_blk.real) + 1j * np.interp(data_pos, centre, h_blk.imag)
+        h_one = complex(h_blk.mean())  # every pilot at once: N0 / (L B) of estimation noise instead of N0 / L
+        if self.tracking == "auto" and abs(h_one) > 1e-6 and not fading_detected(h_blk / h_one, n0 / abs(h_one) ** 2, L):
+            h = np.full(n_data, h_one, np.complex128)
+        else:
+            centre = pilot_pos + (L - 1) / 2
+            h = np.interp(data_pos, centre, h_blk.real) + 1j * np.interp(data_pos, centre, h_blk.imag)
         y = rx[data_pos]
         g = np.abs(h) ** 2
         snr_est_db = 10 * math.log10(max(float(np.mean(g)) / n0, 1e-6))

@@ -29,6 +29,23 @@ def test_pilot_equalisation_recovers_symbols(channel):
     assert np.mean(np.abs(y0 - x) ** 2) == pytest.approx(1.0, rel=0.15)  # N0 = 1 at 0 dB
 
 
+def test_static_channel_is_estimated_from_every_pilot_and_fading_block_by_block():
+    """AWGN: "auto" tracking fits one gain to all B pilot blocks, so zero-forcing leaves about N0 of error;
+    per-block estimates (L = 16 symbols), interpolated, have variance s2 >= (2/3) N0 / L and leave about
+    N0 (1 + 2 s2), 1.08 at 0 dB. Rician: the blocks disagree, so "auto" follows them block by block, exactly
+    as "block" does."""
+    rng = np.random.default_rng(0)
+    x = np.exp(2j * np.pi * rng.random(32768)).astype(np.complex64)  # 86 pilot blocks
+    err = {tr: np.mean([np.mean(np.abs(PilotChannel("awgn", 0.0, seed=s, tracking=tr)(x)[0] - x) ** 2)
+                        for s in range(4)]) for tr in ("auto", "block")}
+    assert err["auto"] == pytest.approx(1.0, abs=0.05)  # N0 = 1 at 0 dB
+    assert 0.04 < err["block"] - err["auto"] < 0.16  # 2 s2 = 0.083; 4 x 86 block estimates: sd about 0.015
+    auto, block = PilotChannel("rician", 10.0, seed=5)(x), PilotChannel("rician", 10.0, seed=5, tracking="block")(x)
+    assert np.array_equal(auto[0], block[0]) and auto[2] == block[2]
+    with pytest.raises(ValueError, match="tracking 'poly'"):
+        PilotChannel("awgn", 0.0, tracking="poly")
+
+
 def test_j2k_over_ldpc_round_trip_and_cliff(image):
     j2k = get_codec("jpeg2000")
     link = DigitalImageLink("qpsk-1/2", 4096)
