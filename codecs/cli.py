@@ -37,7 +37,7 @@ def train_jscc_cmd(
     eval_images: int = typer.Option(8, help="Held-out images of the final evaluation (the curve uses <= 3)."),
     colour: Optional[bool] = typer.Option(None, "--colour/--no-colour", help="Add two colour photographs to the "
                                           "train images and shuffle the RGB channels of half the patches (the train "
-                                          "images hold almost no blue; docs/codecs.md). Default: on with --full "
+                                          "images hold almost no blue; docs/jscc-runs.md). Default: on with --full "
                                           "and --quick, off otherwise."),
 ) -> None:
     """Train deep JSCC models on patches of the shipped train images; write jscc-<ratio>.safetensors.

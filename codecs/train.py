@@ -29,7 +29,7 @@ class PatchSampler:
 
     permute_p: the probability that a patch's RGB channels are put in a random order. Seven of the twelve
     train images are grey and the colour ones are mostly warm, so without it a JSCC never sees a blue sky
-    and decodes one purple (docs/codecs.md); 0 keeps the draws of the samplers trained before it existed."""
+    and decodes one purple (docs/jscc-runs.md); 0 keeps the draws of the samplers trained before it existed."""
 
     def __init__(self, size: int = 64, seed: int = 0, split: str = "train", permute_p: float = 0.0):
         if not 0.0 <= permute_p <= 1.0:
