@@ -12,7 +12,7 @@ import random
 import socket
 
 LINUX_EPHEMERAL_RANGE = (32768, 60999)  # the kernel's default net.ipv4.ip_local_port_range
-_LOWEST = 20000  # above the registered ports that services commonly listen on
+_LOWEST = 20000  # clear of the low ports that common services listen on; a taken port fails the probe anyway
 _handed_out: set[int] = set()
 
 

@@ -31,7 +31,7 @@ def test_pilot_equalisation_recovers_symbols(channel):
 
 def test_static_channel_is_estimated_from_every_pilot_and_fading_block_by_block():
     """AWGN: "auto" tracking fits one gain to all B pilot blocks, so zero-forcing leaves about N0 of error;
-    per-block estimates (L = 16 symbols), interpolated, have variance s2 >= (2/3) N0 / L and leave about
+    per-block estimates (L = 16 symbols), interpolated, have variance s2 = (2/3) N0 / L on average and leave about
     N0 (1 + 2 s2), 1.08 at 0 dB. Rician: the blocks disagree, so "auto" follows them block by block, exactly
     as "block" does."""
     rng = np.random.default_rng(0)
