@@ -135,6 +135,9 @@ def bench(
     name: str = typer.Argument(..., help=f"Benchmark: {', '.join(BENCHMARKS)} or all."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results (common bench schema) here."),
     quick: bool = typer.Option(False, help="Fewer repetitions: a smoke run, not a measurement."),
+    codec_weights: Optional[Path] = typer.Option(
+        None, "--codec-weights", help="bench codec only: score the deep JSCC weights in this folder (a `train jscc "
+        "--out` folder) instead of the package's, on the same images and channel draws, to compare a candidate."),
 ) -> None:
     """Measure ours against a peer in the same run; ratios are ours' speed over the peer's."""
     from sagin_hil.benchmarks import merge_results, print_results, progress_reporter, validate_results
@@ -145,6 +148,13 @@ def bench(
     if unknown:
         choices = ", ".join(BENCHMARKS)
         err_console.print(f"[red]error:[/] {escape(f'unknown benchmark {unknown[0]!r}; choose one of: {choices}, all')}")
+        raise typer.Exit(2)
+    if codec_weights is not None and names != ["codec"]:
+        err_console.print(f"[red]error:[/] {escape(f'--codec-weights applies to bench codec only, not {name!r}')}")
+        raise typer.Exit(2)
+    if codec_weights is not None and not any(codec_weights.glob("jscc-*.safetensors")):
+        msg = f"--codec-weights {codec_weights}: no jscc-*.safetensors there; give the --out folder of `sagin-hil train jscc`"
+        err_console.print(f"[red]error:[/] {escape(msg)}")
         raise typer.Exit(2)
     results = []
     for n in names:
@@ -161,7 +171,8 @@ def bench(
                 bar.update(task, description=escape(f"bench {n}: {step}"), completed=done, total=total)
 
             with progress_reporter(report):
-                res = validate_results(fn(quick=quick))
+                kw = {"jscc_weights_dir": codec_weights} if codec_weights is not None else {}
+                res = validate_results(fn(quick=quick, **kw))
         print_results(res, console)
         results.append(res)
     merged = merge_results(results)
