@@ -93,6 +93,8 @@ def train_jscc_cmd(
     # the package's weights changed: what was measured with the old ones is stale
     if out is None and (hint := remeasure_hint([f"jscc-{r}" for r in names])):
         typer.echo(hint)
+    elif out is not None:
+        typer.echo(f"compare with the shipped weights: sagin-hil bench codec --codec-weights {out}")
 
 
 @train_app.command("vq")

@@ -98,6 +98,7 @@ def test_train_jscc_quick_cli_writes_weights_curve_and_resumes(tmp_path):
     assert run.exit_code == 0, run.output
     for name in ("jscc-1_12.safetensors", "jscc-1_6.safetensors"):
         assert (tmp_path / "w" / name).exists()
+    assert f"bench codec --codec-weights {tmp_path / 'w'}" in " ".join(run.output.split())  # how to compare it
     curve = json.loads((tmp_path / "ck" / "curve.json").read_text())
     assert (tmp_path / "ck" / "curve.png").exists() and (tmp_path / "ck" / "curve.csv").exists()
     steps = curve[-1]["step"]
