@@ -18,7 +18,7 @@ copy decoded) and the SNR it measured on the preamble and pilots.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 from statistics import fmean
@@ -82,6 +82,10 @@ class LinkConfig:
         between pilot blocks: follows fading) or "auto" (block only when the pilots show fading).
     scrambler_seed : int
         Mixed into every code block's Gold sequence seed (< 2^14).
+    recover_bursts : bool
+        Read a burst whose preamble or header was lost (a deep fade, a burst of interference) where the
+        packet's heard bursts put it, with the header they imply: bursts follow each other at known lengths,
+        and a packet's headers differ only in the fragment's index and length.
     """
 
     symbol_rate_hz: float = 1.0e6
@@ -100,6 +104,7 @@ class LinkConfig:
     track_clock: bool = True
     phase_tracking: str = "auto"
     scrambler_seed: int = 0x2A5
+    recover_bursts: bool = True
 
     def __post_init__(self):
         checks = [
@@ -413,8 +418,9 @@ class RxPacket:
     clock_offset_ppm: averaged over the bursts; ber: pre-FEC bit error rate on blocks that passed CRC;
     bler: failed fraction of n_blocks; start_sample: raw sample where the packet's first burst starts
     (inferred from a later burst when the first is lost; the first detection when no header decoded);
-    n_bursts: bursts expected (frag_count), bursts_ok: bursts whose header decoded; header_errors: reasons
-    of skipped bursts; symbols: equalised payload symbols of the first burst heard (<= 4096, for plots).
+    n_bursts: bursts expected (frag_count), bursts_ok: bursts whose header decoded, bursts_recovered: lost
+    bursts read where the others put them (LinkConfig.recover_bursts); header_errors: reasons of skipped
+    bursts; symbols: equalised payload symbols of the first burst heard (<= 4096, for plots).
     An analog packet (mcs ANALOG) has `analog`: the equalised symbols [total_len] (zeros where a burst was
     lost), payload: its side information (b"" when no burst's copy decoded), and counts bursts as its blocks
     (block_ok per burst, bler = lost fraction). On a fading channel (per-symbol noise variances) its deep-faded
@@ -437,6 +443,7 @@ class RxPacket:
     clock_offset_ppm: float = 0.0
     n_bursts: int = 0
     bursts_ok: int = 0
+    bursts_recovered: int = 0
     header_errors: list = field(default_factory=list)
     symbols: np.ndarray | None = None
     analog: np.ndarray | None = None
@@ -495,9 +502,14 @@ class PacketReceiver:
         hb = self.sync.symbols(x, t0, cfo, self._hdr_n_data, n_used=HEADER_CODED_BITS)
         with self.clock("header"):
             header = self.header_codec.decode((4.0 * hb.data.real / hb.noise_var_of(0)).astype(np.float32))
+        return self._read_body(x, header, t0, cfo)
+
+    def _read_body(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float,
+                   phase_order: int = 2) -> tuple[_Burst, float]:
+        """The rest of a burst once its header is known (read, or implied by the packet's other bursts)."""
         tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         if header.modulation == ANALOG:
-            return self._read_analog(x, header, t0, cfo, tx_delay)
+            return self._read_analog(x, header, t0, cfo, tx_delay, phase_order)
         try:
             plan = PacketPlan.make(self.cfg, header.mcs, header.total_len)
         except ValueError as exc:
@@ -505,7 +517,7 @@ class PacketReceiver:
         if header.ldpc_k != plan.k or header.frag_count != plan.frag_count or header.frag_len != plan.frag_len(header.frag_index):
             raise HeaderError("plan", f"header {header} does not match this receiver's LinkConfig (ldpc_k={plan.k})")
         n_data = plan.n_data(header.frag_index)
-        sb = self.sync.symbols(x, t0, cfo, n_data)
+        sb = self.sync.symbols(x, t0, cfo, n_data, phase_order=phase_order)
         const = _constellation(plan.modulation, plan.constellation_rate)
         n_blk = len(plan.frag_blocks(header.frag_index))
         with self.clock("demapping"):
@@ -516,7 +528,48 @@ class PacketReceiver:
         burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
 
-    def _read_analog(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float, tx_delay: int) -> tuple[_Burst, float]:
+    def read_lost(self, x: np.ndarray, header: BurstHeader, n_data: int, start: float, cfo: float,
+                  reach: int) -> _Burst | None:
+        """A burst of n_data data symbols whose header is implied, read where it should start (`start`, the raw
+        sample of x where its first transmitted sample arrives, within +-reach samples) with the carrier
+        offset `cfo` (cycles per symbol) of a burst heard; None where x does not hold all of it or nothing
+        usable is there."""
+        t0 = start + self.cfg.span_symbols * self.cfg.sps // 2
+        margin = self.sync.taps.size + 8 * self.cfg.sps + reach
+        if t0 < margin or t0 + self.fmt.burst_len(n_data) * self.cfg.sps + margin > x.size:
+            return None
+        t0, contrast = self._known_timing(x, t0, n_data, reach)
+        if contrast < 3.0:  # the pilots stand out of the noise by far less: nothing of this burst is there
+            return None
+        try:  # the carrier offset is the neighbour's (milliseconds away): fit one phase, not a frequency, so
+            # blocks faded to noise (why the preamble was lost) cannot mislead a frequency fit by a turn
+            return self._read_body(x, header, t0, cfo, phase_order=0)[0]
+        except (HeaderError, ValueError, ZeroDivisionError, FloatingPointError, IndexError, np.linalg.LinAlgError):
+            return None
+
+    def _known_timing(self, x: np.ndarray, t0: float, n_data: int, reach: int) -> tuple[float, float]:
+        """(t0 moved by the whole number of samples, within +-reach, where the burst's preamble and pilots
+        correlate best with the matched filter's output, that correlation over its median across the
+        shifts). The pieces (pilot-length) are summed without their phase: a fade or a carrier offset turns
+        them, not their energy. The synchroniser's clock fit then takes the remaining fraction of a sample."""
+        fmt, sps, L = self.fmt, self.cfg.sps, self.fmt.pilot_len
+        _, pilot_pos = fmt.layout(n_data)
+        n_pre = fmt.preamble.size // L * L
+        known = np.concatenate([fmt.preamble[:n_pre]] + [fmt.pilots] * pilot_pos.size)
+        sym = (np.concatenate([np.arange(0, n_pre, L), pilot_pos])[:, None] + np.arange(L)).ravel()
+        base = int(round(t0)) + self.sync.mf_delay
+        shifts = np.arange(-reach, reach + 1)
+        lo = base - reach - self.mf_taps.size  # the matched filter over the stretch searched, and its taps
+        seg = np.asarray(x[lo : base + int(sym[-1]) * sps + reach + 1], np.complex64)
+        r = np.zeros(seg.size, np.complex64)
+        fir_range(seg, self.mf_taps, self.mf_taps.size, seg.size, r)
+        z = r[base - lo + shifts[:, None] + sym * sps] * np.conj(known).astype(np.complex64)
+        energy = (np.abs(z.reshape(shifts.size, -1, L).sum(axis=2)) ** 2).sum(axis=1)
+        best = int(np.argmax(energy))
+        return t0 + int(shifts[best]), float(energy[best] / max(np.median(energy), 1e-30))
+
+    def _read_analog(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float, tx_delay: int,
+                     phase_order: int = 2) -> tuple[_Burst, float]:
         """The rest of an analog burst once its header is read: side information and equalised symbols."""
         try:
             plan = AnalogPlan.make(self.cfg, header.total_len, header.side_len)
@@ -525,7 +578,7 @@ class PacketReceiver:
         if header.frag_count != plan.frag_count or header.frag_len != plan.frag_len(header.frag_index):
             raise HeaderError("plan", f"header {header} does not match this receiver's LinkConfig")
         n_data = plan.n_data(header.frag_index)
-        sb = self.sync.symbols(x, t0, cfo, n_data)
+        sb = self.sync.symbols(x, t0, cfo, n_data, phase_order=phase_order)
         a, b = HEADER_CODED_BITS, HEADER_CODED_BITS + plan.side_symbols
         side = b"" if not plan.side_len else None
         if plan.side_len:
@@ -577,12 +630,14 @@ class PacketReceiver:
                             float("nan"), 1.0, 0, start, header_errors=errors)  # fmt: skip
         with self.clock("crc_reassembly"):  # LDPC's own share is taken out of it below
             t_ldpc = self.clock.seconds.get("ldpc", 0.0)
-            packet = self._assemble(bursts, errors)
+            packet = self._assemble(bursts, errors, lambda *a: self.read_lost(x, *a))
         if self.clock.enabled:
             self.clock.seconds["crc_reassembly"] -= self.clock.seconds.get("ldpc", 0.0) - t_ldpc
         return packet
 
-    def _assemble(self, bursts: list[_Burst], errors: list) -> RxPacket:
+    def _assemble(self, bursts: list[_Burst], errors: list, read_lost=None) -> RxPacket:
+        """The packet most of `bursts` belong to; read_lost(header, n_data, start, cfo, reach) -> _Burst | None reads
+        one of its lost bursts (LinkConfig.recover_bursts) from the samples the caller holds."""
         # several packets in one buffer: keep the one with the most bursts heard, the earliest among equals
         groups: dict[tuple, list[_Burst]] = {}
         for b in bursts:
@@ -599,6 +654,17 @@ class PacketReceiver:
         seen: dict[int, _Burst] = {}
         for b in mine:
             seen.setdefault(b.header.frag_index, b)  # a repeated fragment: keep the first copy
+        n_headers = len(seen)
+        if read_lost is not None and self.cfg.recover_bursts:
+            offsets, heard_at = np.concatenate([[0], np.cumsum(burst_samples)]), list(seen)
+            for i in sorted(set(range(plan.frag_count)) - set(seen)):
+                # timing (at the nominal sample clock, then searched) and carrier from the nearest burst heard
+                ref = seen[min(heard_at, key=lambda j: abs(j - i))]
+                start_i = ref.start + (offsets[i] - offsets[ref.header.frag_index])
+                hdr = replace(ref.header, frag_index=i, frag_len=plan.frag_len(i))
+                reach = 8 + math.ceil(3e-5 * abs(offsets[i] - offsets[ref.header.frag_index]))  # 30 ppm clocks
+                if (b := read_lost(hdr, plan.n_data(i), start_i, ref.cfo_cpsym, reach)) is not None:
+                    seen[i] = b
         heard = list(seen.values())  # means over a few bursts: plain Python (numpy's fixed costs dominate)
         snr_lin = fmean([10 ** (b.snr_db / 10) for b in heard])
         measured = dict(
@@ -611,7 +677,8 @@ class PacketReceiver:
             start_sample=start,
             clock_offset_ppm=fmean([b.drift for b in heard]) * 1e6,
             n_bursts=plan.frag_count,
-            bursts_ok=len(seen),
+            bursts_ok=n_headers,
+            bursts_recovered=len(seen) - n_headers,
             header_errors=errors,
             symbols=seen[min(seen)].symbols[:4096],
         )

@@ -15,6 +15,9 @@ of feeding the whole stream in one call, because
 
 Packets are emitted when all their bursts are in, when a burst of another packet arrives, when the stream
 has gone on for longer than a burst since the packet's last burst (its other bursts are lost), or at flush().
+A lost burst (LinkConfig.recover_bursts) is then read where the heard ones put it, from a copy of the stream
+that starts at a fixed offset before that place; the stream keeps a burst's extent of samples behind the
+search, and all of the open packet's, so the copy is there however the stream was cut.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class StreamReceiver:
         self._before = sync.mf_delay + sync.taps.size + 32  # window start before a detection
         # the longest burst, from its detection to its last sample and the synchroniser's margins
         self._burst_extent = (fmt.burst_len(self.cfg.max_burst_symbols) + 8) * sps + 2 * sync.taps.size + 64
+        # what a lost burst's read needs kept behind the first burst heard of its packet, and so behind the search
+        self._keep_back = self._burst_extent + 3 * self._before + sync.mf_delay + self.cfg.span_symbols * sps + 256
         # complex64, what radios deliver: half the memory traffic of complex128, and the detection filter
         # runs in float32 (twice the SIMD lanes)
         self._buf = np.zeros(1 << 16, np.complex64)  # raw samples from absolute index _base on: _buf[:_n]
@@ -174,15 +179,30 @@ class StreamReceiver:
             return []
         with self.clock("crc_reassembly"):
             t_ldpc = self.clock.seconds.get("ldpc", 0.0)
-            packet = self.rx._assemble(self._open, self._errors)
+            packet = self.rx._assemble(self._open, self._errors, self._read_lost)
         if self.clock.enabled:  # LDPC is timed inside the assembly: count it once
             self.clock.seconds["crc_reassembly"] -= self.clock.seconds.get("ldpc", 0.0) - t_ldpc
         self._open, self._errors = [], []
         return [packet]
 
+    def _read_lost(self, header, n_data: int, start: float, cfo: float, reach: int):
+        """PacketReceiver.read_lost on a copy of the stream from a fixed offset before `start` (absolute), or
+        None where that copy reaches before what the stream is sure to keep or past what it holds."""
+        w0 = int(np.floor(start)) - self._before - reach - 64
+        w1 = int(np.floor(start)) + self._burst_extent + reach
+        oldest = int(np.floor(min(b.start for b in self._open))) - self._keep_back + self._before
+        if w0 < max(oldest, self._base) or w1 > self.samples_in:
+            return None
+        burst = self.rx.read_lost(self._x[w0 - self._base : w1 - self._base], header, n_data, start - w0, cfo, reach)
+        if burst is not None:
+            burst.start += w0
+        return burst
+
     def _trim(self) -> None:
-        """Drop samples no burst or filter will read again (moving the rest to the front of the buffer)."""
-        keep_from = min(self._pos - self._before - 8, self._r_lo if self._r_hi > self._r_lo else self._pos)
+        """Drop samples no burst or filter will read again (moving the rest to the front of the buffer); keep
+        a burst's extent behind the search and behind the open packet's first burst, for a lost burst's read."""
+        keep_from = min(self._pos - self._before - 8, self._r_lo if self._r_hi > self._r_lo else self._pos,
+                        self._pos - self._keep_back, *(int(np.floor(b.start)) - self._keep_back for b in self._open))
         cut = max(keep_from - self.rx.mf_taps.size, self._base) - self._base
         if cut > 65536 or (cut > 0 and cut > self._n // 2):
             rest = self._n - cut

@@ -608,20 +608,23 @@ def _weighted_polyfit(x, y, order, w):
 @numba.njit(cache=True)
 def _phase_fit(centres, gains, order):
     """PhaseTracker.fit in one call: (coef, mean |gain|, centre, scale) of the block phases, unwrapped
-    against their prediction, fitted by a polynomial of `order` weighted by |gain| (a mean for order 0)."""
+    against their prediction, fitted by a polynomial of `order` weighted by |gain|; for order 0 the phase of
+    the gains' sum (no unwrapping: a block faded to noise cannot throw the others a turn)."""
     n = gains.size
     if n == 0:
         return np.zeros(1), 1.0, 0.0, 1.0
     phase = np.empty(n)
     w = np.empty(n)
+    total = 0j
     for i in range(n):
         phase[i] = math.atan2(gains[i].imag, gains[i].real)
         w[i] = abs(gains[i])
-    phase = _unwrap_predicted(centres, phase)
+        total += gains[i]
     centre = centres.mean()
     scale = max(centres.max() - centres.min(), 1.0)
     if order < 1:
-        return np.array([phase.mean()]), w.mean(), centre, scale
+        return np.array([math.atan2(total.imag, total.real)]), w.mean(), centre, scale
+    phase = _unwrap_predicted(centres, phase)
     x = (centres - centre) / scale
     return _weighted_polyfit(x, phase, order, w + 1e-12), w.mean(), centre, scale
 
@@ -814,15 +817,18 @@ class BurstSynchronizer:
         xr, xi, t0 = self._window(raw, t0_raw, cfo_cpsym / sps, n_sym)  # derotated by coarse + fine
         return t0_raw + _preamble_timing(xr, xi, self.bank, t0, sps, self._pre_sym, self._pre_conj), cfo_cpsym
 
-    def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None) -> SyncedBurst:
+    def symbols(self, raw: np.ndarray, t0_raw: float, cfo_cpsym: float, n_data: int, n_used: int | None = None,
+                phase_order: int = 2) -> SyncedBurst:
         """Equalised data symbols [:n_used] of a burst carrying n_data data symbols (pilot blocks after
-        the last used data symbol are ignored, so the header can be read before n_data is known)."""
+        the last used data symbol are ignored, so the header can be read before n_data is known).
+        phase_order: of the pilot phase fit; 2 (phase, residual frequency, Doppler rate), or 0 (one phase)
+        for a burst whose carrier offset is already known, from a neighbouring burst."""
         n_used = n_data if n_used is None else min(n_used, n_data)
         geo = self._geometry(int(n_data), int(n_used))
         with self.clock("synchronisation"):
             s, offset, drift = self._timed_symbols(raw, t0_raw, cfo_cpsym, geo)
         with self.clock("equalisation"):
-            return self._equalise(s, offset, drift, geo, t0_raw, cfo_cpsym)
+            return self._equalise(s, offset, drift, geo, t0_raw, cfo_cpsym, phase_order)
 
     def _geometry(self, n_data: int, n_used: int) -> "_BurstGeometry":
         """Where the used data symbols and the known blocks sit (computed once per burst length)."""
@@ -841,10 +847,10 @@ class BurstSynchronizer:
         _mf_grid(xr, xi, t0 + offset, sps * (1 + drift), self.bank, s)
         return s, offset, drift
 
-    def _equalise(self, s, offset, drift, geo, t0_raw, cfo_cpsym):
+    def _equalise(self, s, offset, drift, geo, t0_raw, cfo_cpsym, phase_order=2):
         """Pilot-aided phase and gain removed, SNR measured: the SyncedBurst."""
         gains = _block_gains(s, geo.known_conj, geo.timing.starts, geo.timing.sizes, geo.blocks_pos)
-        tracker = PhaseTracker(2).fit(geo.centres, gains)
+        tracker = PhaseTracker(phase_order).fit(geo.centres, gains)
         eq = np.empty(geo.n_sym, np.complex128)
         _remove_phase(s, tracker.coef, tracker.centre, tracker.scale, 1.0 / max(tracker.gain, 1e-30), eq)
         h = self._block_channel(eq, geo) if geo.pil_idx.size else None

@@ -1,6 +1,8 @@
 """Packet link: bytes (or analog symbols) -> samples -> channel (delay, carrier offset, Doppler rate, clock offset,
 noise) -> bytes (or equalised symbols)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -99,8 +101,11 @@ def test_noise_alone_gives_none_and_bad_samples_do_not_raise(ends):
     rx.demodulate(np.full(20_000, 1e30, dtype=np.complex64))  # overflowing values: no exception escapes
 
 
-def test_a_garbled_burst_is_skipped_and_the_rest_decoded(ends):
-    tx, rx = ends
+@pytest.mark.parametrize("recover", [False, True])
+def test_a_garbled_burst_header_is_implied_by_the_others_or_its_blocks_are_lost(ends, recover):
+    """Burst 1's header is noise: its CRC fails. With recover_bursts its blocks are read with the header the
+    other bursts imply, where they put it, and decode; without, they are lost and zero-filled."""
+    tx, rx = ends[0], PacketReceiver(dataclasses.replace(CFG, recover_bursts=recover))
     rng = np.random.default_rng(5)
     data = _payload(rng, 6000)
     s = tx.modulate(data, "qpsk-1/2", 77)
@@ -113,7 +118,8 @@ def test_a_garbled_burst_is_skipped_and_the_rest_decoded(ends):
     pkt = rx.demodulate(_channel(s, rng, 12.0, 20e3, 20.0))
     assert pkt.header_ok and len(pkt.payload) == len(data)
     lost = np.zeros(plan.n_blocks, bool)
-    lost[list(plan.frag_blocks(1))] = True
+    lost[list(plan.frag_blocks(1))] = not recover
+    assert pkt.bursts_recovered == int(recover)
     np.testing.assert_array_equal(pkt.block_ok, ~lost)
     assert pkt.bursts_ok == plan.frag_count - 1 and "crc" in pkt.header_errors
     got, want = np.frombuffer(pkt.payload, np.uint8), np.frombuffer(data, np.uint8)
@@ -209,11 +215,13 @@ def test_buffer_with_two_packets_and_a_lost_first_burst(ends):
     assert pkt.seq == 11 and pkt.payload == b and pkt.header_errors == ["other packet"]
     assert abs(pkt.start_sample - (500 + sa.size + gap.size)) < 1.5
     assert pkt.symbols is not None and pkt.symbols.size > 100
-    # lose packet 11's first burst: the packet start is still inferred from the second one
+    # lose packet 11's first preamble and header: the packet start is still inferred from the second burst,
+    # and the first burst is read where the second puts it
     sb2 = sb.copy()
     sb2[: 300 * CFG.sps] = 0
     pkt = rx.demodulate(_channel(np.concatenate([gap, sb2]), rng, 15.0, delay=500.0))
-    assert pkt.seq == 11 and not pkt.block_ok.all() and pkt.bursts_ok == pkt.n_bursts - 1
+    assert pkt.seq == 11 and pkt.bursts_ok == pkt.n_bursts - 1 and pkt.bursts_recovered == 1
+    assert pkt.block_ok.all() and pkt.payload == b
     assert abs(pkt.start_sample - (500 + gap.size)) < 1.5
 
 
@@ -290,7 +298,8 @@ def test_analog_symbols_arrive_with_the_channel_snr_through_offsets(ends, esn0_d
 
 
 def test_analog_lost_burst_leaves_zeros_and_is_counted(ends):
-    tx, rx = ends
+    """Without recover_bursts, a burst whose preamble and header are gone leaves zeros."""
+    tx, rx = ends[0], PacketReceiver(dataclasses.replace(CFG, recover_bursts=False))
     rng = np.random.default_rng(5)
     sent = _gaussian(rng, 8000)
     x = tx.modulate_symbols(sent, seq=9, side=bytes(range(20)))
@@ -299,9 +308,31 @@ def test_analog_lost_burst_leaves_zeros_and_is_counted(ends):
     plan = AnalogPlan.make(CFG, sent.size, 20)
     assert pkt.payload == bytes(range(20))  # from the copy in another burst
     assert list(pkt.block_ok) == [False, True, True] and pkt.bler == pytest.approx(1 / 3)
-    assert not np.any(pkt.analog[plan.frag_slice(0)])
+    assert not np.any(pkt.analog[plan.frag_slice(0)]) and pkt.bursts_recovered == 0
     good = plan.frag_slice(1).start
     assert np.mean(np.abs(pkt.analog[good:] - sent[good:]) ** 2) < 0.03
+
+
+@pytest.mark.parametrize("ppm", [0.0, 30.0])
+def test_analog_burst_without_preamble_is_read_where_the_others_put_it(ends, ppm):
+    """The first burst's preamble and header are gone (a deep fade): it is read where the next burst and the
+    plan put it (its timing searched over the pilots, +-1 sample of it left to the clock fit), with the
+    header they imply, and its symbols arrive with the channel's SNR, through a carrier offset and a 30 ppm
+    sample clock. A burst that is all gone stays zeros."""
+    tx, rx = ends
+    rng = np.random.default_rng(6)
+    sent = _gaussian(rng, 8000)
+    x = tx.modulate_symbols(sent, seq=9, side=bytes(range(20)))
+    x[: 300 * CFG.sps] = 0
+    pkt = rx.demodulate(_channel(x, rng, 20.0, cfo_hz=20e3, ppm=ppm, delay=900.3))
+    assert pkt.bursts_ok == 2 and pkt.bursts_recovered == 1 and pkt.block_ok.all()
+    assert 10 * np.log10(np.mean(np.abs(pkt.analog - sent) ** 2)) == pytest.approx(-20.0, abs=0.5)
+    plan = AnalogPlan.make(CFG, sent.size, 20)
+    gone = tx.modulate_symbols(sent, seq=9, side=bytes(range(20)))
+    gone[: (tx.fmt.burst_len(plan.n_data(0)) + CFG.guard_symbols) * CFG.sps] = 0  # all of the first burst
+    pkt = rx.demodulate(_channel(gone, rng, 20.0, cfo_hz=20e3, ppm=ppm, delay=900.3))
+    assert pkt.bursts_recovered == 0 and list(pkt.block_ok) == [False, True, True]
+    assert not np.any(pkt.analog[plan.frag_slice(0)])
 
 
 def test_analog_bad_inputs_raise_clear_errors(ends):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,8 +30,8 @@ def stream():
     return y, payloads, analog
 
 
-def receive(y: np.ndarray, sizes) -> list:
-    rx, out, a = StreamReceiver(CFG), [], 0
+def receive(y: np.ndarray, sizes, cfg: LinkConfig = CFG) -> list:
+    rx, out, a = StreamReceiver(cfg), [], 0
     for n in sizes:
         out += rx.feed(y[a : a + n])
         a += n
@@ -88,16 +90,36 @@ def test_packets_equal_what_the_one_shot_packet_receiver_decodes(stream):
     assert ref.start_sample == first.start_sample and abs(ref.snr_db - first.snr_db) < 0.05
 
 
-def test_a_lost_burst_closes_its_packet_and_the_next_is_kept(stream):
+@pytest.mark.parametrize("recover", [True, False])
+def test_a_lost_burst_is_read_where_the_others_put_it_or_closes_its_packet(stream, recover):
+    """The second burst's preamble is wiped: it is read where the packet's other bursts put it, with the
+    header they imply, and every block decodes; without recover_bursts its blocks are lost. Either way the
+    next packet is kept."""
     y, payloads, _ = stream
     y = y.copy()
     tx = PacketTransmitter(CFG)
     plan = tx.plan(len(payloads[0]), "qpsk-1/2")
     second = 3000 + (tx.fmt.burst_len(plan.n_data(0)) + CFG.guard_symbols) * CFG.sps
     y[second : second + 1100] = 0  # wipe the preamble of the first packet's second burst
-    packets = receive(y, [8192] * (y.size // 8192))
+    cfg = dataclasses.replace(CFG, recover_bursts=recover)
+    packets = receive(y, [8192] * (y.size // 8192), cfg)
     assert packets[0].seq == 1 and packets[0].bursts_ok == packets[0].n_bursts - 1
-    assert not packets[0].block_ok.all() and packets[1].payload == payloads[1]
+    assert packets[0].bursts_recovered == int(recover) and packets[1].payload == payloads[1]
+    assert packets[0].block_ok.all() == recover and (packets[0].payload == payloads[0]) == recover
+    one_shot = PacketReceiver(cfg).demodulate(y[: 3000 + tx.modulate(payloads[0], "qpsk-1/2", 1).size + 777])
+    assert one_shot.bursts_recovered == int(recover) and one_shot.block_ok.all() == recover
+    assert_same_packet(packets[0], receive(y, [1000, 20000, 777] * (y.size // 21777), cfg)[0])  # however cut
+
+
+def test_a_packets_lost_first_burst_is_read_from_the_samples_the_stream_kept(stream):
+    """The first burst of the first packet has no preamble: the stream has moved on by a whole burst when the
+    second burst tells where it was, and reads it from the samples it kept, however the stream was cut."""
+    y, payloads, _ = stream
+    y = y.copy()
+    y[3000 : 3000 + 1100] = 0
+    for sizes in ([8192] * (y.size // 8192), [1000, 20000, 777] * (y.size // 21777), [y.size]):
+        first = receive(y, sizes)[0]
+        assert first.seq == 1 and first.bursts_recovered == 1 and first.payload == payloads[0]
 
 
 def test_streaming_fir_is_the_causal_convolution_whatever_the_cut():
