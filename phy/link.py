@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
+from itertools import accumulate
 from statistics import fmean
 
 import numba
@@ -493,6 +494,8 @@ class PacketReceiver:
                                       self.cfg.phase_tracking)
         self.clock = self.sync.clock = StageClock()  # enable it to split the wall time by stage (bench rx)
         self.mf_taps = self.sync.taps.astype(np.float32)  # the detection filter's, float32 as its samples
+        # samples from a burst's first transmitted sample to its preamble's symbol 0 (the RRC's half length)
+        self.tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         # the header stage assumes at least one more pilot block after the header
         self._hdr_n_data = HEADER_CODED_BITS + self.fmt.pilot_spacing
 
@@ -507,9 +510,8 @@ class PacketReceiver:
     def _read_body(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float,
                    phase_order: int = 2) -> tuple[_Burst, float]:
         """The rest of a burst once its header is known (read, or implied by the packet's other bursts)."""
-        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         if header.modulation == ANALOG:
-            return self._read_analog(x, header, t0, cfo, tx_delay, phase_order)
+            return self._read_analog(x, header, t0, cfo, phase_order)
         try:
             plan = PacketPlan.make(self.cfg, header.mcs, header.total_len)
         except ValueError as exc:
@@ -525,7 +527,7 @@ class PacketReceiver:
             llr = llr[: n_blk * plan.n].reshape(n_blk, plan.n)
             _clip_llr(llr, 1e3)  # garbage-proof
         payload_syms = sb.data[HEADER_CODED_BITS : HEADER_CODED_BITS + 4096].astype(np.complex64)
-        burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay, payload_syms)
+        burst = _Burst(header, llr, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - self.tx_delay, payload_syms)
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
 
     def read_lost(self, x: np.ndarray, header: BurstHeader, n_data: int, start: float, cfo: float,
@@ -534,7 +536,7 @@ class PacketReceiver:
         sample of x where its first transmitted sample arrives, within +-reach samples) with the carrier
         offset `cfo` (cycles per symbol) of a burst heard; None where x does not hold all of it or nothing
         usable is there."""
-        t0 = start + self.cfg.span_symbols * self.cfg.sps // 2
+        t0 = start + self.tx_delay
         margin = self.sync.taps.size + 8 * self.cfg.sps + reach
         if t0 < margin or t0 + self.fmt.burst_len(n_data) * self.cfg.sps + margin > x.size:
             return None
@@ -568,8 +570,7 @@ class PacketReceiver:
         best = int(np.argmax(energy))
         return t0 + int(shifts[best]), float(energy[best] / max(np.median(energy), 1e-30))
 
-    def _read_analog(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float, tx_delay: int,
-                     phase_order: int = 2) -> tuple[_Burst, float]:
+    def _read_analog(self, x: np.ndarray, header: BurstHeader, t0: float, cfo: float, phase_order: int = 2) -> tuple[_Burst, float]:
         """The rest of an analog burst once its header is read: side information and equalised symbols."""
         try:
             plan = AnalogPlan.make(self.cfg, header.total_len, header.side_len)
@@ -587,7 +588,7 @@ class PacketReceiver:
                     side = _side_codec(plan.side_len).decode(4.0 * sb.data[a:b].real / sb.noise_var_of(a, b))
             except HeaderError:
                 pass  # another burst's copy may decode
-        burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - tx_delay,
+        burst = _Burst(header, None, sb.snr_db, sb.evm_rms, sb.cfo_cpsym, sb.drift, sb.t0_raw - self.tx_delay,
                        sb.data[b:].astype(np.complex64), side, sb.noise_var_of(b))
         return burst, sb.t0_raw + self.fmt.burst_len(n_data) * self.cfg.sps
 
@@ -605,14 +606,13 @@ class PacketReceiver:
             fir_range(raw, self.mf_taps, 0, raw.size, r)
             x = raw
         bursts, errors, start, pos = [], [], None, 0
-        tx_delay = self.cfg.span_symbols * self.cfg.sps // 2
         while True:
             with self.clock("detection"):
                 det = self.detector.find(r, pos)
             if det is None:
                 break
             if start is None:
-                start = int(round(det.index + det.frac - self.sync.mf_delay - tx_delay))
+                start = int(round(det.index + det.frac - self.sync.mf_delay - self.tx_delay))
             try:
                 burst, end = self._read_burst(x, det)
                 bursts.append(burst)
@@ -650,20 +650,21 @@ class PacketReceiver:
                 else PacketPlan.make(self.cfg, first.mcs, first.total_len))
         # where the packet began, even when its first bursts were lost: subtract the bursts before
         burst_samples = [(self.fmt.burst_len(plan.n_data(i)) + self.cfg.guard_symbols) * self.cfg.sps for i in range(plan.frag_count)]
-        start = int(round(mine[0].start - sum(burst_samples[: mine[0].header.frag_index])))
+        offsets = [0, *accumulate(burst_samples)]  # of each burst from the packet's first sample
+        start = int(round(mine[0].start - offsets[mine[0].header.frag_index]))
         seen: dict[int, _Burst] = {}
         for b in mine:
             seen.setdefault(b.header.frag_index, b)  # a repeated fragment: keep the first copy
         n_headers = len(seen)
         if read_lost is not None and self.cfg.recover_bursts:
-            offsets, heard_at = np.concatenate([[0], np.cumsum(burst_samples)]), list(seen)
+            heard_at = list(seen)
             for i in sorted(set(range(plan.frag_count)) - set(seen)):
                 # timing (at the nominal sample clock, then searched) and carrier from the nearest burst heard
                 ref = seen[min(heard_at, key=lambda j: abs(j - i))]
-                start_i = ref.start + (offsets[i] - offsets[ref.header.frag_index])
+                distance = offsets[i] - offsets[ref.header.frag_index]
                 hdr = replace(ref.header, frag_index=i, frag_len=plan.frag_len(i))
-                reach = 8 + math.ceil(3e-5 * abs(offsets[i] - offsets[ref.header.frag_index]))  # 30 ppm clocks
-                if (b := read_lost(hdr, plan.n_data(i), start_i, ref.cfo_cpsym, reach)) is not None:
+                reach = 8 + math.ceil(3e-5 * abs(distance))  # 30 ppm clocks
+                if (b := read_lost(hdr, plan.n_data(i), ref.start + distance, ref.cfo_cpsym, reach)) is not None:
                     seen[i] = b
         heard = list(seen.values())  # means over a few bursts: plain Python (numpy's fixed costs dominate)
         snr_lin = fmean([10 ** (b.snr_db / 10) for b in heard])
