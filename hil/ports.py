@@ -13,6 +13,7 @@ import socket
 
 LINUX_EPHEMERAL_RANGE = (32768, 60999)  # the kernel's default net.ipv4.ip_local_port_range
 _LOWEST = 20000  # clear of the low ports that common services listen on; a taken port fails the probe anyway
+_RESERVED = frozenset({30431})  # iiod's, which `pluto-emu` binds by default: free now, maybe not in a moment
 _handed_out: set[int] = set()
 
 
@@ -27,14 +28,15 @@ def ephemeral_range() -> tuple[int, int]:
 
 
 def free_port(host: str = "127.0.0.1", attempts: int = 500) -> int:
-    """A TCP port on `host` that is free now, outside the ephemeral range, and not handed out before here."""
+    """A TCP port on `host` that is free now, outside the ephemeral range and the project's fixed ports, and not
+    handed out before here."""
     lo, hi = ephemeral_range()
     below, above = range(_LOWEST, lo), range(hi + 1, 65536)
     candidates = below if len(below) >= len(above) else above
     rng = random.Random()  # seeded from the OS: parallel processes pick different ports
     for _ in range(attempts):
         port = rng.choice(candidates)
-        if port in _handed_out:
+        if port in _handed_out or port in _RESERVED:
             continue
         with socket.socket() as s:
             try:

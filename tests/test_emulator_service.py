@@ -202,6 +202,20 @@ def test_free_ports_lie_outside_the_ephemeral_range_and_are_never_handed_out_twi
         for s in socks:
             s.close(0)
 
+
+def test_free_ports_skip_the_fixed_port_pluto_emu_binds_by_default(monkeypatch):
+    """A service started later on its default port (iiod's 30431) must not find a test's port there."""
+    from sagin_hil.hil import ports
+
+    monkeypatch.setattr(ports, "_LOWEST", 30430)
+    monkeypatch.setattr(ports, "ephemeral_range", lambda: (30433, 65535))  # candidates: 30430-30432
+    monkeypatch.setattr(ports, "_handed_out", set())
+    got = {ports.free_port(attempts=100) for _ in range(2)}
+    assert 30431 not in got and got <= {30430, 30432}
+    with pytest.raises(RuntimeError, match="no free TCP port"):
+        ports.free_port(attempts=50)  # both others handed out, 30431 reserved
+
+
 GR_FLOWGRAPH = textwrap.dedent("""
     import sys, time
     import numpy as np
