@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 __all__ = ["reproduce_paper_003", "PAPER_TABLE4"]
 
@@ -66,42 +66,75 @@ def _plot(table4: dict[str, Any], path: Path) -> None:
 
 def reproduce_paper_003(out: str | Path, quick: bool = False, states: int | None = None,
                         log: Callable[[str], None] = print, outcomes: str | Path | None = None,
-                        actors_dir: str | Path | None = None) -> dict[str, Any]:
+                        actors_dir: str | Path | None = None,
+                        folds: Sequence[str | Path | None] | None = None) -> dict[str, Any]:
     """Evaluate the shipped (or `actors_dir`'s) SPIFF and NCB actors and the fixed baselines; write the JSON and
-    the plot. `states` network states per held-out image (default 40; quick 8)."""
+    the plot. `states` network states per held-out image (default 40; quick 8). Each set of actors is evaluated
+    on the photograph its training held out (their metadata, outcomes.hold_out). `folds`: several actor folders
+    (None: the shipped actors), one per held-out photograph, pooled into one Table IV over all their held-out
+    images (a leave-one-subject-out evaluation; "folds" in the JSON keeps each one's own)."""
     import torch
-
     from safetensors import safe_open
 
     from sagin_hil.controllers.spiff.engine import ALPHA, D_MAX_S, RATE_BPS, TARGETS
-    from sagin_hil.controllers.spiff.outcomes import load_outcomes
-    from sagin_hil.controllers.spiff.train import EVAL_SEED, evaluate, load_actors, paired_difference, shipped_path
+    from sagin_hil.controllers.spiff.outcomes import hold_out, load_outcomes
+    from sagin_hil.controllers.spiff.train import EVAL_SEED, actors_held_out, evaluate, load_actors, pool, shipped_path
 
     torch.set_num_threads(1)
     states = states or (8 if quick else 40)
     if states < 1:
         raise ValueError(f"states = {states}; use 1 or more network states per image")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if folds is not None and actors_dir is not None:
+        raise ValueError("give the actors either as one folder or as folds, not both")
     table = load_outcomes(outcomes)
-    paths = {k: shipped_path(k) if actors_dir is None else Path(actors_dir) / f"{k}-actors.safetensors" for k in ("spiff", "ncb")}
-    engines = {k: load_actors(k, p) for k, p in paths.items()}
-    with safe_open(str(paths["spiff"]), "pt") as f:  # the risk level the SPIFF actors were trained at
-        alpha = float((f.metadata() or {}).get("alpha", ALPHA))
-    log(f"evaluating {len(engines['spiff'])} SPIFF and {len(engines['ncb'])} NCB seeds on "
-        f"{len(table['images']['eval'])} held-out images x {states} network states")
-    table4 = evaluate(table, engines, states=states)
+    runs: dict[str, dict[str, Any]] = {}
+    for d in (folds if folds is not None else [actors_dir]):
+        paths = {k: shipped_path(k) if d is None else Path(d) / f"{k}-actors.safetensors" for k in ("spiff", "ncb")}
+        engines = {k: load_actors(k, p) for k, p in paths.items()}
+        held = {k: actors_held_out(p) for k, p in paths.items()}
+        if held["spiff"] != held["ncb"]:
+            raise ValueError(f"the SPIFF and NCB actors in {d or 'the package'} hold out different photographs "
+                             f"({held['spiff']}, {held['ncb']}); train both in one `train spiff --hold-out` run")
+        if held["spiff"] in runs:
+            raise ValueError(f"two folds hold out {held['spiff']}; give one actor folder per held-out photograph")
+        fold = hold_out(table, held["spiff"])
+        log(f"evaluating {len(engines['spiff'])} SPIFF and {len(engines['ncb'])} NCB seeds on "
+            f"{len(fold['images']['eval'])} held-out images ({held['spiff']}) x {states} network states")
+        with safe_open(str(paths["spiff"]), "pt") as f:  # the risk level the SPIFF actors were trained at
+            alpha = float((f.metadata() or {}).get("alpha", ALPHA))
+        runs[held["spiff"]] = {"table4": evaluate(fold, engines, states=states), "alpha": alpha,
+                               "held_out_images": [r["tag"] for r in fold["images"]["eval"]],
+                               "train_images": len(fold["images"]["train"])}
+    if len({r["alpha"] for r in runs.values()}) > 1:
+        raise ValueError(f"the folds' SPIFF actors were trained at different risk levels "
+                         f"({ {k: r['alpha'] for k, r in runs.items()} }); pool folds of one alpha")
+    table4 = pool([r["table4"] for r in runs.values()]) if len(runs) > 1 else next(iter(runs.values()))["table4"]
     result = {
         "table4": table4, "checks": _checks(table4), "paper_table4": PAPER_TABLE4,
-        "spiff_vs_ncb": {t: paired_difference(s["spiff"], s["ncb"]) for t, s in table4.items()},
+        "spiff_vs_ncb": _spiff_vs_ncb(table4),
         "setup": {
-            "held_out_images": [r["tag"] for r in table["images"]["eval"]],
-            "train_images": len(table["images"]["train"]), "states_per_image": states, "eval_seed": EVAL_SEED,
-            "metrics": table.get("metrics"), "metrics_are_proxies": table.get("proxy"),
-            "targets": TARGETS, "d_max_s": D_MAX_S, "rate_bps": RATE_BPS, "alpha": alpha,
+            "held_out_images": [t for r in runs.values() for t in r["held_out_images"]],
+            "train_images": {k: r["train_images"] for k, r in runs.items()}, "states_per_image": states,
+            "eval_seed": EVAL_SEED, "metrics": table.get("metrics"), "metrics_are_proxies": table.get("proxy"),
+            "targets": TARGETS, "d_max_s": D_MAX_S, "rate_bps": RATE_BPS, "alpha": next(iter(runs.values()))["alpha"],
             "saving_reference": "the image as a quality-95 JPEG file",
         },
     }
+    if len(runs) > 1:
+        result["folds"] = {k: {"table4": _without_per_image(r["table4"]), "checks": _checks(r["table4"]),
+                               "spiff_vs_ncb": _spiff_vs_ncb(r["table4"])} for k, r in runs.items()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "paper-003.json").write_text(json.dumps(result, indent=1))
     _plot(table4, out / "paper-003.png")
     return result
+
+
+def _spiff_vs_ncb(table4: dict[str, Any]) -> dict[str, Any]:
+    from sagin_hil.controllers.spiff.train import paired_difference
+
+    return {t: paired_difference(s["spiff"], s["ncb"]) for t, s in table4.items()}
+
+
+def _without_per_image(table4: dict[str, Any]) -> dict[str, Any]:
+    return {t: {sc: {k: v for k, v in r.items() if k != "per_image"} for sc, r in s.items()} for t, s in table4.items()}

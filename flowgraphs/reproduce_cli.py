@@ -71,13 +71,28 @@ def reproduce_003(
     states: Optional[int] = typer.Option(None, help="Network states per held-out image (default 40; quick 8)."),
     actors: Optional[Path] = typer.Option(None, help="Folder with spiff-actors / ncb-actors.safetensors from "
                                           "`train spiff --out` (default: the shipped ones)."),
+    cross_subject: Optional[Path] = typer.Option(None, help="Folder of `train spiff --hold-out S --out DIR/S` runs: "
+                                                 "pooled with the shipped actors (grace_hopper held out) into one "
+                                                 "leave-one-subject-out Table IV."),
 ) -> None:
     """Paper 003's Table IV (SPIFF vs NCB, JPEG q45, caption-only under the strict / intermediate / lenient
     targets) on held-out person images and network states, from the shipped outcome table and actors."""
+    from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT
+    from sagin_hil.controllers.spiff.train import actors_held_out
     from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
 
+    folds = None
+    if cross_subject is not None:
+        if actors is not None:
+            raise typer.BadParameter("--actors with --cross-subject: the folds' actors are the folder's runs")
+        dirs = sorted(p.parent for p in cross_subject.glob("*/spiff-actors.safetensors"))
+        if not dirs:
+            raise typer.BadParameter(f"no `train spiff --hold-out S --out {cross_subject}/S` run in {cross_subject} "
+                                     "(expected <subject>/spiff-actors.safetensors)")
+        own = any(actors_held_out(d / "spiff-actors.safetensors") == DEFAULT_HELD_OUT for d in dirs)
+        folds = dirs if own else [None, *dirs]
     try:
-        res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo, actors_dir=actors)
+        res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo, actors_dir=actors, folds=folds)
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -88,6 +103,9 @@ def reproduce_003(
         d = res["spiff_vs_ncb"][target]["saving"]
         typer.echo(f"{target:>12} spiff - ncb saving {100 * d['mean']:+.2f} pt "
                    f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}] (paired, 95 %)")
+    for subject, fold in res.get("folds", {}).items():
+        typer.echo(f"held out {subject}: spiff - ncb saving " + ", ".join(
+            f"{t} {100 * d['saving']['mean']:+.2f} pt" for t, d in fold["spiff_vs_ncb"].items()))
     typer.echo(f"-> {out / 'paper-003.json'}")
 
 

@@ -217,3 +217,94 @@ def test_train_spiff_command_trains_saves_and_resumes(tmp_path):
     assert rep.exit_code == 0 and "evaluating 2 SPIFF and 2 NCB seeds" in rep.output, rep.output
     bad = CliRunner().invoke(app, ["train", "spiff", "--steps", "0"])
     assert bad.exit_code != 0 and "--steps = 0" in bad.output
+
+
+def _subjects_table() -> dict:
+    """The synthetic table's images as variants of the three photographs, tagged as the measured table tags them."""
+    t = _synthetic_table(6)
+    rows = t["images"]["train"]
+    for i, r in enumerate(rows):
+        r["tag"] = f"{('astronaut', 'camera', 'grace_hopper')[i // 2]}@1.00:0.0,{i % 2}.0"
+    t["images"] = {"train": rows[:4], "eval": rows[4:]}
+    return t
+
+
+def test_hold_out_regroups_the_table_by_photograph():
+    from sagin_hil.controllers.spiff.outcomes import hold_out
+
+    t = _subjects_table()
+    assert hold_out(t)["images"] is t["images"] and hold_out(t)["held_out"] == "grace_hopper"  # the measured split
+    f = hold_out(t, "astronaut")
+    assert [r["tag"] for r in f["images"]["eval"]] == ["astronaut@1.00:0.0,0.0", "astronaut@1.00:0.0,1.0"]
+    assert [r["tag"].split("@")[0] for r in f["images"]["train"]] == ["camera"] * 2 + ["grace_hopper"] * 2
+    with pytest.raises(ValueError, match="'lena' has no images in the outcome table; use one of astronaut, camera, grace"):
+        hold_out(t, "lena")
+
+
+def test_each_fold_is_evaluated_on_the_photograph_it_held_out_and_the_folds_pool(tmp_path):
+    import torch
+
+    from sagin_hil.controllers.spiff.outcomes import hold_out
+    from sagin_hil.controllers.spiff.train import actors_held_out, train_all
+    from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
+
+    torch.set_num_threads(1)
+    t = _subjects_table()
+    (tmp_path / "outcomes.json").write_text(json.dumps(t))
+    with pytest.raises(ValueError, match="'astronaut' held out cannot replace the shipped"):
+        train_all(hold_out(t, "astronaut"), tmp_path / "x", 5, 1, ship=True)
+    for subject in ("astronaut", "camera", "grace_hopper"):
+        train_all(hold_out(t, subject), tmp_path / subject, 20, 2, ship=False)
+        assert actors_held_out(tmp_path / subject / "spiff-actors.safetensors") == subject
+    folds = [tmp_path / s for s in ("astronaut", "camera", "grace_hopper")]
+    res = reproduce_paper_003(tmp_path / "p", states=2, outcomes=tmp_path / "outcomes.json", folds=folds,
+                              log=lambda _: None)
+    assert res["setup"]["held_out_images"] == [r["tag"] for r in sorted(
+        t["images"]["train"] + t["images"]["eval"], key=lambda r: r["tag"])]
+    assert res["setup"]["train_images"] == {"astronaut": 4, "camera": 4, "grace_hopper": 4}
+    for target, schemes in res["table4"].items():
+        for scheme, r in schemes.items():
+            parts = [res["folds"][s]["table4"][target][scheme] for s in res["folds"]]
+            assert r["saving"] == pytest.approx(np.mean([p["saving"] for p in parts]))  # 2 images per fold
+            assert len(r["per_image"]) == 6 and "per_image" not in parts[0]
+            assert r["per_seed"][-1]["cost"] == pytest.approx(np.mean([p["per_seed"][-1]["cost"] for p in parts]))
+    alone = reproduce_paper_003(tmp_path / "a", states=2, outcomes=tmp_path / "outcomes.json", actors_dir=folds[0],
+                                log=lambda _: None)
+    assert alone["table4"]["strict"]["spiff"]["p_sf"] == res["folds"]["astronaut"]["table4"]["strict"]["spiff"]["p_sf"]
+    with pytest.raises(ValueError, match="two folds hold out camera"):
+        reproduce_paper_003(tmp_path / "d", states=1, outcomes=tmp_path / "outcomes.json", folds=folds[1:2] * 2)
+
+
+def test_reproduce_cross_subject_pools_a_fold_with_the_shipped_actors(tmp_path):
+    import torch
+
+    from sagin_hil.cli import app
+    from sagin_hil.controllers.spiff.outcomes import hold_out, load_outcomes
+    from sagin_hil.controllers.spiff.train import train_all
+
+    torch.set_num_threads(1)
+    empty = CliRunner().invoke(app, ["reproduce", "paper-003", "--out", str(tmp_path / "p"), "--cross-subject",
+                                     str(tmp_path)])
+    assert empty.exit_code == 2 and "no `train spiff --hold-out S" in empty.output
+    train_all(hold_out(load_outcomes(), "camera"), tmp_path / "folds" / "camera", 10, 1, ship=False)
+    res = CliRunner().invoke(app, ["reproduce", "paper-003", "--out", str(tmp_path / "p"), "--states", "1",
+                                   "--cross-subject", str(tmp_path / "folds")])
+    assert res.exit_code == 0, res.output
+    assert "images (grace_hopper)" in res.output and "images (camera)" in res.output
+    assert "held out camera: spiff - ncb saving strict" in res.output
+    out = json.loads((tmp_path / "p" / "paper-003.json").read_text())
+    assert set(out["folds"]) == {"grace_hopper", "camera"}
+    n = {s: sum(t.startswith(s) for t in out["setup"]["held_out_images"]) for s in out["folds"]}
+    assert n["camera"] > 5 and n["grace_hopper"] > 5
+    assert len(out["table4"]["lenient"]["jpeg"]["per_image"]) == n["camera"] + n["grace_hopper"]
+
+
+def test_train_spiff_refuses_to_ship_a_fold_and_names_the_photographs(tmp_path):
+    from sagin_hil.cli import app
+
+    ship = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["train", "spiff", "--hold-out", "camera", "--ship", "--out",
+                                                          str(tmp_path)])
+    assert ship.exit_code == 2 and "the shipped actors hold out grace_hopper" in ship.output
+    bad = CliRunner().invoke(app, ["train", "spiff", "--hold-out", "lena", "--no-measure", "--no-mode-row", "--out",
+                                   str(tmp_path)])
+    assert bad.exit_code == 2 and "'lena' has no images" in bad.output and "astronaut, camera, grace_hopper" in bad.output

@@ -24,6 +24,9 @@ def train_spiff(
                               "for `reproduce paper-003 --actors OUT`)."),
     mode_row: bool = typer.Option(True, help="Re-measure the spiff row of the mode table (bits, quality, compute time)."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto (CUDA when present); these MLPs are small."),
+    held_out: str = typer.Option("grace_hopper", "--hold-out", help="The person photograph kept out of training "
+                                 "(astronaut, camera or grace_hopper, the project's split): the other folds of a "
+                                 "leave-one-subject-out evaluation (docs/spiff.md)."),
     alpha: float = typer.Option(0.1, help="SPIFF's risk level: the fidelity quantile held to the targets (delay: "
                                 "1 - alpha); 0.5 is the median. Lower keeps more, saves less (docs/spiff.md)."),
 ) -> None:
@@ -33,7 +36,7 @@ def train_spiff(
     import torch
 
     from sagin_hil.controllers.spiff.engine import EngineConfig
-    from sagin_hil.controllers.spiff.outcomes import OUTCOMES_PATH, build_outcomes, load_outcomes
+    from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT, OUTCOMES_PATH, build_outcomes, hold_out, load_outcomes
     from sagin_hil.controllers.spiff.train import train_all
     from sagin_hil.progress import progress_bar
 
@@ -44,6 +47,9 @@ def train_spiff(
         EngineConfig(alpha=alpha)  # checked before the outcome table, which can take minutes
     except ValueError as exc:
         raise typer.BadParameter(f"--{exc}") from None
+    if ship and held_out != DEFAULT_HELD_OUT:
+        raise typer.BadParameter(f"--hold-out {held_out} with --ship: the shipped actors hold out {DEFAULT_HELD_OUT}; "
+                                 "train this fold into --out and evaluate it with `reproduce paper-003 --actors`")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     path = outcomes or OUTCOMES_PATH
@@ -54,6 +60,11 @@ def train_spiff(
         table = build_outcomes(path, workers=workers, progress=lambda i, n, tag: bar.update(
             tid, completed=i, total=n, description=f"outcomes {tag}")) if measure else load_outcomes(path)
         bar.remove_task(tid)
+        try:
+            table = hold_out(table, held_out)
+        except ValueError as exc:
+            typer.secho(f"error: --hold-out: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
         tid = bar.add_task(f"engines: {2 * seeds} runs of {steps} steps", total=2 * seeds)
         try:
             summary = train_all(table, out, steps, seeds, device=device, ship=ship, workers=workers, threads=threads,
@@ -62,8 +73,8 @@ def train_spiff(
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
     n = {s: len(v) for s, v in table["images"].items()}
-    typer.echo(f"outcome table: {n['train']} train / {n['eval']} held-out images ({len(table['skipped'])} without a "
-               f"person share in range) -> {path}")
+    typer.echo(f"outcome table: {n['train']} train / {n['eval']} held-out ({held_out}) images ({len(table['skipped'])} "
+               f"without a person share in range) -> {path}")
     for key, curve in sorted(summary["curves"].items()):
         trend = f"{curve[0]:.3f} -> {curve[-1]:.3f}" if curve else "- (under 250 steps)"
         typer.echo(f"{key}: realised cost {trend} over {steps} steps ({summary['wall_s'][key]:.0f} s)")

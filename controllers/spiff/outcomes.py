@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["BETAS", "KEEPS", "SAMPLE_SEEDS", "build_outcomes", "load_outcomes", "OUTCOMES_PATH", "jpeg_bits_and_image",
-           "image_features", "HIGH_FRACTION_RANGE"]
+__all__ = ["BETAS", "KEEPS", "SAMPLE_SEEDS", "build_outcomes", "load_outcomes", "hold_out", "subject_of", "OUTCOMES_PATH",
+           "jpeg_bits_and_image", "image_features", "HIGH_FRACTION_RANGE", "DEFAULT_HELD_OUT"]
 
 BETAS: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
 KEEPS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
@@ -35,6 +35,7 @@ HIGH_FRACTION_RANGE = (0.15, 0.8)  # images whose person share the segmenter put
 REFERENCE_JPEG_QUALITY = 95
 BASELINE_JPEG_QUALITY = 45
 OUTCOMES_PATH = Path(__file__).parent / "weights" / "outcomes.json"
+DEFAULT_HELD_OUT = "grace_hopper"  # the project's held-out photograph (codecs/images.py)
 
 
 def jpeg_bits_and_image(image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
@@ -185,3 +186,23 @@ def load_outcomes(path: str | Path | None = None) -> dict[str, Any]:
     if not p.exists():
         raise FileNotFoundError(f"no SPIFF outcome table at {p}; measure it with `sagin-hil train spiff`")
     return json.loads(p.read_text())
+
+
+def subject_of(row: dict[str, Any]) -> str:
+    """The photograph an outcome row's image is a variant of ("astronaut@0.85:0.0,0.5:flip" -> "astronaut")."""
+    return row["tag"].split("@", 1)[0]
+
+
+def hold_out(table: dict[str, Any], subject: str = DEFAULT_HELD_OUT) -> dict[str, Any]:
+    """The outcome table re-split to leave one photograph out: its variants are the "eval" images, every other
+    photograph's the "train" ones (tag order, as measured). The default subject keeps the table's own split (the
+    one it was measured with); the others give the folds of a leave-one-subject-out evaluation (docs/spiff.md)."""
+    if subject == DEFAULT_HELD_OUT:
+        return {**table, "held_out": subject}
+    rows = sorted((r for split in table["images"].values() for r in split), key=lambda r: r["tag"])
+    subjects = sorted({subject_of(r) for r in rows})
+    if subject not in subjects:
+        raise ValueError(f"held-out subject {subject!r} has no images in the outcome table; use one of "
+                         f"{', '.join(subjects)}")
+    return {**table, "held_out": subject, "images": {"train": [r for r in rows if subject_of(r) != subject],
+                                                      "eval": [r for r in rows if subject_of(r) == subject]}}

@@ -17,9 +17,10 @@ import numpy as np
 
 from sagin_hil.controllers.spiff.engine import (ALPHA, D_MAX_S, PROPAGATION_S, TARGETS, Engine, EngineConfig, OutcomeEnv,
                                                 cost_of, costs_of)
+from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT
 
-__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "evaluate", "paired_difference", "hindsight_action",
-           "plot_curves", "EVAL_SEED", "METRICS", "SCHEMES"]
+__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "actors_held_out", "evaluate", "pool",
+           "paired_difference", "hindsight_action", "plot_curves", "EVAL_SEED", "METRICS", "SCHEMES"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 EVAL_SEED = 10_000  # network-state seeds of the evaluation: disjoint from the training seeds (0, 1, 2, ...)
@@ -79,9 +80,16 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
               progress: Callable[[str, int, int], None] | None = None, alpha: float = ALPHA) -> dict[str, Any]:
     """Every kind x seed, over `workers` processes (each with `threads` torch threads); the actors of all seeds
     saved together per kind (shipped weights, or OUT/ without `ship`); learning curves in OUT/curves.json.
-    `progress(kind, seed, steps)` is called as each run finishes; `alpha`: SPIFF's risk level."""
+    `progress(kind, seed, steps)` is called as each run finishes; `alpha`: SPIFF's risk level. The actors'
+    metadata names the photograph `table` holds out (outcomes.hold_out), so an evaluation never meets its
+    training images; only actors of the project's own split may be shipped."""
     import torch
     from safetensors.torch import save_file
+
+    held_out = table.get("held_out", DEFAULT_HELD_OUT)
+    if ship and held_out != DEFAULT_HELD_OUT:
+        raise ValueError(f"actors trained with {held_out!r} held out cannot replace the shipped ones (trained with "
+                         f"{DEFAULT_HELD_OUT!r} held out); write them to --out instead of --ship")
 
     jobs = [(kind, s, table, steps, out, device, threads, alpha) for kind in kinds for s in range(seeds)]
     summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "alpha": alpha, "curves": {}, "wall_s": {}}
@@ -105,7 +113,7 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
         path = shipped_path(kind) if ship else out / f"{kind}-actors.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(dict(sorted(tensors[kind].items())), str(path),
-                  metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps),
+                  metadata={"kind": kind, "seeds": str(seeds), "steps": str(steps), "held_out": held_out,
                             **({"alpha": str(alpha)} if kind == "spiff" else {})})
     out.mkdir(parents=True, exist_ok=True)
     (out / "curves.json").write_text(json.dumps(summary))
@@ -156,6 +164,14 @@ def load_actors(kind: str, path: str | Path | None = None, device: str = "cpu") 
     return out
 
 
+def actors_held_out(path: str | Path) -> str:
+    """The photograph the actors at `path` were trained without (their metadata; older files: the default)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("held_out", DEFAULT_HELD_OUT)
+
+
 METRICS = ("p_pf", "p_sf", "saving", "p_delay", "cost")
 SCHEMES = ("spiff", "ncb", "jpeg", "caption", "hindsight")
 
@@ -167,8 +183,9 @@ def evaluate(table: dict[str, Any], engines: dict[str, list[Engine]], states: in
     states; learned schemes are averaged over their seeds. Besides the paper's schemes, "hindsight": per image and
     state the grid configuration of least expected cost, chosen from that image's own measured outcomes (a
     reference no policy of the image features can beat on expected cost). 95 % intervals: bootstrap over images;
-    "per_image" keeps each image's values (in METRICS order) for paired comparisons (`paired_difference`).
-    Every scheme meets the same network states and patch seeds (the same random stream per seed index)."""
+    "per_image" keeps each image's values (in METRICS order) for paired comparisons (`paired_difference`) and
+    for pooling folds (`pool`). Every scheme meets the same network states and patch seeds (the same random
+    stream per seed index)."""
     rows = table["images"][split]
     out: dict[str, Any] = {}
     rng = np.random.default_rng(seed)
@@ -194,13 +211,37 @@ def evaluate(table: dict[str, Any], engines: dict[str, list[Engine]], states: in
                 acc /= states
                 per_seed.append(acc.mean(0))
                 per_image += acc / len(runs)
-            boot = np.stack([per_image[rng.integers(len(rows), size=len(rows))].mean(0) for _ in range(n_boot)])
-            lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
-            m = per_image.mean(0)
-            out[target][scheme] = {**{n: float(m[j]) for j, n in enumerate(METRICS)},
-                                   **{f"{n}_ci95": [float(lo[j]), float(hi[j])] for j, n in enumerate(METRICS)},
-                                   "per_seed": [{n: float(v[j]) for j, n in enumerate(METRICS)} for v in per_seed],
-                                   "per_image": per_image.round(6).tolist()}
+            out[target][scheme] = _summary(per_image, per_seed, rng, n_boot)
+    return out
+
+
+def _summary(per_image: np.ndarray, per_seed: list[np.ndarray], rng: np.random.Generator, n_boot: int) -> dict[str, Any]:
+    """One scheme's entry of Table IV from its per-image values (images x METRICS) and per-seed means."""
+    n = len(per_image)
+    boot = np.stack([per_image[rng.integers(n, size=n)].mean(0) for _ in range(n_boot)])
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    m = per_image.mean(0)
+    return {**{k: float(m[j]) for j, k in enumerate(METRICS)},
+            **{f"{k}_ci95": [float(lo[j]), float(hi[j])] for j, k in enumerate(METRICS)},
+            "per_seed": [{k: float(v[j]) for j, k in enumerate(METRICS)} for v in per_seed],
+            "per_image": per_image.round(6).tolist()}
+
+
+def pool(evaluations: list[dict[str, Any]], seed: int = EVAL_SEED, n_boot: int = 1000) -> dict[str, Any]:
+    """Several `evaluate` tables (the folds of a leave-one-subject-out run, each on its own held-out images) as
+    one over all their images: per-image values concatenated, intervals re-drawn over every image, seed k's
+    values the image-weighted mean of the folds' seed k."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for target, schemes in evaluations[0].items():
+        out[target] = {}
+        for scheme in schemes:
+            parts = [e[target][scheme] for e in evaluations]
+            n = np.asarray([len(p["per_image"]) for p in parts], float)
+            per_seed = [sum(w * np.asarray([p["per_seed"][k][m] for m in METRICS]) for w, p in zip(n / n.sum(), parts))
+                        for k in range(min(len(p["per_seed"]) for p in parts))]
+            out[target][scheme] = _summary(np.concatenate([np.asarray(p["per_image"]) for p in parts]), per_seed, rng,
+                                           n_boot)
     return out
 
 
