@@ -308,3 +308,24 @@ def test_train_spiff_refuses_to_ship_a_fold_and_names_the_photographs(tmp_path):
     bad = CliRunner().invoke(app, ["train", "spiff", "--hold-out", "lena", "--no-measure", "--no-mode-row", "--out",
                                    str(tmp_path)])
     assert bad.exit_code == 2 and "'lena' has no images" in bad.output and "astronaut, camera, grace_hopper" in bad.output
+
+
+def test_the_stored_cross_subject_run_pools_its_folds_and_keeps_the_shipped_one():
+    """docs/spiff.md's leave-one-subject-out table: the pooled values are the image-weighted folds', its
+    grace_hopper fold is the stored single-fold reproduction, and pooled SPIFF meets the targets at least as often
+    as NCB."""
+    from pathlib import Path
+
+    docs = Path(__file__).parents[1] / "docs" / "reproductions"
+    out = json.loads((docs / "paper-003-cross-subject" / "paper-003.json").read_text())
+    single = json.loads((docs / "paper-003" / "paper-003.json").read_text())
+    tags = out["setup"]["held_out_images"]
+    n = {s: sum(t.startswith(s + "@") for t in tags) for s in out["folds"]}
+    assert n == {"grace_hopper": 24, "astronaut": 23, "camera": 14} and len(tags) == 61
+    for target, schemes in out["table4"].items():
+        assert out["checks"][target]["spiff_meets_at_least_as_often_as_ncb"]
+        for scheme, r in schemes.items():
+            folds = {s: f["table4"][target][scheme] for s, f in out["folds"].items()}
+            assert r["saving"] == pytest.approx(sum(n[s] * f["saving"] for s, f in folds.items()) / 61)
+            assert folds["grace_hopper"]["p_sf"] == single["table4"][target][scheme]["p_sf"]
+            assert folds["grace_hopper"]["saving"] == single["table4"][target][scheme]["saving"]
