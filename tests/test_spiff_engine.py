@@ -86,6 +86,31 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_the_probe_cost_is_the_noise_free_actors_on_fixed_draws():
+    """Common random numbers: the same actor scores the same twice and exploration noise does not enter; the value
+    is the mean cost of the actor's actions on PROBE_STATES states drawn from PROBE_SEED."""
+    import torch
+
+    from sagin_hil.controllers.spiff.engine import Engine, EngineConfig
+    from sagin_hil.controllers.spiff.train import PROBE_SEED, PROBE_STATES, probe_cost
+
+    def by_hand(action):
+        env = OutcomeEnv(table, "train", seed=PROBE_SEED)
+        states = [env.sample_state() for _ in range(PROBE_STATES)]
+        return np.mean([cost_of(env.outcome(st, action(env, st)), st["target"]) for st in states])
+
+    table = _synthetic_table()
+    eng = Engine(EngineConfig(kind="ncb"), seed=0)
+    first = probe_cost(eng, table)
+    eng.act(np.zeros(4, np.float32), np.zeros(4, np.float32), explore=True)  # moves the noise, not the probe
+    assert probe_cost(eng, table) == first
+    assert first == pytest.approx(by_hand(lambda env, st: eng.act(env.image_part(st), env.target_part(st))))
+    with torch.no_grad():
+        eng.actor[-1].bias.fill_(20.0)  # sigmoid -> 1: the whole frame, the most patches, caption on
+    assert probe_cost(eng, table) == pytest.approx(by_hand(lambda env, st: np.ones(3)))
+    assert probe_cost(eng, table) != pytest.approx(first)
+
+
 def test_evaluation_scores_the_fixed_baselines_exactly():
     from sagin_hil.controllers.spiff.train import evaluate
 
@@ -106,14 +131,15 @@ def test_engine_learns_to_keep_more_patches_for_stricter_targets(tmp_path):
 
     torch.set_num_threads(1)
     table = _synthetic_table()
-    eng, curve = train_engine("spiff", table, 0, 1500, tmp_path)
+    eng, curves = train_engine("spiff", table, 0, 1500, tmp_path)
     env = OutcomeEnv(table, "eval", seed=1)
     keep = {}
     for target in ("strict", "lenient"):
         st = env.sample_state(target=target, image=0)
         keep[target] = eng.act(env.image_part(st), env.target_part(st))[1]
     assert keep["strict"] > keep["lenient"] + 0.2, keep
-    assert curve[-1] < curve[0]
+    assert curves["realised"][-1] < curves["realised"][0]
+    assert len(curves["probe"]) == 6 and curves["probe"][-1] < curves["probe"][0]
 
 
 def test_reproduce_paper_003_writes_table4(tmp_path):

@@ -19,7 +19,7 @@ from sagin_hil.controllers.spiff.engine import (ALPHA, D_MAX_S, PROPAGATION_S, T
                                                 cost_of, costs_of)
 from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT
 
-__all__ = ["train_engine", "train_all", "shipped_path", "load_actors", "actors_held_out", "evaluate", "pool",
+__all__ = ["train_engine", "train_all", "probe_cost", "shipped_path", "load_actors", "actors_held_out", "evaluate", "pool",
            "paired_difference", "hindsight_action", "plot_curves", "EVAL_SEED", "METRICS", "SCHEMES"]
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -32,15 +32,17 @@ def shipped_path(kind: str) -> Path:
 
 def train_engine(kind: str, table: dict[str, Any], seed: int, steps: int, out: Path, device: str = "cpu",
                  checkpoint_every: int = 1000, progress: Callable[[int], None] | None = None,
-                 alpha: float = ALPHA) -> tuple[Engine, list[float]]:
+                 alpha: float = ALPHA) -> tuple[Engine, dict[str, list[float]]]:
     """Train one engine for `steps` bandit steps on the train images (resuming OUT/<kind>-seed<seed>.pt);
-    returns it and the running mean realised cost per 250 steps. `alpha`: SPIFF's risk level (EngineConfig)."""
+    returns it and its learning curves, one point per 250 steps: "realised", the mean realised cost of those
+    steps (exploration noise included), and "probe", the noise-free actor's cost on fixed states (`probe_cost`).
+    `alpha`: SPIFF's risk level (EngineConfig)."""
     import torch
 
     eng = Engine(EngineConfig(kind=kind, alpha=alpha), seed=seed, device=device)
     env = OutcomeEnv(table, "train", seed=seed)
     ck = out / f"{kind}-seed{seed}.pt"
-    curve: list[float] = []
+    curves: dict[str, list[float]] = {"realised": [], "probe": []}
     if ck.exists():
         sd = torch.load(ck, map_location=device, weights_only=False)  # our own checkpoint (numpy arrays inside)
         if kind == "spiff" and sd.get("alpha", ALPHA) != alpha:
@@ -48,31 +50,45 @@ def train_engine(kind: str, table: dict[str, Any], seed: int, steps: int, out: P
                              "resume with that alpha or train into another --out folder")
         eng.load_state_dict(sd["engine"])
         env.rng.bit_generator.state = sd["env_rng"]
-        curve = sd["curve"]
+        curves = {"realised": sd["curve"], "probe": sd.get("probe", [])}  # checkpoints before 2026-12-04: no probe
     window: list[float] = []
     while eng.steps < steps:
         window.append(eng.train_step(env))
         if len(window) == 250:
-            curve.append(float(np.mean(window)))
+            curves["realised"].append(float(np.mean(window)))
+            curves["probe"].append(probe_cost(eng, table))
             window = []
         if eng.steps % checkpoint_every == 0 or eng.steps >= steps:
             out.mkdir(parents=True, exist_ok=True)
-            torch.save({"engine": eng.state_dict(), "env_rng": env.rng.bit_generator.state, "curve": curve,
-                        "alpha": alpha}, ck)
+            torch.save({"engine": eng.state_dict(), "env_rng": env.rng.bit_generator.state, "curve": curves["realised"],
+                        "probe": curves["probe"], "alpha": alpha}, ck)
         if progress:
             progress(eng.steps)
-    return eng, curve
+    return eng, curves
 
 
-def _job(args: tuple) -> tuple[str, int, list[float], float, dict[str, Any]]:
+PROBE_SEED, PROBE_STATES = 20_000, 96
+
+
+def probe_cost(eng: Engine, table: dict[str, Any]) -> float:
+    """The actor's mean realised cost without exploration noise on PROBE_STATES fixed training states. The
+    states and their outcome draws are the same at every call (common random numbers), so successive values
+    differ only by what the actor does: the curve shows learning, where the realised cost shows mostly noise."""
+    env = OutcomeEnv(table, "train", seed=PROBE_SEED)
+    states = [env.sample_state() for _ in range(PROBE_STATES)]
+    return float(np.mean([cost_of(env.outcome(st, eng.act(env.image_part(st), env.target_part(st))), st["target"])
+                          for st in states]))
+
+
+def _job(args: tuple) -> tuple[str, int, dict[str, list[float]], float, dict[str, Any]]:
     """One (kind, seed) training run in a worker process; returns its actor's weights as numpy arrays."""
     import torch
 
     kind, seed, table, steps, out, device, threads, alpha = args
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    eng, curve = train_engine(kind, table, seed, steps, out, device, alpha=alpha)
-    return kind, seed, curve, time.perf_counter() - t0, {k: v.cpu().numpy() for k, v in eng.actor.state_dict().items()}
+    eng, curves = train_engine(kind, table, seed, steps, out, device, alpha=alpha)
+    return kind, seed, curves, time.perf_counter() - t0, {k: v.cpu().numpy() for k, v in eng.actor.state_dict().items()}
 
 
 def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: tuple[str, ...] = ("spiff", "ncb"),
@@ -92,7 +108,7 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
                          f"{DEFAULT_HELD_OUT!r} held out); write them to --out instead of --ship")
 
     jobs = [(kind, s, table, steps, out, device, threads, alpha) for kind in kinds for s in range(seeds)]
-    summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "alpha": alpha, "curves": {}, "wall_s": {}}
+    summary: dict[str, Any] = {"steps": steps, "seeds": seeds, "alpha": alpha, "curves": {}, "probe": {}, "wall_s": {}}
     tensors: dict[str, dict[str, Any]] = {kind: {} for kind in kinds}
     if workers == 1:
         results = map(_job, jobs)
@@ -101,8 +117,9 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
 
         pool = mp.get_context("spawn").Pool(workers)
         results = pool.imap_unordered(_job, jobs)
-    for kind, s, curve, wall, actor in results:
-        summary["curves"][f"{kind}-seed{s}"] = curve
+    for kind, s, curves, wall, actor in results:
+        summary["curves"][f"{kind}-seed{s}"] = curves["realised"]
+        summary["probe"][f"{kind}-seed{s}"] = curves["probe"]
         summary["wall_s"][f"{kind}-seed{s}"] = wall
         tensors[kind].update({f"seed{s}.{k}": torch.from_numpy(v).contiguous() for k, v in actor.items()})
         if progress:
@@ -122,25 +139,27 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
 
 
 def plot_curves(summary: dict[str, Any], path: Path) -> None:
-    """Realised cost per 250 training steps, mean and range over seeds, per kind."""
+    """Per kind, mean and range over seeds per 250 training steps: the realised cost (exploration noise included)
+    and, beside it, the noise-free actor's cost on the fixed probe states (`probe_cost`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for kind in sorted({k.rsplit("-seed", 1)[0] for k in summary["curves"]}):
-        curves = [c for k, c in summary["curves"].items() if k.rsplit("-seed", 1)[0] == kind and c]
-        if not curves:  # fewer than 250 steps: no point yet
-            continue
-        n = min(map(len, curves))
-        c = np.asarray([v[:n] for v in curves])
-        x = 250 * (np.arange(n) + 1)
-        ax.plot(x, c.mean(0), label=f"{kind} ({len(curves)} seeds)")
-        ax.fill_between(x, c.min(0), c.max(0), alpha=0.25)
-    ax.set_xlabel("training step (image)")
-    ax.set_ylabel("realised cost (Eq. 2a + delay penalty)")
-    if ax.lines:  # no curve before 250 steps
+    panels = (("curves", "realised cost while training\n(Eq. 2a + delay penalty, with exploration)"),
+              ("probe", f"noise-free actor's cost on\n{PROBE_STATES} fixed training states"))
+    panels = tuple(p for p in panels if any(summary.get(p[0], {}).values()))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for kind in sorted({k.rsplit("-seed", 1)[0] for k in summary[key]}):
+            curves = [c for k, c in summary[key].items() if k.rsplit("-seed", 1)[0] == kind and c]
+            n = min(map(len, curves))
+            c = np.asarray([v[len(v) - n:] for v in curves])  # the last n points (a resumed run may lack early probes)
+            x = 250 * (np.arange(n) + 1 + max(map(len, summary["curves"].values())) - n)
+            ax.plot(x, c.mean(0), label=f"{kind} ({len(curves)} seeds)")
+            ax.fill_between(x, c.min(0), c.max(0), alpha=0.25)
+        ax.set_xlabel("training step (image)")
+        ax.set_ylabel(label)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
