@@ -76,7 +76,9 @@ def train_spiff(
     typer.echo(f"outcome table: {n['train']} train / {n['eval']} held-out ({held_out}) images ({len(table['skipped'])} "
                f"without a person share in range) -> {path}")
     for key, curve in sorted(summary["curves"].items()):
+        probe = summary["probe"][key]
         trend = f"{curve[0]:.3f} -> {curve[-1]:.3f}" if curve else "- (under 250 steps)"
+        trend += f", noise-free {probe[0]:.3f} -> {probe[-1]:.3f}" if probe else ""
         typer.echo(f"{key}: realised cost {trend} over {steps} steps ({summary['wall_s'][key]:.0f} s)")
     if mode_row:
         from sagin_hil.codecs.generative.spiff_table import write_mode_row
