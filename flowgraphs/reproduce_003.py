@@ -1,10 +1,12 @@
 """Reproduction of paper 003's Table IV: SPIFF's engine vs NCB, JPEG (quality 45) and caption-only, for the
 strict, intermediate and lenient targets of Table III, on the held-out person images (grace_hopper variants)
-and held-out network-state seeds, from the shipped outcome table and actors (`sagin-hil train spiff` makes both).
+and held-out network-state seeds, from the shipped outcome table and actors (`sagin-hil train spiff` makes both);
+or, leaving each person photograph out in turn (`train spiff --hold-out`), over all three people's variants.
 
 Writes OUT/paper-003.json ("table4": {target: {scheme: {"p_pf", "p_sf", "saving", ...}}}, with the reference
 scheme "hindsight" beside the paper's four; "spiff_vs_ncb": {target: {metric: {"mean", "ci95"}}}, the paired
-difference over the same images and states) and OUT/paper-003.png.
+difference over the same images and states; "folds": each held-out photograph's own, when pooled) and
+OUT/paper-003.png.
 """
 
 from __future__ import annotations

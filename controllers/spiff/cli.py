@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def train_spiff(
-    steps: int = typer.Option(12000, help="Bandit steps (images) per engine and seed."),
+    steps: int = typer.Option(20000, help="Bandit steps (images) per engine and seed."),
     seeds: int = typer.Option(8, help="Training seeds per engine (evaluation reports their spread)."),
     out: Path = typer.Option(Path("runs/train-spiff"), help="Checkpoints and learning curves; a re-run resumes."),
     outcomes: Path = typer.Option(None, help="Outcome table JSON (default: the shipped one, measured if missing; "
@@ -32,7 +32,7 @@ def train_spiff(
 ) -> None:
     """Measure SPIFF's per-image outcomes (train + held-out person images x beta x p(0) x sampling seeds), train
     the quantile actor-multi-critic engine and the NCB baseline on them for several seeds (resumable), and
-    re-measure the spiff mode's row. About 13 minutes on 2 idle cores with the shipped outcome table."""
+    re-measure the spiff mode's row. About 16 minutes on 2 idle cores with the shipped outcome table."""
     import torch
 
     from sagin_hil.controllers.spiff.engine import EngineConfig

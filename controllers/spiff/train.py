@@ -115,8 +115,8 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers)
-        results = pool.imap_unordered(_job, jobs)
+        procs = mp.get_context("spawn").Pool(workers)
+        results = procs.imap_unordered(_job, jobs)
     for kind, s, curves, wall, actor in results:
         summary["curves"][f"{kind}-seed{s}"] = curves["realised"]
         summary["probe"][f"{kind}-seed{s}"] = curves["probe"]
@@ -125,7 +125,7 @@ def train_all(table: dict[str, Any], out: Path, steps: int, seeds: int, kinds: t
         if progress:
             progress(kind, s, steps)
     if workers > 1:
-        pool.close()
+        procs.close()
     for kind in kinds:
         path = shipped_path(kind) if ship else out / f"{kind}-actors.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
