@@ -119,6 +119,8 @@ def test_evaluation_scores_the_fixed_baselines_exactly():
     j, c = res["strict"]["jpeg"], res["lenient"]["caption"]
     assert j["p_pf"] == 1.0 and j["p_sf"] == 1.0 and j["saving"] == pytest.approx(1 - 60000 / 200000)
     assert c["p_pf"] == 0.0 and c["p_sf"] == 0.0 and c["saving"] == pytest.approx(1 - 256 / 200000)
+    assert (j["pf_person"], j["sf_person"]) == pytest.approx((0.97, 0.99))  # rank 1: the second of each pair
+    assert (c["pf_person"], c["sf_person"]) == pytest.approx((0.0, 0.4))
 
 
 @pytest.mark.slow
@@ -195,7 +197,9 @@ def test_paired_difference_is_zero_against_itself_and_finds_a_shift():
     res = evaluate(_synthetic_table(), {"spiff": [], "ncb": []}, states=3, n_boot=50)["strict"]
     same = paired_difference(res["jpeg"], res["jpeg"])
     assert all(v["mean"] == 0 and v["ci95"] == [0, 0] for v in same.values())
-    shifted = dict(res["jpeg"], per_image=(np.asarray(res["jpeg"]["per_image"]) + [0, 0, 0.05, 0, 0]).tolist())
+    shift = np.zeros(len(METRICS))
+    shift[METRICS.index("saving")] = 0.05
+    shifted = dict(res["jpeg"], per_image=(np.asarray(res["jpeg"]["per_image"]) + shift).tolist())
     d = paired_difference(shifted, res["jpeg"])
     assert d["saving"]["mean"] == pytest.approx(0.05) and d["saving"]["ci95"] == pytest.approx([0.05, 0.05])
     assert set(d) == set(METRICS)
