@@ -76,11 +76,10 @@ def reproduce_paper_003(out: str | Path, quick: bool = False, states: int | None
     (None: the shipped actors), one per held-out photograph, pooled into one Table IV over all their held-out
     images (a leave-one-subject-out evaluation; "folds" in the JSON keeps each one's own)."""
     import torch
-    from safetensors import safe_open
 
-    from sagin_hil.controllers.spiff.engine import ALPHA, D_MAX_S, RATE_BPS, TARGETS
+    from sagin_hil.controllers.spiff.engine import D_MAX_S, RATE_BPS, TARGETS
     from sagin_hil.controllers.spiff.outcomes import hold_out, load_outcomes
-    from sagin_hil.controllers.spiff.train import EVAL_SEED, actors_held_out, evaluate, load_actors, pool, shipped_path
+    from sagin_hil.controllers.spiff.train import EVAL_SEED, actors_metadata, evaluate, load_actors, pool, shipped_path
 
     torch.set_num_threads(1)
     states = states or (8 if quick else 40)
@@ -93,7 +92,8 @@ def reproduce_paper_003(out: str | Path, quick: bool = False, states: int | None
     for d in (folds if folds is not None else [actors_dir]):
         paths = {k: shipped_path(k) if d is None else Path(d) / f"{k}-actors.safetensors" for k in ("spiff", "ncb")}
         engines = {k: load_actors(k, p) for k, p in paths.items()}
-        held = {k: actors_held_out(p) for k, p in paths.items()}
+        meta = {k: actors_metadata(p) for k, p in paths.items()}
+        held = {k: m["held_out"] for k, m in meta.items()}
         if held["spiff"] != held["ncb"]:
             raise ValueError(f"the SPIFF and NCB actors in {d or 'the package'} hold out different photographs "
                              f"({held['spiff']}, {held['ncb']}); train both in one `train spiff --hold-out` run")
@@ -102,9 +102,7 @@ def reproduce_paper_003(out: str | Path, quick: bool = False, states: int | None
         fold = hold_out(table, held["spiff"])
         log(f"evaluating {len(engines['spiff'])} SPIFF and {len(engines['ncb'])} NCB seeds on "
             f"{len(fold['images']['eval'])} held-out images ({held['spiff']}) x {states} network states")
-        with safe_open(str(paths["spiff"]), "pt") as f:  # the risk level the SPIFF actors were trained at
-            alpha = float((f.metadata() or {}).get("alpha", ALPHA))
-        runs[held["spiff"]] = {"table4": evaluate(fold, engines, states=states), "alpha": alpha,
+        runs[held["spiff"]] = {"table4": evaluate(fold, engines, states=states), "alpha": meta["spiff"]["alpha"],
                                "held_out_images": [r["tag"] for r in fold["images"]["eval"]],
                                "train_images": len(fold["images"]["train"])}
     if len({r["alpha"] for r in runs.values()}) > 1:

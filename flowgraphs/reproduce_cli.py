@@ -78,7 +78,7 @@ def reproduce_003(
     """Paper 003's Table IV (SPIFF vs NCB, JPEG q45, caption-only under the strict / intermediate / lenient
     targets) on held-out person images and network states, from the shipped outcome table and actors."""
     from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT
-    from sagin_hil.controllers.spiff.train import actors_held_out
+    from sagin_hil.controllers.spiff.train import actors_metadata
     from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
 
     folds = None
@@ -89,7 +89,7 @@ def reproduce_003(
         if not dirs:
             raise typer.BadParameter(f"no `train spiff --hold-out S --out {cross_subject}/S` run in {cross_subject} "
                                      "(expected <subject>/spiff-actors.safetensors)")
-        own = any(actors_held_out(d / "spiff-actors.safetensors") == DEFAULT_HELD_OUT for d in dirs)
+        own = any(actors_metadata(d / "spiff-actors.safetensors")["held_out"] == DEFAULT_HELD_OUT for d in dirs)
         folds = dirs if own else [None, *dirs]
     try:
         res = reproduce_paper_003(out, quick=quick, states=states, log=typer.echo, actors_dir=actors, folds=folds)

@@ -275,7 +275,7 @@ def test_each_fold_is_evaluated_on_the_photograph_it_held_out_and_the_folds_pool
     import torch
 
     from sagin_hil.controllers.spiff.outcomes import hold_out
-    from sagin_hil.controllers.spiff.train import actors_held_out, train_all
+    from sagin_hil.controllers.spiff.train import actors_metadata, train_all
     from sagin_hil.flowgraphs.reproduce_003 import reproduce_paper_003
 
     torch.set_num_threads(1)
@@ -285,7 +285,7 @@ def test_each_fold_is_evaluated_on_the_photograph_it_held_out_and_the_folds_pool
         train_all(hold_out(t, "astronaut"), tmp_path / "x", 5, 1, ship=True)
     for subject in ("astronaut", "camera", "grace_hopper"):
         train_all(hold_out(t, subject), tmp_path / subject, 20, 2, ship=False)
-        assert actors_held_out(tmp_path / subject / "spiff-actors.safetensors") == subject
+        assert actors_metadata(tmp_path / subject / "spiff-actors.safetensors")["held_out"] == subject
     folds = [tmp_path / s for s in ("astronaut", "camera", "grace_hopper")]
     res = reproduce_paper_003(tmp_path / "p", states=2, outcomes=tmp_path / "outcomes.json", folds=folds,
                               log=lambda _: None)

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sagin_hil.codecs.generative.spiff_images import PERSON_HELD_OUT, person_images
+
 __all__ = ["BETAS", "KEEPS", "SAMPLE_SEEDS", "build_outcomes", "load_outcomes", "hold_out", "subject_of", "OUTCOMES_PATH",
            "jpeg_bits_and_image", "image_features", "HIGH_FRACTION_RANGE", "DEFAULT_HELD_OUT"]
 
@@ -35,7 +37,7 @@ HIGH_FRACTION_RANGE = (0.15, 0.8)  # images whose person share the segmenter put
 REFERENCE_JPEG_QUALITY = 95
 BASELINE_JPEG_QUALITY = 45
 OUTCOMES_PATH = Path(__file__).parent / "weights" / "outcomes.json"
-DEFAULT_HELD_OUT = "grace_hopper"  # the project's held-out photograph (codecs/images.py)
+DEFAULT_HELD_OUT = PERSON_HELD_OUT[0]  # the project's held-out photograph (codecs/images.py)
 
 
 def jpeg_bits_and_image(image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
@@ -132,7 +134,6 @@ def build_outcomes(path: str | Path = OUTCOMES_PATH, size: int = 256, splits: tu
     """Measure (or resume measuring) the outcome table into `path`, over `workers` processes; `limit` images
     per split (tests)."""
     from sagin_hil.codecs.generative.spiff_fidelity import FidelityScorer
-    from sagin_hil.codecs.generative.spiff_images import person_images
 
     if workers < 1:
         raise ValueError(f"workers = {workers}; use 1 or more processes")

@@ -19,7 +19,7 @@ from sagin_hil.controllers.spiff.engine import (ALPHA, D_MAX_S, PROPAGATION_S, T
                                                 cost_of, costs_of)
 from sagin_hil.controllers.spiff.outcomes import DEFAULT_HELD_OUT
 
-__all__ = ["train_engine", "train_all", "probe_cost", "shipped_path", "load_actors", "actors_held_out", "evaluate", "pool",
+__all__ = ["train_engine", "train_all", "probe_cost", "shipped_path", "load_actors", "actors_metadata", "evaluate", "pool",
            "paired_difference", "hindsight_action", "plot_curves", "EVAL_SEED", "METRICS", "SCHEMES"]
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -183,12 +183,18 @@ def load_actors(kind: str, path: str | Path | None = None, device: str = "cpu") 
     return out
 
 
-def actors_held_out(path: str | Path) -> str:
-    """The photograph the actors at `path` were trained without (their metadata; older files: the default)."""
+def actors_metadata(path: str | Path) -> dict[str, Any]:
+    """What the actors at `path` were trained with (their safetensors metadata): "held_out", the photograph
+    left out, and for SPIFF "alpha", its risk level; files from before either was recorded get the values then
+    in use."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("held_out", DEFAULT_HELD_OUT)
+        meta: dict[str, Any] = dict(f.metadata() or {})
+    meta["held_out"] = meta.get("held_out", DEFAULT_HELD_OUT)
+    if meta.get("kind") == "spiff":
+        meta["alpha"] = float(meta.get("alpha", ALPHA))
+    return meta
 
 
 METRICS = ("p_pf", "p_sf", "saving", "p_delay", "cost", "pf_person", "sf_person")  # the last two: mean PF_1, SF_1
