@@ -66,8 +66,10 @@ class QualityProfile:
                 b1 <= b0 for b0, b1 in zip(bpp, bpp[1:])):
             raise ValueError(f"QualityProfile needs >= 2 increasing bpp > 0 with one PSNR each; got bpp {bpp}, "
                              f"psnr_db {psnr}")
-        if not all(math.isfinite(q) for q in psnr + tuple(self.mode_psnr_db.values())):
-            raise ValueError(f"QualityProfile PSNRs must be finite; got {psnr}, {self.mode_psnr_db}")
+        if not all(math.isfinite(q) for q in psnr) or any(math.isnan(q) or q == -math.inf
+                                                           for q in self.mode_psnr_db.values()):
+            raise ValueError(f"QualityProfile PSNRs must be finite (a lossless mode's may be inf); got {psnr}, "
+                             f"{self.mode_psnr_db}")
         snr = tuple(float(v) for v in self.snr_db)
         analog = {str(k): tuple(float(q) for q in v) for k, v in self.analog_psnr_db.items()}
         if analog and (len(snr) < 2 or any(b <= a for a, b in zip(snr, snr[1:]))

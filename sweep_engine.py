@@ -41,7 +41,7 @@ class SweepError(RuntimeError):
 
 @dataclass
 class PointsOutcome:
-    """results: point id -> the stored record ({"id", "meta", "result", "wall_s", "worker"}); failed: point
+    """results: point id -> the stored record ({"id", "meta", "args", "result", "wall_s", "worker"}); failed: point
     id -> the error that made it fail every attempt; skipped: points found finished in out_dir; ran: points
     computed now; workers: workers the cluster had; batch_size: points per task; wall_s: the engine's time."""
 
@@ -83,6 +83,15 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
     os.replace(tmp, path)
+
+
+def _as_json(args: dict[str, Any]) -> Any:
+    """args as a stored point holds them (tuples become lists; a model as its fields, anything else as its
+    repr), so the two compare equal."""
+    def plain(o: Any) -> Any:
+        return o.model_dump(mode="json") if hasattr(o, "model_dump") else repr(o)
+
+    return json.loads(json.dumps(args, allow_nan=True, default=plain))
 
 
 def read_point(path: Path) -> dict[str, Any] | None:
@@ -157,9 +166,9 @@ def run_points(fn: str, points: dict[str, dict[str, Any]], out_dir: str | Path, 
     todo = {}
     for pid, args in points.items():
         stored = read_point(out / f"{pid}.json")
-        if stored is not None:
+        if stored is not None and stored.get("args", _as_json(args)) == _as_json(args):
             outcome.results[pid] = stored
-        else:
+        else:  # not finished, or finished with other arguments (a re-run into the folder with other settings)
             todo[pid] = args
     outcome.skipped = len(outcome.results)
     total = len(points)
@@ -221,7 +230,7 @@ def run_points(fn: str, points: dict[str, dict[str, Any]], out_dir: str | Path, 
                         outcome.failed[pid] = rec["error"]
                         _report()
                     continue
-                rec["meta"] = (meta or {}).get(pid)
+                rec["meta"], rec["args"] = (meta or {}).get(pid), _as_json(todo[pid])
                 _write_json(out / f"{pid}.json", rec)
                 outcome.results[pid] = rec
                 outcome.ran += 1

@@ -294,6 +294,8 @@ def modes_cmd(
     device: str = typer.Option("auto", help="Torch device of the neural codecs and metrics: auto (CUDA if present), cpu."),
     real_times: bool = typer.Option(False, "--real-times", help="Time BLIP-base and Stable Diffusion 2 "
                                     "(random weights, real configurations) on this machine (~10 min on 2 cores)."),
+    j2k_curve: bool = typer.Option(True, help="Re-measure the JPEG 2000 rate-quality curve; --no-j2k-curve "
+                                   "keeps the stored one and its timings (adding one mode changes nothing else)."),
 ) -> None:
     """Measure the mode table (bits, PSNR, SSIM, MS-SSIM, compute time) and the JPEG 2000 rate-quality curve."""
     from sagin_hil.calibration.quality import build_mode_table
@@ -304,7 +306,7 @@ def modes_cmd(
     try:
         table = build_mode_table(images, size, vq=vq, jscc=jscc, modes=names,
                                  weights_dir=str(weights_dir) if weights_dir else None, device=device,
-                                 real_times=real_times)
+                                 real_times=real_times, j2k_curve=j2k_curve)
     except (ValueError, MetricWeightsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -163,13 +163,15 @@ def _caption_mode_row(spec: ModeSpec, imgs: list[tuple[str, np.ndarray]], timing
 def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq: bool = True,
                      jscc: bool = True, modes: list[str] | None = None, weights_dir: str | None = None,
                      device: str = "auto", real_times: bool = False, threads: int = 2,
-                     timing: dict[str, Any] | None = None) -> dict[str, Any]:
+                     timing: dict[str, Any] | None = None, j2k_curve: bool = True) -> dict[str, Any]:
     """Measure `modes` (default: every registered mode) and the JPEG 2000 rate-quality curve into the stored table.
 
     Rows of modes not measured (not named, or their weights missing) are kept as stored. Modes 3_x need the
     trained VQ and diffusion weights (`sagin-hil train vq`, `train generative --offline`), JSCC modes the JSCC
     weights; vq=False / jscc=False leave those out. real_times: measure the real architectures' compute
     times (codecs/generative/timing.py) instead of keeping the stored ones (`timing`: such a measurement).
+    j2k_curve=False keeps the stored JPEG 2000 curve (and its timings) when it was measured at this size, so
+    adding one mode's row changes nothing else that the controllers read.
     With lpips/ and clip/ in `weights_dir` (codecs/perceptual.py) every measured row and the JPEG 2000 curve
     gain "lpips" and "clip_i" (CLIP image similarity to the original, 0-100). Writes codecs/weights/mode_table.json
     when `write`, and beside it the same images' per-image quality profiles (codecs/profile.py).
@@ -197,7 +199,9 @@ def build_mode_table(n_images: int = 8, size: int = 256, write: bool = True, vq:
     table = {
         **old, "image_size": size, "images": [n for n, _ in imgs], "machine": platform.processor() or platform.machine(),
         "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "modes": rows, "j2k_rate_quality": measure_j2k_rate_quality(n_images, size, scorers=scorers),
+        "modes": rows,
+        "j2k_rate_quality": old["j2k_rate_quality"] if not j2k_curve and old.get("image_size") == size
+        and "j2k_rate_quality" in old else measure_j2k_rate_quality(n_images, size, scorers=scorers),
     }
     if timing is not None:
         table["compute_time_real_architectures"] = timing

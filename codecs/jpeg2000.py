@@ -23,7 +23,7 @@ import numpy as np
 from sagin_hil.codecs.base import HEADER_OVERHEAD_BYTES, Budget, Codec, CodecError, Payload, check_image, pack_header, unpack_header
 from sagin_hil.codecs.metrics import psnr
 
-__all__ = ["Jpeg2000Codec"]
+__all__ = ["Jpeg2000Codec", "Jpeg2000LosslessCodec"]
 
 _SOT, _SOD, _PLT, _COM, _EOC = 0xFF90, 0xFF93, 0xFF58, 0xFF64, b"\xff\xd9"
 _BODY = struct.Struct(">HHBB")  # height, width, channels, layers
@@ -261,3 +261,25 @@ class Jpeg2000Codec(Codec):
         if out.shape[:2] != (h, w):
             raise CodecError(f"decoded {out.shape[:2]} but the header says {(h, w)}")
         return out.astype(np.uint8) if out.dtype != np.uint8 else out
+
+
+class Jpeg2000LosslessCodec(Jpeg2000Codec):
+    """Lossless JPEG 2000 (reversible 5/3 wavelet): the whole image, bit exact, at whatever size it takes.
+
+    [P000]'s Mode 1 read literally: no rate adaptation ("high transmission volumes and poor scalability").
+    The payload is the same format as :class:`Jpeg2000Codec`'s (one quality layer), so either decodes it.
+    """
+
+    name = "jpeg2000-lossless"
+
+    def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
+        """Budget.bits, if given, is a ceiling (CodecError when the image needs more); any PSNR target is met."""
+        t0 = time.perf_counter()
+        img = check_image(image)
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[:, :, 0]
+        data = self._frame(img, self._write(img, None, 1), 1)
+        if budget is not None and budget.bits is not None and 8 * len(data) > budget.bits:
+            raise CodecError(f"this image needs {8 * len(data)} bits losslessly, over Budget(bits={budget.bits}); "
+                             "use the rate-adaptive 'jpeg2000' codec to fit a budget")
+        return self._payload(img, data, t0)

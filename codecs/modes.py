@@ -219,6 +219,8 @@ LATENT_PATH_WEIGHTS = ("stable-diffusion", "blip")
 MODES: Registry[ModeSpec] = Registry("mode", {s.name: s for s in (
     ModeSpec("mode1", "jpeg2000", "bits", "1", "JPEG 2000 codestream + LDPC, rate set by the controller",
              rate_adaptive=True),
+    ModeSpec("mode1-lossless", "jpeg2000-lossless", "bits", "1-lossless", "lossless JPEG 2000 + LDPC: the whole "
+             "image, no rate adaptation ([P000]'s Mode 1 read literally)"),
     ModeSpec("mode2", "caption-t2i", "bits", "2", "BLIP caption + LDPC, Stable Diffusion text-to-image at the "
              "receiver (user weights)", user_weights=True, needs_weights=("blip", "stable-diffusion")),
     ModeSpec("mode3_1", "gen-3_1", "bits", "3_1", "VQ latent indices + LDPC, diffusion decoder, coarsest grid",

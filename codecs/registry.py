@@ -12,6 +12,7 @@ __all__ = ["CODECS", "get_codec", "register_codec", "available_codecs"]
 
 CODECS: Registry[Codec] = Registry("codec", {
     "jpeg2000": "sagin_hil.codecs.jpeg2000:Jpeg2000Codec",
+    "jpeg2000-lossless": "sagin_hil.codecs.jpeg2000:Jpeg2000LosslessCodec",
     "jscc-1/12": ("sagin_hil.codecs.jscc:JsccCodec.pretrained", {"ratio": "1/12"}),
     "jscc-1/6": ("sagin_hil.codecs.jscc:JsccCodec.pretrained", {"ratio": "1/6"}),
     "vq-3_1": ("sagin_hil.codecs.vq:VqCodec.pretrained", {"mode": "3_1"}),

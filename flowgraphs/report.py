@@ -18,7 +18,9 @@ matplotlib.use("Agg")  # no screen needed; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["TaskRecord", "LinkTrace", "write_report", "build_summary", "TASK_COLUMNS", "clean_json",
+from sagin_hil.controllers.scc import QUALITY_CEILING_DB  # noqa: E402
+
+__all__ = ["TaskRecord", "LinkTrace", "write_report", "build_summary", "TASK_COLUMNS", "clean_json", "mean_psnr_db",
            "clopper_pearson", "aggregate_bler_points", "timeline_numbers"]
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,12 @@ class LinkTrace:
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
+
+
+def mean_psnr_db(records: list[TaskRecord]) -> float | None:
+    """Mean PSNR over the tasks whose image did not arrive bit exact (inf dB: a lossless mode); None if none."""
+    finite = [r.psnr_db for r in records if np.isfinite(r.psnr_db)]
+    return float(np.mean(finite)) if finite else None
 
 
 def _jsonable(v: Any) -> Any:
@@ -285,15 +293,18 @@ def timeline_numbers(timeline: list[dict[str, Any]] | None, delay_s: float | Non
 # --- summary.json ----------------------------------------------------------------------------------------------
 
 def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], meta: dict[str, Any]) -> dict:
-    tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "predicted": r.predicted, "trail": r.trail,
-              "timeline": r.timeline, "fallback": r.fallback, "quality_profile": r.quality_profile} for r in records]
+    # strict JSON: a bit-exact image's PSNR (inf) is null there, with "bit_exact" true
+    tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "bit_exact": r.psnr_db == math.inf,
+              "predicted": r.predicted, "trail": r.trail, "timeline": r.timeline, "fallback": r.fallback,
+              "quality_profile": r.quality_profile} for r in records]
     n = max(len(records), 1)
     totals = {
         "tasks": len(records),
         "met_deadline": sum(r.met_deadline for r in records),
         "met_quality": sum(r.met_quality for r in records),
         "mean_scc": _finite_or_none(float(np.mean([r.scc for r in records]))) if records else None,
-        "mean_psnr_db": _finite_or_none(float(np.mean([r.psnr_db for r in records]))) if records else None,
+        "mean_psnr_db": mean_psnr_db(records),
+        "bit_exact": sum(r.psnr_db == math.inf for r in records),
         "mean_delay_s": sum(r.delay_s for r in records) / n,
     }
     link_rows = []
@@ -421,7 +432,8 @@ def _plot_images(records: list[TaskRecord], path: Path) -> None:
         return
     fig, axes = plt.subplots(2, len(shown), figsize=(2.2 * len(shown), 4.8), squeeze=False)
     for i, r in enumerate(shown):
-        for row, (img, label) in enumerate(((r.sent_image, r.name), (r.received_image, f"{r.psnr_db:.1f} dB"))):
+        got = "bit exact" if r.psnr_db == math.inf else f"{r.psnr_db:.1f} dB"
+        for row, (img, label) in enumerate(((r.sent_image, r.name), (r.received_image, got))):
             ax = axes[row][i]
             ax.axis("off")
             if img is None:
@@ -444,7 +456,11 @@ def _plot_tasks(records: list[TaskRecord], path: Path) -> None:
     axes[0].set_xlabel("task")
     axes[0].set_ylabel("end-to-end delay (s)")
     axes[0].legend(fontsize=8)
-    axes[1].bar(ids, [r.psnr_db for r in records], color=["tab:green" if r.met_quality else "tab:red" for r in records])
+    shown = [min(r.psnr_db, QUALITY_CEILING_DB) for r in records]  # a bit-exact image at the SCC's ceiling, marked
+    axes[1].bar(ids, shown, color=["tab:green" if r.met_quality else "tab:red" for r in records])
+    for i, r in zip(ids, records):
+        if r.psnr_db == math.inf:
+            axes[1].text(i, QUALITY_CEILING_DB, "exact", ha="center", va="bottom", fontsize=7)
     axes[1].plot(ids, [r.quality_min_db for r in records], "k_", ms=20, mew=2, label="floor Q_min")
     axes[1].set_xlabel("task")
     axes[1].set_ylabel("PSNR (dB)")

@@ -4,6 +4,11 @@ policies, 95 % intervals over held-out seeds, and a few points re-run at sample 
 Every point is `point(policy, seeds, spec)`: a pure function of JSON values (the world's knobs in `spec`), run
 on the sweep engine (sweep_engine.run_points: a local Dask cluster, or --scheduler): each point is kept in
 OUT/points/ as it finishes, so an interrupted reproduction resumes where it stopped.
+
+Two readings of [P000]'s Mode 1 (`mode1`): "mode1", the project's rate-adaptive JPEG 2000 (the controller sets
+its bits per pixel), and "mode1-lossless", the whole image losslessly, as the paper describes its Mode 1 ("high
+transmission volumes and poor scalability"); with the paper's 3.5 MB images (`n_pixels` = PAPER_IMAGE_PIXELS)
+the second makes the mode choice bite (docs/reproductions.md).
 """
 
 from __future__ import annotations
@@ -16,14 +21,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["reproduce_paper_000", "point", "world_kwargs", "sample_level"]
+from sagin_hil.controllers.link_adaptation import DEFAULT_IMAGE_PIXELS
+
+__all__ = ["reproduce_paper_000", "point", "world_kwargs", "world_knobs", "sample_level", "MODE1_READINGS",
+           "PAPER_IMAGE_PIXELS"]
 
 ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
+MODE1_READINGS = ("mode1", "mode1-lossless")
+PAPER_IMAGE_PIXELS = round(3.5e6 * 8 / 24)  # [P000] Sec. V: "the size of an original image is 3.5 MB" (24-bit colour)
 
 
 def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     """SaginWorld arguments from a point's knobs: min_elevation_deg and sat_power_w (the scenario), modes,
-    weight_quality (xi_q), deadline_s and quality_min_db (fixed values or [lo, hi]), horizon_s."""
+    weight_quality (xi_q), deadline_s and quality_min_db (fixed values or [lo, hi]), horizon_s, n_pixels."""
     kw: dict[str, Any] = {}
     if "min_elevation_deg" in spec or "sat_power_w" in spec:
         from sagin_hil.phy.channel.scenario import Scenario
@@ -45,15 +55,30 @@ def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
             kw[arg] = (float(v), float(v)) if np.isscalar(v) else tuple(float(x) for x in v)
     if "horizon_s" in spec:
         kw["horizon_s"] = float(spec["horizon_s"])
+    if "n_pixels" in spec:
+        kw["n_pixels"] = int(spec["n_pixels"])
     return kw
 
 
-_POLICY_CACHE: dict[str, Any] = {}
+def world_knobs(mode1: str = "mode1", n_pixels: int | None = None) -> dict[str, Any]:
+    """The knobs of a world whose Mode 1 is `mode1` (MODE1_READINGS) and whose images have n_pixels (default
+    512 x 512): only what differs from the default world, so a default point keeps its spec."""
+    if mode1 not in MODE1_READINGS:
+        raise ValueError(f"mode1 = {mode1!r}; use one of {', '.join(MODE1_READINGS)}")
+    if n_pixels is not None and n_pixels < 64 * 64:
+        raise ValueError(f"n_pixels = {n_pixels}; give the pixels of a task image, e.g. {PAPER_IMAGE_PIXELS} "
+                         "for the paper's 3.5 MB images")
+    return {**({"modes": [mode1, *ALL_MODES[1:]]} if mode1 != "mode1" else {}),
+            **({"n_pixels": int(n_pixels)} if n_pixels is not None else {})}
 
 
-def point(policy: str, seeds: list[int], spec: dict[str, Any]) -> dict[str, Any]:
+_POLICY_CACHE: dict[tuple[str, str | None], Any] = {}
+
+
+def point(policy: str, seeds: list[int], spec: dict[str, Any], weights: str | None = None) -> dict[str, Any]:
     """SCC per task of `policy` ("dsac", "dsac-hover", "mappo", "greedy", "link-adaptation", "random") on
-    `seeds` in the world `spec` describes; mean and 95 % interval over the seeds."""
+    `seeds` in the world `spec` describes (weights: a DSAC / MAPPO file, default the shipped one); mean and
+    95 % interval over the seeds."""
     from sagin_hil.controllers.rl.evaluate import ci95, evaluate_policy
     from sagin_hil.controllers.rl.policy import load_policy
 
@@ -61,18 +86,18 @@ def point(policy: str, seeds: list[int], spec: dict[str, Any]) -> dict[str, Any]
     name = policy.removesuffix("-hover")
     pol = None
     if name in ("dsac", "mappo"):
-        if name not in _POLICY_CACHE:
-            _POLICY_CACHE[name] = load_policy(name)
-        pol = _POLICY_CACHE[name]
+        if (name, weights) not in _POLICY_CACHE:
+            _POLICY_CACHE[name, weights] = load_policy(name, weights)
+        pol = _POLICY_CACHE[name, weights]
     x = evaluate_policy(name, seeds, world_kwargs(spec), hover=hover, policy=pol)
     lo, hi = ci95(x)
     return {"scc_mean": float(x.mean()), "scc_ci95": [lo, hi], "per_seed": [round(float(v), 5) for v in x]}
 
 
-def _figures(quick: bool) -> dict[str, dict[str, Any]]:
-    """Each figure: its x knob, x values, and the series (label -> (policy, fixed knobs))."""
+def _figures(quick: bool, mode1: str = "mode1") -> dict[str, dict[str, Any]]:
+    """Each figure: its x knob, x values, and the series (label -> (policy, fixed knobs)); `mode1` plays Mode 1."""
     pick = (lambda full, fast: fast if quick else full)  # noqa: E731
-    single = {m: ("dsac", {"modes": [m]}) for m in ALL_MODES}
+    single = {m: ("dsac", {"modes": [m]}) for m in (mode1, *ALL_MODES[1:])}
     return {
         "fig6_scc_vs_xi_q": {"knob": "weight_quality", "x": pick([0.1, 0.4, 0.7, 0.9], [0.1, 0.5, 0.9]),
                              "series": {"DSAC": ("dsac", {}), "MAPPO": ("mappo", {})}},
@@ -83,7 +108,7 @@ def _figures(quick: bool) -> dict[str, dict[str, Any]]:
         "fig9_scc_vs_min_elevation": {
             "knob": "min_elevation_deg", "x": pick([30.0, 45.0, 60.0, 70.0], [40.0, 70.0]),
             "series": {"DSAC": ("dsac", {}), "MAPPO": ("mappo", {}), "DSAC & hovering UAVs": ("dsac-hover", {}),
-                       "DSAC & Mode 3": ("dsac", {"modes": ["mode1", "mode3_3"]})}},
+                       "DSAC & Mode 3": ("dsac", {"modes": [mode1, "mode3_3"]})}},
         "fig10_scc_vs_p_s": {"knob": "sat_power_w", "x": pick([0.01, 0.05, 0.2, 1.0], [0.01, 1.0]),
                              "series": {"DSAC": ("dsac", {}),
                                         "DSAC without Mode 1": ("dsac", {"modes": ["mode3_1", "mode3_2", "mode3_3"]})}},
@@ -113,8 +138,10 @@ def _plot(name: str, fig: dict[str, Any], path: Path) -> None:
     plt.close(f)
 
 
-def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """`sagin-hil run sagin-000` with each controller on the same seeds: mean SCC per task over all tasks."""
+def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[str], None],
+                 modes: list[str] | None = None, weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """`sagin-hil run sagin-000` with each controller on the same seeds (and `modes`, default the flowgraph's;
+    weights: a policy file per learned controller, default the shipped ones): mean SCC per task over all tasks."""
     from sagin_hil.flowgraphs.config import load_flowgraph
     from sagin_hil.flowgraphs.runner import run_flowgraph
 
@@ -123,7 +150,10 @@ def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[
         scc, per_seed = [], []
         for s in seeds:
             fg = load_flowgraph("sagin-000").with_overrides(
-                seed=s, sets=[f"tasks.count={tasks}", "controller.compare=[]", f"controller.algo={algo}"])
+                seed=s, sets=[f"tasks.count={tasks}", "controller.compare=[]", f"controller.algo={algo}",
+                              *([f"controller.modes={json.dumps(modes)}"] if modes else []),
+                              *([f"controller.options.weights={json.dumps(weights[algo])}"]
+                                if algo in (weights or {}) else [])])
             t0 = time.perf_counter()
             summary = run_flowgraph(fg, report=False).summary
             w = [float(t["scc"]) for t in summary["tasks"]]
@@ -136,11 +166,23 @@ def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[
 
 def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None = None, sample_level_runs: bool = True,
                         log: Callable[[str], None] = print, workers: int | None = None,
-                        scheduler: str | None = None) -> dict[str, Any]:
+                        scheduler: str | None = None, mode1: str = "mode1", n_pixels: int | None = None,
+                        weights: dict[str, str] | None = None) -> dict[str, Any]:
     """Write out/paper-000.json and one plot per figure; returns the JSON's content. The environment points run
-    on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster)."""
+    on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster).
+    mode1: the mode that plays [P000]'s Mode 1 (MODE1_READINGS); n_pixels: every task image's pixels in the
+    environment (default 512 x 512; the paper's images: PAPER_IMAGE_PIXELS). The sample-level runs send the
+    flowgraph's own images, so they are left out when n_pixels is given. weights: {"dsac" | "mappo": file}
+    instead of the shipped policies."""
     from sagin_hil.sweep_engine import run_points
 
+    world = world_knobs(mode1, n_pixels)
+    weights = {k: str(Path(v).resolve()) for k, v in (weights or {}).items()}
+    if set(weights) - {"dsac", "mappo"}:
+        raise ValueError(f"weights for {sorted(set(weights) - {'dsac', 'mappo'})}: only dsac and mappo have weights")
+    for k, v in weights.items():
+        if not Path(v).is_file():
+            raise ValueError(f"{k} weights {v} not found: give a .safetensors from `sagin-hil train {k}`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = seeds or (4 if quick else 20)
@@ -148,20 +190,26 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
         raise ValueError(f"seeds = {n}; a 95 % interval needs at least 2 held-out seeds (--seeds 2 or more)")
     held_out = list(range(n))
     # the policies on the environment's own episodes; the figures' many points on shorter ones
-    base_policies = {"horizon_s": 100.0 if quick else 200.0}
-    base = {"horizon_s": 60.0 if quick else 100.0}
+    base_policies = {"horizon_s": 100.0 if quick else 200.0, **world}
+    base = {"horizon_s": 60.0 if quick else 100.0, **world}
     t0 = time.perf_counter()
     res: dict[str, Any] = {"paper": "000", "quick": quick, "held_out_seeds": held_out,
                            "world": {"policies_horizon_s": base_policies["horizon_s"],
-                                     "figures_horizon_s": base["horizon_s"], "scenario": "default"}}
+                                     "figures_horizon_s": base["horizon_s"], "scenario": "default",
+                                     "mode1": mode1, "n_pixels": int(n_pixels or DEFAULT_IMAGE_PIXELS)},
+                           "weights": {"dsac": weights.get("dsac", "shipped"), "mappo": weights.get("mappo", "shipped")}}
     policies = ("dsac", "mappo", "greedy", "random", "link-adaptation")
-    figures = _figures(quick)
-    points = {f"policy-{p}": {"policy": p, "seeds": held_out, "spec": base_policies} for p in policies}
+    figures = _figures(quick, mode1)
+
+    def args(policy: str, spec: dict[str, Any]) -> dict[str, Any]:
+        own = weights.get(policy.removesuffix("-hover"))
+        return {"policy": policy, "seeds": held_out, "spec": spec, **({"weights": own} if own else {})}
+
+    points = {f"policy-{p}": args(p, base_policies) for p in policies}
     for name, fig in figures.items():
         for k, (label, (policy, knobs)) in enumerate(fig["series"].items()):
             for i, x in enumerate(fig["x"]):
-                points[f"{name}-{k}-{i}"] = {"policy": policy, "seeds": held_out,
-                                             "spec": {**base, **fig.get("fixed", {}), **knobs, fig["knob"]: x}}
+                points[f"{name}-{k}-{i}"] = args(policy, {**base, **fig.get("fixed", {}), **knobs, fig["knob"]: x})
     log(f"{len(points)} points on held-out seeds {held_out} (sweep engine; kept in {out / 'points'})")
     done = run_points("sagin_hil.flowgraphs.reproduce:point", points, out / "points", workers=workers,
                       scheduler=scheduler)
@@ -176,11 +224,17 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
         figs[name] = {"knob": fig["knob"], "x": fig["x"], "fixed": fig.get("fixed", {}), "series": series}
         _plot(name, figs[name], out / f"{name}.png")
     res["figures"] = figs
-    if sample_level_runs:
+    if sample_level_runs and n_pixels is not None:
+        res["sample_level_skipped"] = (f"the flowgraph sends its own images, not {n_pixels}-pixel ones; "
+                                       "run without --image-pixels for the sample-level check")
+    elif sample_level_runs:
         log("sample level (sagin-000)")
         s_seeds = held_out[:2] if quick else held_out[:3]
-        res["sample_level"] = sample_level(["dsac", "mappo", "greedy"], s_seeds, 3 if quick else 8, log)
-        res["sample_level_settings"] = {"flowgraph": "sagin-000", "seeds": s_seeds, "tasks": 3 if quick else 8}
+        modes = None if mode1 == "mode1" else [mode1, *ALL_MODES[1:]]
+        res["sample_level"] = sample_level(["dsac", "mappo", "greedy"], s_seeds, 3 if quick else 8, log, modes,
+                                           weights)
+        res["sample_level_settings"] = {"flowgraph": "sagin-000", "seeds": s_seeds, "tasks": 3 if quick else 8,
+                                        **({"modes": modes} if modes else {})}
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "paper-000.json").write_text(json.dumps(res, indent=1))
     return res

@@ -22,6 +22,14 @@ def reproduce_000(
     sample_level: bool = typer.Option(True, help="Re-run a few points at sample level (sagin-000)."),
     workers: Optional[int] = typer.Option(None, help="Local worker processes of the sweep engine (default: one per core)."),
     scheduler: Optional[str] = typer.Option(None, help="An existing Dask scheduler, tcp://HOST:PORT, instead."),
+    mode1: str = typer.Option("mode1", help="The mode that plays the paper's Mode 1: mode1 (JPEG 2000 at the rate "
+                              "the controller sets) or mode1-lossless (the whole image, as the paper describes it)."),
+    image_pixels: Optional[int] = typer.Option(None, help="Pixels of every task image in the environment (default "
+                                               "512 x 512; the paper's 3.5 MB images: 1166667). Skips the "
+                                               "sample-level runs, which send the flowgraph's own images."),
+    dsac: Optional[Path] = typer.Option(None, help="DSAC weights (.safetensors from `train dsac`) instead of the "
+                                        "shipped ones."),
+    mappo: Optional[Path] = typer.Option(None, help="MAPPO weights instead of the shipped ones."),
 ) -> None:
     """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals
     over held-out seeds, plus a few points re-run at sample level."""
@@ -31,7 +39,8 @@ def reproduce_000(
 
     try:
         res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo,
-                                  workers=workers, scheduler=scheduler)
+                                  workers=workers, scheduler=scheduler, mode1=mode1, n_pixels=image_pixels,
+                                  weights={k: str(v) for k, v in (("dsac", dsac), ("mappo", mappo)) if v})
     except (SweepError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -34,7 +34,7 @@ from rich.table import Table
 from sagin_hil.controllers.world import candidate_routes
 from sagin_hil.datatypes import Allocation, ControllerState, Plan, Task, link_id
 from sagin_hil.flowgraphs.config import Flowgraph, FlowgraphError
-from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, write_report
+from sagin_hil.flowgraphs.report import LinkTrace, TaskRecord, build_summary, mean_psnr_db, write_report
 from sagin_hil.progress import StageClock
 
 __all__ = ["run_flowgraph", "RunResult", "new_run_id"]
@@ -635,7 +635,7 @@ def _controller_metrics(algo: str, records: list[TaskRecord], frames: list[dict[
         "met_quality": sum(r.met_quality for r in records),
         "met_both": sum(r.met_deadline and r.met_quality for r in records),
         "mean_scc": float(np.mean([r.scc for r in records])) if records else None,
-        "mean_psnr_db": float(np.mean([r.psnr_db for r in records])) if records else None,
+        "mean_psnr_db": mean_psnr_db(records),
         "mean_delay_s": float(np.mean([r.delay_s for r in records])) if records else None,
         "fallbacks": client.n_fallbacks,
     }

@@ -24,6 +24,8 @@ def test_stored_table_has_measured_modes():
             assert 0 < row["bits"] < 1024  # only the digital side information: the image is in the symbols
             assert len(row["snr_db"]) == len(row["psnr_db"]) == len(row["ssim"]) >= 5
             assert np.all(np.diff(row["psnr_db"]) > 0) and 10 < row["psnr_db"][0] and row["psnr_db"][-1] < 60
+        elif by_key[name].codec == "jpeg2000-lossless":  # bit exact
+            assert row["bits"] > table["modes"]["1"]["bits"] and row["psnr_db"] == np.inf and row["ssim"] == 1.0
         else:
             assert row["bits"] > 0 and 5 < row["psnr_db"] < 60 and 0 < row["ssim"] <= 1
     vq = [m for m in ("3_1", "3_2", "3_3") if m in table["modes"]]
@@ -67,7 +69,7 @@ def test_mode_registry_is_the_one_spelling():
     assert vq.budget(0.5, 256 * 256).bits is None  # the latent grid fixes its size
     q_lo, q_hi = jscc.psnr_db(table, snr_db=-2.0), jscc.psnr_db(table, snr_db=10.0)
     assert q_hi > q_lo and j2k.psnr_db(table, bits_per_pixel=1.0) > j2k.psnr_db(table, bits_per_pixel=0.1)
-    with pytest.raises(RegistryError, match="unknown mode 'mode3_4'; did you mean 'mode3_3'.*choose one of: mode1, mode2, mode3_1"):
+    with pytest.raises(RegistryError, match="unknown mode 'mode3_4'; did you mean 'mode3_3'.*choose one of: mode1, mode1-lossless, mode2, mode3_1"):
         get_mode("mode3_4")
 
 

@@ -42,4 +42,4 @@ def test_listing_the_built_in_parts_imports_none_of_them():
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[0] == "11 11 5 8" and out[1] == "[]", out  # 11 controllers: dsac, mappo, then jcrra joined; spiff codec and mode; gen-3_x and caption-t2i codecs, mode2
+    assert out[0] == "12 11 5 9" and out[1] == "[]", out  # 11 controllers: dsac, mappo, then jcrra joined; spiff codec and mode; gen-3_x and caption-t2i codecs, mode2; lossless JPEG 2000 codec and mode1-lossless

@@ -45,14 +45,51 @@ def test_the_stored_full_reproduction_keeps_the_orderings():
     check_orderings(res)
 
 
+LOSSLESS = STORED.parent / "paper-000-lossless" / "paper-000.json"
+
+
+def _paired(res, fig, a, b, i):
+    """Paired difference a - b over the held-out seeds at point i of a figure (the same seeds, same episodes)."""
+    s = res["figures"][fig]["series"]
+    return np.array(s[a][i]["per_seed"]) - np.array(s[b][i]["per_seed"])
+
+
+def test_the_literal_mode1_reading_gives_the_papers_mode_and_learner_trends():
+    """[P000]'s Mode 1 as the whole image (mode1-lossless) with its 3.5 MB images: the trends the rate-adaptive
+    reading cannot show (docs/reproductions.md), on the stored full run of that world."""
+    res = json.loads(LOSSLESS.read_text())
+    assert not res["quick"] and len(res["held_out_seeds"]) >= 6
+    assert res["world"]["mode1"] == "mode1-lossless" and res["world"]["n_pixels"] == 1166667
+    pol = res["policies"]
+    m = {k: v["scc_mean"] for k, v in pol.items()}
+    assert m["dsac"] >= m["mappo"] >= m["greedy"] >= m["random"], m
+    assert pol["dsac"]["scc_ci95"][0] > pol["greedy"]["scc_ci95"][1]
+    dsac_over = {k: np.array(pol["dsac"]["per_seed"]) - np.array(pol[k]["per_seed"]) for k in ("mappo", "link-adaptation")}
+    assert all(d.mean() > 0 and (d > 0).mean() >= 0.9 for d in dsac_over.values())  # learning beats the argmax
+    # Fig. 6: DSAC above MAPPO at every weight, and SCC rising with xi_q (the paper's Episode 1)
+    dsac6 = _series(res, "fig6_scc_vs_xi_q", "DSAC")
+    assert np.all(np.diff(dsac6) > 0) and np.all(dsac6 > _series(res, "fig6_scc_vs_xi_q", "MAPPO"))
+    # Fig. 7: at the tightest deadline Mode 3_3 is the best mode; Mode 1 wins once the file fits
+    d = {k: _series(res, "fig7_scc_vs_d_max", k) for k in ("mode1-lossless", "mode3_1", "mode3_2", "mode3_3")}
+    assert max(d, key=lambda k: d[k][0]) == "mode3_3" and max(d, key=lambda k: d[k][-1]) == "mode1-lossless"
+    assert np.all(d["mode3_3"] > d["mode3_2"]) and np.all(d["mode3_2"] > d["mode3_1"])
+    # Fig. 8: a lossless copy meets every floor; the semantic modes fall away
+    q = _series(res, "fig8_scc_vs_q_min", "mode1-lossless")
+    assert np.allclose(q, q[0]) and _series(res, "fig8_scc_vs_q_min", "mode3_3")[-1] == 0.0
+    # Fig. 10: dropping Mode 1 costs little at low power and more as P_S grows
+    gap = [_paired(res, "fig10_scc_vs_p_s", "DSAC", "DSAC without Mode 1", i).mean() for i in range(4)]
+    assert gap[-1] > 2 * gap[0] > 0 and np.all(np.diff(gap) > 0), gap
+
+
 def test_the_knobs_reach_the_world():
     from sagin_hil.controllers.abstraction import SaginWorld
     from sagin_hil.flowgraphs.reproduce import world_kwargs
 
     kw = world_kwargs({"min_elevation_deg": 60.0, "sat_power_w": 0.1, "modes": ["mode3_3"], "weight_quality": 0.2,
-                       "deadline_s": 5.0, "quality_min_db": [12.0, 14.0], "horizon_s": 20.0})
+                       "deadline_s": 5.0, "quality_min_db": [12.0, 14.0], "horizon_s": 20.0, "n_pixels": 4096})
     w = SaginWorld(1, **kw)
     assert w.tables.min_elevation_deg == 60.0 and w.modes == ("mode3_3",) and w.weight_quality == 0.2
+    assert w.predictor.n_pixels == 4096
     assert w.deadline_range_s == (5.0, 5.0) and w.quality_range_db == (12.0, 14.0)
     base = SaginWorld(1, horizon_s=20.0)
     assert np.allclose(w.tables.sa_snr_db, base.tables.sa_snr_db - 10.0)  # 1 W -> 0.1 W: 10 dB less
@@ -80,3 +117,17 @@ def test_quick_reproduction_end_to_end(tmp_path):
     again = CliRunner().invoke(app, ["reproduce", "paper-000", "--out", str(tmp_path), "--quick", "--no-sample-level"])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "paper-000.json").read_text())["policies"] == out["policies"]
+
+
+def test_the_mode1_reading_is_named_and_a_default_point_keeps_its_spec(tmp_path):
+    from sagin_hil.flowgraphs.reproduce import PAPER_IMAGE_PIXELS, reproduce_paper_000, world_knobs
+
+    assert world_knobs() == {}  # the default world's points are what they were
+    assert world_knobs("mode1-lossless", PAPER_IMAGE_PIXELS) == {
+        "modes": ["mode1-lossless", "mode3_1", "mode3_2", "mode3_3"], "n_pixels": 1166667}
+    with pytest.raises(ValueError, match="mode1 = 'mode9'; use one of mode1, mode1-lossless"):
+        world_knobs("mode9")
+    with pytest.raises(ValueError, match="n_pixels = 10; .* 1166667 for the paper's 3.5 MB images"):
+        world_knobs(n_pixels=10)
+    with pytest.raises(ValueError, match="dsac weights .*nope.safetensors not found: .*`sagin-hil train dsac`"):
+        reproduce_paper_000(tmp_path, quick=True, weights={"dsac": str(tmp_path / "nope.safetensors")})

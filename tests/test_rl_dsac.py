@@ -2,6 +2,8 @@
 switches, the option head learns, training resumes from a checkpoint, the features the controller computes
 from a ControllerState are the environment's, and the shipped policy beats greedy on held-out seeds."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,21 @@ def _shipped(algo):
     from sagin_hil.controllers.rl.train import shipped_weights
 
     return shipped_weights(algo)
+
+
+def test_training_in_another_world_records_it_and_is_never_shipped(tmp_path):
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+    from sagin_hil.controllers.rl.train import train_seeds
+
+    torch.set_num_threads(1)
+    world = {"horizon_s": 10.0, "modes": ("mode1-lossless", "mode3_3"), "n_pixels": 1166667}
+    summary = train_seeds("dsac", tmp_path, minutes=5.0, seeds=1, n_envs=2, world_kwargs=world, warmup=16,
+                          cfg=DSACConfig(batch=16), max_env_steps=16)
+    assert summary["world"]["modes"] == ("mode1-lossless", "mode3_3") and summary["seeds"][0]["env_steps"] == 16
+    assert json.loads((tmp_path / "dsac-summary.json").read_text())["world"]["n_pixels"] == 1166667
+    res = CliRunner().invoke(app, ["train", "dsac", "--mode1", "mode1-lossless", "--ship", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "the shipped policies are the default world's" in res.output
+    res = CliRunner().invoke(app, ["train", "mappo", "--mode1", "mode9", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "use one of mode1, mode1-lossless" in res.output

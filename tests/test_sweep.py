@@ -161,3 +161,19 @@ def test_a_point_that_kills_every_worker_it_runs_on_is_given_up_and_named(tmp_pa
     # the batch of both died, then each point alone: both named, nothing stored
     assert set(out.failed) == {"a", "b"} and all("worker died" in e for e in out.failed.values())
     assert out.results == {} and list(tmp_path.glob("*.json")) == []
+
+
+def test_a_kept_point_is_reused_only_for_the_same_arguments(tmp_path):
+    """Resuming into a folder written with other settings must not hand back their results."""
+    from dask.distributed import Client, LocalCluster
+
+    from sagin_hil.sweep_engine import run_points
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        first = run_points("builtins:dict", {"p": {"seeds": [0, 1]}}, tmp_path, client=client)  # dict(**args)
+        same = run_points("builtins:dict", {"p": {"seeds": (0, 1)}}, tmp_path, client=client)  # stored as a list
+        other = run_points("builtins:dict", {"p": {"seeds": [0, 1, 2]}}, tmp_path, client=client)
+    assert first.results["p"]["result"] == first.results["p"]["args"] == {"seeds": [0, 1]}
+    assert (same.skipped, same.ran) == (1, 0)
+    assert (other.skipped, other.ran, other.results["p"]["result"]) == (0, 1, {"seeds": [0, 1, 2]})

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+
 import typer
 
 __all__ = ["register"]
 
 
-def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str) -> None:
+def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str,
+           mode1: str = "mode1", image_pixels: int | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sagin_hil.controllers.rl.train import shipped_weights, train_seeds
+    from sagin_hil.flowgraphs.reproduce import world_knobs, world_kwargs
+
+    try:
+        knobs = world_knobs(mode1, image_pixels)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if knobs and ship:
+        raise typer.BadParameter("the shipped policies are the default world's: train this world without --ship "
+                                 "and give its weights to `reproduce paper-000 --dsac/--mappo`")
 
     ship_to = shipped_weights(algo) if ship else out / f"{algo}.safetensors"
     typer.echo(f"training {algo}: {seeds} seeds x {minutes / seeds:.1f} min on {n_envs} environments in {out}")
@@ -24,7 +36,7 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
                        scc="-" if scc != scc else f"{scc:.3f}")
 
         summary = train_seeds(algo, out, minutes, seeds=seeds, n_envs=n_envs, device=device, ship_to=ship_to,
-                              progress=cb)
+                              progress=cb, **({"world_kwargs": world_kwargs(knobs)} if knobs else {}))
     for s, r in summary["seeds"].items():
         typer.echo(f"seed {s}: {r['env_steps']} env steps in {r['wall_s']:.0f} s, final training SCC/task "
                    f"{r['final_scc_per_task']:.3f}")
@@ -40,8 +52,12 @@ def _train_command(algo: str):
                                  "re-running resumes from the checkpoints there."),
         ship: bool = typer.Option(False, help="Write the kept policy over the package's shipped weights."),
         device: str = typer.Option("auto", help="cpu, cuda or auto (CUDA when present)."),
+        mode1: str = typer.Option("mode1", help="The world's Mode 1: mode1 (rate-adaptive JPEG 2000) or "
+                                  "mode1-lossless (docs/reproductions.md)."),
+        image_pixels: Optional[int] = typer.Option(None, help="Pixels of every task image (default 512 x 512; "
+                                                   "the paper's 3.5 MB images: 1166667)."),
     ) -> None:
-        _train(algo, minutes, seeds, envs, out, ship, device)
+        _train(algo, minutes, seeds, envs, out, ship, device, mode1, image_pixels)
 
     cmd.__doc__ = (f"Train {algo.upper()} on the vectorised SAGIN environment for a wall-time budget "
                    "(resumable), plot its learning curves over seeds and keep one policy as safetensors.")

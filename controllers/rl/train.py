@@ -71,7 +71,8 @@ def train_seeds(algo: str, out_dir: str | Path, minutes: float, seeds: int = 3, 
     best = max(runs, key=lambda s: final(runs[s]))
     summary = {"algo": algo, "seeds": {s: {"env_steps": r["env_steps"], "wall_s": round(r["wall_s"], 1),
                                            "final_scc_per_task": round(final(r), 4)} for s, r in runs.items()},
-               "shipped_seed": best, "minutes_per_seed": minutes / seeds, "n_envs": n_envs}
+               "shipped_seed": best, "minutes_per_seed": minutes / seeds, "n_envs": n_envs,
+               "world": kwargs.get("world_kwargs") or "default"}
     plot_curves({s: r["curve"] for s, r in runs.items()}, out / f"{algo}-curves.png", algo)
     (out / f"{algo}-summary.json").write_text(json.dumps(summary, indent=1))
     if ship_to is not None:
@@ -92,7 +93,7 @@ def plot_curves(curves: dict[int, list[dict]], path: str | Path, algo: str) -> P
     xs = [np.array([p["env_steps"] for p in c], float) for c in curves.values() if c]
     ys = [np.array([p["scc_per_task"] for p in c], float) for c in curves.values() if c]
     if xs:
-        grid = np.linspace(0, min(x[-1] for x in xs), 50)
+        grid = np.linspace(max(x[0] for x in xs), min(x[-1] for x in xs), 50)  # where every seed has a point
         yi = np.array([np.interp(grid, x, y, left=np.nan) for x, y in zip(xs, ys)])
         for x, y in zip(xs, ys):
             ax.plot(x, y, lw=0.6, alpha=0.4, color="grey")
