@@ -266,7 +266,7 @@ class Jpeg2000Codec(Codec):
 class Jpeg2000LosslessCodec(Jpeg2000Codec):
     """Lossless JPEG 2000 (reversible 5/3 wavelet): the whole image, bit exact, at whatever size it takes.
 
-    [P000]'s Mode 1 read literally: no rate adaptation ("high transmission volumes and poor scalability").
+    [P000]'s Mode 1 read literally: a large, fixed volume, with no rate adaptation.
     The payload is the same format as :class:`Jpeg2000Codec`'s (one quality layer), so either decodes it.
     """
 

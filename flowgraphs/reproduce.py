@@ -6,8 +6,8 @@ on the sweep engine (sweep_engine.run_points: a local Dask cluster, or --schedul
 OUT/points/ as it finishes, so an interrupted reproduction resumes where it stopped.
 
 Two readings of [P000]'s Mode 1 (`mode1`): "mode1", the project's rate-adaptive JPEG 2000 (the controller sets
-its bits per pixel), and "mode1-lossless", the whole image losslessly, as the paper describes its Mode 1 ("high
-transmission volumes and poor scalability"); with the paper's 3.5 MB images (`n_pixels` = PAPER_IMAGE_PIXELS)
+its bits per pixel), and "mode1-lossless", the whole image losslessly, as the paper describes its Mode 1 (a large
+volume that does not scale); with the paper's 3.5 MB images (`n_pixels` = PAPER_IMAGE_PIXELS)
 the second makes the mode choice bite (docs/reproductions.md).
 """
 
@@ -28,7 +28,7 @@ __all__ = ["reproduce_paper_000", "point", "world_kwargs", "world_knobs", "sampl
 
 ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
 MODE1_READINGS = ("mode1", "mode1-lossless")
-PAPER_IMAGE_PIXELS = round(3.5e6 * 8 / 24)  # [P000] Sec. V: "the size of an original image is 3.5 MB" (24-bit colour)
+PAPER_IMAGE_PIXELS = round(3.5e6 * 8 / 24)  # [P000] Sec. V: original images of 3.5 MB (24-bit colour)
 
 
 def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:

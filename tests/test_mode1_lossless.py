@@ -1,4 +1,4 @@
-"""Mode 1 read literally ([P000]: "high transmission volumes and poor scalability"): lossless JPEG 2000 of the
+"""Mode 1 read literally ([P000]'s Mode 1 has a large volume and does not scale): lossless JPEG 2000 of the
 whole image. The codec is bit exact, the mode's table row is what the codec makes, `sagin-hil run` carries
 it, and the environment plans with its measured size and an SCC quality term of 1."""
 
