@@ -36,10 +36,13 @@ from sagin_hil.phy.channel.geometry import SPEED_OF_LIGHT_M_S, enu_basis, enu_to
 from sagin_hil.phy.mcs import MCS_TABLE
 
 __all__ = ["LinkTables", "link_tables", "Predictor", "SaginWorld", "DEFAULT_MODES", "DEFAULT_IMAGE_PIXELS",
-           "candidate_routes_at"]
+           "candidate_routes_at", "MODE1_READINGS", "PAPER_IMAGE_PIXELS", "world_knobs"]
 
 DEFAULT_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")  # [P000]'s digital modes with measured rows
 DEFAULT_IMAGE_PIXELS = 512 * 512  # as link adaptation plans a task whose image shape is unknown
+# [P000]'s Mode 1 two ways: JPEG 2000 at the rate the controller sets, or the whole image (heavy, not scalable)
+MODE1_READINGS = ("mode1", "mode1-lossless")
+PAPER_IMAGE_PIXELS = round(3.5e6 * 8 / 24)  # [P000] Sec. V: original images of 3.5 MB (24-bit colour)
 SNR_FLOOR_DB = -50.0  # a link below the horizon (-inf dB) is shown to agents at this value
 CANDIDATE_UAVS = 2  # controllers/world.py: the UAVs nearest each user a task may go through
 
@@ -225,6 +228,18 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
         k = int(np.argmax(sa_elev[:, n]))
         routes.append((source, n, user) if k == source else (source, k, n, user))
     return routes
+
+
+def world_knobs(mode1: str = "mode1", n_pixels: int | None = None) -> dict[str, Any]:
+    """SaginWorld arguments of a world whose Mode 1 is `mode1` (MODE1_READINGS) and whose images have n_pixels
+    (default DEFAULT_IMAGE_PIXELS): only what differs from the default world (empty for it)."""
+    if mode1 not in MODE1_READINGS:
+        raise ValueError(f"mode1 = {mode1!r}; use one of {', '.join(MODE1_READINGS)}")
+    if n_pixels is not None and n_pixels < 64 * 64:
+        raise ValueError(f"n_pixels = {n_pixels}; give the pixels of a task image, e.g. {PAPER_IMAGE_PIXELS} "
+                         "for the paper's 3.5 MB images")
+    return {**({"modes": [mode1, *DEFAULT_MODES[1:]]} if mode1 != "mode1" else {}),
+            **({"n_pixels": int(n_pixels)} if n_pixels is not None else {})}
 
 
 class Predictor:

@@ -8,7 +8,7 @@ OUT/points/ as it finishes, so an interrupted reproduction resumes where it stop
 Two readings of [P000]'s Mode 1 (`mode1`): "mode1", the project's rate-adaptive JPEG 2000 (the controller sets
 its bits per pixel), and "mode1-lossless", the whole image losslessly, as the paper describes its Mode 1 (a large
 volume that does not scale); with the paper's 3.5 MB images (`n_pixels` = PAPER_IMAGE_PIXELS)
-the second makes the mode choice bite (docs/reproductions.md).
+the second makes the mode choice bite (docs/reproductions.md; controllers.abstraction.world_knobs).
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.controllers.link_adaptation import DEFAULT_IMAGE_PIXELS
+from sagin_hil.controllers.abstraction import DEFAULT_IMAGE_PIXELS, world_knobs
 
-__all__ = ["reproduce_paper_000", "point", "world_kwargs", "world_knobs", "sample_level", "MODE1_READINGS",
-           "PAPER_IMAGE_PIXELS"]
+__all__ = ["reproduce_paper_000", "point", "world_kwargs", "sample_level"]
 
 ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
-MODE1_READINGS = ("mode1", "mode1-lossless")
-PAPER_IMAGE_PIXELS = round(3.5e6 * 8 / 24)  # [P000] Sec. V: original images of 3.5 MB (24-bit colour)
 
 
 def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -58,18 +55,6 @@ def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     if "n_pixels" in spec:
         kw["n_pixels"] = int(spec["n_pixels"])
     return kw
-
-
-def world_knobs(mode1: str = "mode1", n_pixels: int | None = None) -> dict[str, Any]:
-    """The knobs of a world whose Mode 1 is `mode1` (MODE1_READINGS) and whose images have n_pixels (default
-    512 x 512): only what differs from the default world, so a default point keeps its spec."""
-    if mode1 not in MODE1_READINGS:
-        raise ValueError(f"mode1 = {mode1!r}; use one of {', '.join(MODE1_READINGS)}")
-    if n_pixels is not None and n_pixels < 64 * 64:
-        raise ValueError(f"n_pixels = {n_pixels}; give the pixels of a task image, e.g. {PAPER_IMAGE_PIXELS} "
-                         "for the paper's 3.5 MB images")
-    return {**({"modes": [mode1, *ALL_MODES[1:]]} if mode1 != "mode1" else {}),
-            **({"n_pixels": int(n_pixels)} if n_pixels is not None else {})}
 
 
 _POLICY_CACHE: dict[tuple[str, str | None], Any] = {}
@@ -170,8 +155,8 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
                         weights: dict[str, str] | None = None) -> dict[str, Any]:
     """Write out/paper-000.json and one plot per figure; returns the JSON's content. The environment points run
     on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster).
-    mode1: the mode that plays [P000]'s Mode 1 (MODE1_READINGS); n_pixels: every task image's pixels in the
-    environment (default 512 x 512; the paper's images: PAPER_IMAGE_PIXELS). The sample-level runs send the
+    mode1: the mode that plays [P000]'s Mode 1 (abstraction.MODE1_READINGS); n_pixels: every task image's pixels
+    in the environment (default 512 x 512; the paper's images: abstraction.PAPER_IMAGE_PIXELS). The sample-level runs send the
     flowgraph's own images, so they are left out when n_pixels is given. weights: {"dsac" | "mappo": file}
     instead of the shipped policies."""
     from sagin_hil.sweep_engine import run_points

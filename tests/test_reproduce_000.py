@@ -120,7 +120,8 @@ def test_quick_reproduction_end_to_end(tmp_path):
 
 
 def test_the_mode1_reading_is_named_and_a_default_point_keeps_its_spec(tmp_path):
-    from sagin_hil.flowgraphs.reproduce import PAPER_IMAGE_PIXELS, reproduce_paper_000, world_knobs
+    from sagin_hil.controllers.abstraction import PAPER_IMAGE_PIXELS, world_knobs
+    from sagin_hil.flowgraphs.reproduce import reproduce_paper_000
 
     assert world_knobs() == {}  # the default world's points are what they were
     assert world_knobs("mode1-lossless", PAPER_IMAGE_PIXELS) == {

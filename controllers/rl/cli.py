@@ -15,7 +15,7 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sagin_hil.controllers.rl.train import shipped_weights, train_seeds
-    from sagin_hil.flowgraphs.reproduce import world_knobs, world_kwargs
+    from sagin_hil.controllers.abstraction import world_knobs
 
     try:
         knobs = world_knobs(mode1, image_pixels)
@@ -36,7 +36,7 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
                        scc="-" if scc != scc else f"{scc:.3f}")
 
         summary = train_seeds(algo, out, minutes, seeds=seeds, n_envs=n_envs, device=device, ship_to=ship_to,
-                              progress=cb, **({"world_kwargs": world_kwargs(knobs)} if knobs else {}))
+                              progress=cb, **({"world_kwargs": knobs} if knobs else {}))
     for s, r in summary["seeds"].items():
         typer.echo(f"seed {s}: {r['env_steps']} env steps in {r['wall_s']:.0f} s, final training SCC/task "
                    f"{r['final_scc_per_task']:.3f}")
