@@ -230,16 +230,20 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
     return routes
 
 
-def world_knobs(mode1: str = "mode1", n_pixels: int | None = None) -> dict[str, Any]:
-    """SaginWorld arguments of a world whose Mode 1 is `mode1` (MODE1_READINGS) and whose images have n_pixels
-    (default DEFAULT_IMAGE_PIXELS): only what differs from the default world (empty for it)."""
+def world_knobs(mode1: str = "mode1", n_pixels: int | None = None, uav_offset_m: float = 0.0) -> dict[str, Any]:
+    """SaginWorld arguments of a world whose Mode 1 is `mode1` (MODE1_READINGS), whose images have n_pixels
+    (default DEFAULT_IMAGE_PIXELS) and whose UAVs start uav_offset_m from their users' area: only what differs
+    from the default world (empty for it)."""
+    if not 0 <= uav_offset_m < 1e5:
+        raise ValueError(f"uav_offset_m = {uav_offset_m!r}; give metres >= 0 (e.g. 1500)")
     if mode1 not in MODE1_READINGS:
         raise ValueError(f"mode1 = {mode1!r}; use one of {', '.join(MODE1_READINGS)}")
     if n_pixels is not None and n_pixels < 64 * 64:
         raise ValueError(f"n_pixels = {n_pixels}; give the pixels of a task image, e.g. {PAPER_IMAGE_PIXELS} "
                          "for the paper's 3.5 MB images")
     return {**({"modes": [mode1, *DEFAULT_MODES[1:]]} if mode1 != "mode1" else {}),
-            **({"n_pixels": int(n_pixels)} if n_pixels is not None else {})}
+            **({"n_pixels": int(n_pixels)} if n_pixels is not None else {}),
+            **({"uav_offset_m": float(uav_offset_m)} if uav_offset_m else {})}
 
 
 class Predictor:
@@ -504,14 +508,18 @@ class SaginWorld:
     slot; arrival_rate_hz: FTP Model 3 rate per LEO; window: tasks shown and decided per slot; modes,
     target_bler, n_pixels: the Predictor's; deadline_range_s, quality_range_db, weight_quality: the tasks';
     image_profiles: image name -> QualityProfile, the pool each task's image is drawn from uniformly (default:
-    the held-out images' stored profiles, codecs/profile.py; {} plans every task as the table's mean image).
+    the held-out images' stored profiles, codecs/profile.py; {} plans every task as the table's mean image);
+    uav_offset_m: each episode deploys every UAV this far from its home (its users' area) in a direction drawn
+    from the episode's seed, inside the area ([P000] Sec. V deploys each UAV at random around its area; 0: at
+    the home, the default).
     """
 
     def __init__(self, n_envs: int = 1, scenario=None, horizon_s: float = 200.0, slot_s: float = 1.0,
                  arrival_rate_hz: float = 0.1, window: int = 8, modes=DEFAULT_MODES, target_bler: float = 0.1,
                  n_pixels: int = DEFAULT_IMAGE_PIXELS, deadline_range_s=(2.0, 11.0),
                  quality_range_db=(10.0, 30.0), weight_quality: float = 0.5, rolloff: float = 0.25,
-                 predictor: Predictor | None = None, image_profiles: dict | None = None):
+                 predictor: Predictor | None = None, image_profiles: dict | None = None,
+                 uav_offset_m: float = 0.0):
         if int(n_envs) < 1:
             raise ValueError(f"n_envs = {n_envs!r} must be >= 1")
         if int(window) < 1:
@@ -520,6 +528,9 @@ class SaginWorld:
             raise ValueError(f"slot_s = {slot_s!r} must be > 0 seconds")
         if not rolloff >= 0:
             raise ValueError(f"rolloff = {rolloff!r} must be >= 0")
+        if not 0 <= uav_offset_m < 1e5:
+            raise ValueError(f"uav_offset_m = {uav_offset_m!r} must be >= 0 metres (and below 100 km)")
+        self.uav_offset_m = float(uav_offset_m)
         if scenario is None:
             from sagin_hil.phy.channel.scenario import Scenario
 
@@ -610,6 +621,12 @@ class SaginWorld:
         self.finish_s = np.full(self.arrival_s.shape, np.inf)
         self.scc = np.zeros(self.arrival_s.shape)
         self.uav_m = np.broadcast_to(self.tables.uav_home_m, (self.E, self.N, 3)).copy()
+        if self.uav_offset_m > 0:  # a stream of its own, so the tasks an episode draws do not change
+            for e, s in enumerate(seeds):
+                angle = np.random.default_rng(None if s is None else [int(s), 1]).uniform(0.0, 2 * np.pi, self.N)
+                self.uav_m[e, :, :2] += self.uav_offset_m * np.stack([np.cos(angle), np.sin(angle)], -1)
+            tb = self.tables
+            self.uav_m[..., :2] = np.clip(self.uav_m[..., :2], tb.area_lo_m, tb.area_hi_m)
         self.busy_until_s = np.zeros((self.E, self.K + self.N))  # transmitters: LEOs then UAVs
         self.t_s = 0.0
         self.step_index = 0

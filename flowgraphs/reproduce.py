@@ -30,7 +30,8 @@ ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
 
 def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
     """SaginWorld arguments from a point's knobs: min_elevation_deg and sat_power_w (the scenario), modes,
-    weight_quality (xi_q), deadline_s and quality_min_db (fixed values or [lo, hi]), horizon_s, n_pixels."""
+    weight_quality (xi_q), deadline_s and quality_min_db (fixed values or [lo, hi]), horizon_s, n_pixels,
+    uav_offset_m."""
     kw: dict[str, Any] = {}
     if "min_elevation_deg" in spec or "sat_power_w" in spec:
         from sagin_hil.phy.channel.scenario import Scenario
@@ -54,6 +55,8 @@ def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
         kw["horizon_s"] = float(spec["horizon_s"])
     if "n_pixels" in spec:
         kw["n_pixels"] = int(spec["n_pixels"])
+    if "uav_offset_m" in spec:
+        kw["uav_offset_m"] = float(spec["uav_offset_m"])
     return kw
 
 
@@ -152,16 +155,17 @@ def sample_level(algos: list[str], seeds: list[int], tasks: int, log: Callable[[
 def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None = None, sample_level_runs: bool = True,
                         log: Callable[[str], None] = print, workers: int | None = None,
                         scheduler: str | None = None, mode1: str = "mode1", n_pixels: int | None = None,
-                        weights: dict[str, str] | None = None) -> dict[str, Any]:
+                        weights: dict[str, str] | None = None, uav_offset_m: float = 0.0) -> dict[str, Any]:
     """Write out/paper-000.json and one plot per figure; returns the JSON's content. The environment points run
     on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster).
     mode1: the mode that plays [P000]'s Mode 1 (abstraction.MODE1_READINGS); n_pixels: every task image's pixels
     in the environment (default 512 x 512; the paper's images: abstraction.PAPER_IMAGE_PIXELS). The sample-level runs send the
     flowgraph's own images, so they are left out when n_pixels is given. weights: {"dsac" | "mappo": file}
-    instead of the shipped policies."""
+    instead of the shipped policies. uav_offset_m: every UAV starts this far from its users' area
+    (SaginWorld); the sample-level runs keep the flowgraph's deployment."""
     from sagin_hil.sweep_engine import run_points
 
-    world = world_knobs(mode1, n_pixels)
+    world = world_knobs(mode1, n_pixels, uav_offset_m)
     weights = {k: str(Path(v).resolve()) for k, v in (weights or {}).items()}
     if set(weights) - {"dsac", "mappo"}:
         raise ValueError(f"weights for {sorted(set(weights) - {'dsac', 'mappo'})}: only dsac and mappo have weights")
@@ -181,7 +185,8 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     res: dict[str, Any] = {"paper": "000", "quick": quick, "held_out_seeds": held_out,
                            "world": {"policies_horizon_s": base_policies["horizon_s"],
                                      "figures_horizon_s": base["horizon_s"], "scenario": "default",
-                                     "mode1": mode1, "n_pixels": int(n_pixels or DEFAULT_IMAGE_PIXELS)},
+                                     "mode1": mode1, "n_pixels": int(n_pixels or DEFAULT_IMAGE_PIXELS),
+                                     "uav_offset_m": float(uav_offset_m)},
                            "weights": {"dsac": weights.get("dsac", "shipped"), "mappo": weights.get("mappo", "shipped")}}
     policies = ("dsac", "mappo", "greedy", "random", "link-adaptation")
     figures = _figures(quick, mode1)

@@ -30,6 +30,8 @@ def reproduce_000(
     dsac: Optional[Path] = typer.Option(None, help="DSAC weights (.safetensors from `train dsac`) instead of the "
                                         "shipped ones."),
     mappo: Optional[Path] = typer.Option(None, help="MAPPO weights instead of the shipped ones."),
+    uav_offset_m: float = typer.Option(0.0, help="Deploy every UAV this far from its users' area, in a direction "
+                                       "drawn per episode (the paper deploys them at random around their areas)."),
 ) -> None:
     """Paper 000's comparisons (Fig. 6-10) from the environment with the trained policies, 95 % intervals
     over held-out seeds, plus a few points re-run at sample level."""
@@ -40,7 +42,8 @@ def reproduce_000(
     try:
         res = reproduce_paper_000(out, quick=quick, seeds=seeds, sample_level_runs=sample_level, log=typer.echo,
                                   workers=workers, scheduler=scheduler, mode1=mode1, n_pixels=image_pixels,
-                                  weights={k: str(v) for k, v in (("dsac", dsac), ("mappo", mappo)) if v})
+                                  weights={k: str(v) for k, v in (("dsac", dsac), ("mappo", mappo)) if v},
+                                  uav_offset_m=uav_offset_m)
     except (SweepError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

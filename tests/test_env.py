@@ -388,3 +388,20 @@ def test_vector_env_resets_in_the_step_that_ends_the_episode():
     assert trunc.all() and not term.any()
     t_field = slice(0, 1)  # obs_layout starts with time / horizon
     assert np.allclose(info["final_obs"][:, t_field], 1.0) and np.allclose(obs[:, t_field], 0.0)
+
+
+def test_uavs_deployed_around_their_areas():
+    """uav_offset_m moves each UAV's start that far from its home (inside the area) in a direction of the
+    episode's seed, and nothing else: the tasks drawn are the same, and 0 is the default world."""
+    a, b = SaginWorld(3, horizon_s=10.0, uav_offset_m=1500.0), SaginWorld(3, horizon_s=10.0)
+    a.reset([0, 1, 0])
+    b.reset([0, 1, 0])
+    off = np.linalg.norm(a.uav_m[..., :2] - a.tables.uav_home_m[:, :2], axis=-1)
+    inside = np.all((a.uav_m[..., :2] > a.tables.area_lo_m) & (a.uav_m[..., :2] < a.tables.area_hi_m), axis=-1)
+    assert np.allclose(off[inside], 1500.0) and np.all(off <= 1500.0 + 1e-9) and inside.sum() >= 4
+    assert np.array_equal(a.uav_m[0], a.uav_m[2]) and not np.array_equal(a.uav_m[0], a.uav_m[1])  # per seed
+    assert np.array_equal(b.uav_m, np.broadcast_to(b.tables.uav_home_m, b.uav_m.shape))
+    for k in ("arrival_s", "user", "deadline_s", "q_min_db", "image"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    with pytest.raises(ValueError, match="uav_offset_m = -1.0 must be >= 0 metres"):
+        SaginWorld(1, horizon_s=10.0, uav_offset_m=-1.0)

@@ -11,14 +11,14 @@ __all__ = ["register"]
 
 
 def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str,
-           mode1: str = "mode1", image_pixels: int | None = None) -> None:
+           mode1: str = "mode1", image_pixels: int | None = None, uav_offset_m: float = 0.0) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sagin_hil.controllers.rl.train import shipped_weights, train_seeds
     from sagin_hil.controllers.abstraction import world_knobs
 
     try:
-        knobs = world_knobs(mode1, image_pixels)
+        knobs = world_knobs(mode1, image_pixels, uav_offset_m)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if knobs and ship:
@@ -56,8 +56,9 @@ def _train_command(algo: str):
                                   "mode1-lossless (docs/reproductions.md)."),
         image_pixels: Optional[int] = typer.Option(None, help="Pixels of every task image (default 512 x 512; "
                                                    "the paper's 3.5 MB images: 1166667)."),
+        uav_offset_m: float = typer.Option(0.0, help="Deploy every UAV this far from its users' area each episode."),
     ) -> None:
-        _train(algo, minutes, seeds, envs, out, ship, device, mode1, image_pixels)
+        _train(algo, minutes, seeds, envs, out, ship, device, mode1, image_pixels, uav_offset_m)
 
     cmd.__doc__ = (f"Train {algo.upper()} on the vectorised SAGIN environment for a wall-time budget "
                    "(resumable), plot its learning curves over seeds and keep one policy as safetensors.")
