@@ -159,10 +159,10 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     """Write out/paper-000.json and one plot per figure; returns the JSON's content. The environment points run
     on the sweep engine (workers: local processes, default one per core; scheduler: an existing cluster).
     mode1: the mode that plays [P000]'s Mode 1 (abstraction.MODE1_READINGS); n_pixels: every task image's pixels
-    in the environment (default 512 x 512; the paper's images: abstraction.PAPER_IMAGE_PIXELS). The sample-level runs send the
-    flowgraph's own images, so they are left out when n_pixels is given. weights: {"dsac" | "mappo": file}
-    instead of the shipped policies. uav_offset_m: every UAV starts this far from its users' area
-    (SaginWorld); the sample-level runs keep the flowgraph's deployment."""
+    in the environment (default 512 x 512; the paper's: abstraction.PAPER_IMAGE_PIXELS); uav_offset_m: every
+    UAV starts this far from its users' area (SaginWorld); weights: {"dsac" | "mappo": file} instead of the
+    shipped policies. The sample-level runs keep the flowgraph's images and UAV deployment, so they are left
+    out when n_pixels or uav_offset_m is given (the JSON says why)."""
     from sagin_hil.sweep_engine import run_points
 
     world = world_knobs(mode1, n_pixels, uav_offset_m)
@@ -214,9 +214,12 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
         figs[name] = {"knob": fig["knob"], "x": fig["x"], "fixed": fig.get("fixed", {}), "series": series}
         _plot(name, figs[name], out / f"{name}.png")
     res["figures"] = figs
-    if sample_level_runs and n_pixels is not None:
-        res["sample_level_skipped"] = (f"the flowgraph sends its own images, not {n_pixels}-pixel ones; "
-                                       "run without --image-pixels for the sample-level check")
+    unlike = [why for why, differs in ((f"its own images, not {n_pixels}-pixel ones (--image-pixels)",
+                                        n_pixels is not None),
+                                       ("its own UAV deployment, not one offset from the areas (--uav-offset-m)",
+                                        uav_offset_m > 0)) if differs]
+    if sample_level_runs and unlike:  # the flowgraph's world would not be the one the points ran in
+        res["sample_level_skipped"] = f"the flowgraph keeps {' and '.join(unlike)}; run without them to check it"
     elif sample_level_runs:
         log("sample level (sagin-000)")
         s_seeds = held_out[:2] if quick else held_out[:3]

@@ -90,6 +90,7 @@ def test_uavs_deployed_away_from_their_users_make_trajectory_planning_pay():
     the same held-out seeds; the extra modes' gain is positive but tiny (docs/reproductions.md)."""
     res = json.loads(DEPLOYED.read_text())
     assert not res["quick"] and res["world"]["uav_offset_m"] == 1500.0 and res["world"]["mode1"] == "mode1-lossless"
+    assert "sample_level" not in res and "--image-pixels" in res["sample_level_skipped"]
     m = {k: v["scc_mean"] for k, v in res["policies"].items()}
     assert m["dsac"] >= m["mappo"] >= m["greedy"] >= m["random"], m
     fig9 = "fig9_scc_vs_min_elevation"
