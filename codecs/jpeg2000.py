@@ -174,11 +174,15 @@ class Jpeg2000Codec(Codec):
                       "bpp": 8 * len(data) / (img.shape[0] * img.shape[1]), **meta},
         )
 
+    @staticmethod
+    def _image(image: np.ndarray) -> np.ndarray:
+        """The checked image as OpenJPEG takes it (a single-channel HxWx1 as HxW)."""
+        img = check_image(image)
+        return img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+
     def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
         t0 = time.perf_counter()
-        img = check_image(image)
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[:, :, 0]
+        img = self._image(image)
         budget_bits, target_psnr_db = (None, None) if budget is None else (budget.bits, budget.psnr_db)
         if (budget_bits is None) == (target_psnr_db is None):
             raise CodecError(f"JPEG 2000 needs exactly one of Budget(bits=...) or Budget(psnr_db=...); got {budget}")
@@ -275,9 +279,7 @@ class Jpeg2000LosslessCodec(Jpeg2000Codec):
     def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
         """Budget.bits, if given, is a ceiling (CodecError when the image needs more); any PSNR target is met."""
         t0 = time.perf_counter()
-        img = check_image(image)
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[:, :, 0]
+        img = self._image(image)
         data = self._frame(img, self._write(img, None, 1), 1)
         if budget is not None and budget.bits is not None and 8 * len(data) > budget.bits:
             raise CodecError(f"this image needs {8 * len(data)} bits losslessly, over Budget(bits={budget.bits}); "

@@ -230,12 +230,17 @@ def candidate_routes_at(tables: LinkTables, i_t: int, source: int, user: int,
     return routes
 
 
+def _check_uav_offset_m(uav_offset_m: float) -> float:
+    if not 0 <= uav_offset_m < 1e5:
+        raise ValueError(f"uav_offset_m = {uav_offset_m!r} must be >= 0 metres (and below 100 km), e.g. 1500")
+    return float(uav_offset_m)
+
+
 def world_knobs(mode1: str = "mode1", n_pixels: int | None = None, uav_offset_m: float = 0.0) -> dict[str, Any]:
     """SaginWorld arguments of a world whose Mode 1 is `mode1` (MODE1_READINGS), whose images have n_pixels
     (default DEFAULT_IMAGE_PIXELS) and whose UAVs start uav_offset_m from their users' area: only what differs
-    from the default world (empty for it)."""
-    if not 0 <= uav_offset_m < 1e5:
-        raise ValueError(f"uav_offset_m = {uav_offset_m!r}; give metres >= 0 (e.g. 1500)")
+    from the default world (empty for it). Checked here, before any world is built."""
+    _check_uav_offset_m(uav_offset_m)
     if mode1 not in MODE1_READINGS:
         raise ValueError(f"mode1 = {mode1!r}; use one of {', '.join(MODE1_READINGS)}")
     if n_pixels is not None and n_pixels < 64 * 64:
@@ -528,9 +533,7 @@ class SaginWorld:
             raise ValueError(f"slot_s = {slot_s!r} must be > 0 seconds")
         if not rolloff >= 0:
             raise ValueError(f"rolloff = {rolloff!r} must be >= 0")
-        if not 0 <= uav_offset_m < 1e5:
-            raise ValueError(f"uav_offset_m = {uav_offset_m!r} must be >= 0 metres (and below 100 km)")
-        self.uav_offset_m = float(uav_offset_m)
+        self.uav_offset_m = _check_uav_offset_m(uav_offset_m)
         if scenario is None:
             from sagin_hil.phy.channel.scenario import Scenario
 

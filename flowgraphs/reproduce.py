@@ -21,11 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.controllers.abstraction import DEFAULT_IMAGE_PIXELS, world_knobs
+from sagin_hil.controllers.abstraction import DEFAULT_IMAGE_PIXELS, DEFAULT_MODES, world_knobs
 
 __all__ = ["reproduce_paper_000", "point", "world_kwargs", "sample_level"]
-
-ALL_MODES = ("mode1", "mode3_1", "mode3_2", "mode3_3")
 
 
 def world_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +83,7 @@ def point(policy: str, seeds: list[int], spec: dict[str, Any], weights: str | No
 def _figures(quick: bool, mode1: str = "mode1") -> dict[str, dict[str, Any]]:
     """Each figure: its x knob, x values, and the series (label -> (policy, fixed knobs)); `mode1` plays Mode 1."""
     pick = (lambda full, fast: fast if quick else full)  # noqa: E731
-    single = {m: ("dsac", {"modes": [m]}) for m in (mode1, *ALL_MODES[1:])}
+    single = {m: ("dsac", {"modes": [m]}) for m in (mode1, *DEFAULT_MODES[1:])}
     return {
         "fig6_scc_vs_xi_q": {"knob": "weight_quality", "x": pick([0.1, 0.4, 0.7, 0.9], [0.1, 0.5, 0.9]),
                              "series": {"DSAC": ("dsac", {}), "MAPPO": ("mappo", {})}},
@@ -223,7 +221,7 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     elif sample_level_runs:
         log("sample level (sagin-000)")
         s_seeds = held_out[:2] if quick else held_out[:3]
-        modes = None if mode1 == "mode1" else [mode1, *ALL_MODES[1:]]
+        modes = world.get("modes")  # the mode1 reading's, else the flowgraph's own
         res["sample_level"] = sample_level(["dsac", "mappo", "greedy"], s_seeds, 3 if quick else 8, log, modes,
                                            weights)
         res["sample_level_settings"] = {"flowgraph": "sagin-000", "seeds": s_seeds, "tasks": 3 if quick else 8,

@@ -148,7 +148,7 @@ def test_the_mode1_reading_is_named_and_a_default_point_keeps_its_spec(tmp_path)
     assert world_knobs("mode1-lossless", PAPER_IMAGE_PIXELS) == {
         "modes": ["mode1-lossless", "mode3_1", "mode3_2", "mode3_3"], "n_pixels": 1166667}
     assert world_knobs(uav_offset_m=1500) == {"uav_offset_m": 1500.0}
-    with pytest.raises(ValueError, match="uav_offset_m = -5; give metres >= 0"):
+    with pytest.raises(ValueError, match="uav_offset_m = -5 must be >= 0 metres"):
         world_knobs(uav_offset_m=-5)
     with pytest.raises(ValueError, match="mode1 = 'mode9'; use one of mode1, mode1-lossless"):
         world_knobs("mode9")
