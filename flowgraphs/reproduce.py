@@ -164,7 +164,8 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
     from sagin_hil.sweep_engine import run_points
 
     world = world_knobs(mode1, n_pixels, uav_offset_m)
-    weights = {k: str(Path(v).resolve()) for k, v in (weights or {}).items()}
+    given = {k: str(v) for k, v in (weights or {}).items()}  # recorded as given: a stored run names no machine's path
+    weights = {k: str(Path(v).resolve()) for k, v in given.items()}
     if set(weights) - {"dsac", "mappo"}:
         raise ValueError(f"weights for {sorted(set(weights) - {'dsac', 'mappo'})}: only dsac and mappo have weights")
     for k, v in weights.items():
@@ -185,7 +186,7 @@ def reproduce_paper_000(out: str | Path, quick: bool = False, seeds: int | None 
                                      "figures_horizon_s": base["horizon_s"], "scenario": "default",
                                      "mode1": mode1, "n_pixels": int(n_pixels or DEFAULT_IMAGE_PIXELS),
                                      "uav_offset_m": float(uav_offset_m)},
-                           "weights": {"dsac": weights.get("dsac", "shipped"), "mappo": weights.get("mappo", "shipped")}}
+                           "weights": {"dsac": given.get("dsac", "shipped"), "mappo": given.get("mappo", "shipped")}}
     policies = ("dsac", "mappo", "greedy", "random", "link-adaptation")
     figures = _figures(quick, mode1)
 

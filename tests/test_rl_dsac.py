@@ -191,3 +191,59 @@ def test_training_in_another_world_records_it_and_is_never_shipped(tmp_path):
     assert res.exit_code == 2 and "the shipped policies are the default world's" in res.output
     res = CliRunner().invoke(app, ["train", "mappo", "--mode1", "mode9", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "use one of mode1, mode1-lossless" in res.output
+
+
+def test_snr_shaping_is_potential_based_and_pays_flying_toward_the_users():
+    """The waypoint shaping telescopes: its discounted sum over an episode is -Phi(s0), whatever the moves, so
+    it changes no optimal policy; in a world whose UAVs start 1.5 km out, flying toward their users earns it
+    and flying away pays it."""
+    from sagin_hil.controllers.abstraction import SaginWorld
+    from sagin_hil.controllers.rl.decide import world_uav_features
+    from sagin_hil.controllers.rl.features import N_UAV_FEATURES, uav_snr_db
+    from sagin_hil.controllers.rl.train_dsac import snr_shaping
+
+    rng = np.random.default_rng(0)
+    T, gamma, per_db = 30, 0.99, 0.2
+    feats = rng.normal(size=(T + 1, 4, 3, N_UAV_FEATURES))  # [t, env, UAV, feature]
+    total = sum(gamma ** t * snr_shaping(feats[t], feats[t + 1], np.full(4, t == T - 1), gamma, per_db)
+                for t in range(T))
+    np.testing.assert_allclose(total, -per_db * uav_snr_db(feats[0]), rtol=1e-9, atol=1e-9)
+
+    def shaped_after(sign):
+        world = SaginWorld(1, horizon_s=40.0, uav_offset_m=1500.0)
+        world.reset([5])
+        uf = world_uav_features(world)
+        toward = np.zeros((1, world.N, 3))
+        toward[..., :2] = uf[..., 2:4] / np.linalg.norm(uf[..., 2:4], axis=-1, keepdims=True)  # to the centroid
+        r = np.zeros((1, world.N))
+        for _ in range(10):
+            uf = world_uav_features(world)
+            nearest = np.argmin(np.linalg.norm(world.uav_m[:, :, None] - world.tables.user_m[None, None], axis=-1), 1)
+            world.step(np.argmax(world.sa_elev_deg, axis=1), nearest, np.arange(world.K)[None],
+                       np.zeros((1, world.W), np.int64), sign * toward)
+            r += snr_shaping(uf, world_uav_features(world), np.zeros(1, bool), 1.0, per_db)
+        return r
+
+    closer, away = shaped_after(+1.0), shaped_after(-1.0)
+    assert np.all(closer > 0) and np.all(away < 0), (closer, away)
+
+
+def test_the_reward_options_are_recorded_checked_and_never_shipped(tmp_path):
+    from typer.testing import CliRunner
+
+    from sagin_hil.cli import app
+    from sagin_hil.controllers.rl.nets import load_weights
+    from sagin_hil.controllers.rl.train import train_seeds
+
+    torch.set_num_threads(1)
+    summary = train_seeds("dsac", tmp_path, minutes=5.0, seeds=1, n_envs=2, world_kwargs={"horizon_s": 10.0},
+                          warmup=16, cfg=DSACConfig(batch=16), max_env_steps=16, snr_shaping_per_db=0.2,
+                          move_cost=0.0)
+    assert summary["reward"] == {"snr_shaping_per_db": 0.2, "move_cost": 0.0}
+    _, meta = load_weights(tmp_path / "dsac-seed0.safetensors")
+    assert meta["snr_shaping_per_db"] == 0.2 and meta["move_cost"] == 0.0
+    for args, msg in ((["dsac", "--snr-shaping", "0.2", "--ship"], "trained with the default reward"),
+                      (["mappo", "--move-cost", "0"], "MAPPO's moves are free"),
+                      (["dsac", "--snr-shaping", "-1"], "--snr-shaping -1.0 must be >= 0")):
+        res = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path)])
+        assert res.exit_code == 2 and msg in " ".join(res.output.replace("│", " ").split()), res.output

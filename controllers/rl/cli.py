@@ -11,7 +11,8 @@ __all__ = ["register"]
 
 
 def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: bool, device: str,
-           mode1: str = "mode1", image_pixels: int | None = None, uav_offset_m: float = 0.0) -> None:
+           mode1: str = "mode1", image_pixels: int | None = None, uav_offset_m: float = 0.0,
+           snr_shaping: float = 0.0, move_cost: float | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sagin_hil.controllers.rl.train import shipped_weights, train_seeds
@@ -24,6 +25,17 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
     if knobs and ship:
         raise typer.BadParameter("the shipped policies are the default world's: train this world without --ship "
                                  "and give its weights to `reproduce paper-000 --dsac/--mappo`")
+    if move_cost is not None and algo != "dsac":
+        raise typer.BadParameter(f"--move-cost {move_cost} is DSAC's waypoint price; MAPPO's moves are free")
+    if move_cost is not None and not move_cost >= 0:
+        raise typer.BadParameter(f"--move-cost {move_cost} must be >= 0 (SCC per v_max x slot of move)")
+    if not snr_shaping >= 0:
+        raise typer.BadParameter(f"--snr-shaping {snr_shaping} must be >= 0 (SCC per dB; 0: no shaping)")
+    reward = {**({"snr_shaping_per_db": snr_shaping} if snr_shaping else {}),
+              **({"move_cost": move_cost} if move_cost is not None else {})}
+    if reward and ship:
+        raise typer.BadParameter("the shipped policies are trained with the default reward: train without --ship "
+                                 "and give the weights to `reproduce paper-000 --dsac/--mappo`")
 
     ship_to = shipped_weights(algo) if ship else out / f"{algo}.safetensors"
     typer.echo(f"training {algo}: {seeds} seeds x {minutes / seeds:.1f} min on {n_envs} environments in {out}")
@@ -36,7 +48,7 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
                        scc="-" if scc != scc else f"{scc:.3f}")
 
         summary = train_seeds(algo, out, minutes, seeds=seeds, n_envs=n_envs, device=device, ship_to=ship_to,
-                              progress=cb, **({"world_kwargs": knobs} if knobs else {}))
+                              progress=cb, **({"world_kwargs": knobs} if knobs else {}), **reward)
     for s, r in summary["seeds"].items():
         typer.echo(f"seed {s}: {r['env_steps']} env steps in {r['wall_s']:.0f} s, final training SCC/task "
                    f"{r['final_scc_per_task']:.3f}")
@@ -57,8 +69,13 @@ def _train_command(algo: str):
         image_pixels: Optional[int] = typer.Option(None, help="Pixels of every task image (default 512 x 512; "
                                                    "the paper's 3.5 MB images: 1166667)."),
         uav_offset_m: float = typer.Option(0.0, help="Deploy every UAV this far from its users' area each episode."),
+        snr_shaping: float = typer.Option(0.0, help="Shape the waypoint reward with a potential of this many SCC "
+                                          "per dB of each UAV's mean SNR to its users (0.2 in docs/rl.md; 0: none)."),
+        move_cost: Optional[float] = typer.Option(None, help="DSAC only: the waypoint head's price per v_max x "
+                                                  "slot of move (default 0.077, the sample-level flight wait)."),
     ) -> None:
-        _train(algo, minutes, seeds, envs, out, ship, device, mode1, image_pixels, uav_offset_m)
+        _train(algo, minutes, seeds, envs, out, ship, device, mode1, image_pixels, uav_offset_m, snr_shaping,
+               move_cost)
 
     cmd.__doc__ = (f"Train {algo.upper()} on the vectorised SAGIN environment for a wall-time budget "
                    "(resumable), plot its learning curves over seeds and keep one policy as safetensors.")

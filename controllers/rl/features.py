@@ -22,7 +22,7 @@ from sagin_hil.controllers.scc import scc_weights
 
 __all__ = ["FEATURES", "N_FEATURES", "option_features", "world_options", "WorldOptions", "state_options",
            "add_shared_features",
-           "uav_features", "N_UAV_FEATURES", "WAIT"]
+           "uav_features", "N_UAV_FEATURES", "uav_snr_db", "WAIT"]
 
 FEATURES = ("pred_scc", "delivers", "delay_over_deadline", "quality_margin", "meets_quality", "via_isl",
             "snr_isl", "snr_leo_uav", "snr_uav_user", "queue_over_deadline", "log_bpp", "deadline", "waited",
@@ -160,6 +160,7 @@ def world_options(world: SaginWorld) -> WorldOptions:
 
 
 N_UAV_FEATURES = 8
+UAV_SNR = 5  # the uav_features column of the mean SNR to the users served
 
 
 def uav_features(home_m: np.ndarray, uav_m: np.ndarray, user_m: np.ndarray, served: np.ndarray,
@@ -178,6 +179,11 @@ def uav_features(home_m: np.ndarray, uav_m: np.ndarray, user_m: np.ndarray, serv
             ((uav_m[..., 2] - alt_range_m[:, 0]) / span)[..., None], (snr / SNR_SCALE_DB)[..., None],
             (cnt / max(user_m.shape[0], 1)), np.ones_like(cnt, dtype=float)]
     return np.clip(np.concatenate(cols, -1), -4.0, 4.0).astype(np.float32)
+
+
+def uav_snr_db(uav_feats: np.ndarray) -> np.ndarray:
+    """The mean SNR (dB) from each UAV to the users it serves, read back from uav_features [..., N]."""
+    return uav_feats[..., UAV_SNR] * SNR_SCALE_DB
 
 
 def state_options(state, predictor: Predictor, busy_until_s: dict[str, float] | None = None, tasks=None):

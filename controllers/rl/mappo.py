@@ -125,11 +125,12 @@ def train_mappo(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: in
                 cfg: MAPPOConfig | None = None, checkpoint: str | Path | None = None, device: str | None = None,
                 world_kwargs: dict[str, Any] | None = None, max_env_steps: int | None = None,
                 progress: Callable[[float, float, float], None] | None = None, horizon_s: float = 50.0,
-                ) -> dict[str, Any]:
+                snr_shaping_per_db: float = 0.0) -> dict[str, Any]:
     """Train MAPPO on n_envs SaginParallelEnv rolled out in parallel (one PPO iteration = one episode of each)
     for `minutes` of wall time; write the actor to `out` (safetensors). `checkpoint` (.pt) is saved after
-    every iteration and resumed from when it exists. progress(fraction, running_scc_per_task, env_steps)."""
-    from sagin_hil.controllers.rl.train_dsac import TRAIN_SEED_BASE, pick_device
+    every iteration and resumed from when it exists. progress(fraction, running_scc_per_task, env_steps).
+    snr_shaping_per_db: the shared reward gains every UAV's potential-based shaping (train_dsac.snr_shaping)."""
+    from sagin_hil.controllers.rl.train_dsac import TRAIN_SEED_BASE, pick_device, snr_shaping
 
     cfg = cfg or MAPPOConfig()
     dev = pick_device(device)
@@ -182,8 +183,11 @@ def train_mappo(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: in
             buf["state"].append(global_state(world))
             joint = joint_action_vec(world, an["leo"], an["users"], an["mode"], np.tanh(an["waypoint"]))
             r = world.step(joint["uav_leo"], joint["user_uav"], joint["isl"], joint["mode"], joint["waypoint"]).reward
-            buf["reward"].append(r)
             ep_ret += r
+            if snr_shaping_per_db:
+                end = np.full(n_envs, t == steps - 1)
+                r = r + snr_shaping(obs["uav"], world_uav_features(world), end, cfg.gamma, snr_shaping_per_db).sum(-1)
+            buf["reward"].append(r)
             st["env_steps"] += n_envs
             if progress is not None:
                 progress(min(elapsed / budget_s, 1.0), running, st["env_steps"])
@@ -241,7 +245,7 @@ def train_mappo(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: in
             torch.save({"nets": nets.state_dict(), "opt": opt.state_dict(), "state": st, "config": cfg.to_dict()}, ckpt)
     st["wall_s"] = time.perf_counter() - t_start
     meta = {"algo": "mappo", "config": cfg.to_dict(), "seed": seed, "n_envs": n_envs, "env_steps": st["env_steps"],
-            "iterations": st["iterations"], "wall_s": round(st["wall_s"], 1),
+            "iterations": st["iterations"], "wall_s": round(st["wall_s"], 1), "snr_shaping_per_db": snr_shaping_per_db,
             "log_std": nets.log_std.detach().cpu().tolist()}
     path = save_weights(out, {"leo": nets.leo, "users": nets.users, "mode": nets.mode, "waypoint": nets.waypoint}, meta)
     return {"path": str(path), "curve": st["curve"], "env_steps": st["env_steps"], "iterations": st["iterations"],

@@ -72,7 +72,8 @@ def train_seeds(algo: str, out_dir: str | Path, minutes: float, seeds: int = 3, 
     summary = {"algo": algo, "seeds": {s: {"env_steps": r["env_steps"], "wall_s": round(r["wall_s"], 1),
                                            "final_scc_per_task": round(final(r), 4)} for s, r in runs.items()},
                "shipped_seed": best, "minutes_per_seed": minutes / seeds, "n_envs": n_envs,
-               "world": kwargs.get("world_kwargs") or "default"}
+               "world": kwargs.get("world_kwargs") or "default",
+               "reward": {k: kwargs[k] for k in ("snr_shaping_per_db", "move_cost") if k in kwargs} or "default"}
     plot_curves({s: r["curve"] for s, r in runs.items()}, out / f"{algo}-curves.png", algo)
     (out / f"{algo}-summary.json").write_text(json.dumps(summary, indent=1))
     if ship_to is not None:
@@ -102,7 +103,8 @@ def plot_curves(curves: dict[int, list[dict]], path: str | Path, algo: str) -> P
     ax.set_xlabel("environment steps")
     ax.set_ylabel("SCC per task (training episodes)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if xs:
+        ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -21,16 +21,27 @@ import torch
 from sagin_hil.controllers.env import SaginVecEnv
 from sagin_hil.controllers.rl.decide import decide_world, world_uav_features
 from sagin_hil.controllers.rl.dsac import DSACConfig, OptionHead, WaypointHead, choose
-from sagin_hil.controllers.rl.features import FEATURES, N_FEATURES, N_UAV_FEATURES, world_options
+from sagin_hil.controllers.rl.features import FEATURES, N_FEATURES, N_UAV_FEATURES, uav_snr_db, world_options
 from sagin_hil.controllers.rl.nets import save_weights
 
-__all__ = ["train_dsac", "TRAIN_SEED_BASE", "pick_device"]
+__all__ = ["train_dsac", "TRAIN_SEED_BASE", "pick_device", "snr_shaping", "MOVE_COST"]
 
 TRAIN_SEED_BASE = 1_000_000  # training episodes use seeds from here on; evaluation's held-out seeds are below
 # A move's flight time: at sample level a frame's tasks wait for its UAVs to arrive, in the environment a move
 # is free. The waypoint head pays what a task loses by waiting that long, xi_d x flight time / mean D_max
 # (0.5 x 1 s / 6.5 s per v_max x slot of move), so it flies only where the move gains more.
 MOVE_COST = 0.5 / 6.5
+
+
+def snr_shaping(uav_feats: np.ndarray, next_uav_feats: np.ndarray, end: np.ndarray, gamma: float,
+                per_db: float) -> np.ndarray:
+    """Potential-based shaping of the waypoint reward, per UAV [..., N]: gamma Phi(s') - Phi(s) with Phi =
+    per_db x the mean SNR (dB) to the users the UAV serves and Phi = 0 after the episode's end (`end` [...]).
+    It changes no optimal policy (the shaped return differs by -Phi(s0)); it tells the head at once what a
+    move did to its links, which the SCC of the few tasks it carries says only through their noise."""
+    phi = per_db * uav_snr_db(uav_feats)
+    phi_next = np.where(np.asarray(end, bool)[..., None], 0.0, per_db * uav_snr_db(next_uav_feats))
+    return gamma * phi_next - phi
 
 
 def pick_device(device: str | None) -> str:
@@ -72,9 +83,11 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
                world_kwargs: dict[str, Any] | None = None, buffer: int = 40_000, warmup: int = 2_000,
                updates_per_step: int = 2, max_env_steps: int | None = None,
                progress: Callable[[float, float, float], None] | None = None,
-               checkpoint_every_s: float = 120.0) -> dict[str, Any]:
+               checkpoint_every_s: float = 120.0, move_cost: float = MOVE_COST,
+               snr_shaping_per_db: float = 0.0) -> dict[str, Any]:
     """Train for `minutes` of wall time (or `max_env_steps` environment steps) and write the policy to `out`
-    (safetensors). `checkpoint`: a .pt file saved every `checkpoint_every_s` and at the end; when it exists
+    (safetensors). move_cost: the waypoint head's price per v_max x slot of move (MOVE_COST);
+    snr_shaping_per_db: the potential of its shaping (snr_shaping; 0: none). `checkpoint`: a .pt file saved every `checkpoint_every_s` and at the end; when it exists
     training resumes from it (networks, optimisers, alpha, counters, curve; the replay buffer is refilled).
     progress(fraction_done, running_scc_per_task, env_steps) is called every step. Returns the curve and
     counts."""
@@ -174,8 +187,10 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
             f0, m0, a0, r0, d0, f1, m1 = zip(*rows)
             rb.add(feats=np.stack(f0), mask=np.stack(m0), action=np.array(a0), reward=np.array(r0, np.float32),
                    done=np.array(d0, np.float32), next_feats=np.stack(f1), next_mask=np.stack(m1))
-        wp_reward -= MOVE_COST * np.minimum(np.linalg.norm(wp, axis=-1), 1.0)
+        wp_reward -= move_cost * np.minimum(np.linalg.norm(wp, axis=-1), 1.0)
         uf2 = world_uav_features(w) if not trunc.any() else uf
+        if snr_shaping_per_db:
+            wp_reward += snr_shaping(uf, uf2, trunc, cfg.gamma, snr_shaping_per_db)
         rb_wp.add(obs=uf.reshape(-1, N_UAV_FEATURES), action=wp.reshape(-1, 3).astype(np.float32),
                   reward=wp_reward.reshape(-1).astype(np.float32),
                   done=np.full(E * w.N, float(trunc.any()), np.float32), next_obs=uf2.reshape(-1, N_UAV_FEATURES))
@@ -203,6 +218,7 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
     save_ckpt()
     meta = {"algo": "dsac", "features": list(FEATURES), "config": cfg.to_dict(), "seed": seed, "n_envs": E,
             "env_steps": state["env_steps"], "episodes": state["episodes"], "wall_s": round(state["wall_s"], 1),
+            "move_cost": move_cost, "snr_shaping_per_db": snr_shaping_per_db,
             "world": {k: v for k, v in wk.items() if isinstance(v, (int, float, str, list, tuple))}}
     path = save_weights(out, {f"option_{k}": m for k, m in opt_head.modules().items()}
                         | {f"waypoint_{k}": m for k, m in wp_head.modules().items() if k == "actor"}, meta)
