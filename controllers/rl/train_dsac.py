@@ -86,11 +86,11 @@ def train_dsac(out: str | Path, minutes: float = 6.0, seed: int = 0, n_envs: int
                checkpoint_every_s: float = 120.0, move_cost: float = MOVE_COST,
                snr_shaping_per_db: float = 0.0) -> dict[str, Any]:
     """Train for `minutes` of wall time (or `max_env_steps` environment steps) and write the policy to `out`
-    (safetensors). move_cost: the waypoint head's price per v_max x slot of move (MOVE_COST);
-    snr_shaping_per_db: the potential of its shaping (snr_shaping; 0: none). `checkpoint`: a .pt file saved every `checkpoint_every_s` and at the end; when it exists
+    (safetensors). `checkpoint`: a .pt file saved every `checkpoint_every_s` and at the end; when it exists
     training resumes from it (networks, optimisers, alpha, counters, curve; the replay buffer is refilled).
-    progress(fraction_done, running_scc_per_task, env_steps) is called every step. Returns the curve and
-    counts."""
+    progress(fraction_done, running_scc_per_task, env_steps) is called every step. move_cost: the waypoint
+    head's price per v_max x slot of move; snr_shaping_per_db: its shaping's potential per dB (snr_shaping;
+    0: none). Returns the curve and counts."""
     cfg = cfg or DSACConfig()
     dev = pick_device(device)
     torch.manual_seed(seed)
