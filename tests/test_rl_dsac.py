@@ -240,6 +240,7 @@ def test_the_reward_options_are_recorded_checked_and_never_shipped(tmp_path):
                           warmup=16, cfg=DSACConfig(batch=16), max_env_steps=16, snr_shaping_per_db=0.2,
                           move_cost=0.0)
     assert summary["reward"] == {"snr_shaping_per_db": 0.2, "move_cost": 0.0}
+    assert summary["seeds"][0]["final_scc_per_task"] is None  # 8 slots of a 10-slot episode: none finished
     _, meta = load_weights(tmp_path / "dsac-seed0.safetensors")
     assert meta["snr_shaping_per_db"] == 0.2 and meta["move_cost"] == 0.0
     for args, msg in ((["dsac", "--snr-shaping", "0.2", "--ship"], "trained with the default reward"),
@@ -247,3 +248,6 @@ def test_the_reward_options_are_recorded_checked_and_never_shipped(tmp_path):
                       (["dsac", "--snr-shaping", "-1"], "--snr-shaping -1.0 must be >= 0")):
         res = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and msg in " ".join(res.output.replace("│", " ").split()), res.output
+    res = CliRunner().invoke(app, ["train", "mappo", "--minutes", "0.001", "--seeds", "1", "--envs", "2",
+                                   "--snr-shaping", "0.2", "--out", str(tmp_path / "said")])
+    assert res.exit_code == 0 and "world: default; reward: snr_shaping_per_db = 0.2" in res.output, res.output

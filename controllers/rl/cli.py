@@ -39,6 +39,9 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
 
     ship_to = shipped_weights(algo) if ship else out / f"{algo}.safetensors"
     typer.echo(f"training {algo}: {seeds} seeds x {minutes / seeds:.1f} min on {n_envs} environments in {out}")
+    if knobs or reward:
+        typer.echo("world: " + (", ".join(f"{k} = {v}" for k, v in knobs.items()) or "default")
+                   + "; reward: " + (", ".join(f"{k} = {v}" for k, v in reward.items()) or "default"))
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   TextColumn("running SCC/task {task.fields[scc]}"), transient=True) as bar:
         tid = bar.add_task(f"{algo} seed 0", total=1.0, scc="-")
@@ -50,8 +53,9 @@ def _train(algo: str, minutes: float, seeds: int, n_envs: int, out: Path, ship: 
         summary = train_seeds(algo, out, minutes, seeds=seeds, n_envs=n_envs, device=device, ship_to=ship_to,
                               progress=cb, **({"world_kwargs": knobs} if knobs else {}), **reward)
     for s, r in summary["seeds"].items():
+        final = r["final_scc_per_task"]
         typer.echo(f"seed {s}: {r['env_steps']} env steps in {r['wall_s']:.0f} s, final training SCC/task "
-                   f"{r['final_scc_per_task']:.3f}")
+                   + ("- (no episode finished: give it more --minutes)" if final is None else f"{final:.3f}"))
     typer.echo(f"policy (seed {summary['shipped_seed']}) -> {ship_to}; curves -> {out / (algo + '-curves.png')}")
 
 

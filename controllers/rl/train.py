@@ -70,7 +70,8 @@ def train_seeds(algo: str, out_dir: str | Path, minutes: float, seeds: int = 3, 
 
     best = max(runs, key=lambda s: final(runs[s]))
     summary = {"algo": algo, "seeds": {s: {"env_steps": r["env_steps"], "wall_s": round(r["wall_s"], 1),
-                                           "final_scc_per_task": round(final(r), 4)} for s, r in runs.items()},
+                                           "final_scc_per_task": round(final(r), 4) if r["curve"] else None}
+                         for s, r in runs.items()},
                "shipped_seed": best, "minutes_per_seed": minutes / seeds, "n_envs": n_envs,
                "world": kwargs.get("world_kwargs") or "default",
                "reward": {k: kwargs[k] for k in ("snr_shaping_per_db", "move_cost") if k in kwargs} or "default"}
