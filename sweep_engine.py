@@ -164,9 +164,10 @@ def run_points(fn: str, points: dict[str, dict[str, Any]], out_dir: str | Path, 
     out.mkdir(parents=True, exist_ok=True)
     outcome = PointsOutcome()
     todo = {}
+    as_stored = {pid: _as_json(args) for pid, args in points.items()}
     for pid, args in points.items():
         stored = read_point(out / f"{pid}.json")
-        if stored is not None and stored.get("args", _as_json(args)) == _as_json(args):
+        if stored is not None and stored.get("args", as_stored[pid]) == as_stored[pid]:
             outcome.results[pid] = stored
         else:  # not finished, or finished with other arguments (a re-run into the folder with other settings)
             todo[pid] = args
@@ -230,7 +231,7 @@ def run_points(fn: str, points: dict[str, dict[str, Any]], out_dir: str | Path, 
                         outcome.failed[pid] = rec["error"]
                         _report()
                     continue
-                rec["meta"], rec["args"] = (meta or {}).get(pid), _as_json(todo[pid])
+                rec["meta"], rec["args"] = (meta or {}).get(pid), as_stored[pid]
                 _write_json(out / f"{pid}.json", rec)
                 outcome.results[pid] = rec
                 outcome.ran += 1

@@ -66,6 +66,11 @@ class TaskRecord:
     def row(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in TASK_COLUMNS}
 
+    @property
+    def bit_exact(self) -> bool:
+        """The image arrived bit exact (a lossless mode): its PSNR is inf dB."""
+        return self.psnr_db == math.inf
+
 
 @dataclass
 class LinkTrace:
@@ -294,7 +299,7 @@ def timeline_numbers(timeline: list[dict[str, Any]] | None, delay_s: float | Non
 
 def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], meta: dict[str, Any]) -> dict:
     # strict JSON: a bit-exact image's PSNR (inf) is null there, with "bit_exact" true
-    tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "bit_exact": r.psnr_db == math.inf,
+    tasks = [{**{k: _jsonable(v) for k, v in r.row().items()}, "bit_exact": r.bit_exact,
               "predicted": r.predicted, "trail": r.trail, "timeline": r.timeline, "fallback": r.fallback,
               "quality_profile": r.quality_profile} for r in records]
     n = max(len(records), 1)
@@ -304,7 +309,7 @@ def build_summary(name: str, records: list[TaskRecord], links: list[LinkTrace], 
         "met_quality": sum(r.met_quality for r in records),
         "mean_scc": _finite_or_none(float(np.mean([r.scc for r in records]))) if records else None,
         "mean_psnr_db": mean_psnr_db(records),
-        "bit_exact": sum(r.psnr_db == math.inf for r in records),
+        "bit_exact": sum(r.bit_exact for r in records),
         "mean_delay_s": sum(r.delay_s for r in records) / n,
     }
     link_rows = []
@@ -432,7 +437,7 @@ def _plot_images(records: list[TaskRecord], path: Path) -> None:
         return
     fig, axes = plt.subplots(2, len(shown), figsize=(2.2 * len(shown), 4.8), squeeze=False)
     for i, r in enumerate(shown):
-        got = "bit exact" if r.psnr_db == math.inf else f"{r.psnr_db:.1f} dB"
+        got = "bit exact" if r.bit_exact else f"{r.psnr_db:.1f} dB"
         for row, (img, label) in enumerate(((r.sent_image, r.name), (r.received_image, got))):
             ax = axes[row][i]
             ax.axis("off")
@@ -459,7 +464,7 @@ def _plot_tasks(records: list[TaskRecord], path: Path) -> None:
     shown = [min(r.psnr_db, QUALITY_CEILING_DB) for r in records]  # a bit-exact image at the SCC's ceiling, marked
     axes[1].bar(ids, shown, color=["tab:green" if r.met_quality else "tab:red" for r in records])
     for i, r in zip(ids, records):
-        if r.psnr_db == math.inf:
+        if r.bit_exact:
             axes[1].text(i, QUALITY_CEILING_DB, "exact", ha="center", va="bottom", fontsize=7)
     axes[1].plot(ids, [r.quality_min_db for r in records], "k_", ms=20, mew=2, label="floor Q_min")
     axes[1].set_xlabel("task")
