@@ -112,7 +112,8 @@ class ControllerConfig(_Section):
         ["mode1"], min_length=1,
         description="transmission modes the controller may choose (codecs.modes.MODES): mode1 (JPEG 2000 + LDPC), "
         "mode2 (BLIP caption, Stable Diffusion; needs codecs.weights_dir), mode3_1..mode3_3 (VQ indices + LDPC, "
-        "diffusion decoder), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols)",
+        "diffusion decoder), jscc-1/12, jscc-1/6 (deep JSCC, analog symbols), spiff (person box + sampled patches, "
+        "inpainted; see codecs.spiff)",
     )
 
     channel_map: str = Field(
@@ -163,12 +164,25 @@ class ControllerConfig(_Section):
         return self
 
 
+class SpiffEngineConfig(_Section):
+    engine: Literal["fixed", "spiff", "ncb"] = Field(
+        "fixed", description="who configures mode spiff per task: fixed (beta 0.25, p(0) 0.2, caption off, as its "
+        "mode-table row); spiff (the trained quantile multi-critic engine of paper 003) or ncb (its risk-neutral "
+        "baseline), from the image and the allocated route's rate")
+    target: Literal["strict", "intermediate", "lenient"] = Field(
+        "intermediate", description="the engine's fidelity target (paper 003, Table III)")
+    seed: int = Field(0, ge=0, description="which trained seed's actor configures (the actors file holds one per seed)")
+    actors: str | None = Field(None, description="actors file from `sagin-hil train spiff --out DIR` "
+                               "(DIR/spiff-actors.safetensors or DIR/ncb-actors.safetensors); none: the shipped ones")
+
+
 class CodecsConfig(_Section):
     weights_dir: str | None = Field(
         None, description="folder with your pretrained model weights (captioning, CLIP, Stable Diffusion, "
         "segmentation, ...) for the modes that use them; none: those modes use the offline models trained here, "
         "or are left out with the reason in the report")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device of the neural codecs (auto: CUDA when present)")
+    spiff: SpiffEngineConfig = Field(SpiffEngineConfig(), description="mode spiff's configuration per task")
 
 
 class ReportConfig(_Section):
@@ -201,6 +215,14 @@ class Flowgraph(BaseModel):
         f = self.scenario.get("file")
         if f is not None and not isinstance(f, str):
             raise ValueError(f"scenario.file must be a path string, got {f!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_spiff_engine(self) -> Flowgraph:
+        engine = self.codecs.spiff.engine
+        if engine != "fixed" and "spiff" not in self.controller.modes:
+            raise ValueError(f'codecs.spiff.engine = "{engine}" configures mode spiff, which controller.modes '
+                             f'{self.controller.modes} leaves out; add "spiff" to the modes or remove the engine')
         return self
 
     @model_validator(mode="after")

@@ -171,6 +171,7 @@ class _Experiment:
         self.record_dir = record_dir
         self.mode_table = mode_table
         self.codecs: dict[str, Any] = {}
+        self.spiff_policy = _spiff_policy(fg)
         self.hops: dict[tuple[str, float], Any] = {}
         self.radios: list[Any] = []  # a bench's transmitter (and receiver), shared by every hop
         self.busy_until_s: dict[str, float] = {}  # transmitter (or FDMA link) -> busy until then: the queues
@@ -379,6 +380,9 @@ class _Experiment:
         budget = spec.budget(alloc.bits_per_pixel, pixels, relay_snr_db(sounded) if spec.analog else None)
         wall = time.perf_counter()
         try:
+            if self.spiff_policy is not None and alloc.mode == "spiff":
+                codec, decision = self._configure_spiff(codec, task, alloc, link_ids)
+                trail = {**trail, "spiff": decision.to_dict()}
             payload = codec.encode(task.image, budget)
         except CodecError as exc:
             raise FlowgraphError(f"task {task.task_id} ({task.name}): {alloc.mode} cannot encode it: {exc}") from None
@@ -446,15 +450,43 @@ class _Experiment:
             return wall_s
         return spec.compute_time_s(self.mode_table, bpp, (which,))
 
-    def _hop_rate_bps(self, res, hop) -> float:
-        """What the hop carried per second of air time: its symbol rate x the MCS's information bits per
-        symbol x the blocks that passed (analog hops: channel symbols per second)."""
+    def _nominal_rate_bps(self, hop) -> float:
+        """What the hop carries per second of air time when no block is lost: its symbol rate x the MCS's
+        information bits per symbol (analog hops: channel symbols per second)."""
         from sagin_hil.phy.mcs import get_mcs
 
         bw = hop.bandwidth_hz or self.fg.phy.symbol_rate_hz * (1 + self.fg.phy.rolloff)
         rs = bw / (1 + self.fg.phy.rolloff)
-        ok = 1.0 - (res.block_errors / res.blocks if res.blocks else 1.0)
-        return rs * ok if hop.mcs == "analog" else rs * get_mcs(hop.mcs).spectral_efficiency * ok
+        return rs if hop.mcs == "analog" else rs * get_mcs(hop.mcs).spectral_efficiency
+
+    def _hop_rate_bps(self, res, hop) -> float:
+        """What the hop carried per second of air time: the nominal rate x the blocks that passed."""
+        return self._nominal_rate_bps(hop) * (1.0 - (res.block_errors / res.blocks if res.blocks else 1.0))
+
+    def _configure_spiff(self, codec, task: Task, alloc: Allocation, link_ids: list[str]):
+        """Mode spiff as its engine configures it for this image and route (controllers/spiff/policy.py):
+        (the configured codec, the decision for the task's trail)."""
+        from sagin_hil.controllers.spiff.policy import route_rate_bps
+
+        rgb, _, ranks = codec.segment(task.image)  # segmented once: the configured codec shares the result
+        rate = route_rate_bps([self._nominal_rate_bps(alloc.hop(lid)) for lid in link_ids])
+        c = codec.config
+        d = self.spiff_policy.decide(rgb, ranks, rate, task.deadline_s, (c.beta, c.keep[0], c.caption))
+        return codec.with_config(beta=d.beta, keep=(d.keep,), caption=d.caption), d
+
+
+def _spiff_policy(fg: Flowgraph):
+    """The trained engine that configures mode spiff per task (`[codecs.spiff]`), or None for its fixed
+    configuration; a missing or mismatched actors file stops the run before any task is carried."""
+    cfg = fg.codecs.spiff
+    if cfg.engine == "fixed":
+        return None
+    from sagin_hil.controllers.spiff.policy import SpiffPolicy
+
+    try:
+        return SpiffPolicy(cfg.engine, cfg.target, cfg.seed, cfg.actors)
+    except (OSError, ValueError) as exc:
+        raise FlowgraphError(f"{fg.source}: codecs.spiff: {exc}") from None
 
 
 def _trace(scenario, tx: str, rx: str, fg: Flowgraph) -> LinkTrace:

@@ -166,6 +166,13 @@ class SpiffCodec(Codec):
         labels = self._seg_cache["labels"]
         return labels, relevance_map(labels, self.relevance)
 
+    def segment(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the RGB image SPIFF codes, its class labels, its relevance ranks); a grey image is coded as RGB."""
+        img = check_image(image)
+        grey = img.ndim == 2 or img.shape[2] == 1
+        rgb = np.repeat(img.reshape(img.shape[0], img.shape[1], -1)[:, :, :1], 3, 2) if grey else img
+        return (rgb, *self.ranks(rgb))
+
     def _box(self, high: np.ndarray) -> tuple[int, int, int, int]:
         """The segment's bounding box grown by beta toward the edges, snapped outward to the patch grid."""
         if not high.any():
@@ -204,12 +211,10 @@ class SpiffCodec(Codec):
 
     def encode(self, image: np.ndarray, budget: Budget | None = None) -> Payload:
         t0 = time.perf_counter()
-        img = check_image(image)
-        channels = 1 if img.ndim == 2 or img.shape[2] == 1 else 3
-        rgb = np.repeat(img.reshape(img.shape[0], img.shape[1], -1)[:, :, :1], 3, 2) if channels == 1 else img
+        rgb, labels, ranks = self.segment(image)
+        channels = 1 if np.ndim(image) == 2 or np.shape(image)[2] == 1 else 3
         h, w = rgb.shape[:2]
         p = self.config.patch_px
-        labels, ranks = self.ranks(rgb)
         top = self.n_ranks - 1
         box = self._box(ranks == top)
         kept = self._kept_cells(ranks, box)

@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = [
     "TARGETS", "D_MAX_S", "RATE_BPS", "ALPHA", "OutcomeEnv", "Engine", "EngineConfig", "aggregated_cost", "cost_of",
-    "costs_of", "quantile_huber_loss", "quantile_at",
+    "costs_of", "image_state", "quantile_huber_loss", "quantile_at",
 ]
 
 # Table III: f_0,min per, f_0,min sem, lambda_0 per, lambda_0 sem
@@ -51,6 +51,13 @@ LAMBDA_DELAY = 10.0
 N_QUANTILES = 32
 KAPPA = 0.02
 N_TERMS = 6  # bits, PF_0, SF_0, PF_1, SF_1, delay
+
+
+def image_state(features: list[float], rate_bps: float) -> np.ndarray:
+    """The actor's and critics' image input: the image features and the link rate (log, scaled to [-1, 1]
+    over RATE_BPS)."""
+    lo, hi = np.log(RATE_BPS)
+    return np.asarray([*features, 2 * (np.log(rate_bps) - lo) / (hi - lo) - 1], np.float32)
 
 
 class OutcomeEnv:
@@ -71,10 +78,7 @@ class OutcomeEnv:
         return {"image": i, "target": name, "rate_bps": rate}
 
     def image_part(self, st: dict[str, Any]) -> np.ndarray:
-        """Critic input: image features and the link rate (log, scaled to about [-1, 1])."""
-        f = self.rows[st["image"]]["features"]
-        lo, hi = np.log(RATE_BPS)
-        return np.asarray([*f, 2 * (np.log(st["rate_bps"]) - lo) / (hi - lo) - 1], np.float32)
+        return image_state(self.rows[st["image"]]["features"], st["rate_bps"])
 
     @staticmethod
     def target_part(st: dict[str, Any]) -> np.ndarray:
@@ -214,7 +218,7 @@ class Engine:
 
         if config.kind not in ("spiff", "ncb"):
             raise ValueError(f"engine kind {config.kind!r}; use 'spiff' or 'ncb'")
-        self.cfg, self.device = config, torch.device(device)
+        self.cfg, self.device, self.seed = config, torch.device(device), seed
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.actor = _mlp(self.N_IMAGE + self.N_TARGET, 3, config.hidden).to(self.device)
