@@ -30,7 +30,7 @@ def test_the_policy_picks_the_configurations_table_iv_evaluated():
     from sagin_hil.codecs import get_codec
     from sagin_hil.codecs.generative.spiff_images import person_images
     from sagin_hil.controllers.spiff.engine import OutcomeEnv
-    from sagin_hil.controllers.spiff.outcomes import load_outcomes
+    from sagin_hil.controllers.spiff.outcomes import image_features, load_outcomes
 
     table = load_outcomes()
     env = OutcomeEnv(table, "eval", seed=0)
@@ -42,6 +42,7 @@ def test_the_policy_picks_the_configurations_table_iv_evaluated():
         if tag not in rows:  # a variant whose person share the table's image set left out
             continue
         rgb, _, ranks = codec.segment(img)
+        assert np.allclose(image_features(rgb, ranks), env.rows[rows[tag]]["features"], atol=1e-6), tag
         for target, policy in policies.items():
             rate = float(np.exp(np.log(RATE_BPS).mean()))
             d = policy.decide(rgb, ranks, rate, D_MAX_S, (0.25, 0.2, False))
