@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = [
     "TARGETS", "D_MAX_S", "RATE_BPS", "ALPHA", "OutcomeEnv", "Engine", "EngineConfig", "aggregated_cost", "cost_of",
-    "costs_of", "image_state", "quantile_huber_loss", "quantile_at",
+    "costs_of", "grid_index", "image_state", "quantile_huber_loss", "quantile_at",
 ]
 
 # Table III: f_0,min per, f_0,min sem, lambda_0 per, lambda_0 sem
@@ -58,6 +58,11 @@ def image_state(features: list[float], rate_bps: float) -> np.ndarray:
     over RATE_BPS)."""
     lo, hi = np.log(RATE_BPS)
     return np.asarray([*features, 2 * (np.log(rate_bps) - lo) / (hi - lo) - 1], np.float32)
+
+
+def grid_index(action: np.ndarray, betas: np.ndarray, keeps: np.ndarray) -> tuple[int, int]:
+    """(beta index, p(0) index) of the outcome-grid point nearest an action: the configuration it stands for."""
+    return int(np.argmin(np.abs(np.asarray(betas) - action[0]))), int(np.argmin(np.abs(np.asarray(keeps) - action[1])))
 
 
 class OutcomeEnv:
@@ -88,8 +93,7 @@ class OutcomeEnv:
     def outcome(self, st: dict[str, Any], action: np.ndarray) -> np.ndarray:
         """The six terms (bits fraction, PF_0, SF_0, PF_1, SF_1, delay / d_max) of one transmission."""
         row = self.rows[st["image"]]
-        bi = int(np.argmin(np.abs(self.betas - action[0])))
-        ki = int(np.argmin(np.abs(self.keeps - action[1])))
+        bi, ki = grid_index(action, self.betas, self.keeps)
         cell = row["grid"][bi][ki]
         o = cell[int(self.rng.integers(len(cell)))]
         bits = o["bits"] + (row["caption_bits"] if action[2] > 0.5 else 0)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sagin_hil.controllers.spiff.engine import D_MAX_S, RATE_BPS, TARGETS, OutcomeEnv, image_state
+from sagin_hil.controllers.spiff.engine import D_MAX_S, RATE_BPS, TARGETS, OutcomeEnv, grid_index, image_state
 from sagin_hil.controllers.spiff.outcomes import BETAS, HIGH_FRACTION_RANGE, KEEPS, image_features
 
 __all__ = ["SpiffPolicy", "SpiffDecision", "engine_rate_bps", "route_rate_bps"]
@@ -117,7 +117,6 @@ class SpiffPolicy:
                                  "engine was trained on")
         action = self.engine.act(image_state(image_features(image, ranks), state),
                                  OutcomeEnv.target_part({"target": self.target}))
-        beta = BETAS[int(np.argmin(np.abs(np.asarray(BETAS) - action[0])))]
-        keep = KEEPS[int(np.argmin(np.abs(np.asarray(KEEPS) - action[1])))]
-        return SpiffDecision(configuration="engine", beta=float(beta), keep=float(keep), caption=bool(action[2] > 0.5),
-                             **common)
+        bi, ki = grid_index(action, BETAS, KEEPS)
+        return SpiffDecision(configuration="engine", beta=float(BETAS[bi]), keep=float(KEEPS[ki]),
+                             caption=bool(action[2] > 0.5), **common)
